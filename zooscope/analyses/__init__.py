@@ -1,0 +1,1 @@
+"""zooscope.analyses."""

@@ -1,0 +1,54 @@
+"""The ``zooscope`` command line.
+
+Each sub-command lives in its own module of this package and is a thin shell over one
+library package; heavy imports (torch, model libraries) happen inside the command functions so
+that ``zooscope --help`` stays instant. A module joins the CLI by exposing ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from zooscope import __version__
+from zooscope.cli import models
+
+app = typer.Typer(
+    name="zooscope",
+    help="Score vision models against brain data and compare their inductive biases.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"zooscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
+) -> None:
+    """Score vision models against brain data and compare their inductive biases."""
+    from rich.logging import RichHandler
+
+    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    logging.basicConfig(
+        level=level, format="%(message)s", datefmt="[%X]", handlers=[RichHandler(show_path=False)]
+    )
+
+
+# Each module adds its commands; keep this list in CLI-help order.
+for _module in (models,):
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``zooscope`` console script."""
+    app()

@@ -1,0 +1,1 @@
+"""Representational similarity analysis: RSMs, cRSA, veRSA (RidgeGCV), CKA, GSN noise ceilings."""
