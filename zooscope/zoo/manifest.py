@@ -1,0 +1,318 @@
+"""Model manifests: CSV files with one row per model, parsed into validated :class:`ModelEntry`.
+
+Every column is documented in ``manifests/README.md``. Validation collects *every* problem of a
+file before raising one :class:`~zooscope.zoo.errors.ManifestError`, each problem located as
+``file:line:column`` (``line`` is the 1-based line of the CSV file, the header being line 1), so
+nothing runs on a bad manifest and a user fixes it in one pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zooscope.zoo.errors import ManifestError
+
+SOURCES = ("torchvision", "timm", "open_clip", "transformers", "checkpoint")
+ARCH_CLASSES = ("Convolutional", "Transformer", "MLP-Mixer", "Hybrid")
+REQUIRED_COLUMNS = (
+    "model_uid",
+    "source",
+    "name",
+    "weights",
+    "display_name",
+    "arch_class",
+    "task",
+    "task_cluster",
+    "train_data",
+)
+# Required columns whose value may be empty (e.g. a random-init model has no training data).
+MAY_BE_EMPTY = frozenset({"task_cluster", "train_data"})
+OPTIONAL_COLUMNS = (
+    "train_data_size",
+    "seed",
+    "arch",
+    "available",
+    "unavailable_reason",
+    "model_string",
+    "notes",
+)
+
+_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_ARCH = re.compile(r"^(timm|torchvision):[A-Za-z0-9_\-]+$")
+# What a well-formed weights tag looks like for each source ("random" is valid everywhere).
+_WEIGHTS = {
+    "torchvision": (re.compile(r"^[A-Z][A-Z0-9_]*$"), "a weights enum member such as IMAGENET1K_V1 or DEFAULT"),
+    "timm": (re.compile(r"^[a-z0-9][a-z0-9_]*$"), "a timm pretrained tag such as in1k or augreg_in21k, or 'default'"),
+    "open_clip": (re.compile(r"^[a-z0-9][a-z0-9_.\-]*$"), "an open_clip pretrained tag such as openai or laion2b_s34b_b79k"),
+    "transformers": (re.compile(r"^pretrained$"), "'pretrained'"),
+    "checkpoint": (re.compile(r"^pretrained$"), "'pretrained'"),
+}
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f", ""}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One validated manifest row.
+
+    Attributes
+    ----------
+    model_uid : str
+        Unique identifier within the manifest (and the results database).
+    source : {"torchvision", "timm", "open_clip", "transformers", "checkpoint"}
+    name : str
+        The source's own identifier (for ``checkpoint``: the checkpoint location).
+    weights : str
+        The source's pretrained tag, ``"pretrained"``, or ``"random"`` for a seeded random init.
+    seed : int
+        Seed of the random initialisation (used when ``weights == "random"``).
+    arch : str or None
+        ``"timm:<name>"`` or ``"torchvision:<name>"``: the architecture a checkpoint loads into.
+    available : bool
+        False for rows kept for completeness whose weights need a library zooscope lacks.
+    metadata : dict
+        Every other column (``compare_*`` contrasts, ``model_string``, notes, ...), as strings.
+    manifest : str
+        Path of the manifest file the row came from.
+    line : int
+        1-based line of the row in that file.
+    """
+
+    model_uid: str
+    source: str
+    name: str
+    weights: str
+    display_name: str
+    arch_class: str
+    task: str
+    task_cluster: str = ""
+    train_data: str = ""
+    train_data_size: int | None = None
+    seed: int = 0
+    arch: str | None = None
+    available: bool = True
+    unavailable_reason: str = ""
+    metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    manifest: str = ""
+    line: int = 0
+
+    @property
+    def is_random(self) -> bool:
+        """True when the model is built with a seeded random initialisation."""
+        return self.weights == "random"
+
+    @property
+    def model_string(self) -> str:
+        """Conwell et al.'s identifier when the manifest has one, else the uid."""
+        return self.metadata.get("model_string") or self.model_uid
+
+    def to_record(self) -> dict[str, Any]:
+        """Flat dictionary of every column (metadata included), e.g. for the results database."""
+        record = {
+            k: getattr(self, k)
+            for k in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+            if k not in ("model_string", "notes")
+        }
+        record.update(self.metadata)
+        record["manifest"] = self.manifest
+        return record
+
+
+def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[str]]:
+    """Check one row's values; return the parsed fields and the problems found."""
+    problems: list[str] = []
+
+    def bad(column: str, message: str) -> None:
+        problems.append(f"{where}:{column}: {message}")
+
+    values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+    for column in REQUIRED_COLUMNS:
+        if column in values and not values[column] and column not in MAY_BE_EMPTY:
+            bad(column, "must not be empty")
+
+    uid = values.get("model_uid", "")
+    if uid and not _UID.match(uid):
+        bad("model_uid", f"expected letters, digits, '_', '.', '-' (starting with a letter or digit), got {uid!r}")
+    source = values.get("source", "")
+    if source and source not in SOURCES:
+        bad("source", f"expected one of {', '.join(SOURCES)}, got {source!r}")
+    arch_class = values.get("arch_class", "")
+    if arch_class and arch_class not in ARCH_CLASSES:
+        bad("arch_class", f"expected one of {', '.join(ARCH_CLASSES)}, got {arch_class!r}")
+
+    weights = values.get("weights", "")
+    if weights and source in _WEIGHTS and weights != "random":
+        pattern, expected = _WEIGHTS[source]
+        if not pattern.match(weights):
+            bad("weights", f"expected 'random' or {expected} for source {source}, got {weights!r}")
+    name = values.get("name", "")
+    if source == "timm" and "." in name:
+        bad("name", f"expected a timm model name without a pretrained tag (put {name.split('.', 1)[1]!r} in the weights column), got {name!r}")
+
+    arch = values.get("arch") or None
+    if source == "checkpoint":
+        if not arch:
+            bad("arch", "checkpoint rows need the architecture to load into, as timm:<name> or torchvision:<name>")
+        elif not _ARCH.match(arch):
+            bad("arch", f"expected timm:<name> or torchvision:<name>, got {arch!r}")
+
+    parsed_int: dict[str, int | None] = {}
+    for column, default in (("seed", 0), ("train_data_size", None)):
+        text = values.get(column, "")
+        if not text:
+            parsed_int[column] = default
+            continue
+        try:
+            # Digits, or a float that is a whole number (sizes are often written 1.2e9).
+            number = float(text)
+            if number < 0 or not number.is_integer():
+                raise ValueError
+            parsed_int[column] = int(text) if text.isdigit() else int(number)
+        except ValueError:
+            bad(column, f"expected a non-negative integer, got {text!r}")
+            parsed_int[column] = default
+
+    available_text = values.get("available", "").lower()
+    available = True
+    if available_text in _FALSE - {""}:
+        available = False
+    elif available_text and available_text not in _TRUE:
+        bad("available", f"expected true or false, got {values.get('available')!r}")
+    if not available and not values.get("unavailable_reason"):
+        bad("unavailable_reason", "rows with available=false must say why")
+
+    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    metadata = {k: v for k, v in values.items() if k not in known or k in ("model_string", "notes")}
+    metadata = {k: v for k, v in metadata.items() if v}
+    fields = {
+        "model_uid": uid,
+        "source": source,
+        "name": name,
+        "weights": weights,
+        "display_name": values.get("display_name", ""),
+        "arch_class": arch_class,
+        "task": values.get("task", ""),
+        "task_cluster": values.get("task_cluster", ""),
+        "train_data": values.get("train_data", ""),
+        "train_data_size": parsed_int["train_data_size"],
+        "seed": parsed_int["seed"] or 0,
+        "arch": arch,
+        "available": available,
+        "unavailable_reason": values.get("unavailable_reason", ""),
+        "metadata": metadata,
+    }
+    return fields, problems
+
+
+def parse_manifest(lines: Iterable[str], path: str = "<manifest>") -> list[ModelEntry]:
+    """Parse and validate manifest CSV text.
+
+    Parameters
+    ----------
+    lines : iterable of str
+        The CSV text, header first.
+    path : str
+        Name used in error messages and recorded in each entry.
+
+    Returns
+    -------
+    list of ModelEntry
+
+    Raises
+    ------
+    ManifestError
+        Listing every problem as ``file:line:column: what was expected``.
+    """
+    reader = csv.DictReader(lines)
+    header = reader.fieldnames or []
+    problems: list[str] = []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    for column in missing:
+        problems.append(f"{path}:1:{column}: required column is missing from the header")
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    for column in duplicated:
+        problems.append(f"{path}:1:{column}: column appears more than once in the header")
+
+    entries: list[ModelEntry] = []
+    first_line: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not any((v or "").strip() for k, v in row.items() if k is not None):
+            continue  # blank line
+        if None in row:
+            problems.append(f"{path}:{line}:-: row has more fields than the header")
+        fields, row_problems = _parse_row(row, f"{path}:{line}")
+        problems.extend(row_problems)
+        uid = fields["model_uid"]
+        if uid in first_line:
+            problems.append(f"{path}:{line}:model_uid: duplicate uid {uid!r} (first on line {first_line[uid]})")
+        elif uid:
+            first_line[uid] = line
+        if not row_problems and not missing:
+            entries.append(ModelEntry(**fields, manifest=path, line=line))
+    if not first_line and not problems:
+        problems.append(f"{path}:2:-: manifest has no model rows")
+    if problems:
+        raise ManifestError(path, problems)
+    return entries
+
+
+def manifest_dir() -> Path:
+    """Folder of the built-in manifests (``$ZOOSCOPE_MANIFESTS`` or the repository's ``manifests/``)."""
+    env = os.environ.get("ZOOSCOPE_MANIFESTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "manifests"
+
+
+def resolve_manifest(path_or_name: str | os.PathLike[str]) -> Path:
+    """Resolve a manifest path, or the name of a built-in manifest such as ``"demo"``."""
+    path = Path(path_or_name)
+    if path.exists():
+        return path
+    builtin = manifest_dir() / f"{path.name.removesuffix('.csv')}.csv"
+    if path.suffix in ("", ".csv") and builtin.exists() and len(path.parts) == 1:
+        return builtin
+    raise FileNotFoundError(
+        f"manifest {str(path_or_name)!r} not found (also looked for the built-in {builtin})"
+    )
+
+
+def load_manifest(path: str | os.PathLike[str]) -> list[ModelEntry]:
+    """Read and validate a manifest file (or a built-in manifest by name, e.g. ``"demo"``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A CSV file, or the name of a manifest in ``manifests/``.
+
+    Returns
+    -------
+    list of ModelEntry
+        One per row, in file order.
+
+    Raises
+    ------
+    ManifestError
+        If anything in the file is malformed; nothing is returned for a bad manifest.
+    """
+    resolved = resolve_manifest(path)
+    with open(resolved, newline="", encoding="utf-8") as handle:
+        return parse_manifest(handle, str(path if Path(path).exists() else resolved))
+
+
+def get_entry(model_uid: str, manifest: str | os.PathLike[str] = "demo") -> ModelEntry:
+    """Return the entry ``model_uid`` of a manifest (default: the built-in demo manifest)."""
+    entries = load_manifest(manifest)
+    for entry in entries:
+        if entry.model_uid == model_uid:
+            return entry
+    close = [e.model_uid for e in entries if model_uid.lower() in e.model_uid.lower()][:5]
+    hint = f"; similar: {', '.join(close)}" if close else ""
+    raise KeyError(f"no model {model_uid!r} in manifest {manifest}{hint}")

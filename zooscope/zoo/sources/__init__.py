@@ -1,0 +1,21 @@
+"""Model sources; importing this package registers each of them."""
+
+from zooscope.zoo.sources import (
+    checkpoint_source,
+    open_clip_source,
+    timm_source,
+    torchvision_source,
+    transformers_source,
+)
+from zooscope.zoo.sources.base import Source, get_source, register_source
+
+__all__ = [
+    "Source",
+    "checkpoint_source",
+    "get_source",
+    "open_clip_source",
+    "register_source",
+    "timm_source",
+    "torchvision_source",
+    "transformers_source",
+]

@@ -1,0 +1,71 @@
+"""The interface every model source implements, and the registry of sources."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from PIL import Image
+
+from zooscope.zoo.manifest import ModelEntry
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+class Source(ABC):
+    """A library that models come from (timm, torchvision, ...).
+
+    A source builds the network (randomly initialised, or with its pretrained weights, which it
+    may download) together with the library's own test-time transform, and says where its
+    weights are cached so that a missing file is reported before any download is attempted.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
+        """Build the vision network of ``entry`` and its test-time transform.
+
+        With ``pretrained=False`` the caller has already seeded torch's RNG.
+        """
+
+    @abstractmethod
+    def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:
+        """Hosts the pretrained weights would be downloaded from (empty: local)."""
+
+    @abstractmethod
+    def cache_location(self, entry: ModelEntry) -> str:
+        """Human-readable location where the pretrained weights are (or would be) cached."""
+
+    def is_cached(self, entry: ModelEntry) -> bool | None:
+        """Whether the pretrained weights are in the local cache (None: cannot tell cheaply)."""
+        return None
+
+    def random_needs_files(self, entry: ModelEntry) -> bool:
+        """Whether even a random init needs files from the hub (e.g. a transformers config)."""
+        return False
+
+    def library_versions(self) -> dict[str, str]:
+        """Versions of the libraries this source uses (recorded with every loaded model)."""
+        return {"torch": torch.__version__}
+
+
+_REGISTRY: dict[str, Source] = {}
+
+
+def register_source(cls: type[Source]) -> type[Source]:
+    """Class decorator adding a source to the registry under ``cls.name``."""
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_source(name: str) -> Source:
+    """Return the registered source called ``name``."""
+    from zooscope.zoo import sources  # noqa: F401  (importing the package registers every source)
+
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model source {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None

@@ -1,0 +1,174 @@
+"""Checkpoints (local file, URL, or a file shipped inside an installed package) loaded into a
+named timm or torchvision architecture (the manifest's ``arch`` column).
+
+Checkpoints published by other projects rarely use the architecture library's parameter names.
+Keys are matched by name after stripping a prefix (``module.``, or the ``strip_prefix`` column);
+when names still differ but both state dicts hold the same tensors in the same order, they are
+mapped positionally, each pair checked by shape. Optional manifest columns:
+
+``checkpoint_key``
+    Dotted path to the state dict inside the file (e.g. ``classy_state_dict.base_model.model.trunk``);
+    by default a lone ``state_dict``/``model``/``state`` entry is unwrapped.
+``strip_prefix``
+    A prefix to remove from every checkpoint key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from zooscope.zoo.hub import torch_checkpoint_dir, url_host
+from zooscope.zoo.manifest import ModelEntry
+from zooscope.zoo.sources.base import Source, Transform, register_source
+from zooscope.zoo.sources.timm_source import build_timm
+from zooscope.zoo.sources.torchvision_source import build_torchvision
+
+logger = logging.getLogger(__name__)
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state", "state", "net", "module")
+
+
+def resolve_location(location: str, manifest: str = "") -> Path | str:
+    """Turn a checkpoint location into a local path, or return the URL unchanged.
+
+    ``package:<module>:<attr.path>`` imports ``module`` and follows ``attr.path``; a callable at the
+    end is called. Relative paths are tried against the manifest's folder, then the working folder.
+    """
+    if location.startswith(("http://", "https://")):
+        return location
+    if location.startswith("package:"):
+        try:
+            _, module_name, attr_path = location.split(":", 2)
+        except ValueError:
+            raise ValueError(f"expected package:<module>:<attribute>, got {location!r}") from None
+        target: object = importlib.import_module(module_name)
+        for part in attr_path.split("."):
+            target = getattr(target, part)
+        path = Path(target() if callable(target) else target)  # type: ignore[arg-type]
+    else:
+        path = Path(location.removeprefix("file:")).expanduser()
+        if not path.is_absolute() and manifest:
+            beside = Path(manifest).parent / path
+            path = beside if beside.exists() else path
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint file not found: {path} (from {location!r})")
+    return path
+
+
+def unwrap_state_dict(obj: object, key: str | None = None) -> dict[str, torch.Tensor]:
+    """Find the parameter dictionary inside a loaded checkpoint."""
+    if key:
+        for part in key.split("."):
+            if not isinstance(obj, Mapping) or part not in obj:
+                raise KeyError(f"checkpoint has no entry {part!r} on the path {key!r}")
+            obj = obj[part]
+    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = [k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
+        if len(inner) != 1:
+            raise KeyError(f"cannot find the state dict in the checkpoint (top-level keys: {list(obj)[:10]}); set checkpoint_key")
+        obj = obj[inner[0]]
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"checkpoint is a {type(obj).__name__}, expected a state dict")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def remap_state_dict(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], strip_prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Rename checkpoint keys to the architecture's keys.
+
+    Parameters
+    ----------
+    source : mapping
+        The checkpoint's tensors.
+    target : mapping
+        The architecture's ``state_dict()``.
+    strip_prefix : str
+        Removed from every source key first (``module.`` is always stripped when every key has it).
+
+    Returns
+    -------
+    dict
+        A state dict with exactly the target's keys.
+
+    Raises
+    ------
+    ValueError
+        When neither name matching nor order-and-shape matching explains the checkpoint.
+    """
+    prefixes = [p for p in (strip_prefix, "module.") if p and all(k.startswith(p) for k in source)]
+    renamed = dict(source)
+    for prefix in prefixes:
+        renamed = {k[len(prefix):]: v for k, v in renamed.items()}
+    if set(renamed) == set(target):
+        mismatched = [k for k in target if renamed[k].shape != target[k].shape]
+        if not mismatched:
+            return renamed
+        raise ValueError(f"checkpoint shapes differ from the architecture for {mismatched[:5]}")
+    if len(renamed) != len(target):
+        missing = sorted(set(target) - set(renamed))[:5]
+        raise ValueError(
+            f"checkpoint has {len(renamed)} tensors, the architecture {len(target)}; names differ "
+            f"(e.g. architecture expects {missing}) so they cannot be mapped"
+        )
+    # Same count, different names: map by position, the shapes vouching for the order.
+    mapped: dict[str, torch.Tensor] = {}
+    for position, ((src_key, tensor), (dst_key, expected)) in enumerate(zip(renamed.items(), target.items(), strict=True)):
+        if tensor.shape != expected.shape:
+            raise ValueError(
+                f"positional mapping failed at tensor {position}: checkpoint {src_key!r} {tuple(tensor.shape)} "
+                f"vs architecture {dst_key!r} {tuple(expected.shape)}"
+            )
+        mapped[dst_key] = tensor
+    logger.info("mapped %d checkpoint tensors onto the architecture by position and shape", len(mapped))
+    return mapped
+
+
+def build_architecture(arch: str, pretrained_tag: str | None = None) -> tuple[torch.nn.Module, Transform]:
+    """Build ``timm:<name>`` or ``torchvision:<name>`` randomly initialised, with its transform."""
+    library, name = arch.split(":", 1)
+    if library == "timm":
+        return build_timm(name, pretrained=False)
+    return build_torchvision(name, None)
+
+
+@register_source
+class CheckpointSource(Source):
+    name = "checkpoint"
+
+    def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
+        module, transform = build_architecture(entry.arch or "")
+        if not pretrained:
+            return module, transform
+        location = resolve_location(entry.name, entry.manifest)
+        if isinstance(location, str):  # URL: torch.hub's own cache and download
+            state = torch.hub.load_state_dict_from_url(location, map_location="cpu", weights_only=True)
+        else:
+            state = torch.load(location, map_location="cpu", weights_only=True)
+        tensors = unwrap_state_dict(state, entry.metadata.get("checkpoint_key"))
+        module.load_state_dict(remap_state_dict(tensors, module.state_dict(), entry.metadata.get("strip_prefix", "")))
+        return module, transform
+
+    def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:
+        return (url_host(entry.name),) if entry.name.startswith(("http://", "https://")) else ()
+
+    def cache_location(self, entry: ModelEntry) -> str:
+        if entry.name.startswith(("http://", "https://")):
+            return str(torch_checkpoint_dir() / entry.name.rsplit("/", 1)[-1])
+        return entry.name
+
+    def is_cached(self, entry: ModelEntry) -> bool:
+        if entry.name.startswith(("http://", "https://")):
+            return (torch_checkpoint_dir() / entry.name.rsplit("/", 1)[-1]).exists()
+        return True  # local files and package files are checked (with a clear error) when loaded
+
+    def library_versions(self) -> dict[str, str]:
+        import timm
+        import torchvision
+
+        return {**super().library_versions(), "timm": timm.__version__, "torchvision": torchvision.__version__}

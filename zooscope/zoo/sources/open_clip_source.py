@@ -1,0 +1,50 @@
+"""open_clip models: the image encoder (``model.visual``) and open_clip's own eval preprocess."""
+
+from __future__ import annotations
+
+import torch
+
+from zooscope.zoo.hub import HF_HOST, hf_cache_dir, hf_file_cached, url_host
+from zooscope.zoo.manifest import ModelEntry
+from zooscope.zoo.sources.base import Source, Transform, register_source
+
+_HF_WEIGHT_FILES = ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
+
+
+@register_source
+class OpenClipSource(Source):
+    name = "open_clip"
+
+    def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
+        import open_clip
+
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            entry.name, pretrained=entry.weights if pretrained else None
+        )
+        # Vision only: the text tower is dropped so its parameters do not count or occupy memory.
+        return model.visual, preprocess
+
+    def _cfg(self, entry: ModelEntry) -> dict:
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(entry.name, entry.weights)
+        if not cfg:
+            raise ValueError(f"open_clip has no pretrained tag {entry.weights!r} for {entry.name!r}")
+        return cfg
+
+    def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:
+        cfg = self._cfg(entry)
+        return (HF_HOST,) if cfg.get("hf_hub") else (url_host(cfg.get("url", "")),)
+
+    def cache_location(self, entry: ModelEntry) -> str:
+        cfg = self._cfg(entry)
+        return f"{hf_cache_dir()} (repo {cfg.get('hf_hub') or cfg.get('url')})"
+
+    def is_cached(self, entry: ModelEntry) -> bool | None:
+        repo = self._cfg(entry).get("hf_hub", "").rstrip("/")
+        return hf_file_cached(repo, _HF_WEIGHT_FILES) if repo else None
+
+    def library_versions(self) -> dict[str, str]:
+        import open_clip
+
+        return {**super().library_versions(), "open_clip": open_clip.__version__}

@@ -1,0 +1,64 @@
+"""torchvision models: ``torchvision.models.get_model`` plus the weights enum's own transforms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zooscope.zoo.hub import torch_checkpoint_dir, url_host
+from zooscope.zoo.manifest import ModelEntry
+from zooscope.zoo.sources.base import Source, Transform, register_source
+
+
+def weights_enum(builder: str, tag: str) -> Any:
+    """The weights enum member ``tag`` of torchvision builder ``builder`` (``DEFAULT`` allowed)."""
+    import torchvision
+
+    members = torchvision.models.get_model_weights(builder)
+    try:
+        return members[tag]
+    except KeyError:
+        names = ", ".join(["DEFAULT", *(m.name for m in members)])
+        raise ValueError(f"torchvision model {builder!r} has no weights {tag!r}; expected one of {names}") from None
+
+
+def build_torchvision(builder: str, tag: str | None) -> tuple[torch.nn.Module, Transform]:
+    """Build a torchvision model and the test-time transform of weights ``tag`` (random init if None).
+
+    A random-init model uses the ``DEFAULT`` weights' transform, i.e. the preprocessing of its
+    trained twin.
+    """
+    import torchvision
+
+    weights = weights_enum(builder, tag or "DEFAULT")
+    kwargs: dict[str, Any] = {}
+    if tag is None and builder in ("inception_v3", "googlenet"):
+        kwargs["init_weights"] = True  # silences the "init_weights will default to False" warning
+    module = torchvision.models.get_model(builder, weights=weights if tag else None, **kwargs)
+    return module, weights.transforms()
+
+
+@register_source
+class TorchvisionSource(Source):
+    name = "torchvision"
+
+    def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
+        return build_torchvision(entry.name, entry.weights if pretrained else None)
+
+    def _url(self, entry: ModelEntry) -> str:
+        return weights_enum(entry.name, entry.weights).url
+
+    def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:
+        return (url_host(self._url(entry)),)
+
+    def cache_location(self, entry: ModelEntry) -> str:
+        return str(torch_checkpoint_dir() / self._url(entry).rsplit("/", 1)[-1])
+
+    def is_cached(self, entry: ModelEntry) -> bool:
+        return (torch_checkpoint_dir() / self._url(entry).rsplit("/", 1)[-1]).exists()
+
+    def library_versions(self) -> dict[str, str]:
+        import torchvision
+
+        return {**super().library_versions(), "torchvision": torchvision.__version__}
