@@ -1,0 +1,594 @@
+"""The Benchmark file: responses + stimuli + unit table + splits, in one HDF5 file.
+
+This is the single interface between brain (or neural) data and scoring. It is dataset-agnostic:
+NSD voxels, macaque IT neurons or any other set of units measured on a set of images fit it.
+
+File layout (HDF5)
+------------------
+``/responses``
+    float32 [n_units, n_images, n_reps], ``NaN`` where a repetition is missing. Chunked by units
+    so that reading a subset of units touches only their rows.
+``/stimuli``
+    uint8 [n_images, H, W, 3], chunked one image per chunk.
+``/image_ids``
+    int64 [n_images], dataset image identifiers (NSD: 0-based 73k ids).
+``/units/<column>``
+    One dataset per unit-table column, [n_units]; the column order is the attribute
+    ``columns`` of the group. Boolean columns are ROI (unit-group) flags.
+``/splits/<name>``
+    int64 positions into the image axis (default ``train`` = even positions, ``test`` = odd).
+file attributes
+    ``attrs_json`` (JSON of the provenance dictionary), ``content_hash``, ``format_version``.
+
+Group labels
+------------
+:meth:`Benchmark.groups` labels a group ``"<subject>|<roi>"``, e.g. ``"1|OTC"``. Without a
+``subject`` column the subject part is ``"all"``; without ROI columns the ROI part is ``"all"``.
+ROI names may therefore not contain ``"|"``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from zooscope._hashing import hash_array
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FORMAT_VERSION", "Benchmark", "default_splits"]
+
+FORMAT_VERSION = 1
+_STIMULI_BATCH = 64
+
+
+def default_splits(n_images: int) -> dict[str, np.ndarray]:
+    """Default splits of Conwell et al. (2024): ``train`` = even positions, ``test`` = odd.
+
+    Parameters
+    ----------
+    n_images : int
+        Number of images.
+
+    Returns
+    -------
+    dict
+        ``{"train": int64 [ceil(n/2)], "test": int64 [floor(n/2)]}`` positions.
+    """
+    positions = np.arange(n_images, dtype=np.int64)
+    return {"train": positions[0::2], "test": positions[1::2]}
+
+
+def _content_hash(
+    responses: Any,
+    stimuli: Any,
+    units: pd.DataFrame,
+    image_ids: np.ndarray,
+    splits: Mapping[str, np.ndarray],
+) -> str:
+    """sha256 over responses, stimuli, units, image ids and splits (arrays read in blocks)."""
+    h = hash_array(np.asarray(image_ids, dtype=np.int64))
+    for start in range(0, responses.shape[0], 1024):
+        hash_array(np.asarray(responses[start : start + 1024], dtype=np.float32), h)
+    for start in range(0, stimuli.shape[0], _STIMULI_BATCH):
+        hash_array(np.asarray(stimuli[start : start + _STIMULI_BATCH], dtype=np.uint8), h)
+    for column in units.columns:
+        h.update(str(column).encode())
+        values = units[column].to_numpy()
+        if values.dtype == object:
+            h.update(json.dumps([str(v) for v in values]).encode())
+        else:
+            hash_array(values, h)
+    for name in sorted(splits):
+        h.update(name.encode())
+        hash_array(np.asarray(splits[name], dtype=np.int64), h)
+    return h.hexdigest()[:16]
+
+
+def _validate(
+    responses: np.ndarray,
+    stimuli: Any,
+    units: pd.DataFrame,
+    image_ids: np.ndarray,
+    splits: Mapping[str, np.ndarray],
+) -> None:
+    if responses.ndim == 2:
+        raise ValueError(
+            "responses must be 3-D [units, images, reps]; for a single repetition pass "
+            "responses[..., None]"
+        )
+    if responses.ndim != 3:
+        raise ValueError(
+            f"responses must be 3-D [units, images, reps], got shape {responses.shape}"
+        )
+    n_units, n_images, _ = responses.shape
+    if np.isinf(responses).any():
+        raise ValueError("responses contain +/-inf; mark missing repetitions with NaN")
+    if len(stimuli.shape) != 4 or stimuli.shape[3] != 3:
+        raise ValueError(f"stimuli must be uint8 [n_images, H, W, 3], got shape {stimuli.shape}")
+    if stimuli.shape[0] != n_images:
+        raise ValueError(
+            f"stimuli has {stimuli.shape[0]} images but responses has {n_images} (axis 1)"
+        )
+    if np.dtype(stimuli.dtype) != np.uint8:
+        raise ValueError(f"stimuli must be uint8, got {stimuli.dtype}")
+    if len(units) != n_units:
+        raise ValueError(f"units has {len(units)} rows but responses has {n_units} units (axis 0)")
+    if image_ids.shape != (n_images,):
+        raise ValueError(f"image_ids must have shape ({n_images},), got {image_ids.shape}")
+    if len(np.unique(image_ids)) != n_images:
+        raise ValueError("image_ids must be unique")
+    for name, positions in splits.items():
+        if positions.ndim != 1 or (
+            positions.size and (positions.min() < 0 or positions.max() >= n_images)
+        ):
+            raise ValueError(f"split {name!r} must hold 1-D positions in [0, {n_images})")
+    for column in units.columns:
+        if not isinstance(column, str) or "/" in column:
+            raise ValueError(f"unit-table column names must be strings without '/', got {column!r}")
+        if units[column].dtype == bool and "|" in column:
+            raise ValueError(f"ROI column {column!r} may not contain '|' (used in group labels)")
+
+
+class Benchmark:
+    """A Benchmark file opened for reading (lazily: datasets are read on demand).
+
+    Parameters
+    ----------
+    path : str or Path
+        Path of an existing Benchmark HDF5 file. Prefer :meth:`open`.
+
+    Notes
+    -----
+    The object pickles as its path, so Dask workers reopen the file themselves. Use it as a
+    context manager (or call :meth:`close`) to release the HDF5 handle.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self._path = Path(path)
+        self._file: Any = None
+        self._units: pd.DataFrame | None = None
+        if not self._path.is_file():
+            raise FileNotFoundError(f"benchmark file not found: {self._path}")
+        f = self._h5()
+        missing = [
+            k for k in ("responses", "stimuli", "image_ids", "units", "splits") if k not in f
+        ]
+        if missing:
+            raise ValueError(
+                f"{self._path} is not a zooscope Benchmark file (missing {missing}); write one "
+                "with Benchmark.from_arrays or `zooscope nsd prepare`"
+            )
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Benchmark:
+        """Open an existing Benchmark file (lazy)."""
+        return cls(path)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        path: str | os.PathLike,
+        responses: ArrayLike,
+        stimuli: ArrayLike,
+        units: pd.DataFrame | Mapping[str, ArrayLike],
+        image_ids: ArrayLike | None = None,
+        splits: Mapping[str, ArrayLike] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> Benchmark:
+        """Write a Benchmark file from in-memory arrays (atomically) and open it.
+
+        Parameters
+        ----------
+        path : str or Path
+            Output file; written to a temporary file in the same folder, then renamed.
+        responses : array_like, shape (n_units, n_images, n_reps)
+            Single-repetition responses; ``NaN`` where a repetition is missing.
+        stimuli : array_like of uint8, shape (n_images, H, W, 3)
+            The images, in the order of the image axis. May be an h5py dataset (copied in blocks).
+        units : DataFrame or mapping, n_units rows
+            Unit table, e.g. columns ``subject``, ``x``, ``y``, ``z``, ``ncsnr`` and one boolean
+            column per ROI (every boolean column is an ROI flag).
+        image_ids : array_like of int, shape (n_images,), optional
+            Dataset image ids; default ``arange(n_images)``.
+        splits : mapping of str to array_like of int, optional
+            Named image positions; default :func:`default_splits`.
+        attrs : mapping, optional
+            JSON-serialisable provenance (source, thresholds, ...).
+
+        Returns
+        -------
+        Benchmark
+        """
+        import pandas as pd
+
+        responses = np.asarray(responses, dtype=np.float32)
+        if not hasattr(stimuli, "shape") or not hasattr(stimuli, "dtype"):
+            stimuli = np.asarray(stimuli)
+        units_df = pd.DataFrame(units).reset_index(drop=True)
+        n_images = responses.shape[1] if responses.ndim >= 2 else 0
+        ids = (
+            np.arange(n_images, dtype=np.int64)
+            if image_ids is None
+            else np.asarray(image_ids, dtype=np.int64)
+        )
+        split_arrays = {
+            str(k): np.asarray(v, dtype=np.int64)
+            for k, v in (default_splits(n_images) if splits is None else splits).items()
+        }
+        _validate(responses, stimuli, units_df, ids, split_arrays)
+        with _AtomicBenchmarkWriter(
+            path, n_images, responses.shape[2], stimuli.shape, ids, split_arrays, attrs
+        ) as writer:
+            writer.append_responses(responses)
+            writer.units = units_df
+            for start in range(0, stimuli.shape[0], _STIMULI_BATCH):
+                writer.write_stimuli(start, np.asarray(stimuli[start : start + _STIMULI_BATCH]))
+        return cls(path)
+
+    # -- file handle / pickling ---------------------------------------------------------------
+    def _h5(self) -> Any:
+        if self._file is None or not self._file.id.valid:
+            import h5py
+
+            self._file = h5py.File(self._path, "r")
+        return self._file
+
+    def close(self) -> None:
+        """Close the HDF5 handle (reopened automatically on the next access)."""
+        if self._file is not None and self._file.id.valid:
+            self._file.close()
+        self._file = None
+
+    def __enter__(self) -> Benchmark:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (type(self), (str(self._path),))
+
+    def __repr__(self) -> str:
+        return (
+            f"Benchmark({str(self._path)!r}, units={self.n_units}, images={self.n_images}, "
+            f"reps={self.n_reps}, hash={self.content_hash})"
+        )
+
+    # -- metadata -----------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """Path of the file."""
+        return self._path
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of responses, stimuli, units, image ids and splits (not of creation time)."""
+        return str(self._h5().attrs["content_hash"])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Provenance attributes given at creation (plus ``created`` and ``zooscope_version``)."""
+        return json.loads(self._h5().attrs["attrs_json"])
+
+    @property
+    def n_units(self) -> int:
+        return int(self._h5()["responses"].shape[0])
+
+    @property
+    def n_images(self) -> int:
+        return int(self._h5()["responses"].shape[1])
+
+    @property
+    def n_reps(self) -> int:
+        return int(self._h5()["responses"].shape[2])
+
+    @property
+    def image_ids(self) -> np.ndarray:
+        """int64 [n_images] dataset image ids (NSD: 0-based 73k ids)."""
+        return self._h5()["image_ids"][()]
+
+    @property
+    def splits(self) -> dict[str, np.ndarray]:
+        """Split name -> int64 positions along the image axis."""
+        group = self._h5()["splits"]
+        return {name: group[name][()] for name in group}
+
+    @property
+    def units(self) -> pd.DataFrame:
+        """Unit table, n_units rows (cached after the first read)."""
+        if self._units is None:
+            import pandas as pd
+
+            group = self._h5()["units"]
+            columns = [str(c) for c in json.loads(group.attrs["columns"])]
+            data = {}
+            for column in columns:
+                values = group[column][()]
+                if values.dtype.kind in "SO":
+                    values = np.array([v.decode() if isinstance(v, bytes) else v for v in values])
+                data[column] = values
+            self._units = pd.DataFrame(data, columns=columns)
+        return self._units.copy()
+
+    @property
+    def roi_names(self) -> list[str]:
+        """Names of the boolean (ROI) columns of the unit table."""
+        units = self.units
+        return [c for c in units.columns if units[c].dtype == bool]
+
+    @property
+    def subjects(self) -> list[Any]:
+        """Sorted unique values of the ``subject`` column (``[]`` without one)."""
+        units = self.units
+        if "subject" not in units.columns:
+            return []
+        return sorted(units["subject"].unique().tolist())
+
+    @property
+    def stimuli(self) -> Any:
+        """Lazy uint8 [n_images, H, W, 3] h5py dataset (slice it to read)."""
+        return self._h5()["stimuli"]
+
+    # -- data ---------------------------------------------------------------------------------
+    def responses(
+        self, units: ArrayLike | None = None, images: ArrayLike | None = None
+    ) -> np.ndarray:
+        """Single-repetition responses.
+
+        Parameters
+        ----------
+        units : array_like of int or bool, optional
+            Unit indices (any order) or a boolean mask over units; default all.
+        images : array_like of int or bool, optional
+            Image positions or mask; default all.
+
+        Returns
+        -------
+        ndarray of float32, shape (n_selected_units, n_selected_images, n_reps)
+            ``NaN`` where a repetition is missing.
+        """
+        ds = self._h5()["responses"]
+        u = self._index(units, ds.shape[0], "units")
+        data = ds[()] if u is None else _read_rows(ds, u)
+        i = self._index(images, ds.shape[1], "images")
+        if i is not None:
+            data = data[:, i]
+        return np.asarray(data, dtype=np.float32)
+
+    def mean_responses(
+        self, units: ArrayLike | None = None, images: ArrayLike | None = None
+    ) -> np.ndarray:
+        """Responses averaged over repetitions (``nanmean``).
+
+        Returns
+        -------
+        ndarray of float32, shape (n_selected_units, n_selected_images)
+            ``NaN`` only where every repetition is missing.
+        """
+        data = self.responses(units, images)
+        present = ~np.isnan(data)
+        n = present.sum(axis=2)
+        total = np.where(present, data, 0.0).sum(axis=2, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (total / n).astype(np.float32)
+
+    def groups(
+        self, subjects: Sequence[Any] | None = None, rois: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Unit indices of each (subject, ROI) group.
+
+        Parameters
+        ----------
+        subjects : sequence, optional
+            Subjects to include (values of the ``subject`` column); default all.
+        rois : sequence of str, optional
+            ROI (boolean) columns to include; default all.
+
+        Returns
+        -------
+        dict of str to ndarray of int64
+            ``"<subject>|<roi>"`` (e.g. ``"1|OTC"``) -> sorted unit indices. Empty groups are
+            left out. ``"all"`` stands for a missing subject column or no ROI columns.
+        """
+        units = self.units
+        all_rois = self.roi_names
+        if rois is None:
+            rois = all_rois
+        unknown = [r for r in rois if r not in all_rois]
+        if unknown:
+            raise KeyError(f"unknown ROI(s) {unknown}; this benchmark has {all_rois}")
+        if "subject" in units.columns:
+            present = self.subjects
+            subjects = present if subjects is None else list(subjects)
+            missing = [s for s in subjects if s not in present]
+            if missing:
+                raise KeyError(f"unknown subject(s) {missing}; this benchmark has {present}")
+            subject_masks = {str(s): (units["subject"] == s).to_numpy() for s in subjects}
+        else:
+            if subjects is not None:
+                raise KeyError("this benchmark has no 'subject' column; pass subjects=None")
+            subject_masks = {"all": np.ones(len(units), dtype=bool)}
+        roi_masks = (
+            {r: units[r].to_numpy(dtype=bool) for r in rois}
+            if all_rois
+            else {"all": np.ones(len(units), dtype=bool)}
+        )
+        out = {}
+        for s_label, s_mask in subject_masks.items():
+            for r_label, r_mask in roi_masks.items():
+                idx = np.flatnonzero(s_mask & r_mask).astype(np.int64)
+                if idx.size:
+                    out[f"{s_label}|{r_label}"] = idx
+        return out
+
+    def verify(self) -> bool:
+        """Recompute the content hash from the stored data and compare with the stored one."""
+        f = self._h5()
+        actual = _content_hash(
+            f["responses"], f["stimuli"], self.units, self.image_ids, self.splits
+        )
+        return actual == self.content_hash
+
+    @staticmethod
+    def _index(sel: ArrayLike | None, n: int, what: str) -> np.ndarray | None:
+        if sel is None:
+            return None
+        arr = np.asarray(sel)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise ValueError(f"boolean {what} mask must have shape ({n},), got {arr.shape}")
+            return np.flatnonzero(arr)
+        arr = arr.astype(np.int64).ravel()
+        if arr.size and (arr.min() < -n or arr.max() >= n):
+            raise IndexError(f"{what} index out of range for {n} {what}")
+        return np.where(arr < 0, arr + n, arr)
+
+
+def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
+    """Read rows (any order, repeats allowed) of an h5py dataset; h5py needs sorted unique."""
+    if rows.size == 0:
+        return np.empty((0, *ds.shape[1:]), dtype=ds.dtype)
+    unique, inverse = np.unique(rows, return_inverse=True)
+    if unique.size == unique[-1] - unique[0] + 1:  # contiguous: one hyperslab
+        block = ds[int(unique[0]) : int(unique[-1]) + 1]
+    else:
+        block = ds[unique]
+    return block[inverse]
+
+
+class _AtomicBenchmarkWriter:
+    """Create a Benchmark file in a temp file, fill it in blocks, hash it, rename on success.
+
+    Used by :meth:`Benchmark.from_arrays` and by ``zooscope.nsd.prepare``, which appends the
+    responses of one subject at a time and sets the unit table once all units are known.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_images: int,
+        n_reps: int,
+        stimuli_shape: tuple[int, ...],
+        image_ids: np.ndarray,
+        splits: Mapping[str, np.ndarray],
+        attrs: Mapping[str, Any] | None,
+    ) -> None:
+        self.path = Path(path)
+        self.n_images = int(n_images)
+        self.n_reps = int(n_reps)
+        self.stimuli_shape = tuple(int(s) for s in stimuli_shape)
+        self.image_ids = np.asarray(image_ids, dtype=np.int64)
+        self.splits = splits
+        self.attrs = dict(attrs or {})
+        self.units: pd.DataFrame | None = None
+        self._tmp: Path | None = None
+        self._file: Any = None
+
+    def __enter__(self) -> _AtomicBenchmarkWriter:
+        import h5py
+
+        try:
+            json.dumps(self.attrs)
+        except TypeError as err:
+            raise ValueError(f"attrs must be JSON-serialisable: {err}") from err
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        os.close(fd)
+        self._tmp = Path(tmp)
+        f = self._file = h5py.File(self._tmp, "w")
+        row_bytes = max(1, self.n_images * self.n_reps * 4)
+        row_chunk = max(1, (1 << 20) // row_bytes)
+        f.create_dataset(
+            "responses",
+            shape=(0, self.n_images, self.n_reps),
+            maxshape=(None, self.n_images, self.n_reps),
+            dtype="f4",
+            chunks=(row_chunk, max(1, self.n_images), max(1, self.n_reps)),
+            fillvalue=np.nan,
+        )
+        f.create_dataset(
+            "stimuli",
+            shape=self.stimuli_shape,
+            dtype="u1",
+            chunks=(1, *self.stimuli_shape[1:]) if self.stimuli_shape[0] else None,
+        )
+        f.create_dataset("image_ids", data=self.image_ids)
+        group = f.create_group("splits")
+        for name, positions in self.splits.items():
+            group.create_dataset(name, data=np.asarray(positions, dtype=np.int64))
+        return self
+
+    def append_responses(self, block: np.ndarray) -> None:
+        """Append ``block`` [n, n_images, n_reps] as the next ``n`` unit rows."""
+        ds = self._file["responses"]
+        start = ds.shape[0]
+        ds.resize(start + block.shape[0], axis=0)
+        ds[start:] = np.asarray(block, dtype=np.float32)
+
+    def write_stimuli(self, start: int, block: np.ndarray) -> None:
+        """Write ``block`` uint8 [n, H, W, 3] at image positions ``start:start+n``."""
+        self._file["stimuli"][start : start + block.shape[0]] = block
+
+    def _write_units(self, group: Any, units: pd.DataFrame) -> None:
+        import h5py
+
+        for column in units.columns:
+            values = units[column].to_numpy()
+            if values.dtype == object or values.dtype.kind == "U":
+                group.create_dataset(
+                    column, data=values.astype(str).astype(object), dtype=h5py.string_dtype()
+                )
+            else:
+                group.create_dataset(column, data=values)
+        group.attrs["columns"] = json.dumps(list(units.columns))
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        from datetime import UTC, datetime
+
+        from zooscope import __version__
+
+        f = self._file
+        try:
+            if exc_type is None:
+                if self.units is None:
+                    raise RuntimeError("set the unit table (writer.units) before closing")
+                n_rows = f["responses"].shape[0]
+                if len(self.units) != n_rows:
+                    raise ValueError(
+                        f"unit table has {len(self.units)} rows for {n_rows} response rows"
+                    )
+                self._write_units(f.create_group("units"), self.units)
+                f.flush()
+                digest = _content_hash(
+                    f["responses"], f["stimuli"], self.units, self.image_ids, self.splits
+                )
+                attrs = dict(self.attrs)
+                attrs.setdefault("created", datetime.now(UTC).isoformat())
+                attrs.setdefault("zooscope_version", __version__)
+                attrs["content_hash"] = digest
+                f.attrs["attrs_json"] = json.dumps(attrs, sort_keys=True)
+                f.attrs["content_hash"] = digest
+                f.attrs["format_version"] = FORMAT_VERSION
+                f.close()
+                os.replace(self._tmp, self.path)
+                logger.info("wrote benchmark %s (hash %s)", self.path, digest)
+        finally:
+            if f.id.valid:
+                f.close()
+            if self._tmp is not None and self._tmp.exists():
+                self._tmp.unlink()
