@@ -1,0 +1,358 @@
+"""Figures of the analyses (matplotlib/seaborn), each saved as PNG and SVG.
+
+Every function takes tidy DataFrames (as returned by the other ``zooscope.analyses`` modules),
+draws one figure, writes ``<out>.png`` and ``<out>.svg`` and returns the two paths.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+METRIC_LABELS = {"crsa": "cRSA (r)", "versa": "veRSA (r)", "encoding_r": "encoding r"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: str | Path) -> list[Path]:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    _pyplot().close(fig)
+    return paths
+
+
+def _metric_order(metrics) -> list:
+    """Metrics in the paper's order (cRSA, veRSA, encoding r), unknown ones last."""
+    known = list(METRIC_LABELS)
+    return sorted(
+        set(metrics), key=lambda m: (known.index(m) if m in known else len(known), str(m))
+    )
+
+
+def _label(metric: str | None) -> str:
+    return METRIC_LABELS.get(metric or "", metric or "score")
+
+
+def plot_ranked_models(
+    summary: pd.DataFrame,
+    out: str | Path,
+    *,
+    hue: str | None = None,
+    ceiling: tuple[float, float, float] | None = None,
+    top: int | None = None,
+    label: str = "display_name",
+) -> list[Path]:
+    """Models ranked by score (one metric), colored by ``hue``, with the noise-ceiling band.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        One row per model: ``score`` plus ``label`` / ``hue`` columns (e.g. :meth:`ResultsDB.summary`
+        merged with the models table).
+    ceiling : (value, lower, upper), optional
+        Mean noise ceiling and its interval, drawn as a line and a band.
+    top : int, optional
+        Show only the best ``top`` models (names are readable up to ~60).
+    """
+    import seaborn as sns
+
+    plt = _pyplot()
+    df = (
+        summary.dropna(subset=["score"])
+        .sort_values("score", ascending=False)
+        .reset_index(drop=True)
+    )
+    if top is not None:
+        df = df.head(top)
+    metric = df["metric"].iloc[0] if "metric" in df.columns and len(df) else None
+    n = len(df)
+    show_names = n <= 60
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * n + 2) if show_names else 10.0, 4.5))
+    names = df[label].fillna(df["model_uid"]) if label in df.columns else df["model_uid"]
+    from matplotlib.patches import Patch
+
+    colors = None
+    handles: list = []
+    if hue is not None and hue in df.columns:
+        levels = sorted(df[hue].fillna("n/a").astype(str).unique())
+        palette = dict(zip(levels, sns.color_palette("tab10", len(levels)), strict=False))
+        colors = [palette[v] for v in df[hue].fillna("n/a").astype(str)]
+        for level in levels:
+            handles.append(Patch(color=palette[level], label=level))
+    ax.bar(np.arange(n), df["score"], color=colors or "#4C72B0", width=0.85)
+    if ceiling is not None:
+        value, lower, upper = ceiling
+        ax.axhspan(lower, upper, color="0.6", alpha=0.3, lw=0)
+        handles.append(
+            ax.axhline(
+                value,
+                color="0.3",
+                ls="--",
+                lw=1,
+                label=f"noise ceiling {value:.2f}\n(band: subject range)",
+            )
+        )
+    if show_names:
+        ax.set_xticks(np.arange(n), names, rotation=90, fontsize=7)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{n} models, ranked by score")
+    ax.set_xlim(-0.8, n - 0.2)
+    ax.set_ylabel(f"{_label(metric)}, best layer, test images")
+    ax.set_title(f"Models ranked by {_label(metric)}")
+    if handles:
+        ax.legend(
+            handles=handles,
+            frameon=False,
+            fontsize=8,
+            title=hue,
+            loc="upper left",
+            bbox_to_anchor=(1, 1),
+        )
+    sns.despine(ax=ax)
+    return _save(fig, out)
+
+
+def plot_contrast(
+    scores: pd.DataFrame,
+    groups: pd.DataFrame,
+    by: str,
+    out: str | Path,
+    *,
+    value: str = "score",
+    model: str = "model_uid",
+) -> list[Path]:
+    """Crossbar plot of a contrast: one dot per model, group mean and bootstrap CI as a crossbar.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Model-level scores (one row per model and metric) with columns ``metric``, ``by``, ``value``.
+        Within-subject normalize first (:func:`~zooscope.analyses.contrasts.normalize_within_subject`)
+        when plotting per-subject data.
+    groups : DataFrame
+        :func:`~zooscope.analyses.contrasts.group_summary` output (``metric, group, mean, ci_low,
+        ci_high, n_models``).
+    """
+    plt = _pyplot()
+    import seaborn as sns
+
+    metrics = _metric_order(groups["metric"].dropna().unique()) or [None]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1, 4), squeeze=False)
+    rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        g = groups[groups["metric"] == metric] if metric is not None else groups
+        s = scores[scores["metric"] == metric] if "metric" in scores.columns and metric else scores
+        model_means = s.dropna(subset=[by]).groupby([by, model])[value].mean().reset_index()
+        order = list(g["group"])
+        for i, level in enumerate(order):
+            pts = model_means.loc[model_means[by].astype(str) == level, value].to_numpy()
+            ax.scatter(
+                i + rng.uniform(-0.18, 0.18, pts.size), pts, s=12, color="0.55", alpha=0.7, lw=0
+            )
+            row = g.iloc[i]
+            ax.add_patch(
+                plt.Rectangle(
+                    (i - 0.3, row["ci_low"]),
+                    0.6,
+                    row["ci_high"] - row["ci_low"],
+                    color="C0",
+                    alpha=0.35,
+                    lw=0,
+                )
+            )
+            ax.plot([i - 0.3, i + 0.3], [row["mean"]] * 2, color="C0", lw=2.5)
+        ax.set_xticks(
+            range(len(order)),
+            [f"{o}\n(n={n})" for o, n in zip(order, g["n_models"], strict=True)],
+            rotation=30 if len(order) > 3 else 0,
+            fontsize=8,
+        )
+        ax.set_title(_label(metric))
+        ax.set_xlim(-0.6, len(order) - 0.4)
+        sns.despine(ax=ax)
+    axes[0][0].set_ylabel("score (dots: models; bar: mean, 95% bootstrap CI)")
+    fig.suptitle(f"Contrast by {by}", y=1.02)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_correlate(
+    df: pd.DataFrame,
+    x: str,
+    out: str | Path,
+    *,
+    y: str = "score",
+    hue: str | None = None,
+    log_x: bool = False,
+    stats_table: pd.DataFrame | None = None,
+) -> list[Path]:
+    """Scatter of score against a model property, one panel per metric, Spearman rho in the title."""
+    plt = _pyplot()
+    import seaborn as sns
+
+    metrics = _metric_order(df["metric"].unique()) if "metric" in df.columns else [None]
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(3.6 * len(metrics) + 0.6, 3.6), squeeze=False
+    )
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sub = df[df["metric"] == metric] if metric is not None else df
+        sub = sub.dropna(subset=[x, y])
+        sns.scatterplot(
+            data=sub,
+            x=x,
+            y=y,
+            hue=hue if hue in sub.columns else None,
+            ax=ax,
+            s=18,
+            legend=ax is axes[0][-1],
+        )
+        if log_x:
+            ax.set_xscale("log")
+        title = _label(metric)
+        if stats_table is not None:
+            row = stats_table[(stats_table["x"] == x) & (stats_table["metric"] == metric)]
+            if len(row):
+                r = row.iloc[0]
+                title += f"\nSpearman ρ = {r.rho:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}], n = {r.n}"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(_label(metric))
+        sns.despine(ax=ax)
+    if hue and axes[0][-1].get_legend() is not None:
+        sns.move_legend(
+            axes[0][-1], "upper left", bbox_to_anchor=(1, 1), frameon=False, fontsize=7, title=hue
+        )
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_mds(
+    coords: pd.DataFrame,
+    out: str | Path,
+    *,
+    hue: pd.Series | None = None,
+    style: pd.Series | None = None,
+    title: str = "",
+) -> list[Path]:
+    """MDS map of models (``dim1``, ``dim2``), colored by ``hue`` and marked by ``style``.
+
+    ``hue`` and ``style`` are Series indexed by model uid (e.g. architecture class, training).
+    """
+    plt = _pyplot()
+    import seaborn as sns
+
+    df = coords.copy()
+    hue_col = (hue.name if hue is not None else None) or "group"
+    df[hue_col] = hue.reindex(df.index).fillna("n/a").astype(str) if hue is not None else "models"
+    style_col = None
+    if style is not None:
+        style_col = style.name or "style"
+        df[style_col] = style.reindex(df.index).fillna("n/a").astype(str)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    sns.scatterplot(
+        data=df, x="dim1", y="dim2", hue=hue_col, style=style_col, ax=ax, s=22, palette="tab10"
+    )
+    ax.set_xlabel("MDS dimension 1")
+    ax.set_ylabel("MDS dimension 2")
+    ax.set_title(title or "Model-to-model similarity (classical MDS of √(2(1 − r)))", fontsize=10)
+    ax.set_aspect("equal", adjustable="datalim")
+    sns.move_legend(
+        ax,
+        "upper left",
+        bbox_to_anchor=(1, 1),
+        frameon=False,
+        fontsize=8,
+    )
+    sns.despine(ax=ax)
+    return _save(fig, out)
+
+
+def plot_layer_profiles(
+    scores: pd.DataFrame, out: str | Path, *, metric: str, models: list[str] | None = None
+) -> list[Path]:
+    """Per-model score across layers (relative depth 0-1), train and test, mean over subjects."""
+    plt = _pyplot()
+    import seaborn as sns
+
+    df = scores[(scores["metric"] == metric) & scores["layer_index"].notna()]
+    if models is not None:
+        df = df[df["model_uid"].isin(models)]
+    if df.empty:
+        raise ValueError(f"no layer-wise {metric} scores to plot")
+    df = df.groupby(["model_uid", "layer_index", "split"], as_index=False)["score"].mean()
+    df["depth"] = df.groupby("model_uid")["layer_index"].transform(
+        lambda i: (i - i.min()) / max(i.max() - i.min(), 1)
+    )
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.lineplot(data=df, x="depth", y="score", hue="model_uid", style="split", ax=ax, lw=1.2)
+    ax.set_xlabel("relative layer depth (0 = input side, 1 = output)")
+    ax.set_ylabel(_label(metric))
+    ax.set_title(f"Layer profiles, {_label(metric)} (mean over subjects)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), frameon=False, fontsize=7)
+    sns.despine(ax=ax)
+    return _save(fig, out)
+
+
+def plot_matrix(
+    matrix: pd.DataFrame,
+    out: str | Path,
+    *,
+    title: str,
+    order: list[str] | None = None,
+    label: str = "r",
+) -> list[Path]:
+    """Heatmap of a square matrix (an RSM or a model x model similarity), optionally reordered."""
+    plt = _pyplot()
+
+    if order is not None:
+        matrix = matrix.loc[order, order]
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    values = matrix.to_numpy(dtype=float)
+    off = values[~np.eye(n, dtype=bool)]
+    lim = np.nanmax(np.abs(off)) if off.size else 1.0
+    im = ax.imshow(values, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label=label)
+    if n <= 40:
+        ax.set_xticks(range(n), matrix.columns, rotation=90, fontsize=6)
+        ax.set_yticks(range(n), matrix.index, fontsize=6)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"{n} items (clustered order)" if order is not None else f"{n} items")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, out)
+
+
+def rsm_square(vector: np.ndarray) -> np.ndarray:
+    """Square symmetric RSM (unit diagonal) from its upper triangle (``np.triu_indices(n, 1)``).
+
+    Returns
+    -------
+    array, shape (n_images, n_images)
+    """
+    from zooscope.analyses.db import _n_images_from_triu
+
+    v = np.asarray(vector, dtype=np.float64)
+    n = _n_images_from_triu(v.size)
+    m = np.eye(n)
+    iu = np.triu_indices(n, k=1)
+    m[iu] = v
+    m.T[iu] = v
+    return m
