@@ -5,7 +5,7 @@ image ``i`` with model features :math:`f_i` (standardised over images):
 
 .. math::
 
-    s_v(i) = \\operatorname{standardise}_i(f_i^\\top w_v),\\quad w_v \\sim N(0, I),\\qquad
+    s_v(i) = \\operatorname{standardise}_{i \\in \\text{shared}}(f_i^\\top w_v),\\quad w_v \\sim N(0, I),\\qquad
     x_{v,t} = \\mathrm{ncsnr}_v\\, s_v(i_t) + \\varepsilon_{v,t},\\quad \\varepsilon \\sim N(0,1),
 
 so the signal sd over images is ``ncsnr_v`` and the noise sd is 1 (the GLMsingle definition of
@@ -107,7 +107,7 @@ def load_truth(root: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
         ``features`` [n_stimuli, n_features]; ``stim_ids`` [n_stimuli] (73k id of each
         features row); per subject ``subjNN_<name>``: ``xyz`` [n_resp, 3] responsive voxels,
         ``ncsnr`` [n_resp], ``weights`` [n_features, n_resp], ``signal`` [n_resp, n_stimuli]
-        (standardised), ``offset`` and ``gain`` [n_resp, n_sessions], optionally ``latent``
+        (standardised over the shared images), ``offset`` and ``gain`` [n_resp, n_sessions], optionally ``latent``
         [n_resp, n_trials]; label volumes ``roi_<name>`` [X, Y, Z].
     settings : dict
         The generator's arguments and derived sizes.
@@ -516,7 +516,11 @@ def write_synthetic(
         resp_rows = np.flatnonzero(responsive[tuple(brain_xyz.T)])
         snr = snr_volume[tuple(resp_xyz.T)].astype(np.float64)
         weights = rng.standard_normal((n_features, len(resp_xyz)))
-        signal = _standardise(feats @ weights, axis=0).T  # [n_resp, n_stimuli]
+        # Standardise over the shared images, so that the planted ncsnr is exact on the
+        # benchmark's image set (not only in expectation over all stimuli).
+        drive = feats @ weights  # [n_stimuli, n_resp]
+        shared_drive = drive[sharedix - 1]
+        signal = ((drive - shared_drive.mean(0)) / shared_drive.std(0)).T  # [n_resp, n_stimuli]
         shown = subjectim[subject - 1, masterordering - 1] - 1  # 0-based id per trial
         offset = rng.normal(0.0, 1.0, size=(len(resp_xyz), n_sessions))
         gain = rng.uniform(0.5, 1.5, size=(len(resp_xyz), n_sessions))
