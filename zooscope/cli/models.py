@@ -1,9 +1,368 @@
-"""``zooscope models``: list, show, check and fetch manifest models."""
+"""``zooscope models``: list, show, check and fetch the models of a manifest.
+
+Thin shell over :mod:`zooscope.zoo`. Heavy libraries (torch and the model libraries, which
+``zooscope.zoo.loader`` imports) are imported inside the commands so that ``zooscope --help``
+stays instant.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from zooscope.zoo.manifest import ModelEntry
+
+models_app = typer.Typer(
+    name="models",
+    help="List, inspect, check and fetch the models of a manifest.",
+    no_args_is_help=True,
+)
+
+MANIFEST_OPTION = typer.Option(
+    "demo",
+    "--manifest",
+    "-m",
+    help="Manifest CSV path, or a built-in name: demo, conwell2024, openclip.",
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``models`` command group to ``app``."""
+    app.add_typer(models_app, name="models")
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    # No markup/emoji: manifest values such as "package:efficientnet..." must print verbatim.
+    console = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # logs and pipes: one row per line, greppable
+    return console
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` to stderr and return the exit exception (``raise _fail(...)``)."""
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def _read_manifest(manifest: str) -> list[ModelEntry]:
+    """Load and validate a manifest, turning its errors into a clean CLI exit (code 2)."""
+    from zooscope.zoo import ManifestError, load_manifest
+
+    try:
+        return load_manifest(manifest)
+    except (ManifestError, FileNotFoundError) as error:
+        raise _fail(f"error: {error}") from None
+
+
+def _find(entries: Sequence[ModelEntry], uid: str, manifest: str) -> ModelEntry:
+    for entry in entries:
+        if entry.model_uid == uid:
+            return entry
+    close = [e.model_uid for e in entries if uid.lower() in e.model_uid.lower()][:5]
+    hint = f" (similar: {', '.join(close)})" if close else ""
+    raise _fail(f"error: no model {uid!r} in manifest {manifest}{hint}")
+
+
+def sample_entries(entries: Sequence[ModelEntry], n: int, seed: int = 0) -> list[ModelEntry]:
+    """A deterministic sample of ``n`` rows that covers every source and arch_class present.
+
+    Rows are visited in an order fixed by a hash of ``(seed, model_uid)`` (so the sample does not
+    change when unrelated rows are added); the rows that cover a not-yet-covered source or
+    arch_class are taken first (greedily, most new values first), then the sample is filled up
+    to ``n`` in the same order.
+
+    Parameters
+    ----------
+    entries : sequence of ModelEntry
+        The candidate rows.
+    n : int
+        Sample size; raised to the size of the covering set when smaller.
+    seed : int
+        Changes the order, hence which rows are picked.
+
+    Returns
+    -------
+    list of ModelEntry
+        The sample, in the order of ``entries``.
+    """
+    from zooscope._hashing import hash_json
+
+    if n < 1:
+        raise ValueError(f"sample size must be at least 1, got {n}")
+    order = sorted(entries, key=lambda e: hash_json([seed, e.model_uid]))
+    wanted = {("source", e.source) for e in entries} | {
+        ("arch_class", e.arch_class) for e in entries
+    }
+    chosen: list[ModelEntry] = []
+    while wanted:
+
+        def gain(entry: ModelEntry) -> int:
+            return len(wanted & {("source", entry.source), ("arch_class", entry.arch_class)})
+
+        best = max(order, key=gain)  # max keeps the first of equal gains: the hash order decides
+        chosen.append(best)
+        order.remove(best)
+        wanted -= {("source", best.source), ("arch_class", best.arch_class)}
+    chosen.extend(order[: max(0, n - len(chosen))])
+    picked = {e.model_uid for e in chosen}
+    return [e for e in entries if e.model_uid in picked]
+
+
+@models_app.command("list")
+def list_models(
+    manifest: str = MANIFEST_OPTION,
+    summary: bool = typer.Option(
+        False, "--summary", help="Counts by source, arch_class and task instead of the rows."
+    ),
+    source: str | None = typer.Option(None, "--source", help="Only rows of this source."),
+    available_only: bool = typer.Option(
+        False, "--available-only", help="Only rows marked available."
+    ),
+) -> None:
+    """List the models of a manifest (or, with --summary, count them)."""
+    from rich.table import Table
+
+    from zooscope.zoo import SOURCES
+
+    if source is not None and source not in SOURCES:
+        raise _fail(f"error: --source expects one of {', '.join(SOURCES)}, got {source!r}")
+    entries = _read_manifest(manifest)
+    if source is not None:
+        entries = [e for e in entries if e.source == source]
+    if available_only:
+        entries = [e for e in entries if e.available]
+    console = _console()
+    if summary:
+        n_available = sum(e.available for e in entries)
+        n_random = sum(e.is_random for e in entries)
+        console.print(
+            f"{len(entries)} models in {manifest}: {n_available} available, "
+            f"{len(entries) - n_available} unavailable; {n_random} random-init, "
+            f"{len(entries) - n_random} trained"
+        )
+        for column in ("source", "arch_class", "task"):
+            counts = Counter(getattr(e, column) for e in entries)
+            table = Table(title=f"by {column}")
+            table.add_column(column)
+            table.add_column("models", justify="right")
+            table.add_column("available", justify="right")
+            for value, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+                available = sum(e.available for e in entries if getattr(e, column) == value)
+                table.add_row(value, str(count), str(available))
+            console.print(table)
+        return
+    table = Table(title=f"{len(entries)} models in {manifest}")
+    for column in (
+        "model_uid",
+        "source",
+        "name",
+        "weights",
+        "arch_class",
+        "task",
+        "train_data",
+        "available",
+    ):
+        table.add_column(column, no_wrap=column == "model_uid", overflow="fold")
+    for e in entries:
+        name = e.name if len(e.name) <= 60 else f"...{e.name[-57:]}"
+        table.add_row(
+            e.model_uid,
+            e.source,
+            name,
+            e.weights,
+            e.arch_class,
+            e.task,
+            e.train_data,
+            "yes" if e.available else "no",
+        )
+    console.print(table)
+
+
+def _weights_status(entry: ModelEntry) -> tuple[str, str]:
+    """Where ``entry``'s weights are (or would be) cached, and whether they are there."""
+    from zooscope.zoo.sources import get_source
+
+    if entry.is_random:
+        return f"random init (seed {entry.seed}): no weights needed", "n/a"
+    source = get_source(entry.source)
+    try:
+        cached = source.is_cached(entry)
+        return source.cache_location(entry), {True: "yes", False: "no", None: "unknown"}[cached]
+    except Exception as error:  # a bad tag shows here rather than crashing `show`
+        return f"cannot tell: {error}", "unknown"
+
+
+@models_app.command("show")
+def show_model(
+    uid: str = typer.Argument(..., help="The model_uid of the row."),
+    manifest: str = MANIFEST_OPTION,
+    load: bool = typer.Option(False, "--load", help="Also load the model and print its ModelInfo."),
+    weights: str | None = typer.Option(
+        None, "--weights", help="'random': load the seeded random init instead."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto (with --load)."),
+) -> None:
+    """Show every column of one manifest row, where its weights live and how to fetch them."""
+    from rich.table import Table
+
+    from zooscope.zoo import ModelUnavailable, WeightsUnavailable, load_model
+    from zooscope.zoo.loader import fetch_command
+
+    _check_weights_option(weights)
+    entry = _find(_read_manifest(manifest), uid, manifest)
+    table = Table(
+        title=f"{entry.model_uid} ({entry.manifest}, line {entry.line})", show_header=False
+    )
+    table.add_column("column", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in entry.to_record().items():
+        table.add_row(key, "" if value is None else str(value))
+    location, cached = _weights_status(entry)
+    table.add_row("weights cache", location)
+    table.add_row("cached", cached)
+    table.add_row("fetch command", fetch_command(entry))
+    console = _console()
+    console.print(table)
+    if not load:
+        return
+    try:
+        loaded = load_model(entry, device=device, weights=weights)
+    except (WeightsUnavailable, ModelUnavailable) as error:
+        raise _fail(f"error: {error}", code=1) from None
+    info = Table(title="ModelInfo", show_header=False)
+    info.add_column("field", style="bold")
+    info.add_column("value", overflow="fold")
+    info.add_row("n_params", f"{loaded.info.n_params:,}")
+    info.add_row("input_size", str(loaded.info.input_size))
+    info.add_row("weights_id", loaded.info.weights_id)
+    info.add_row("preprocess", loaded.info.preprocess)
+    info.add_row("versions", ", ".join(f"{k} {v}" for k, v in loaded.info.versions.items()))
+    info.add_row("load_seconds", f"{loaded.info.load_seconds:.2f}")
+    info.add_row("device", loaded.device)
+    console.print(info)
+
+
+def _check_weights_option(weights: str | None) -> None:
+    if weights not in (None, "random"):
+        raise typer.BadParameter(
+            f"only 'random' is allowed, got {weights!r}", param_hint="--weights"
+        )
+
+
+def _check_one(entry: ModelEntry, weights: str | None, device: str, forward: bool) -> str:
+    """Load one model (and run one image through it); return a short description of it."""
+    import numpy as np
+    import torch
+
+    from zooscope.zoo import load_model
+
+    loaded = load_model(entry, device=device, weights=weights)
+    description = f"{loaded.info.n_params / 1e6:.1f}M params, input {tuple(loaded.info.input_size)}"
+    if forward:
+        image = np.zeros((*loaded.info.input_size[1:], 3), np.uint8)
+        with torch.inference_mode():
+            loaded.module(loaded.preprocess.batch([image]).to(loaded.device))
+    return description
+
+
+@models_app.command("check")
+def check_models(
+    manifest: str = MANIFEST_OPTION,
+    weights: str | None = typer.Option(
+        None, "--weights", help="'random': build every row with its seeded random init (offline)."
+    ),
+    sample: int | None = typer.Option(
+        None,
+        "--sample",
+        min=1,
+        help="Check a deterministic sample of N rows covering every source and arch_class.",
+    ),
+    uids: str | None = typer.Option(None, "--uids", help="Comma-separated model_uids to check."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    forward: bool = typer.Option(
+        True, "--forward/--no-forward", help="Also run one image through each model."
+    ),
+) -> None:
+    """Instantiate every available model of a manifest; report ok / failed / skipped per row.
+
+    Continues after failures and exits with code 1 when any row failed.
+    """
+    import gc
+
+    from rich.table import Table
+    from tqdm.auto import tqdm
+
+    _check_weights_option(weights)
+    if sample is not None and uids is not None:
+        raise _fail("error: give either --sample or --uids, not both")
+    entries = _read_manifest(manifest)
+    if uids is not None:
+        entries = [_find(entries, uid.strip(), manifest) for uid in uids.split(",") if uid.strip()]
+    skipped = [e for e in entries if not e.available]
+    candidates = [e for e in entries if e.available]
+    if sample is not None:
+        candidates = sample_entries(candidates, sample)
+        skipped = []  # a sample is drawn from the available rows only
+    results: list[tuple[ModelEntry, str, str]] = [
+        (e, "skipped", e.unavailable_reason) for e in skipped
+    ]
+    for entry in skipped:
+        typer.echo(f"skipped  {entry.model_uid}  {entry.unavailable_reason}")
+    with tqdm(candidates, desc="models check", unit="model") as progress:
+        for entry in progress:
+            progress.set_postfix_str(entry.model_uid)
+            try:
+                status, detail = "ok", _check_one(entry, weights, device, forward)
+            except Exception as error:  # report and go on: one broken row must not stop the check
+                first_line = (str(error).strip().splitlines() or [""])[0]
+                status, detail = "failed", f"{type(error).__name__}: {first_line}"
+            gc.collect()
+            progress.write(f"{status:>7}  {entry.model_uid}  {detail}")
+            results.append((entry, status, detail))
+
+    console = _console()
+    failed = [(e, d) for e, s, d in results if s == "failed"]
+    if failed:
+        table = Table(title="failed")
+        table.add_column("model_uid", no_wrap=True)
+        table.add_column("reason", overflow="fold")
+        for entry, detail in failed:
+            table.add_row(entry.model_uid, detail)
+        console.print(table)
+    counts = Counter(s for _, s, _ in results)
+    mode = "random init" if weights == "random" else "manifest weights"
+    console.print(
+        f"{manifest} ({mode}): {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped "
+        f"(of {len(results)} rows checked)"
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+@models_app.command("fetch")
+def fetch_model(
+    uid: str = typer.Argument(..., help="The model_uid of the row."),
+    manifest: str = MANIFEST_OPTION,
+) -> None:
+    """Download (or confirm cached) a model's pretrained weights into its library's cache."""
+    from zooscope.zoo import ModelUnavailable, WeightsUnavailable, fetch_weights
+
+    entry = _find(_read_manifest(manifest), uid, manifest)
+    if not entry.available:
+        raise _fail(
+            f"error: model {uid!r} is marked unavailable: {entry.unavailable_reason}", code=1
+        )
+    try:
+        location = fetch_weights(entry)
+    except (WeightsUnavailable, ModelUnavailable) as error:
+        raise _fail(f"error: {error}", code=1) from None
+    typer.echo(f"{entry.model_uid}: {location}")

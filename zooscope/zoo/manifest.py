@@ -156,8 +156,10 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
         bad("name", f"expected a timm model name without a pretrained tag (put {name.split('.', 1)[1]!r} in the weights column), got {name!r}")
 
     arch = values.get("arch") or None
+    # An unavailable row never loads, so it needs no architecture (some have none in timm/torchvision).
+    unavailable = values.get("available", "").lower() in _FALSE - {""}
     if source == "checkpoint":
-        if not arch:
+        if not arch and not unavailable:
             bad("arch", "checkpoint rows need the architecture to load into, as timm:<name> or torchvision:<name>")
         elif not _ARCH.match(arch):
             bad("arch", f"expected timm:<name> or torchvision:<name>, got {arch!r}")

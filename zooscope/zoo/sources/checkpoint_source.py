@@ -89,7 +89,9 @@ def remap_state_dict(
     target : mapping
         The architecture's ``state_dict()``.
     strip_prefix : str
-        Removed from every source key first (``module.`` is always stripped when every key has it).
+        Selects the checkpoint's tensors under this prefix and removes it (tensors without it,
+        e.g. a text tower or a projection head, are dropped). ``module.`` (left by
+        ``DataParallel``) is always stripped when every key has it.
 
     Returns
     -------
@@ -101,15 +103,24 @@ def remap_state_dict(
     ValueError
         When neither name matching nor order-and-shape matching explains the checkpoint.
     """
-    prefixes = [p for p in (strip_prefix, "module.") if p and all(k.startswith(p) for k in source)]
     renamed = dict(source)
-    for prefix in prefixes:
-        renamed = {k[len(prefix):]: v for k, v in renamed.items()}
+    if strip_prefix:
+        # The prefix may be written with or without the DataParallel ``module.``.
+        keys = list(renamed)
+        if not any(k.startswith(strip_prefix) for k in keys):
+            keys = [k.removeprefix("module.") for k in keys]
+            renamed = dict(zip(keys, renamed.values(), strict=True))
+        renamed = {k[len(strip_prefix):]: v for k, v in renamed.items() if k.startswith(strip_prefix)}
+        if not renamed:
+            raise ValueError(f"no checkpoint key starts with strip_prefix {strip_prefix!r} (e.g. {list(source)[:3]})")
+    if renamed and all(k.startswith("module.") for k in renamed):
+        renamed = {k.removeprefix("module."): v for k, v in renamed.items()}
     if set(renamed) == set(target):
         mismatched = [k for k in target if renamed[k].shape != target[k].shape]
         if not mismatched:
             return renamed
-        raise ValueError(f"checkpoint shapes differ from the architecture for {mismatched[:5]}")
+        detail = "; ".join(f"{k}: checkpoint {tuple(renamed[k].shape)} vs architecture {tuple(target[k].shape)}" for k in mismatched[:5])
+        raise ValueError(f"checkpoint shapes differ from the architecture for {len(mismatched)} tensor(s): {detail}")
     if len(renamed) != len(target):
         missing = sorted(set(target) - set(renamed))[:5]
         raise ValueError(
@@ -160,7 +171,10 @@ class CheckpointSource(Source):
     def cache_location(self, entry: ModelEntry) -> str:
         if entry.name.startswith(("http://", "https://")):
             return str(torch_checkpoint_dir() / entry.name.rsplit("/", 1)[-1])
-        return entry.name
+        try:
+            return str(resolve_location(entry.name, entry.manifest))
+        except (ImportError, AttributeError, ValueError, FileNotFoundError) as error:
+            return f"{entry.name} (not found: {error})"
 
     def is_cached(self, entry: ModelEntry) -> bool:
         if entry.name.startswith(("http://", "https://")):

@@ -18,9 +18,23 @@ class OpenClipSource(Source):
     def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
         import open_clip
 
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            entry.name, pretrained=entry.weights if pretrained else None
-        )
+        if pretrained or entry.is_random:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                entry.name, pretrained=entry.weights if pretrained else None
+            )
+        else:
+            # Random twin of a pretrained row: open_clip would download the weights even with
+            # load_weights=False, so apply the tag's architecture and preprocessing settings by hand.
+            cfg = self._cfg(entry)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                entry.name,
+                pretrained=None,
+                force_quick_gelu=bool(cfg.get("quick_gelu", False)),
+                image_mean=cfg.get("mean"),
+                image_std=cfg.get("std"),
+                image_interpolation=cfg.get("interpolation"),
+                image_resize_mode=cfg.get("resize_mode"),
+            )
         # Vision only: the text tower is dropped so its parameters do not count or occupy memory.
         return model.visual, preprocess
 

@@ -44,7 +44,11 @@ class TorchvisionSource(Source):
     name = "torchvision"
 
     def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
-        return build_torchvision(entry.name, entry.weights if pretrained else None)
+        if pretrained or entry.is_random:
+            return build_torchvision(entry.name, entry.weights if pretrained else None)
+        # Random twin of a pretrained row: keep the transform of the row's own weights.
+        module, _ = build_torchvision(entry.name, None)
+        return module, weights_enum(entry.name, entry.weights).transforms()
 
     def _url(self, entry: ModelEntry) -> str:
         return weights_enum(entry.name, entry.weights).url
