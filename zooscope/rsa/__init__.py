@@ -1,1 +1,23 @@
 """Representational similarity analysis: RSMs, cRSA, veRSA (RidgeGCV), CKA, GSN noise ceilings."""
+
+from zooscope.rsa.cka import cka, cka_matrix
+from zooscope.rsa.encoding import VersaResult, select_layer, versa
+from zooscope.rsa.partial import explained_variance, partial_correlation
+from zooscope.rsa.ridge import RidgeGCV
+from zooscope.rsa.rsm import RSMComparator, compare_rsms, crsa, rsm, upper_triangle
+
+__all__ = [
+    "RSMComparator",
+    "RidgeGCV",
+    "VersaResult",
+    "cka",
+    "cka_matrix",
+    "compare_rsms",
+    "crsa",
+    "explained_variance",
+    "partial_correlation",
+    "rsm",
+    "select_layer",
+    "upper_triangle",
+    "versa",
+]

@@ -1,0 +1,320 @@
+"""Voxel-encoding RSA (veRSA), per-unit encoding scores, and best-layer selection.
+
+veRSA (Conwell et al. 2024): standardise model features on the training images, fit a ridge
+regression from features to every brain unit at once (one alpha per unit, chosen by exact
+leave-one-out on the training images, :class:`~zooscope.rsa.ridge.RidgeGCV`), predict the test
+images, and for each group of units (subject x ROI) compare the RSM of the *predicted*
+responses with the RSM of the measured responses.
+
+Train scores are computed from the exact LOO predictions on the training images, never from
+in-sample fits, so "best layer by train score" does not reward overfitting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from zooscope.rsa.ridge import DEFAULT_ALPHAS, RidgeGCV
+from zooscope.rsa.rsm import CompareMethod, RSMComparator, pearson_columns, rsm
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ALL_UNITS", "VersaResult", "groups_to_indices", "select_layer", "standardize", "versa"]
+
+#: Index label of the all-units entry of :attr:`VersaResult.alpha_edge_fraction`.
+ALL_UNITS = "__all__"
+_SPLITS = ("train", "test")
+
+
+@dataclass
+class VersaResult:
+    """Outcome of :func:`versa`.
+
+    Attributes
+    ----------
+    scores : pd.DataFrame
+        Tidy, columns ``[group, metric, split, score]``; metric in ``{"versa", "encoding_r"}``,
+        split in ``{"train", "test"}``. ``encoding_r`` is the mean per-unit Pearson r (NaN
+        units, i.e. constant predictions, are skipped). train = exact LOO predictions on the
+        training images; test = predictions on the test images.
+    alpha_ : np.ndarray, shape (n_units,)
+        Chosen ridge penalty per unit.
+    alpha_edge_fraction : pd.Series
+        Fraction of units whose alpha is the smallest or largest grid value, indexed by group
+        label, plus the fraction over all units under :data:`ALL_UNITS`.
+    unit_r : np.ndarray, shape (n_units,)
+        Test encoding r per unit.
+    unit_r_train : np.ndarray, shape (n_units,)
+        LOO (train) encoding r per unit.
+    rsms : dict or None
+        ``{group: predicted test RSM [n_test, n_test]}`` if ``return_rsms``.
+    """
+
+    scores: pd.DataFrame
+    alpha_: np.ndarray
+    alpha_edge_fraction: pd.Series
+    unit_r: np.ndarray
+    unit_r_train: np.ndarray
+    rsms: dict[Any, np.ndarray] | None = field(default=None)
+
+
+def standardize(X_train: Any, X_test: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Z-score features with the training images' mean and standard deviation.
+
+    Features that are constant on the training images (standard deviation 0, or at rounding
+    level: ``std <= 10 * eps * |mean|``) are only centred, so no NaN/inf appears.
+
+    Parameters
+    ----------
+    X_train : array-like, shape (n_train, p)
+    X_test : array-like, shape (n_test, p)
+
+    Returns
+    -------
+    X_train_std, X_test_std : np.ndarray, float64, shapes (n_train, p) and (n_test, p)
+    """
+    X_train = np.asarray(X_train, dtype=np.float64)
+    X_test = np.asarray(X_test, dtype=np.float64)
+    if X_train.ndim != 2 or X_test.ndim != 2 or X_train.shape[1] != X_test.shape[1]:
+        raise ValueError(
+            f"X_train and X_test must be 2-D with the same number of features, "
+            f"got {X_train.shape} and {X_test.shape}"
+        )
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    constant = std <= 10 * np.finfo(np.float64).eps * np.abs(mean)
+    std[constant] = 1.0
+    return (X_train - mean) / std, (X_test - mean) / std
+
+
+def groups_to_indices(groups: Any, n_units: int) -> dict[Any, np.ndarray]:
+    """Normalise a unit grouping to ``{label: int index array}``.
+
+    Parameters
+    ----------
+    groups : array-like, shape (n_units,), or mapping
+        One hashable label per unit (groups in order of first appearance), or a mapping
+        ``{label: indices or boolean mask}`` (units may then belong to several groups).
+    n_units : int
+
+    Returns
+    -------
+    dict
+    """
+    if isinstance(groups, Mapping):
+        out = {}
+        for label, idx in groups.items():
+            idx = np.asarray(idx)
+            if idx.dtype == bool:
+                if idx.shape != (n_units,):
+                    raise ValueError(
+                        f"boolean mask for group {label!r} must have shape ({n_units},)"
+                    )
+                idx = np.flatnonzero(idx)
+            elif idx.size and not np.issubdtype(idx.dtype, np.integer):
+                raise ValueError(f"indices of group {label!r} must be integers, got {idx.dtype}")
+            idx = idx.astype(np.intp).ravel()
+            if idx.size and (idx.min() < 0 or idx.max() >= n_units):
+                raise ValueError(f"indices of group {label!r} out of range [0, {n_units})")
+            out[label] = idx
+    else:
+        labels = np.asarray(groups)
+        if labels.shape != (n_units,):
+            raise ValueError(
+                f"groups must have one label per unit ({n_units}), got shape {labels.shape}"
+            )
+        codes, uniques = pd.factorize(labels)
+        out = {label: np.flatnonzero(codes == k) for k, label in enumerate(uniques)}
+    for label, idx in out.items():
+        if idx.size < 2:
+            raise ValueError(f"group {label!r} has {idx.size} unit(s); an RSM needs at least 2")
+    return out
+
+
+def _brain_comparator(brain_rsms, label, split, Y, method) -> RSMComparator:
+    if brain_rsms is None:
+        return RSMComparator(rsm(Y, dtype="float64"), method)
+    try:
+        ref = brain_rsms[label][split]
+    except KeyError as err:
+        raise KeyError(f"brain_rsms has no entry [{label!r}][{split!r}]") from err
+    if isinstance(ref, RSMComparator):
+        if ref.method != method:
+            raise ValueError(
+                f"brain_rsms[{label!r}][{split!r}] compares by {ref.method!r}, not {method!r}"
+            )
+        return ref
+    return RSMComparator(ref, method)
+
+
+def versa(
+    X_train: Any,
+    X_test: Any,
+    Y_train: Any,
+    Y_test: Any,
+    groups: Any,
+    alphas: Any = DEFAULT_ALPHAS,
+    criterion: str = "pearson",
+    brain_rsms: Mapping | None = None,
+    compare: CompareMethod = "pearson",
+    backend: str = "numpy",
+    return_rsms: bool = False,
+    edge_warning: float = 0.2,
+) -> VersaResult:
+    """veRSA and encoding scores of one model layer.
+
+    Parameters
+    ----------
+    X_train, X_test : array-like, shapes (n_train, p) and (n_test, p)
+        Model features (e.g. sparse random projections); standardised with training statistics.
+    Y_train, Y_test : array-like, shapes (n_train, n_units) and (n_test, n_units)
+        Trial-averaged brain responses.
+    groups : array-like, shape (n_units,), or mapping ``{label: int indices}``
+        Unit groups (subject x ROI); see :func:`groups_to_indices`.
+    alphas : array-like, default=np.logspace(-1, 5, 7)
+    criterion : {"pearson", "mse"}, default="pearson"
+        LOO selection criterion of :class:`RidgeGCV` (Conwell et al. 2024 used Pearson r).
+    brain_rsms : mapping, optional
+        ``{label: {"train": RSM, "test": RSM}}``; RSMs square, upper triangles, or
+        :class:`RSMComparator` (prepared once, reused across layers and models). Computed from
+        ``Y[:, group]`` when None.
+    compare : {"pearson", "spearman", "kendall"}, default="pearson"
+        How predicted and brain RSMs are compared.
+    backend : {"numpy", "torch", "torch_cuda", "auto"}, default="numpy"
+    return_rsms : bool, default=False
+        Also return the predicted test RSM of every group.
+    edge_warning : float, default=0.2
+        Log a warning when more than this fraction of units (in any group, or overall) chose
+        the smallest or largest alpha: the grid is probably too narrow.
+
+    Returns
+    -------
+    VersaResult
+    """
+    Xtr, Xte = standardize(X_train, X_test)
+    Y_train = np.asarray(Y_train)
+    Y_test = np.asarray(Y_test)
+    if Y_train.ndim != 2 or Y_test.ndim != 2 or Y_train.shape[1] != Y_test.shape[1]:
+        raise ValueError(
+            f"Y_train and Y_test must be 2-D (images, units) with the same units, "
+            f"got {Y_train.shape} and {Y_test.shape}"
+        )
+    if Y_train.shape[0] != Xtr.shape[0] or Y_test.shape[0] != Xte.shape[0]:
+        raise ValueError(
+            f"image counts differ: X_train {Xtr.shape[0]} vs Y_train {Y_train.shape[0]}, "
+            f"X_test {Xte.shape[0]} vs Y_test {Y_test.shape[0]}"
+        )
+    n_units = Y_train.shape[1]
+    index = groups_to_indices(groups, n_units)
+
+    model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
+    pred = {"train": model.loo_predictions_, "test": model.predict(Xte)}
+    actual = {"train": Y_train, "test": Y_test}
+    unit_r = {split: pearson_columns(pred[split], actual[split]) for split in _SPLITS}
+
+    rows = []
+    rsms = {} if return_rsms else None
+    for label, idx in index.items():
+        for split in _SPLITS:
+            pred_rsm = rsm(pred[split][:, idx], backend=backend)
+            brain = _brain_comparator(brain_rsms, label, split, actual[split][:, idx], compare)
+            rows.append((label, "versa", split, brain.score(pred_rsm)))
+            r = unit_r[split][idx]
+            rows.append(
+                (
+                    label,
+                    "encoding_r",
+                    split,
+                    float(np.nanmean(r)) if np.isfinite(r).any() else np.nan,
+                )
+            )
+            if rsms is not None and split == "test":
+                rsms[label] = pred_rsm
+    scores = pd.DataFrame(rows, columns=["group", "metric", "split", "score"])
+
+    grid = np.asarray(model.alphas_)
+    on_edge = (model.alpha_ == grid.min()) | (model.alpha_ == grid.max())
+    edge = {label: float(on_edge[idx].mean()) for label, idx in index.items()}
+    edge[ALL_UNITS] = float(on_edge.mean())
+    edge_series = pd.Series(edge, name="alpha_edge_fraction")
+    worst = edge_series.idxmax()
+    if edge_series[worst] > edge_warning:
+        logger.warning(
+            "veRSA: %.0f%% of units in %r chose an alpha at the edge of the grid [%g, %g] "
+            "(%.0f%% overall); widen alphas",
+            100 * edge_series[worst],
+            worst,
+            grid.min(),
+            grid.max(),
+            100 * edge[ALL_UNITS],
+        )
+    return VersaResult(
+        scores=scores,
+        alpha_=model.alpha_,
+        alpha_edge_fraction=edge_series,
+        unit_r=unit_r["test"],
+        unit_r_train=unit_r["train"],
+        rsms=rsms,
+    )
+
+
+def select_layer(scores: pd.DataFrame) -> pd.DataFrame:
+    """Pick, per model x group x metric, the layer with the best train score.
+
+    Parameters
+    ----------
+    scores : pd.DataFrame
+        Columns ``layer``, ``metric``, ``split`` (``"train"``/``"test"``), ``score``, the group
+        key ``group`` or ``subject``/``roi`` (either or both), optionally ``model`` and
+        ``layer_index``. One row per (model, layer, group, metric, split).
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per model x group x metric: the keys, ``layer`` (and ``layer_index`` if given),
+        ``train_score`` and ``test_score`` of that layer. Ties in train score go to the
+        earliest layer: smallest ``layer_index`` if present, else first appearance in
+        ``scores``. Layers with a NaN train score are never chosen (all NaN: first layer).
+    """
+    required = {"layer", "metric", "split", "score"}
+    missing = required - set(scores.columns)
+    if missing:
+        raise ValueError(f"scores lacks columns {sorted(missing)}")
+    group_keys = [c for c in ("group", "subject", "roi") if c in scores.columns]
+    if not group_keys:
+        raise ValueError("scores needs a 'group' column or 'subject'/'roi' columns")
+    keys = (["model"] if "model" in scores.columns else []) + group_keys + ["metric"]
+    layer_keys = ["layer"] + (["layer_index"] if "layer_index" in scores.columns else [])
+    bad = set(scores["split"].unique()) - set(_SPLITS)
+    if bad:
+        raise ValueError(f"split must be 'train' or 'test', got {sorted(bad)}")
+
+    df = scores.copy()
+    # layer order for tie-breaking: layer_index if given, else first appearance
+    if "layer_index" in df.columns:
+        df["_order"] = df["layer_index"]
+    else:
+        df["_order"] = pd.factorize(df["layer"])[0]
+    idx_cols = [*keys, *layer_keys, "_order", "split"]
+    if df.duplicated(idx_cols).any():
+        raise ValueError("scores has duplicate rows for the same model/group/metric/layer/split")
+    wide = df.set_index(idx_cols)["score"].unstack("split").reset_index()
+    wide.columns.name = None
+    for split in _SPLITS:
+        if split not in wide.columns:
+            wide[split] = np.nan
+    wide = wide.sort_values([*keys, "_order"], kind="stable")
+    # NaN train scores sort last within a group; among equal train scores the earliest layer wins
+    wide["_neg_train"] = -wide["train"]
+    wide = wide.sort_values([*keys, "_neg_train", "_order"], kind="stable", na_position="last")
+    best = wide.groupby(keys, sort=True, dropna=False).head(1)
+    out = best[[*keys, *layer_keys, "train", "test"]].rename(
+        columns={"train": "train_score", "test": "test_score"}
+    )
+    return out.reset_index(drop=True)
