@@ -1,0 +1,248 @@
+"""``zooscope import-scores``, ``analyze``, ``report`` and ``results``: the analyses on a results DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the analysis commands to ``app``."""
+    imports = typer.Typer(
+        help="Import published score tables into a results database.", no_args_is_help=True
+    )
+    analyze = typer.Typer(
+        help="Group contrasts and model-to-model similarity.", no_args_is_help=True
+    )
+    results = typer.Typer(help="Summarize or export a results database.", no_args_is_help=True)
+
+    @imports.command("conwell2024")
+    def import_conwell(
+        directory: Path = typer.Argument(..., help="Conwell et al. 2024 source-data folder."),
+        db: Path = DB_OPTION,
+    ) -> None:
+        """Import Conwell et al. (2024)'s published scores, models and noise ceilings."""
+        from zooscope.analyses.db import ResultsDB
+        from zooscope.analyses.importers import import_conwell2024
+
+        with ResultsDB(db) as database:
+            counts = import_conwell2024(database, directory)
+        typer.echo(
+            f"imported {counts['models']} models, {counts['scores']} scores, {counts['ceilings']} ceilings into {db}"
+        )
+
+    @imports.command("csv")
+    def import_csv(
+        file: Path = typer.Argument(..., help="CSV with one row per model, metric (and subject)."),
+        db: Path = DB_OPTION,
+        benchmark: str = typer.Option(..., help="Benchmark key the scores belong to."),
+        model_col: str = typer.Option("model_uid", help="Column with the model id."),
+        score_col: str = typer.Option("score", help="Column with the score."),
+        metric_col: str = typer.Option(None, help="Column with the metric name."),
+        metric: str = typer.Option(None, help="The metric of every row (instead of --metric-col)."),
+        subject_col: str = typer.Option(
+            None, help="Column with the subject (default: subject means)."
+        ),
+        roi: str = typer.Option("all", help="ROI label stored with the scores."),
+        metric_map: str = typer.Option("", help="Renames, e.g. 'wrsa=versa,srpr=encoding_r'."),
+    ) -> None:
+        """Import a generic table of published test scores."""
+        import pandas as pd
+
+        from zooscope.analyses.db import ResultsDB
+        from zooscope.analyses.importers import import_scores_table
+
+        mapping = dict(item.split("=", 1) for item in metric_map.split(",") if item)
+        with ResultsDB(db) as database:
+            counts = import_scores_table(
+                database, pd.read_csv(file), benchmark=benchmark, model_col=model_col, score_col=score_col,
+                metric_col=metric_col, metric=metric, subject_col=subject_col, roi=roi, metric_map=mapping,
+                source=str(file),
+            )  # fmt: skip
+        typer.echo(f"imported {counts['models']} models, {counts['scores']} scores into {db}")
+
+    @analyze.command("contrast")
+    def contrast(
+        db: Path = DB_OPTION,
+        by: str = typer.Option(
+            ..., "--by", help="Grouping column of the models table (e.g. compare_architecture)."
+        ),
+        metric: str = typer.Option(..., help="crsa, versa or encoding_r."),
+        model: str = typer.Option(
+            "groups", help="groups (means + bootstrap CIs), pairwise, ols or mixed."
+        ),
+        groups: str = typer.Option("", help="Comma-separated levels of --by to keep."),
+        level: str = typer.Option(
+            "auto", help="subject, model or auto (subject when per-subject scores exist)."
+        ),
+        pair: str = typer.Option(
+            "name", help="Mixed model: column pairing the models (architecture)."
+        ),
+        fmt: str = typer.Option("table", "--format", help="table or csv."),
+        n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
+        seed: int = typer.Option(0, help="Bootstrap/permutation seed."),
+    ) -> None:
+        """Compare groups of models on one metric."""
+        from zooscope.analyses import contrasts
+        from zooscope.analyses.db import ResultsDB
+
+        keep = [g for g in groups.split(",") if g] or None
+        with ResultsDB(db, read_only=True) as database:
+            frame = _frame(database, metric, level, by, keep)
+        if model == "groups":
+            out = contrasts.group_summary(frame, by, groups=keep, n_boot=n_boot, seed=seed)
+            out = out[["metric", "group", "n_models", "mean", "ci_low", "ci_high"]]
+        elif model == "pairwise":
+            out = contrasts.pairwise_contrasts(frame, by, groups=keep, n_boot=n_boot, seed=seed)
+        elif model == "ols":
+            out = contrasts.ols_contrast(frame, by, groups=keep)[
+                ["term", "estimate", "ci_low", "ci_high", "p_value"]
+            ]
+        elif model == "mixed":
+            out = contrasts.mixed_contrast(frame, by, pair, groups=keep)
+        else:
+            raise typer.BadParameter("--model must be groups, pairwise, ols or mixed")
+        _emit(out, fmt)
+
+    @analyze.command("similarity")
+    def similarity_cmd(
+        db: Path = DB_OPTION,
+        metric: str = typer.Option(..., help="crsa or versa."),
+        out: Path = typer.Option(
+            ..., help="Output folder (matrix CSV, tidy pairs, MDS, clusters, figures)."
+        ),
+        published: Path = typer.Option(
+            None, help="Use Conwell's model_uber_rsa.csv from this folder instead of stored RSMs."
+        ),
+        n_clusters: int = typer.Option(4, help="Clusters cut from the hierarchical tree."),
+    ) -> None:
+        """Model x model RSM similarity, hierarchical clustering and classical MDS."""
+        from zooscope.analyses import plots, similarity
+        from zooscope.analyses.db import ResultsDB
+        from zooscope.analyses.importers import load_conwell_model_similarity
+
+        with ResultsDB(db, read_only=True) as database:
+            if published is not None:
+                matrix = similarity.pairs_to_matrix(
+                    load_conwell_model_similarity(published, metric)
+                )
+            else:
+                matrix = similarity.similarity_from_db(database, metric)
+            models = database.models().set_index("model_uid")
+        out.mkdir(parents=True, exist_ok=True)
+        matrix.to_csv(out / f"similarity_{metric}.csv")
+        similarity.matrix_to_pairs(matrix).to_csv(
+            out / f"similarity_{metric}_pairs.csv", index=False
+        )
+        coords, _ = similarity.classical_mds(matrix)
+        clusters = similarity.cluster_models(matrix, n_clusters=n_clusters)
+        coords.join(clusters["labels"]).to_csv(out / f"mds_{metric}.csv")
+        hue = models["arch_class"] if "arch_class" in models else None
+        plots.plot_mds(coords, out / f"mds_{metric}", hue=hue)
+        plots.plot_matrix(
+            matrix,
+            out / f"similarity_{metric}",
+            title=f"Model x model similarity ({metric})",
+            order=clusters["order"],
+        )
+        typer.echo(f"{len(matrix)} models; wrote {out}")
+
+    @app.command("report")
+    def report(
+        db: Path = DB_OPTION,
+        out: Path = typer.Option(..., help="Output folder for index.html and figures/."),
+        published: Path = typer.Option(
+            None, help="Conwell source-data folder: use its model_uber_rsa.csv for similarity."
+        ),
+        n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
+    ) -> None:
+        """Write an offline HTML report (tables, figures, run provenance)."""
+        from zooscope.analyses import similarity
+        from zooscope.analyses.db import ResultsDB
+        from zooscope.analyses.importers import load_conwell_model_similarity
+        from zooscope.analyses.report import build_report
+
+        sims = None
+        if published is not None:
+            sims = {
+                m: similarity.pairs_to_matrix(load_conwell_model_similarity(published, m))
+                for m in ("crsa", "versa")
+            }
+        with ResultsDB(db, read_only=True) as database:
+            index = build_report(database, out, model_similarity=sims, n_boot=n_boot)
+        typer.echo(f"report: {index}")
+
+    @results.command("summary")
+    def summary(
+        db: Path = DB_OPTION,
+        metric: str = typer.Option(None, help="Only this metric."),
+        top: int = typer.Option(20, help="Rows per metric (0: all)."),
+        fmt: str = typer.Option("table", "--format", help="table or csv."),
+    ) -> None:
+        """Models ranked by best-layer test score, with noise ceilings and explained variance."""
+        from zooscope.analyses.db import ResultsDB
+
+        with ResultsDB(db, read_only=True) as database:
+            table = database.summary(metric=metric)
+        if top:
+            table = table.groupby("metric", group_keys=False).head(top)
+        _emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
+
+    @results.command("export")
+    def export(
+        db: Path = DB_OPTION,
+        out: Path = typer.Option(
+            ..., help="FILE.parquet/.csv: one tidy table; a folder: one file per table."
+        ),
+        fmt: str = typer.Option(
+            "parquet", "--format", help="Per-table format for a folder: parquet or csv."
+        ),
+    ) -> None:
+        """Export the database."""
+        from zooscope.analyses.db import ResultsDB
+
+        with ResultsDB(db, read_only=True) as database:
+            paths = database.export(out, fmt=fmt)
+        typer.echo("\n".join(str(p) for p in paths))
+
+    app.add_typer(imports, name="import-scores")
+    app.add_typer(analyze, name="analyze")
+    app.add_typer(results, name="results")
+
+
+def _frame(database, metric: str, level: str, by: str, keep: list[str] | None):
+    """Score frame at subject level when every kept model has per-subject scores, else model level."""
+    from zooscope.analyses.contrasts import score_frame
+
+    if level not in ("auto", "subject", "model"):
+        raise typer.BadParameter("--level must be auto, subject or model")
+    if level != "auto":
+        return score_frame(database, metric=metric, level=level)
+    models = score_frame(database, metric=metric, level="model")
+    subjects = score_frame(database, metric=metric, level="subject")
+    wanted = models.dropna(subset=[by]) if by in models.columns else models
+    if keep is not None and by in wanted.columns:
+        wanted = wanted[wanted[by].astype(str).isin(keep)]
+    if len(subjects) and set(wanted["model_uid"]) <= set(subjects["model_uid"]):
+        return subjects
+    return models
+
+
+def _emit(df, fmt: str) -> None:
+    if fmt == "csv":
+        typer.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "table":
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in df.columns:
+            table.add_column(str(column))
+        for row in df.itertuples(index=False):
+            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        Console().print(table)
+    else:
+        raise typer.BadParameter("--format must be table or csv")
