@@ -136,3 +136,15 @@ def test_validation():
         pairs_to_matrix(
             pd.DataFrame({"model_a": ["a", "a"], "model_b": ["b", "c"], "similarity": [0.1, 0.2]})
         )
+
+
+def test_cka_similarity_equals_pairwise_cka():
+    from zooscope.analyses.similarity import cka_similarity
+    from zooscope.rsa.cka import cka
+
+    rng = np.random.default_rng(3)
+    feats = {f"m{i}": rng.normal(size=(15, 8 + i)) for i in range(4)}
+    got = cka_similarity({k: v @ v.T for k, v in feats.items()})
+    for a in feats:
+        for b in feats:
+            assert got.loc[a, b] == pytest.approx(cka(feats[a], feats[b]), abs=1e-10)

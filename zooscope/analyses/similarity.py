@@ -214,3 +214,24 @@ def similarity_from_db(
             "RSMs from several benchmarks/configs: pass benchmark_hash and config_hash"
         )
     return rsm_similarity(rsms, method=method)
+
+
+def cka_similarity(grams: dict[str, np.ndarray], debiased: bool = False) -> pd.DataFrame:
+    """Model x model linear CKA from Gram matrices (:func:`zooscope.rsa.cka.cka_matrix`).
+
+    Parameters
+    ----------
+    grams : dict
+        ``{model_uid: array (n_images, n_images)}`` Gram matrices of the same images.
+    debiased : bool
+        Unbiased HSIC estimator.
+
+    Returns
+    -------
+    DataFrame, shape (n_models, n_models)
+    """
+    from zooscope.rsa.cka import cka_matrix
+
+    names = sorted(grams)
+    matrix = cka_matrix([grams[n] for n in names], debiased=debiased)
+    return pd.DataFrame(matrix, index=pd.Index(names, name="model_uid"), columns=names)
