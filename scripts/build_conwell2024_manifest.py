@@ -832,6 +832,9 @@ def load_paper_models(reference: Path) -> pd.DataFrame:
     models = models.merge(extra, on="model_string", how="left", validate="one_to_one")
     params = pd.read_csv(reference / "model_statistics" / "parameter_count.csv")
     models = models.merge(params, on="model_string", how="left", validate="one_to_one")
+    # parameter_count.csv names the IPCL models by `model` (no "_ipcl" suffix).
+    by_model = params.set_index("model_string")["total_params"]
+    models["total_params"] = models["total_params"].fillna(models["model"].map(by_model))
     # parameter_count.csv lacks a few models: fall back on results_summary's count.
     models["param_count"] = models["total_params"].fillna(models["total_parameter_count"])
     if models["model_string"].nunique() != len(models):
