@@ -279,7 +279,7 @@ def write_roi_files(
 
 
 def _roi_volumes(
-    shape: tuple[int, int, int], rng: np.random.Generator
+    shape: tuple[int, int, int], rng: np.random.Generator, density: float = 1.0
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Brain mask, label volumes and t-maps of one synthetic subject."""
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
@@ -294,12 +294,12 @@ def _roi_volumes(
         return vol
 
     labels["nsdgeneral"] = np.where(brain, (posterior < 0.6).astype(np.int16), -1).astype(np.int16)
-    labels["streams"] = draw(np.where(posterior < 0.8, 0.9, 0.0), range(1, 8))
+    labels["streams"] = draw(np.where(posterior < 0.8, 0.9 * density, 0.0), range(1, 8))
     early = labels["streams"] == 1
     labels["prf-visualrois"] = np.where(brain, 0, -1).astype(np.int16)
     labels["prf-visualrois"][early] = rng.integers(1, 8, size=int(early.sum()))
     for name in ("floc-faces", "floc-bodies", "floc-places", "floc-words"):
-        labels[name] = draw(np.full(shape, 0.08), sorted(CTABS[name]))
+        labels[name] = draw(np.full(shape, 0.08 * density), sorted(CTABS[name]))
     tvals = {
         d: np.where(brain, rng.normal(1.0, 2.0, size=shape), 0.0)
         for d in ("faces", "bodies", "places", "words")
@@ -386,13 +386,13 @@ def _features(
         )
     else:
         feats = np.asarray(features)
-    feats = np.asarray(feats, dtype=np.float64).reshape(len(images), -1)
-    if feats.shape[0] != len(images) or not np.isfinite(feats).all():
+    feats = np.asarray(feats, dtype=np.float64)
+    if feats.ndim < 1 or feats.shape[0] != len(images) or not np.isfinite(feats).all():
         raise ValueError(
             f"features must be a finite [n_stimuli={len(images)}, n_features] array, got "
-            f"shape {feats.shape}"
+            f"shape {feats.shape} (or [n_images={shared_ids.size}, n_features])"
         )
-    return feats
+    return feats.reshape(len(images), -1)
 
 
 def _standardise(a: np.ndarray, axis: int) -> np.ndarray:
@@ -416,6 +416,7 @@ def write_synthetic(
     ncsnr_range: tuple[float, float] = (0.05, 1.2),
     feature_layer: str = "blocks.5",
     save_latent: bool = False,
+    roi_density: float = 1.0,
 ) -> SyntheticNSD:
     """Write a synthetic NSD tree (exact real layout) with responses planted from model features.
 
@@ -451,6 +452,9 @@ def write_synthetic(
         Layer used when ``features`` is None.
     save_latent : bool, default=False
         Also save the latent single-trial values ``x`` (large for big trees).
+    roi_density : float, default=1.0
+        Scales the fraction of brain voxels with a stream / fLoc label (lower it for large
+        grids: NSD-sized volumes hold a few thousand OTC voxels).
 
     Returns
     -------
@@ -501,7 +505,7 @@ def write_synthetic(
         "stim_ids": np.arange(n_stimuli),
     }
     for subject in subjects:
-        brain, labels, tvals = _roi_volumes(tuple(volume_shape), rng)  # type: ignore[arg-type]
+        brain, labels, tvals = _roi_volumes(tuple(volume_shape), rng, roi_density)  # type: ignore[arg-type]
         responsive = brain & (
             (labels["streams"] > 0)
             | (labels["prf-visualrois"] > 0)
@@ -573,6 +577,7 @@ def write_synthetic(
         "volume_shape": list(volume_shape),
         "formats": list(formats),
         "ncsnr_range": list(ncsnr_range),
+        "roi_density": roi_density,
         "features": "effnet_lite0:" + feature_layer if features is None else "user",
         "n_features": n_features,
         "model": "x = ncsnr * standardise(features @ w) + N(0, 1); beta = offset + gain * x; "
