@@ -124,7 +124,9 @@ def main() -> None:
             f"{naive['peak_rss_mb'] / r['peak_rss_mb']:.2f}x  "
             f"(per subject, time: {4 * naive['wall_s'] / r['wall_s']:.2f}x)"
         )
-    ok = all(r["wall_s"] < 120 and r["peak_rss_mb"] < 2048 for k, r in results.items() if "prepare" in k)
+    ok = all(
+        r["wall_s"] < 120 and r["peak_rss_mb"] < 2048 for k, r in results.items() if "prepare" in k
+    )
     print("acceptance (< 2 min, < 2 GB):", "PASS" if ok else "FAIL")
 
 
