@@ -89,8 +89,8 @@ OPTIONAL_COLUMNS = [
 EXTRA_COLUMNS = [
     "library_param_count",
     "paper_source",
-    "checkpoint_state_key",
-    "checkpoint_key_prefix",
+    "checkpoint_key",
+    "strip_prefix",
 ]
 
 RANDOM_SEED = 0
@@ -913,8 +913,8 @@ def build_conwell2024(reference: Path, count_params: bool = True) -> pd.DataFram
             **{c: row[c] for c in compare_cols},
             "library_param_count": None,
             "paper_source": row["model_source"],
-            "checkpoint_state_key": spec.state_key,
-            "checkpoint_key_prefix": spec.key_prefix,
+            "checkpoint_key": spec.state_key,
+            "strip_prefix": spec.key_prefix,
         }
         if count_params:
             module = build_meta_module(spec.source, spec.name, weights, spec.arch)
@@ -1118,7 +1118,7 @@ def build_openclip() -> pd.DataFrame:
     frame = frame.drop(columns="arch_family")
     compare_cols = ["compare_diet", "compare_architecture", "compare_training"]
     frame = _order_columns(frame, compare_cols)
-    return frame.drop(columns=["paper_source", "checkpoint_state_key", "checkpoint_key_prefix"])
+    return frame.drop(columns=["paper_source", "checkpoint_key", "strip_prefix"])
 
 
 def main(argv: list[str] | None = None) -> None:
