@@ -104,14 +104,11 @@ def sample_entries(entries: Sequence[ModelEntry], n: int, seed: int = 0) -> list
     }
     chosen: list[ModelEntry] = []
     while wanted:
-
-        def gain(entry: ModelEntry) -> int:
-            return len(wanted & {("source", entry.source), ("arch_class", entry.arch_class)})
-
-        best = max(order, key=gain)  # max keeps the first of equal gains: the hash order decides
-        chosen.append(best)
-        order.remove(best)
-        wanted -= {("source", best.source), ("arch_class", best.arch_class)}
+        covers = [{("source", e.source), ("arch_class", e.arch_class)} & wanted for e in order]
+        # max keeps the first of equal gains, so the hash order breaks ties.
+        best = max(range(len(order)), key=lambda i: len(covers[i]))
+        chosen.append(order.pop(best))
+        wanted -= covers[best]
     chosen.extend(order[: max(0, n - len(chosen))])
     picked = {e.model_uid for e in chosen}
     return [e for e in entries if e.model_uid in picked]

@@ -83,7 +83,7 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def _build(source: Source, entry: ModelEntry, pretrained: bool):  # noqa: ANN202
+def _build(source: Source, entry: ModelEntry, pretrained: bool):
     """Build the network, failing fast with WeightsUnavailable when weights cannot be had."""
     init = contextlib.nullcontext() if pretrained else seeded(entry.seed)
     if not (pretrained or source.random_needs_files(entry)):

@@ -161,7 +161,7 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
     if source == "checkpoint":
         if not arch and not unavailable:
             bad("arch", "checkpoint rows need the architecture to load into, as timm:<name> or torchvision:<name>")
-        elif not _ARCH.match(arch):
+        elif arch and not _ARCH.match(arch):
             bad("arch", f"expected timm:<name> or torchvision:<name>, got {arch!r}")
 
     parsed_int: dict[str, int | None] = {}

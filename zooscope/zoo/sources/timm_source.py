@@ -32,7 +32,7 @@ class TimmSource(Source):
     def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
         return build_timm(timm_name(entry.name, entry.weights), pretrained)
 
-    def _cfg(self, entry: ModelEntry):  # noqa: ANN202 - timm's PretrainedCfg
+    def _cfg(self, entry: ModelEntry):
         from timm.models import get_pretrained_cfg
 
         cfg = get_pretrained_cfg(timm_name(entry.name, entry.weights))

@@ -1,0 +1,68 @@
+"""Fixtures shared by the test modules (keep them small and generic)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rgb_image() -> np.ndarray:
+    """A natural, non-square RGB photograph, uint8 ``[300, 451, 3]`` (scikit-image's cat)."""
+    from skimage import data
+
+    return data.chelsea()
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing CSV text (e.g. a manifest) to ``tmp_path / name``; returns the path."""
+
+    def write(text: str, name: str = "manifest.csv") -> Path:
+        path = tmp_path / name
+        path.write_text(text.lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force zooscope's offline mode (``ZOOSCOPE_OFFLINE=1``)."""
+    monkeypatch.setenv("ZOOSCOPE_OFFLINE", "1")
+
+
+@pytest.fixture
+def empty_weight_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point torch.hub and the Hugging Face hub at empty caches; return their parent folder.
+
+    Makes "weights are not cached" true whatever this machine has downloaded before.
+    """
+    from huggingface_hub import constants
+
+    root = tmp_path / "caches"
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    # The hub reads this module constant at call time (the env var only at import).
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root / "hf" / "hub"))
+    return root
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record (and refuse) every outgoing socket connection; the list must stay empty.
+
+    A deterministic stand-in for "fails fast": the slow path is always a network attempt.
+    """
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError(f"network disabled in tests (connect to {address})")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
