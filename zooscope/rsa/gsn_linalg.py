@@ -1,6 +1,6 @@
 """Linear-algebra building blocks of GSN (Kay et al., cvnlab/GSN v1.2), backend-generic.
 
-Shared by :mod:`zooscope.rsa.gsn` (estimation) and :mod:`zooscope.rsa.gsn_rsa` (RSA ceilings):
+Shared by :mod:`zooscope.rsa.gsn_fit` (estimation) and :mod:`zooscope.rsa.gsn_rsa` (RSA ceilings):
 the reference's fixed fold permutation, off-diagonal shrinkage, the cross-validated Gaussian
 negative log-likelihood of every shrinkage level from a single eigendecomposition, and the
 nearest positive semi-definite covariance (Higham, 1988).

@@ -2,7 +2,7 @@
 
 Procedure (GSN defaults):
 
-1. :func:`~zooscope.rsa.gsn.perform_gsn` gives the signal distribution
+1. :func:`~zooscope.rsa.gsn_fit.perform_gsn` gives the signal distribution
    :math:`\\mathcal N(\\mu_S, C_S^b)` and the noise covariance :math:`C_N^b`.
 2. Empirical split-half reliability ``splitr``: the median, over disjoint pairs of
    :math:`k = \\lfloor T/2 \\rfloor`-trial subsets (all pairs when there are few, else random
@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
 from zooscope._backend import Backend, BackendName, get_backend
-from zooscope.rsa.gsn import DEFAULT_SHRINKLEVELS, GSNResult, perform_gsn, validate_responses
+from zooscope.rsa.gsn_fit import DEFAULT_SHRINKLEVELS, GSNResult, perform_gsn, validate_responses
 from zooscope.rsa.gsn_linalg import nearest_psd_covariance
 
 logger = logging.getLogger(__name__)
