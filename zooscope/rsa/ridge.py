@@ -356,6 +356,25 @@ class _ChunkResult:
         self.best, self.score, self.loo_pred, self.dual, self.cv = best, score, loo_pred, dual, cv
 
 
+class _Chunk:
+    """Device arrays of one chunk of centred targets (see :meth:`_LooDecomposition.chunk`)."""
+
+    __slots__ = ("R", "Y", "Y64", "Z", "Z64")
+
+    def __init__(self, Y, Y64, Z, Z64, R):
+        self.Y, self.Y64, self.Z, self.Z64, self.R = Y, Y64, Z, Z64, R
+
+    def columns(self, sel) -> _Chunk:
+        """The same chunk restricted to the columns ``sel`` (index array or slice)."""
+        return _Chunk(
+            self.Y[:, sel],
+            None,
+            self.Z[:, sel],
+            self.Z64[:, sel],
+            None if self.R is None else self.R[:, sel],
+        )
+
+
 class _LooDecomposition:
     """Per-alpha LOO operators built from one thin decomposition (see the module docstring)."""
 
@@ -378,23 +397,57 @@ class _LooDecomposition:
                 " use larger alphas or remove duplicated/outlying samples"
             )
         self.diag_h = diag_h
+        self.max_leverage = be.to_numpy(xp.max(diag_h, axis=0))
         self.U64 = U
         self.U = be.asarray(U, dtype=dtype)
 
-    def _op(self, a: int, form: str):
-        """The n x r matrix of the residual or prediction form for alpha index ``a``."""
-        coef = self.g[:, a] if form == "residual" else self.h[:, a]
-        return self.be.asarray(self.U64 * coef[None, :] / self.d[:, a][:, None], dtype=self.dtype)
+    def _cast(self, x):
+        return self.be.asarray(x, dtype=self.dtype)
 
     def _coldot(self, a, b):
         if self.be.name == "numpy":
             return np.einsum("ij,ij->j", a, b)
         return self.xp.sum(a * b, axis=0)
 
-    def _prediction(self, a: int, Z, Yc):
-        """LOO predictions (centred) for alpha index ``a``: B_a Z - (diag(H)/d) * Yc."""
-        loo = self.xp.matmul(self._op(a, "prediction"), Z)
-        loo -= self.be.asarray(self.diag_h[:, a] / self.d[:, a], dtype=self.dtype)[:, None] * Yc
+    def chunk(self, Yc_host: np.ndarray) -> _Chunk:
+        """Project a centred chunk (float64 [n, c]) on the basis, in float64.
+
+        ``Z = U^T Y``; for an incomplete basis (n > p) also ``R = Y - U Z``, the part of ``Y``
+        no alpha can fit. Both in float64: the subtraction cancels when ``Y`` is nearly in
+        ``span(U)``, and ``Z`` feeds the dual coefficients, which are ill-conditioned at
+        small alpha.
+        """
+        xp = self.xp
+        Y64 = self.be.asarray(Yc_host, dtype="float64")
+        Z64 = xp.matmul(self.U64.T, Y64)
+        R = None if self.complete else self._cast(Y64 - xp.matmul(self.U64, Z64))
+        return _Chunk(self._cast(Y64), Y64, self._cast(Z64), Z64, R)
+
+    def residual(self, a: int, ch: _Chunk):
+        """LOO residuals for alpha index ``a``: ``diag(1/d) (R + U diag(g) Z)``.
+
+        ``g = alpha / (w + alpha)`` is formed in float64, so no two nearly equal numbers are
+        subtracted even when the fit is nearly exact (small residuals, leverage near 1).
+        """
+        op = self._cast(self.U64 * (self.g[:, a][None, :] / self.d[:, a][:, None]))
+        e = self.xp.matmul(op, ch.Z)
+        if ch.R is not None:
+            e += self._cast(1.0 / self.d[:, a])[:, None] * ch.R
+        return e
+
+    def prediction(self, a: int, ch: _Chunk):
+        """Centred LOO predictions for alpha index ``a``, in the more accurate form.
+
+        Rounding (relative ``eps``) costs about ``eps |y|`` in the residual form (``y - e``)
+        and ``eps |y| H_ii / (1 - H_ii)`` in the prediction form
+        (``diag(1/d) U diag(h) Z - (diag(H)/d) * y``), which wins only at low leverage
+        (where predictions are small and ``y - e`` would cancel).
+        """
+        if self.max_leverage[a] > 1.0 / 3.0:
+            return ch.Y - self.residual(a, ch)
+        op = self._cast(self.U64 * (self.h[:, a][None, :] / self.d[:, a][:, None]))
+        loo = self.xp.matmul(op, ch.Z)
+        loo -= self._cast(self.diag_h[:, a] / self.d[:, a])[:, None] * ch.Y
         return loo
 
     def solve_chunk(self, Yc_host: np.ndarray, criterion: str, store_cv: bool) -> _ChunkResult:
@@ -408,32 +461,28 @@ class _LooDecomposition:
         be, xp = self.be, self.xp
         n, c = Yc_host.shape
         A = self.alphas.size
-        Yc = be.asarray(Yc_host, dtype=self.dtype)
-        Z = xp.matmul(self.U.T, Yc)  # [r, c]
+        ch = self.chunk(Yc_host)
+        Yc = ch.Y
         scores = np.empty((A, c))
         cv = np.empty((n, c, A)) if store_cv else None
-        use_residual = criterion == "mse" and self.complete
         if criterion == "pearson":
             s_y = xp.sum(Yc, axis=0)
             var_y = self._coldot(Yc, Yc) - s_y * s_y / n
         for a in range(A):
-            if use_residual:
-                e = xp.matmul(self._op(a, "residual"), Z)
+            if criterion == "mse":
+                e = self.residual(a, ch)
+                score = self._coldot(e, e) / (-n)
                 if cv is not None:
                     cv[:, :, a] = be.to_numpy(Yc - e)
             else:
-                loo = self._prediction(a, Z, Yc)
-                if cv is not None:
-                    cv[:, :, a] = be.to_numpy(loo)
-            if criterion == "mse":
-                if not use_residual:
-                    e = xp.subtract(Yc, loo, out=loo) if be.name == "numpy" else Yc - loo
-                score = self._coldot(e, e) / (-n)
-            else:
+                loo = self.prediction(a, ch)
                 s_l = xp.sum(loo, axis=0)
                 cov = self._coldot(loo, Yc) - s_l * s_y / n
                 var_l = self._coldot(loo, loo) - s_l * s_l / n
-                score = cov / xp.sqrt(var_l * var_y)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    score = cov / xp.sqrt(var_l * var_y)
+                if cv is not None:
+                    cv[:, :, a] = be.to_numpy(loo)
             scores[a] = be.to_numpy(score)
         scores[~np.isfinite(scores)] = -np.inf
         best = np.argmax(scores, axis=0)  # first maximum: ties go to the earliest alpha
@@ -445,17 +494,19 @@ class _LooDecomposition:
         # Group targets by chosen alpha: one gather, contiguous slices, one scatter back.
         order = np.argsort(best, kind="stable")
         bounds = np.searchsorted(best[order], np.arange(A + 1))
-        order_b = order if be.name == "numpy" else be.asarray(order)
-        Zs, Ys = Z[:, order_b], Yc[:, order_b]
+        sorted_ch = ch.columns(order if be.name == "numpy" else be.asarray(order))
         loo_sorted = np.empty((n, c))
         dual_sorted = np.empty((n, c))
         for a in range(A):
             lo, hi = int(bounds[a]), int(bounds[a + 1])
             if lo == hi:
                 continue
-            loo_sorted[:, lo:hi] = be.to_numpy(self._prediction(a, Zs[:, lo:hi], Ys[:, lo:hi]))
-            dual_op = be.asarray(self.U64 * self.inv[:, a][None, :], dtype=self.dtype)
-            dual_sorted[:, lo:hi] = be.to_numpy(xp.matmul(dual_op, Zs[:, lo:hi]))
+            part = sorted_ch.columns(slice(lo, hi))
+            loo_sorted[:, lo:hi] = be.to_numpy(self.prediction(a, part))
+            # dual coefficients in float64: 1/(w + alpha) amplifies rounding at small alpha
+            dual_sorted[:, lo:hi] = be.to_numpy(
+                xp.matmul(self.U64 * self.inv[:, a][None, :], part.Z64)
+            )
         loo_pred = np.empty((n, c))
         dual = np.empty((n, c))
         loo_pred[:, order] = loo_sorted
