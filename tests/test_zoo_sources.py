@@ -275,7 +275,7 @@ def test_checkpoint_shape_mismatch_is_clear(write_csv, tmp_path, trained_state):
         load_checkpoint(write_csv, tmp_path, fewer)
 
 
-def test_checkpoint_missing_file_and_prefix_are_clear(write_csv, tmp_path, trained_state):
+def test_checkpoint_missing_file_and_prefix_are_clear(write_csv, tmp_path, trained_state, offline):
     with pytest.raises(FileNotFoundError, match=r"nowhere\.pth"):
         load_checkpoint(write_csv, tmp_path, {}, name=str(tmp_path / "nowhere.pth"))
     with pytest.raises(ValueError, match=r"no checkpoint key starts with strip_prefix 'encoder\.'"):

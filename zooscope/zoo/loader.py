@@ -89,7 +89,8 @@ def _build(source: Source, entry: ModelEntry, pretrained: bool):
     if not (pretrained or source.random_needs_files(entry)):
         with init:
             return source.load(entry, pretrained=False)
-    if can_download(source.download_hosts(entry)):
+    hosts = source.download_hosts(entry)
+    if not hosts or can_download(hosts):  # local files need no network, offline or not
         with init:
             return source.load(entry, pretrained=pretrained)
     # Offline: refuse at once when we know the file is missing; otherwise let the hub look in its
