@@ -8,9 +8,12 @@ centred with their training means, :math:`X_c = X - 1\bar x^\top`, :math:`Y_c = 
 (the unpenalised intercept is then exactly :math:`\bar y - \bar x^\top\beta`).
 
 Thin decomposition. If :math:`n \le p` (the usual case: a few hundred images, thousands of
-features) we eigendecompose the Gram matrix :math:`K = X_c X_c^\top = U\,\mathrm{diag}(w)\,U^\top`
-(:math:`U` is a complete :math:`n\times n` orthonormal basis; eigenvalues below 0 from rounding are
-clipped to 0). If :math:`n > p` we take the thin SVD :math:`X_c = U S V^\top`, :math:`w = s^2`,
+features) we eigendecompose the Gram matrix :math:`K = X_c X_c^\top = U\,\mathrm{diag}(w)\,U^\top`.
+With ``fit_intercept``, :math:`K1 = 0`; we eigendecompose :math:`K + c\,11^\top/n` with
+:math:`c > \lambda_{\max}(K)` instead, which isolates :math:`1/\sqrt n` as the top eigenvector, and
+drop it: :math:`U` (n x (n-1)) is then a complete basis of :math:`1^\perp`, where the centred
+targets live (without the intercept, U is n x n). Eigenvalues below 0 from rounding are clipped
+to 0. If :math:`n > p` we take the thin SVD :math:`X_c = U S V^\top`, :math:`w = s^2`,
 :math:`U \in \mathbb{R}^{n\times p}`. Both are computed in float64, whatever ``dtype`` says.
 
 Hat matrix. For a penalty :math:`\alpha`, with :math:`h_k = w_k / (w_k + \alpha)`,
@@ -29,14 +32,18 @@ squares fit, the leave-one-out (LOO) residual is exact (no approximation):
 This is what scikit-learn's ``_RidgeGCV`` computes (it adds :math:`1 1^\top` to the Gram matrix
 and un-penalises the eigenvector closest to :math:`1`); here the intercept term is explicit.
 
-Per-alpha cost. With :math:`Z = U^\top Y_c` (once per target chunk), both forms are one GEMM:
+Per-alpha cost. Per chunk of targets, :math:`Z = U^\top Y_c` and, for an incomplete basis
+(:math:`n > p`), :math:`R = Y_c - UZ` (the part of :math:`Y_c` no alpha fits) are formed once in
+float64. With :math:`g_k = \alpha/(w_k+\alpha) = 1 - h_k` and :math:`d = 1 - \mathrm{diag}(H_\alpha)`
+(both float64), each alpha is then one GEMM in ``dtype``:
 
-* residual form (MSE criterion, complete basis): :math:`e = \mathrm{diag}(1/d)\,U\,\mathrm{diag}(g)\,Z`
-  with :math:`g_k = \alpha/(w_k+\alpha)`, :math:`d = 1 - \mathrm{diag}(H_\alpha)`. It never subtracts
-  two nearly equal numbers when the fit is good (small :math:`e`).
-* prediction form (Pearson criterion, or :math:`n > p`):
-  :math:`\tilde Y_c = \mathrm{diag}(1/d)\,U\,\mathrm{diag}(h)\,Z - \mathrm{diag}(\mathrm{diag}(H)/d)\,Y_c`,
-  accurate when predictions are small (large :math:`\alpha`).
+* residual form: :math:`e = \mathrm{diag}(1/d)\,(R + U\,\mathrm{diag}(g)\,Z)`. No two nearly
+  equal numbers are subtracted even when the fit is nearly exact (leverage near 1), so float32
+  keeps relative accuracy. Used for the MSE criterion, and for LOO predictions
+  :math:`\tilde y = y - e` when :math:`\max_i H_{ii} > 1/3`.
+* prediction form: :math:`\tilde Y_c = \mathrm{diag}(1/d)\,U\,\mathrm{diag}(h)\,Z
+  - \mathrm{diag}(\mathrm{diag}(H)/d)\,Y_c`, more accurate at low leverage, where predictions are
+  small (large :math:`\alpha`) and :math:`y - e` would cancel.
 
 So choosing among :math:`A` alphas costs :math:`2 A n^2 t` flops plus one pass over each
 :math:`n\times t` block, against scikit-learn's additional :math:`2 A n p t` for the primal
@@ -75,7 +82,7 @@ DEFAULT_ALPHAS = np.logspace(-1, 5, 7)
 _CRITERIA = ("mse", "pearson")
 _NAN_POLICIES = ("raise", "mask")
 #: Working-memory budget for one chunk of targets when ``target_chunk_size`` is None.
-_CHUNK_BUDGET_BYTES = 256 * 2**20
+_CHUNK_BUDGET_BYTES = 128 * 2**20
 
 
 class RidgeGCV(RegressorMixin, BaseEstimator):
@@ -95,7 +102,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
     backend : {"numpy", "torch", "torch_cuda", "auto"}, default="numpy"
         Where the per-chunk GEMMs run; ``"auto"`` uses CUDA when present. TF32 is off.
     target_chunk_size : int or None, default=None
-        Targets processed at once; None picks a size from a 256 MB budget (and the device's
+        Targets processed at once; None picks a size from a 128 MB budget (and the device's
         free memory), so memory stays bounded for tens of thousands of targets.
     store_cv_values : bool, default=False
         Keep ``cv_values_`` [n, t, n_alphas], the LOO *predictions* for every alpha (not the
@@ -270,8 +277,9 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
     def _chunk_size(self, n: int, n_alphas: int, be: Backend) -> int:
         if self.target_chunk_size is not None:
             return int(self.target_chunk_size)
-        # per target: host float64 copy + centred copy + ~5 device arrays of n values
-        per_target = n * 8 * 8 + (n * n_alphas * 8 if self.store_cv_values else 0)
+        # per target, about 12 float64 columns of n values: host copy, float64 and dtype
+        # projections, per-alpha work arrays, sorted copies and the chunk's outputs
+        per_target = n * 8 * 12 + (n * n_alphas * 8 if self.store_cv_values else 0)
         budget = min(_CHUNK_BUDGET_BYTES, be.free_memory_bytes() // 4)
         return max(1, min(8192, budget // per_target))
 
