@@ -215,15 +215,22 @@ def trained_state():
         return timm.create_model(TINY_TIMM).eval().state_dict()
 
 
-def load_checkpoint(
-    write_csv, tmp_path, payload, key: str = "", prefix: str = "", name: str | None = None
+def load_checkpoint_module(
+    write_csv, tmp_path, payload, key="", prefix="", name=None, arch=f"timm:{TINY_TIMM}"
 ):
+    """Save ``payload``, describe it in a one-row manifest and load it; return the module."""
     torch.save(payload, tmp_path / "ck.pth")
+    location = name or tmp_path / "ck.pth"
     manifest = write_csv(
-        f"{CKPT_HEADER}\nck,checkpoint,{name or tmp_path / 'ck.pth'},pretrained,CK,Convolutional,x,,,timm:{TINY_TIMM},{key},{prefix}\n"
+        f"{CKPT_HEADER}\nck,checkpoint,{location},pretrained,CK,Convolutional,x,,,{arch},{key},{prefix}\n"
     )
     (row,) = load_manifest(manifest)
-    return load_model(row).module.state_dict()
+    return load_model(row).module
+
+
+def load_checkpoint(*args, **kwargs) -> dict:
+    """The state dict of :func:`load_checkpoint_module`'s module."""
+    return load_checkpoint_module(*args, **kwargs).state_dict()
 
 
 def test_checkpoint_by_name_under_state_dict_with_module_prefix(
@@ -327,3 +334,36 @@ def test_random_rows_need_nothing_to_fetch():
     assert "nothing to download" in fetch_weights(
         dataclasses.replace(get_entry("resnet18_random", "demo"))
     )
+
+
+@pytest.mark.parametrize(
+    ("arch", "head"),
+    [(f"timm:{TINY_TIMM}", "classifier"), ("torchvision:mobilenet_v3_small", "classifier.3")],
+)
+@pytest.mark.parametrize("by", ["name", "position"])
+def test_checkpoint_without_classifier_loads_as_feature_extractor(
+    write_csv, tmp_path, arch, head, by
+):
+    library, arch_name = arch.split(":")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        if library == "timm":
+            import timm
+
+            full = timm.create_model(arch_name).state_dict()
+        else:
+            import torchvision
+
+            full = torchvision.models.get_model(arch_name).state_dict()
+    headless = {k: v for k, v in full.items() if not k.startswith(f"{head}.")}
+    assert len(headless) == len(full) - 2  # the test really removes a weight and a bias
+    if by == "name":  # a self-supervised checkpoint: projection head instead of a classifier
+        payload = {**headless, "projection_head.0.weight": torch.ones(8, 8)}
+    else:
+        payload = {f"t{i}": v for i, v in enumerate(headless.values())}
+    module = load_checkpoint_module(write_csv, tmp_path, payload, arch=arch)
+    assert_same_state(module.state_dict(), headless)
+    assert isinstance(module.get_submodule(head), torch.nn.Identity)
+    with torch.inference_mode():
+        # The output is the classifier's input: the features.
+        assert module(torch.zeros(1, 3, 160, 160)).shape == (1, full[f"{head}.weight"].shape[1])

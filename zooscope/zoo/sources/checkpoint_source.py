@@ -96,7 +96,8 @@ def remap_state_dict(
     Returns
     -------
     dict
-        A state dict with exactly the target's keys.
+        A state dict with exactly the target's keys (checkpoint tensors the target lacks, such
+        as a self-supervised projection head, are dropped when every target key matched by name).
 
     Raises
     ------
@@ -115,10 +116,13 @@ def remap_state_dict(
             raise ValueError(f"no checkpoint key starts with strip_prefix {strip_prefix!r} (e.g. {list(source)[:3]})")
     if renamed and all(k.startswith("module.") for k in renamed):
         renamed = {k.removeprefix("module."): v for k, v in renamed.items()}
-    if set(renamed) == set(target):
+    if set(target) <= set(renamed):
         mismatched = [k for k in target if renamed[k].shape != target[k].shape]
         if not mismatched:
-            return renamed
+            extra = sorted(set(renamed) - set(target))
+            if extra:
+                logger.info("ignoring %d checkpoint tensors the architecture lacks, e.g. %s", len(extra), extra[:5])
+            return {k: renamed[k] for k in target}
         detail = "; ".join(f"{k}: checkpoint {tuple(renamed[k].shape)} vs architecture {tuple(target[k].shape)}" for k in mismatched[:5])
         raise ValueError(f"checkpoint shapes differ from the architecture for {len(mismatched)} tensor(s): {detail}")
     if len(renamed) != len(target):
@@ -138,6 +142,51 @@ def remap_state_dict(
         mapped[dst_key] = tensor
     logger.info("mapped %d checkpoint tensors onto the architecture by position and shape", len(mapped))
     return mapped
+
+
+def classifier_name(module: torch.nn.Module) -> str | None:
+    """Name of the architecture's final classifier (timm's ``get_classifier()``, else the last Linear)."""
+    head = module.get_classifier() if hasattr(module, "get_classifier") else None
+    last_linear = None
+    for name, child in module.named_modules():
+        if head is not None and child is head:
+            return name
+        if isinstance(child, torch.nn.Linear):
+            last_linear = name
+    return None if head is not None else last_linear
+
+
+def drop_classifier(module: torch.nn.Module, name: str) -> None:
+    """Replace the classifier ``name`` by the identity, so that the network outputs its features."""
+    if hasattr(module, "reset_classifier"):  # timm: also keeps the model's num_classes consistent
+        module.reset_classifier(0)
+        return
+    parent, _, attribute = name.rpartition(".")
+    setattr(module.get_submodule(parent), attribute, torch.nn.Identity())
+
+
+def load_checkpoint_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], strip_prefix: str = "") -> None:
+    """Load checkpoint tensors into ``module``, remapping keys (see :func:`remap_state_dict`).
+
+    Self-supervised and CLIP checkpoints usually have no classifier: when the checkpoint explains
+    every tensor of the architecture but its classifier, the classifier is replaced by the
+    identity (rather than kept randomly initialised) and the network outputs its features.
+    """
+    target = module.state_dict()
+    try:
+        mapped = remap_state_dict(tensors, target, strip_prefix)
+    except ValueError as error:
+        head = classifier_name(module)
+        headless = {k: v for k, v in target.items() if not (head and k.startswith(f"{head}."))}
+        if len(headless) == len(target):
+            raise
+        try:
+            mapped = remap_state_dict(tensors, headless, strip_prefix)
+        except ValueError as headless_error:
+            raise ValueError(f"{error}; without the classifier {head!r}: {headless_error}") from None
+        drop_classifier(module, head or "")
+        logger.info("checkpoint has no classifier: %r replaced by the identity (the model outputs features)", head)
+    module.load_state_dict(mapped)
 
 
 def build_architecture(arch: str, pretrained_tag: str | None = None) -> tuple[torch.nn.Module, Transform]:
@@ -162,7 +211,7 @@ class CheckpointSource(Source):
         else:
             state = torch.load(location, map_location="cpu", weights_only=True)
         tensors = unwrap_state_dict(state, entry.metadata.get("checkpoint_key"))
-        module.load_state_dict(remap_state_dict(tensors, module.state_dict(), entry.metadata.get("strip_prefix", "")))
+        load_checkpoint_into(module, tensors, entry.metadata.get("strip_prefix", ""))
         return module, transform
 
     def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:
