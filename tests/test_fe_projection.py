@@ -1,0 +1,124 @@
+"""SparseRandomProjector: streaming = full matrix, sklearn parity, entry distribution, seeding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy import stats
+from sklearn.random_projection import SparseRandomProjection
+
+from zooscope.feature_extraction import SparseRandomProjector, jl_components
+
+
+def _activations(n: int, p: int, seed: int = 0) -> np.ndarray:
+    """Non-negative, offset activations (like post-ReLU features), float32 [n, p]."""
+    rng = np.random.default_rng(seed)
+    return (np.maximum(rng.standard_normal((n, p)), 0) + 0.5).astype(np.float32)
+
+
+def test_jl_components_matches_conwell():
+    assert jl_components(1000, eps=0.1) == 5920
+
+
+def test_streaming_equals_full_matrix_product():
+    X = _activations(53, 4000)
+    projector = SparseRandomProjector(4000, 300, seed=3, layer="conv1")
+    streamed = np.concatenate([projector.transform(X[i : i + 8]) for i in range(0, 53, 8)])
+    # Independent reference: the dense matrix product in float64.
+    reference = X.astype(np.float64) @ projector.matrix.toarray().astype(np.float64)
+    assert streamed.shape == (53, 300)
+    assert streamed.dtype == np.float32
+    np.testing.assert_allclose(streamed, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+    np.testing.assert_array_equal(streamed, projector.transform(X))
+
+
+def test_torch_input_gives_the_numpy_result():
+    X = _activations(10, 1000)
+    projector = SparseRandomProjector(1000, 64, seed=0, layer="fc")
+    out = projector.transform(torch.from_numpy(X))
+    assert isinstance(out, torch.Tensor)
+    np.testing.assert_allclose(out.numpy(), projector.transform(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("n_features", "n_components", "seed"), [(3000, 200, 0), (10_000, 333, 7)])
+def test_sklearn_mode_matches_sparse_random_projection(n_features, n_components, seed):
+    X = _activations(20, n_features, seed=1)
+    ours = SparseRandomProjector(n_features, n_components, seed=seed, layer="any", mode="sklearn")
+    theirs = SparseRandomProjection(n_components=n_components, random_state=seed).fit(X.astype(np.float64))
+    expected = theirs.transform(X.astype(np.float64))
+    np.testing.assert_allclose(ours.transform(X), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    # Same matrix, not merely the same product.
+    np.testing.assert_allclose(ours.matrix.toarray(), theirs.components_.T.toarray(), rtol=1e-6)
+
+
+def test_entries_density_and_scale_follow_the_distribution():
+    p, k = 40_000, 500
+    projector = SparseRandomProjector(p, k, seed=11, layer="layer3.1.conv2")
+    R = projector.matrix
+    density = 1 / np.sqrt(p)
+    assert projector.density == pytest.approx(density)
+    # Every non-zero is exactly +-sqrt(1/density)/sqrt(k).
+    scale = np.float32(np.sqrt(1 / density) / np.sqrt(k))
+    np.testing.assert_array_equal(np.abs(R.data), np.full(R.nnz, scale))
+    # Number of non-zeros ~ Binomial(p k, density): within 6 standard deviations.
+    mean, sd = p * k * density, np.sqrt(p * k * density * (1 - density))
+    assert abs(R.nnz - mean) < 6 * sd
+    # Signs ~ Binomial(nnz, 1/2).
+    positives = int((R.data > 0).sum())
+    assert abs(positives - R.nnz / 2) < 6 * np.sqrt(R.nnz / 4)
+    # Non-zeros spread uniformly over output components (chi-square) and over features
+    # (counts per feature ~ Binomial(k, density): check mean and variance).
+    per_component = np.bincount(R.indices, minlength=k)
+    expected = R.nnz / k
+    chi2 = ((per_component - expected) ** 2 / expected).sum()
+    assert stats.chi2.sf(chi2, k - 1) > 1e-6
+    per_feature = np.diff(R.indptr)
+    assert per_feature.mean() == pytest.approx(k * density, rel=0.02)
+    assert per_feature.var() == pytest.approx(k * density * (1 - density), rel=0.1)
+    # No position drawn twice: flattened positions strictly increasing in CSR order.
+    rows = np.repeat(np.arange(p), per_feature)
+    assert np.all(np.diff(rows.astype(np.int64) * k + R.indices) > 0)
+
+
+def test_projection_preserves_squared_norms_on_average():
+    # E ||x R||^2 = ||x||^2 for the scaled entries; average over many random directions.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 2500)).astype(np.float32)
+    projector = SparseRandomProjector(2500, 1000, seed=0, layer="x")
+    ratio = (projector.transform(X) ** 2).sum(1) / (X**2).sum(1)
+    # Each ratio has sd ~ sqrt(2/k) ~ 0.045; the mean of 400 has sd ~ 0.003.
+    assert ratio.mean() == pytest.approx(1.0, abs=0.02)
+    assert np.all(np.abs(ratio - 1) < 0.3)
+
+
+def test_seeded_per_seed_and_layer():
+    def draw(seed: int, layer: str) -> sp.csr_array:
+        return SparseRandomProjector(5000, 100, seed=seed, layer=layer).matrix
+
+    a, b = draw(0, "layer1.0.conv1"), draw(0, "layer1.0.conv1")
+    for name in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for other in (draw(0, "layer1.0.conv2"), draw(1, "layer1.0.conv1")):
+        assert (a != other).nnz > 0.9 * a.nnz  # essentially independent, not a shifted copy
+
+
+def test_passthrough_and_upsample():
+    X = _activations(4, 50)
+    kept = SparseRandomProjector(50, 100, layer="small")
+    assert kept.passthrough and kept.matrix is None and kept.n_output == 50
+    np.testing.assert_array_equal(kept.transform(X), X)
+    up = SparseRandomProjector(50, 100, layer="small", upsample=True)
+    assert up.n_output == 100 and up.transform(X).shape == (4, 100)
+
+
+def test_invalid_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="n_features >= 1"):
+        SparseRandomProjector(0, 10)
+    with pytest.raises(ValueError, match="density"):
+        SparseRandomProjector(100, 10, density=1.5)
+    with pytest.raises(ValueError, match="mode"):
+        SparseRandomProjector(100, 10, mode="dense")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected 100 features"):
+        SparseRandomProjector(100, 10).transform(np.zeros((2, 99), np.float32))
