@@ -385,8 +385,8 @@ _TASKONOMY_URL = (
 )
 _TASKONOMY_REASON = (
     "needs the taskonomy/visualpriors library: TaskonomyEncoder differs from torchvision "
-    "resnet50 (stride in the last block of layer1/layer2, unstrided layer4, no padding in "
-    "the stem, extra 2048->8 compress conv + GroupNorm)"
+    "resnet50 (layer1/layer2 downsample in their last block, layer3/layer4 unstrided, "
+    "ceil-mode stem max-pool, extra 2048->8 compress conv + BN + GroupNorm)"
 )
 
 _DETECTRON = "https://dl.fbaipublicfiles.com/detectron2/"
