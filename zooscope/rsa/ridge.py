@@ -277,9 +277,12 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
     def _chunk_size(self, n: int, n_alphas: int, be: Backend) -> int:
         if self.target_chunk_size is not None:
             return int(self.target_chunk_size)
-        # per target, about 12 float64 columns of n values: host copy, float64 and dtype
-        # projections, per-alpha work arrays, sorted copies and the chunk's outputs
-        per_target = n * 8 * 12 + (n * n_alphas * 8 if self.store_cv_values else 0)
+        # per target: the stack of per-alpha LOO values (n_alphas x n in dtype), and about 10
+        # float64 columns of n values (host copy, projections, the chunk's outputs)
+        itemsize = 4 if self.dtype == "float32" else 8
+        per_target = n * (n_alphas * itemsize + 80) + (
+            n * n_alphas * 16 if self.store_cv_values else 0
+        )
         budget = min(_CHUNK_BUDGET_BYTES, be.free_memory_bytes() // 4)
         return max(1, min(8192, budget // per_target))
 
@@ -367,20 +370,10 @@ class _ChunkResult:
 class _Chunk:
     """Device arrays of one chunk of centred targets (see :meth:`_LooDecomposition.chunk`)."""
 
-    __slots__ = ("R", "Y", "Y64", "Z", "Z64")
+    __slots__ = ("R", "Y", "Z", "Z64")
 
-    def __init__(self, Y, Y64, Z, Z64, R):
-        self.Y, self.Y64, self.Z, self.Z64, self.R = Y, Y64, Z, Z64, R
-
-    def columns(self, sel) -> _Chunk:
-        """The same chunk restricted to the columns ``sel`` (index array or slice)."""
-        return _Chunk(
-            self.Y[:, sel],
-            None,
-            self.Z[:, sel],
-            self.Z64[:, sel],
-            None if self.R is None else self.R[:, sel],
-        )
+    def __init__(self, Y, Z, Z64, R):
+        self.Y, self.Z, self.Z64, self.R = Y, Z, Z64, R
 
 
 class _LooDecomposition:
@@ -429,22 +422,30 @@ class _LooDecomposition:
         Y64 = self.be.asarray(Yc_host, dtype="float64")
         Z64 = xp.matmul(self.U64.T, Y64)
         R = None if self.complete else self._cast(Y64 - xp.matmul(self.U64, Z64))
-        return _Chunk(self._cast(Y64), Y64, self._cast(Z64), Z64, R)
+        return _Chunk(self._cast(Y64), self._cast(Z64), Z64, R)
 
-    def residual(self, a: int, ch: _Chunk):
-        """LOO residuals for alpha index ``a``: ``diag(1/d) (R + U diag(g) Z)``.
+    def _matmul(self, A, B, out):
+        if self.be.name == "numpy":
+            return np.matmul(A, B, out=out)
+        import torch
+
+        return torch.matmul(A, B, out=out)
+
+    def residual(self, a: int, ch: _Chunk, out):
+        """LOO residuals for alpha index ``a``, written to ``out`` [n, c]:
+        ``diag(1/d) (R + U diag(g) Z)``.
 
         ``g = alpha / (w + alpha)`` is formed in float64, so no two nearly equal numbers are
         subtracted even when the fit is nearly exact (small residuals, leverage near 1).
         """
         op = self._cast(self.U64 * (self.g[:, a][None, :] / self.d[:, a][:, None]))
-        e = self.xp.matmul(op, ch.Z)
+        e = self._matmul(op, ch.Z, out)
         if ch.R is not None:
             e += self._cast(1.0 / self.d[:, a])[:, None] * ch.R
         return e
 
-    def prediction(self, a: int, ch: _Chunk):
-        """Centred LOO predictions for alpha index ``a``, in the more accurate form.
+    def prediction(self, a: int, ch: _Chunk, out):
+        """Centred LOO predictions for alpha index ``a``, written to ``out`` [n, c].
 
         Rounding (relative ``eps``) costs about ``eps |y|`` in the residual form (``y - e``)
         and ``eps |y| H_ii / (1 - H_ii)`` in the prediction form
@@ -452,14 +453,21 @@ class _LooDecomposition:
         (where predictions are small and ``y - e`` would cancel).
         """
         if self.max_leverage[a] > 1.0 / 3.0:
-            return ch.Y - self.residual(a, ch)
+            e = self.residual(a, ch, out)
+            e *= -1.0
+            e += ch.Y
+            return e
         op = self._cast(self.U64 * (self.h[:, a][None, :] / self.d[:, a][:, None]))
-        loo = self.xp.matmul(op, ch.Z)
+        loo = self._matmul(op, ch.Z, out)
         loo -= self._cast(self.diag_h[:, a] / self.d[:, a])[:, None] * ch.Y
         return loo
 
     def solve_chunk(self, Yc_host: np.ndarray, criterion: str, store_cv: bool) -> _ChunkResult:
         """LOO scores for all alphas, selection, and outputs at the chosen alphas.
+
+        The per-alpha LOO residuals (MSE) or predictions (Pearson) of the chunk are kept in a
+        stack [n_alphas, n, c], so the chosen ones are gathered rather than recomputed; the
+        chunk size accounts for it.
 
         Parameters
         ----------
@@ -471,26 +479,22 @@ class _LooDecomposition:
         A = self.alphas.size
         ch = self.chunk(Yc_host)
         Yc = ch.Y
+        stack = xp.empty((A, n, c), dtype=self.be.dtype(self.dtype), device=ch.Y.device)
         scores = np.empty((A, c))
-        cv = np.empty((n, c, A)) if store_cv else None
         if criterion == "pearson":
             s_y = xp.sum(Yc, axis=0)
             var_y = self._coldot(Yc, Yc) - s_y * s_y / n
         for a in range(A):
             if criterion == "mse":
-                e = self.residual(a, ch)
+                e = self.residual(a, ch, stack[a])
                 score = self._coldot(e, e) / (-n)
-                if cv is not None:
-                    cv[:, :, a] = be.to_numpy(Yc - e)
             else:
-                loo = self.prediction(a, ch)
+                loo = self.prediction(a, ch, stack[a])
                 s_l = xp.sum(loo, axis=0)
                 cov = self._coldot(loo, Yc) - s_l * s_y / n
                 var_l = self._coldot(loo, loo) - s_l * s_l / n
                 with np.errstate(invalid="ignore", divide="ignore"):
                     score = cov / xp.sqrt(var_l * var_y)
-                if cv is not None:
-                    cv[:, :, a] = be.to_numpy(loo)
             scores[a] = be.to_numpy(score)
         scores[~np.isfinite(scores)] = -np.inf
         best = np.argmax(scores, axis=0)  # first maximum: ties go to the earliest alpha
@@ -499,24 +503,25 @@ class _LooDecomposition:
         if criterion == "pearson":
             best_score = np.clip(best_score, -1.0, 1.0)
 
-        # Group targets by chosen alpha: one gather, contiguous slices, one scatter back.
-        order = np.argsort(best, kind="stable")
-        bounds = np.searchsorted(best[order], np.arange(A + 1))
-        sorted_ch = ch.columns(order if be.name == "numpy" else be.asarray(order))
-        loo_sorted = np.empty((n, c))
-        dual_sorted = np.empty((n, c))
-        for a in range(A):
-            lo, hi = int(bounds[a]), int(bounds[a + 1])
-            if lo == hi:
-                continue
-            part = sorted_ch.columns(slice(lo, hi))
-            loo_sorted[:, lo:hi] = be.to_numpy(self.prediction(a, part))
-            # dual coefficients in float64: 1/(w + alpha) amplifies rounding at small alpha
-            dual_sorted[:, lo:hi] = be.to_numpy(
-                xp.matmul(self.U64 * self.inv[:, a][None, :], part.Z64)
-            )
-        loo_pred = np.empty((n, c))
-        dual = np.empty((n, c))
-        loo_pred[:, order] = loo_sorted
-        dual[:, order] = dual_sorted
+        chosen = be.to_numpy(_take_alpha(stack, best, be)).astype(np.float64)
+        loo_pred = Yc_host - chosen if criterion == "mse" else chosen
+        # dual coefficients c = U diag(1/(w + alpha_j)) z_j, all targets in one float64 GEMM:
+        # 1/(w + alpha) amplifies rounding at small alpha
+        inv = self.inv[:, be.asarray(best) if be.name != "numpy" else best]
+        dual = be.to_numpy(xp.matmul(self.U64, inv * ch.Z64))
+        cv = None
+        if store_cv:
+            cv = np.moveaxis(be.to_numpy(stack).astype(np.float64), 0, -1)
+            if criterion == "mse":
+                cv = Yc_host[:, :, None] - cv
         return _ChunkResult(best, best_score, loo_pred, dual, cv)
+
+
+def _take_alpha(stack, best: np.ndarray, be: Backend):
+    """``out[:, j] = stack[best[j], :, j]`` for a stack [A, n, c]."""
+    if be.name == "numpy":
+        return np.take_along_axis(stack, best[None, None, :], axis=0)[0]
+    import torch
+
+    idx = torch.as_tensor(best, device=stack.device).reshape(1, 1, -1).expand(1, *stack.shape[1:])
+    return torch.gather(stack, 0, idx)[0]
