@@ -119,7 +119,10 @@ def test_check_demo_random_all_ok(offline):
     output = invoke(
         "models", "check", "--manifest", "demo", "--weights", "random", stdout_only=True
     )
-    assert "demo (random init): 8 ok, 0 failed, 0 skipped (of 8 rows checked)" in output
+    assert (
+        "demo (random init): 8 ok, 0 failed, 0 missing weights, 0 skipped (of 8 rows checked)"
+        in output
+    )
     assert output.count("     ok  ") == 8
 
 
@@ -128,9 +131,12 @@ def test_check_reports_failures_and_goes_on(mixed_manifest, offline, empty_weigh
     lines = output.splitlines()
     assert any(line.startswith(" failed  broken  ") and "not_a_model" in line for line in lines)
     assert any(line.startswith("     ok  tiny  ") for line in lines)
-    assert any(line.startswith(" failed  trained  WeightsUnavailable") for line in lines)
+    assert any(
+        line.startswith("missing  trained  not cached, offline: run zooscope models fetch trained")
+        for line in lines
+    )
     assert "skipped  gone  needs library X" in output
-    assert "2 ok, 2 failed, 1 skipped (of 5 rows checked)" in output
+    assert "2 ok, 1 failed, 1 missing weights, 1 skipped (of 5 rows checked)" in output
     # With --weights random the pretrained row is built as its random twin, offline.
     output = invoke(
         "models",
@@ -142,7 +148,7 @@ def test_check_reports_failures_and_goes_on(mixed_manifest, offline, empty_weigh
         "--uids",
         "trained,tiny",
     )
-    assert "2 ok, 0 failed, 0 skipped" in output
+    assert "2 ok, 0 failed, 0 missing weights, 0 skipped" in output
 
 
 def test_check_sample_covers_sources_and_arch_classes(mixed_manifest, offline):

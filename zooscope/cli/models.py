@@ -289,14 +289,18 @@ def check_models(
         True, "--forward/--no-forward", help="Also run one image through each model."
     ),
 ) -> None:
-    """Instantiate every available model of a manifest; report ok / failed / skipped per row.
+    """Instantiate every available model of a manifest; report ok / failed / missing / skipped.
 
-    Continues after failures and exits with code 1 when any row failed.
+    Continues after failures and exits with code 1 when any row failed. Rows whose weights (or,
+    for hub models, config files) are not cached and cannot be downloaded are reported as
+    "missing" with the fetch command: an environment state, not a broken row.
     """
     import gc
 
     from rich.table import Table
     from tqdm.auto import tqdm
+
+    from zooscope.zoo import WeightsUnavailable
 
     _check_weights_option(weights)
     if sample is not None and uids is not None:
@@ -319,6 +323,8 @@ def check_models(
             progress.set_postfix_str(entry.model_uid)
             try:
                 status, detail = "ok", _check_one(entry, weights, device, forward)
+            except WeightsUnavailable as error:
+                status, detail = "missing", f"not cached, offline: run {error.fetch_command}"
             except Exception as error:  # report and go on: one broken row must not stop the check
                 first_line = (str(error).strip().splitlines() or [""])[0]
                 status, detail = "failed", f"{type(error).__name__}: {first_line}"
@@ -338,7 +344,8 @@ def check_models(
     counts = Counter(s for _, s, _ in results)
     mode = "random init" if weights == "random" else "manifest weights"
     console.print(
-        f"{manifest} ({mode}): {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped "
+        f"{manifest} ({mode}): {counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['missing']} missing weights, {counts['skipped']} skipped "
         f"(of {len(results)} rows checked)"
     )
     if failed:
