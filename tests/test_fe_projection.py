@@ -46,9 +46,13 @@ def test_torch_input_gives_the_numpy_result():
 def test_sklearn_mode_matches_sparse_random_projection(n_features, n_components, seed):
     X = _activations(20, n_features, seed=1)
     ours = SparseRandomProjector(n_features, n_components, seed=seed, layer="any", mode="sklearn")
-    theirs = SparseRandomProjection(n_components=n_components, random_state=seed).fit(X.astype(np.float64))
+    theirs = SparseRandomProjection(n_components=n_components, random_state=seed).fit(
+        X.astype(np.float64)
+    )
     expected = theirs.transform(X.astype(np.float64))
-    np.testing.assert_allclose(ours.transform(X), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        ours.transform(X), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max()
+    )
     # Same matrix, not merely the same product.
     np.testing.assert_allclose(ours.matrix.toarray(), theirs.components_.T.toarray(), rtol=1e-6)
 
