@@ -19,6 +19,15 @@ from zooscope.feature_extraction.layers import HookSet, hookable_modules
 from zooscope.zoo import get_entry, load_model, parse_manifest
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """One torch thread: on a shared 2-core runner, two spinning OpenMP threads run ~50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class TokenFirst(nn.Module):
     """A tiny transformer that works token-first (``[L, N, D]``) inside, like older open_clip.
 
