@@ -139,3 +139,88 @@ def test_partly_consumed_run_resumes_and_parameters_key_the_cache(tmp_path: Path
         extract(resnet, pixels[::-1].copy(), layers=SELECTION, cache=cache, progress=False)
     )
     assert not any(r.from_cache for r in other_images)
+
+
+def _write_folder(folder: Path, pixels: np.ndarray) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"img{i:03d}.png")  # lossless
+    return folder
+
+
+def test_cli_extract_folder_npy_and_benchmark_file(tmp_path: Path, resnet, pixels):
+    import csv
+
+    import h5py
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    folder = _write_folder(tmp_path / "images", pixels)
+    out = tmp_path / "out"
+    common = ["--model", "resnet18_random", "--out", str(out), "--device", "cpu", "--no-progress"]
+    common += [
+        "--layers",
+        r"^(conv1|layer1\.0\.conv1|fc)$",
+        "--memory-budget",
+        "200MB",
+        "--batch-size",
+        "4",
+    ]
+    runner = CliRunner()
+    result = runner.invoke(app, ["extract", "--images", str(folder), *common])
+    assert result.exit_code == 0, result.output
+    assert "3 layers (0 reused" in result.output
+    with open(out / "layers.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["name"] for row in rows] == ["conv1", "layer1.0.conv1", "fc"]
+    expected = {r.name: r for r in extract(resnet, folder, layers=LayerSelection(include=r"^(conv1|layer1\.0\.conv1|fc)$"), progress=False)}  # fmt: skip
+    for row in rows:
+        assert int(row["n_features"]) == expected[row["name"]].n_features
+        stored = FeatureCache(out / "cache").load(Path(row["file"]).stem)
+        assert (out / row["file"]).is_file()
+        np.testing.assert_allclose(stored["rsm"], expected[row["name"]].rsm, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(stored["srp"], expected[row["name"]].srp, rtol=1e-6, atol=1e-7)
+    # The same pixels as an .npy array or a Benchmark file's stimuli: every layer is reused.
+    np.save(tmp_path / "images.npy", pixels)
+    with h5py.File(tmp_path / "bench.h5", "w") as handle:
+        handle["stimuli"] = pixels
+    for path in (tmp_path / "images.npy", tmp_path / "bench.h5"):
+        result = runner.invoke(app, ["extract", "--images", str(path), *common])
+        assert result.exit_code == 0, result.output
+        assert "3 layers (3 reused" in result.output
+
+
+def test_cli_extract_rejects_bad_input_with_exit_code_2(tmp_path: Path):
+    import h5py
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    with h5py.File(tmp_path / "empty.h5", "w") as handle:
+        handle["responses"] = np.zeros(3)
+    runner = CliRunner()
+    base = ["extract", "--out", str(tmp_path / "out"), "--device", "cpu"]
+    cases = [
+        (["--model", "resnet18_random", "--images", str(tmp_path / "missing")], "does not exist"),
+        (["--model", "resnet18_random", "--images", str(tmp_path / "empty.h5")], "no 'stimuli'"),
+        (["--model", "no_such_model", "--images", str(tmp_path)], "no model"),
+        (
+            ["--model", "resnet18_random", "--images", str(tmp_path), "--layers", "("],
+            "regular expression",
+        ),
+        (
+            ["--model", "resnet18_random", "--images", str(tmp_path), "--rsm-from", "x"],
+            "--rsm-from",
+        ),
+        (
+            ["--model", "resnet18_random", "--images", str(tmp_path), "--memory-budget", "lots"],
+            "memory size",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, [*base, *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)

@@ -12,7 +12,7 @@ import logging
 import typer
 
 from zooscope import __version__
-from zooscope.cli import analyze, benchmark, models, nsd
+from zooscope.cli import analyze, benchmark, extract, models, nsd
 
 app = typer.Typer(
     name="zooscope",
@@ -45,7 +45,7 @@ def _root(
 
 
 # Each module adds its commands; keep this list in CLI-help order.
-for _module in (models, nsd, benchmark, analyze):
+for _module in (models, nsd, benchmark, extract, analyze):
     _module.register(app)
 
 

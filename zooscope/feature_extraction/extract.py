@@ -73,6 +73,9 @@ class LayerFeatures:
     label : str
         ``"Conv2d-19"``-style readable name.
     from_cache : bool
+        True when the layer was read from the :class:`FeatureCache` instead of computed.
+    cache_key : str or None
+        The layer's key in the cache (None when extracting without a cache).
     """
 
     name: str
@@ -83,6 +86,7 @@ class LayerFeatures:
     rsm: np.ndarray | None
     label: str = ""
     from_cache: bool = False
+    cache_key: str | None = None
 
 
 @dataclass
@@ -254,7 +258,7 @@ def extract(
         for spec in specs:
             if keys[spec.name] in cache:
                 stored = cache.load(keys[spec.name])
-                yield LayerFeatures(spec.name, spec.index, spec.module_type, spec.n_features, stored.get("srp"), stored.get("rsm"), spec.label, True)
+                yield LayerFeatures(spec.name, spec.index, spec.module_type, spec.n_features, stored.get("srp"), stored.get("rsm"), spec.label, True, keys[spec.name])
         specs = [s for s in specs if keys[s.name] not in cache]
     if not specs:
         return
@@ -337,7 +341,7 @@ def _run_pass(
         if want_rsm:
             rsm = state.gram.rsm() if exact else _rsm_of(state.srp)
         srp_out = state.srp if want_srp else None
-        features = LayerFeatures(layer.name, layer.index, layer.module_type, layer.n_features, srp_out, rsm, layer.label)
+        features = LayerFeatures(layer.name, layer.index, layer.module_type, layer.n_features, srp_out, rsm, layer.label, cache_key=keys.get(layer.name))
         if cache is not None:
             cache.save(keys[layer.name], {"srp": features.srp, "rsm": features.rsm}, {"name": layer.name, "index": layer.index})
         del states[layer.name]
