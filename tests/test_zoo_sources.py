@@ -163,6 +163,26 @@ def test_random_twin_keeps_the_preprocessing_of_its_weights_tag(rgb_image, offli
     assert no_network == []
 
 
+def test_open_clip_random_twin_keeps_the_preprocessing_of_its_tag(rgb_image, offline, no_network):
+    import open_clip
+
+    name, tag = "PE-Core-T-16-384", "meta"  # the tag's statistics, resize and interpolation differ
+    loaded = load_model(entry("open_clip", name, tag, arch_class="Transformer"), weights="random")
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    image = Image.fromarray(rgb_image)
+    expected = open_clip.image_transform(
+        384,
+        is_train=False,
+        mean=cfg["mean"],
+        std=cfg["std"],
+        interpolation=cfg["interpolation"],
+        resize_mode=cfg["resize_mode"],
+    )(image)
+    assert torch.equal(loaded.preprocess(rgb_image), expected)
+    assert not torch.equal(open_clip_transform(name)(image), expected)
+    assert no_network == []
+
+
 # --- seeded random init ----------------------------------------------------------------------------
 
 

@@ -24,12 +24,12 @@ class OpenClipSource(Source):
             )
         else:
             # Random twin of a pretrained row: open_clip would download the weights even with
-            # load_weights=False, so apply the tag's architecture and preprocessing settings by hand.
+            # load_weights=False, so apply the tag's preprocessing settings by hand (a tag never
+            # changes the architecture: open_clip only warns on a QuickGELU mismatch).
             cfg = self._cfg(entry)
             model, _, preprocess = open_clip.create_model_and_transforms(
                 entry.name,
                 pretrained=None,
-                force_quick_gelu=bool(cfg.get("quick_gelu", False)),
                 image_mean=cfg.get("mean"),
                 image_std=cfg.get("std"),
                 image_interpolation=cfg.get("interpolation"),
