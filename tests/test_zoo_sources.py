@@ -183,6 +183,50 @@ def test_open_clip_random_twin_keeps_the_preprocessing_of_its_tag(rgb_image, off
     assert no_network == []
 
 
+def test_timm_random_twin_keeps_the_preprocessing_of_its_tag(rgb_image, offline, no_network):
+    loaded = load_model(entry("timm", "resnet18", "tv_in1k"), weights="random")
+    image = Image.fromarray(rgb_image)
+    expected = timm_transform("resnet18.tv_in1k")(image)  # bilinear, crop 0.875
+    assert torch.equal(loaded.preprocess(rgb_image), expected)
+    assert not torch.equal(timm_transform("resnet18.a1_in1k")(image), expected)  # bicubic, 0.95
+    assert no_network == []
+
+
+def test_transformers_multimodal_model_exposes_its_vision_tower(
+    tmp_path, rgb_image, offline, no_network
+):
+    from transformers import AutoImageProcessor, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tower = {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 37,
+    }
+    config = CLIPConfig(
+        text_config={
+            **tower,
+            "vocab_size": 99,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
+        vision_config={**tower, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(tmp_path)
+    CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(tmp_path)
+    loaded = load_model(entry("transformers", str(tmp_path), arch_class="Transformer"))
+    assert type(loaded.module).__name__.startswith("CLIPVision")
+    assert not any("text" in name for name, _ in loaded.module.named_parameters())
+    processor = AutoImageProcessor.from_pretrained(tmp_path)
+    expected = processor(images=Image.fromarray(rgb_image), return_tensors="pt")["pixel_values"][0]
+    assert torch.equal(loaded.preprocess(rgb_image), expected)
+    assert no_network == []
+
+
 # --- seeded random init ----------------------------------------------------------------------------
 
 
