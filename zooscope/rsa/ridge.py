@@ -393,10 +393,16 @@ class _LooDecomposition:
         self.h = w[:, None] / (w[:, None] + al[None, :])  # [r, A]
         self.g = al[None, :] / (w[:, None] + al[None, :])  # 1 - h, without cancellation
         self.inv = 1.0 / (w[:, None] + al[None, :])
-        diag_h = xp.matmul(U * U, self.h)  # [n, A]
+        U2 = U * U
+        diag_h = xp.matmul(U2, self.h)  # [n, A]
         if fit_intercept:
             diag_h = diag_h + 1.0 / self.n
-        self.d = 1.0 - diag_h
+        if complete:
+            # rows of U have squared norm 1 (or 1 - 1/n without the intercept direction), so
+            # 1 - H_ii = sum_k U_ik^2 g_k exactly: no cancellation at leverage near 1
+            self.d = xp.matmul(U2, self.g)
+        else:
+            self.d = 1.0 - diag_h
         if bool(xp.any(self.d <= 1e-12)):
             raise ValueError(
                 "leave-one-out is undefined: a training sample has leverage ~1 (1 - H_ii <= 1e-12);"
