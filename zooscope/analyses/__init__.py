@@ -18,6 +18,7 @@ from zooscope.analyses.correlates import (
 from zooscope.analyses.db import ResultsDB
 from zooscope.analyses.importers import import_conwell2024, import_scores_table
 from zooscope.analyses.report import build_report
+from zooscope.analyses.scoring import BrainData, ModelScores, RunOptions, ScoringConfig, score_model
 from zooscope.analyses.similarity import (
     classical_mds,
     cluster_models,
@@ -25,17 +26,25 @@ from zooscope.analyses.similarity import (
     rsm_similarity,
     similarity_from_db,
 )
+from zooscope.analyses.survey import SurveyReport, compute_ceilings, make_client, survey
 
 __all__ = [
+    "BrainData",
+    "ModelScores",
     "ResultsDB",
+    "RunOptions",
+    "ScoringConfig",
+    "SurveyReport",
     "build_report",
     "classical_mds",
     "cluster_models",
+    "compute_ceilings",
     "effective_dimensionality",
     "explained_variance",
     "group_summary",
     "import_conwell2024",
     "import_scores_table",
+    "make_client",
     "mixed_contrast",
     "normalize_within_subject",
     "ols_contrast",
@@ -45,6 +54,8 @@ __all__ = [
     "rank_stability",
     "rsm_similarity",
     "score_frame",
+    "score_model",
     "similarity_from_db",
     "spearman_correlates",
+    "survey",
 ]

@@ -1,0 +1,316 @@
+"""Score one model against a benchmark: every layer, cRSA + veRSA + encoding r, per subject x ROI.
+
+The defaults reproduce Conwell et al. (2024): cRSA on full-feature RSMs; veRSA on sparse random
+projections (eps=0.1, seed 0) with per-voxel ridge over logspace(-1, 5, 7) chosen by exact
+leave-one-out Pearson r on the training images; best layer chosen by its train score.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from zooscope._hashing import hash_json
+from zooscope.benchmark import Benchmark
+from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
+from zooscope.zoo.manifest import ModelEntry
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("crsa", "versa", "encoding_r")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Everything that determines a model's scores (its hash keys the results).
+
+    Execution settings that cannot change a number (device, batch size, memory budget) live in
+    :class:`RunOptions` instead, so a rerun on another machine resumes the same results.
+    """
+
+    metrics: tuple[str, ...] = METRICS
+    subjects: tuple[str, ...] | None = None
+    rois: tuple[str, ...] | None = None
+    eps: float = 0.1
+    n_components: int | None = None
+    srp_seed: int = 0
+    alphas: tuple[float, ...] = tuple(np.logspace(-1, 5, 7).tolist())
+    criterion: str = "pearson"
+    compare: str = "pearson"
+    rsm_from: str = "full"
+    train_split: str = "train"
+    test_split: str = "test"
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def hash(self) -> str:
+        return hash_json(self.to_dict())
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (never changes the numbers)."""
+
+    device: str = "auto"
+    batch_size: int = 32
+    num_workers: int = 0
+    memory_budget: int | str | None = None
+    ridge_backend: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class BrainData:
+    """The benchmark side of scoring, prepared once and reused for every layer and model.
+
+    Attributes
+    ----------
+    train, test : ndarray of int
+        Image positions of the two splits.
+    Y_train, Y_test : ndarray, shapes [n_train, n_units] and [n_test, n_units]
+        Repetition-averaged responses of the units in any group.
+    groups : dict
+        ``"subject|roi"`` -> column indices into ``Y_*``.
+    comparators : dict
+        ``label -> {"train": RSMComparator, "test": RSMComparator}`` of the brain RSMs.
+    """
+
+    train: np.ndarray
+    test: np.ndarray
+    Y_train: np.ndarray
+    Y_test: np.ndarray
+    groups: dict[str, np.ndarray]
+    comparators: dict[str, dict[str, RSMComparator]] = field(repr=False)
+
+    @classmethod
+    def from_benchmark(cls, benchmark: Benchmark, config: ScoringConfig) -> BrainData:
+        """Read the responses once and build the brain RSMs of every group and split."""
+        groups = benchmark.groups(
+            subjects=_subjects(benchmark, config.subjects), rois=list(config.rois) if config.rois else None
+        )
+        units = np.unique(np.concatenate(list(groups.values())))
+        column = {u: i for i, u in enumerate(units)}
+        groups = {label: np.array([column[u] for u in idx]) for label, idx in groups.items()}
+        splits = benchmark.splits
+        train, test = splits[config.train_split], splits[config.test_split]
+        mean = benchmark.mean_responses(units)  # [units, images]
+        if np.isnan(mean).any():
+            raise ValueError("some units have no repetition at all for some images; drop them when preparing the benchmark")
+        Y_train, Y_test = mean[:, train].T.copy(), mean[:, test].T.copy()
+        comparators = {
+            label: {
+                "train": RSMComparator(rsm(Y_train[:, idx], dtype="float64"), config.compare),
+                "test": RSMComparator(rsm(Y_test[:, idx], dtype="float64"), config.compare),
+            }
+            for label, idx in groups.items()
+        }
+        return cls(train, test, Y_train, Y_test, groups, comparators)
+
+
+def _subjects(benchmark: Benchmark, subjects: tuple[str, ...] | None) -> list[Any] | None:
+    """Match subjects given as text (CLI, config) to the benchmark's own values."""
+    if subjects is None:
+        return None
+    present = {str(s): s for s in benchmark.subjects}
+    missing = [s for s in subjects if str(s) not in present]
+    if missing:
+        raise KeyError(f"unknown subject(s) {missing}; the benchmark has {list(present)}")
+    return [present[str(s)] for s in subjects]
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """``"1|OTC"`` -> ``("1", "OTC")``."""
+    subject, roi = label.split("|", 1)
+    return subject, roi
+
+
+@dataclass
+class ModelScores:
+    """Every row one model contributes to the results database."""
+
+    model: dict[str, Any]
+    layers: pd.DataFrame
+    scores: pd.DataFrame
+    rsms: pd.DataFrame
+    seconds: float
+
+    def best(self, split: str = "test") -> dict[str, float]:
+        """Mean over groups of the best-train-layer score per metric (for log lines)."""
+        from zooscope.rsa import select_layer
+
+        if self.scores.empty:
+            return {}
+        frame = self.scores.rename(columns={"layer_name": "layer"})
+        frame["group"] = frame["subject"].astype(str) + "|" + frame["roi"]
+        best = select_layer(frame[["layer", "group", "metric", "split", "score"]])
+        column = "test_score" if "test_score" in best.columns else "score"
+        return best.groupby("metric")[column].mean().to_dict()
+
+
+class ScoringError(RuntimeError):
+    """A model failed while being scored; ``stage`` says where (load, extract, score)."""
+
+    def __init__(self, stage: str, error: BaseException) -> None:
+        self.stage = stage
+        self.error = error
+        super().__init__(f"{stage}: {type(error).__name__}: {error}")
+
+
+class _BestRSMs:
+    """Keep, per (metric, group), the test RSM of the layer with the best train score so far."""
+
+    def __init__(self) -> None:
+        self.best: dict[tuple[str, str], tuple[float, str, np.ndarray]] = {}
+
+    def offer(self, metric: str, group: str, train_score: float, layer: str, test_rsm: Any) -> None:
+        current = self.best.get((metric, group))
+        if np.isfinite(train_score) and (current is None or train_score > current[0]):
+            # The matrix is materialised only when it becomes the best (a callable defers it).
+            matrix = test_rsm() if callable(test_rsm) else test_rsm
+            self.best[(metric, group)] = (train_score, layer, upper_triangle(matrix).astype(np.float32))
+
+    def frame(self) -> pd.DataFrame:
+        rows = []
+        for (metric, group), (_score, layer, tri) in self.best.items():
+            subject, roi = split_label(group)
+            rows.append({"metric": metric, "subject": subject, "roi": roi, "layer_name": layer, "split": "test", "rsm": tri})
+        return pd.DataFrame(rows, columns=["metric", "subject", "roi", "layer_name", "split", "rsm"])
+
+
+def score_layer(
+    features: Any, brain: BrainData, config: ScoringConfig, ridge_backend: str = "numpy"
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
+    """Score one layer (a :class:`~zooscope.feature_extraction.LayerFeatures`).
+
+    Returns
+    -------
+    rows : list of dict
+        ``subject, roi, metric, split, score`` rows.
+    test_rsms : dict
+        ``(metric, group) -> (train score, test RSM or a callable returning it)``.
+    """
+    rows: list[dict[str, Any]] = []
+    test_rsms: dict[tuple[str, str], Any] = {}
+    train, test = brain.train, brain.test
+    if "crsa" in config.metrics:
+        model_train = features.rsm[np.ix_(train, train)]
+        model_test = features.rsm[np.ix_(test, test)]
+        for label, comparator in brain.comparators.items():
+            subject, roi = split_label(label)
+            scores = {"train": crsa(model_train, comparator["train"]), "test": crsa(model_test, comparator["test"])}
+            rows += [{"subject": subject, "roi": roi, "metric": "crsa", "split": s, "score": v} for s, v in scores.items()]
+            test_rsms[("crsa", label)] = (scores["train"], model_test)
+    if {"versa", "encoding_r"} & set(config.metrics):
+        result = versa(
+            features.srp[train], features.srp[test], brain.Y_train, brain.Y_test, brain.groups,
+            alphas=np.asarray(config.alphas), criterion=config.criterion, brain_rsms=brain.comparators,
+            compare=config.compare, backend=ridge_backend, return_rsms="versa" in config.metrics,
+        )
+        for row in result.scores.itertuples(index=False):
+            if row.metric not in config.metrics:
+                continue
+            subject, roi = split_label(row.group)
+            rows.append({"subject": subject, "roi": roi, "metric": row.metric, "split": row.split, "score": float(row.score)})
+        if result.rsms:
+            train_scores = result.scores.query("metric == 'versa' and split == 'train'").set_index("group")["score"]
+            for label, predicted in result.rsms.items():
+                test_rsms[("versa", label)] = (float(train_scores[label]), predicted)
+    return rows, test_rsms
+
+
+def score_model(
+    entry: ModelEntry,
+    benchmark: Benchmark,
+    config: ScoringConfig | None = None,
+    options: RunOptions | None = None,
+    brain: BrainData | None = None,
+) -> ModelScores:
+    """Score every layer of one model.
+
+    Parameters
+    ----------
+    entry : ModelEntry
+    benchmark : Benchmark
+    config : ScoringConfig, optional
+        Defaults reproduce Conwell et al. (2024).
+    options : RunOptions, optional
+    brain : BrainData, optional
+        Prepared brain side (built from ``benchmark`` when not given; pass it to reuse it).
+
+    Returns
+    -------
+    ModelScores
+        Layers table, tidy score rows for every layer x group x metric x split, and the best
+        layer's test RSM per metric and group. Layers are streamed: only one is held at a time.
+
+    Raises
+    ------
+    ScoringError
+        With ``stage`` in {"load", "extract", "score"}.
+    """
+    from zooscope.analyses.correlates import effective_dimensionality
+    from zooscope.feature_extraction import extract
+    from zooscope.zoo import load_model
+
+    config = config or ScoringConfig()
+    options = options or RunOptions()
+    started = time.perf_counter()
+    brain = brain or BrainData.from_benchmark(benchmark, config)
+    try:
+        loaded = load_model(entry, device=options.device)
+    except Exception as error:
+        raise ScoringError("load", error) from error
+    need_srp = bool({"versa", "encoding_r"} & set(config.metrics))
+    layer_rows: list[dict[str, Any]] = []
+    score_rows: list[dict[str, Any]] = []
+    best = _BestRSMs()
+    stream = extract(
+        loaded, benchmark.stimuli, eps=config.eps, n_components=config.n_components, seed=config.srp_seed,
+        srp=need_srp, rsm="crsa" in config.metrics, rsm_from=config.rsm_from,  # type: ignore[arg-type]
+        memory_budget=options.memory_budget, batch_size=options.batch_size, num_workers=options.num_workers,
+        image_set_id=benchmark.content_hash, progress=options.progress,
+    )
+    ridge_backend = "torch_cuda" if options.ridge_backend == "auto" and loaded.device.startswith("cuda") else (
+        "numpy" if options.ridge_backend == "auto" else options.ridge_backend
+    )
+    while True:
+        try:
+            features = next(stream)
+        except StopIteration:
+            break
+        except Exception as error:
+            raise ScoringError("extract", error) from error
+        try:
+            rows, test_rsms = score_layer(features, brain, config, ridge_backend)
+        except Exception as error:
+            raise ScoringError("score", error) from error
+        for row in rows:
+            score_rows.append({"layer_index": features.index, "layer_name": features.name, **row})
+        for (metric, label), (train_score, matrix) in test_rsms.items():
+            best.offer(metric, label, train_score, features.name, matrix)
+        effective_dim = effective_dimensionality(features.srp) if features.srp is not None else None
+        layer_rows.append({
+            "layer_index": features.index, "layer_name": features.name, "module_type": features.module_type,
+            "n_features": features.n_features, "effective_dim": effective_dim,
+        })
+        del features  # stream: only one layer's features are alive at a time
+    model = {**entry.to_record(), "param_count": loaded.info.n_params}
+    return ModelScores(
+        model=model,
+        layers=pd.DataFrame(layer_rows, columns=["layer_index", "layer_name", "module_type", "n_features", "effective_dim"]),
+        scores=pd.DataFrame(score_rows, columns=["layer_index", "layer_name", "subject", "roi", "metric", "split", "score"]),
+        rsms=best.frame(),
+        seconds=time.perf_counter() - started,
+    )
