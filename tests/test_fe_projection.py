@@ -126,3 +126,13 @@ def test_invalid_inputs_raise_clear_errors():
         SparseRandomProjector(100, 10, mode="dense")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="expected 100 features"):
         SparseRandomProjector(100, 10).transform(np.zeros((2, 99), np.float32))
+
+
+def test_project_ones_centres_projected_rows():
+    X = _activations(6, 3000).astype(np.float64)
+    means = X.mean(1, keepdims=True)
+    projector = SparseRandomProjector(3000, 200, seed=0, layer="relu")
+    R = projector.matrix.toarray().astype(np.float64)
+    centred = projector.transform(X.astype(np.float32)) - means * projector.project_ones()
+    np.testing.assert_allclose(centred, (X - means) @ R, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(SparseRandomProjector(10, 20).project_ones(), np.ones(10))

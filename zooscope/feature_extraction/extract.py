@@ -106,6 +106,7 @@ class _Work:
 class _LayerState:
     projector: SparseRandomProjector | None = None
     srp: np.ndarray | None = None
+    means: np.ndarray | None = None  # per-image feature means, for approximate RSMs
     gram: GramAccumulator | None = None
     full: Any = None  # this pass's [n, stop-start] columns
     work: _Work | None = None
@@ -290,6 +291,8 @@ def _run_pass(
         if item.do_srp:
             state.projector = SparseRandomProjector(item.layer.n_features, k, seed, item.layer.name, upsample=upsample, mode=srp_mode)
             state.srp = np.empty((n, state.projector.n_output), dtype=np.float32)
+            if want_rsm and not exact:
+                state.means = np.empty(n, dtype=np.float64)
         if exact:
             if state.gram is None:
                 state.gram = GramAccumulator(n, item.layer.n_features)
@@ -310,6 +313,8 @@ def _run_pass(
             if item.do_srp:
                 projected = state.projector.transform(flat if device.type != "cpu" else host)
                 state.srp[rows] = projected.cpu().numpy() if isinstance(projected, torch.Tensor) else projected
+                if state.means is not None:
+                    state.means[rows] = (flat.sum(1, dtype=torch.float64) / flat.shape[1]).cpu().numpy()
             if exact:
                 state.full[rows] = (flat if device.type != "cpu" else host)[:, item.start : item.stop]
         if (path, call, part) == last_key:
@@ -339,7 +344,7 @@ def _run_pass(
         layer = item.layer
         rsm = None
         if want_rsm:
-            rsm = state.gram.rsm() if exact else _rsm_of(state.srp)
+            rsm = state.gram.rsm() if exact else _approximate_rsm(state.srp, state.means, state.projector)
         srp_out = state.srp if want_srp else None
         features = LayerFeatures(layer.name, layer.index, layer.module_type, layer.n_features, srp_out, rsm, layer.label, cache_key=keys.get(layer.name))
         if cache is not None:
@@ -348,8 +353,32 @@ def _run_pass(
         yield features
 
 
-def _rsm_of(features: np.ndarray) -> np.ndarray:
-    """Pearson RSM of the rows of ``features`` [n, k] (the one-pass approximation)."""
-    gram = GramAccumulator(features.shape[0], features.shape[1])
-    gram.add(features)
-    return gram.rsm()
+def _approximate_rsm(
+    projected: np.ndarray, means: np.ndarray, projector: SparseRandomProjector
+) -> np.ndarray:
+    """One-pass approximation of the Pearson RSM from projected features.
+
+    Pearson correlation is the cosine of the row-centred activations ``c_i = x_i - m_i 1``. The
+    projection is linear, so ``R^T c_i = R^T x_i - m_i R^T 1`` is available from the projected
+    features, the per-image means ``m`` and the projected ones vector; JL preserves the inner
+    products of the ``c_i``. (The Pearson RSM of ``R^T x_i`` itself would not remove the
+    per-image offsets ``m_i``, which ``R^T 1`` spreads over every component: a large bias for
+    post-ReLU layers.)
+
+    Parameters
+    ----------
+    projected : numpy.ndarray, shape [n, k]
+    means : numpy.ndarray, shape [n]
+    projector : SparseRandomProjector
+
+    Returns
+    -------
+    numpy.ndarray, shape [n, n], float32
+    """
+    centred = projected.astype(np.float64) - means[:, None] * projector.project_ones()[None, :]
+    gram = centred @ centred.T
+    norms = np.sqrt(np.diag(gram))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rsm = gram / np.outer(norms, norms)
+    np.fill_diagonal(rsm, np.where(norms > 0, 1.0, np.nan))
+    return rsm.astype(np.float32)
