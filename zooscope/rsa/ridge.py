@@ -45,14 +45,12 @@ float64. With :math:`g_k = \alpha/(w_k+\alpha) = 1 - h_k` and :math:`d = 1 - \ma
   - \mathrm{diag}(\mathrm{diag}(H)/d)\,Y_c`, more accurate at low leverage, where predictions are
   small (large :math:`\alpha`) and :math:`y - e` would cancel.
 
-MSE on NumPy with a complete basis: :math:`n\,\mathrm{MSE}_a = \lVert W_a z\rVert^2 =
-\lVert T_a z\rVert^2` where :math:`W_a = \mathrm{diag}(1/d)\,U\,\mathrm{diag}(g)` and
-:math:`T_a` is the triangular factor of its QR decomposition (float64, once per fit); a BLAS
-``trmm`` costs half a GEMM, and residuals are formed only at each target's chosen alpha.
-
-So choosing among :math:`A` alphas costs :math:`A n^2 t` (MSE) to :math:`2 A n^2 t` flops
-(in ``dtype``) plus :math:`4 n^2 t` in float64, against scikit-learn's
+So choosing among :math:`A` alphas costs :math:`2 A n^2 t` flops (in ``dtype``) plus
+:math:`4 n^2 t` in float64 (``Z`` and the dual coefficients), against scikit-learn's
 :math:`2 A n (n + p) t` in float64: it forms the p x t primal coefficients for every alpha.
+(A triangular-factor variant of the MSE scores, with BLAS ``trmm`` at half the flops, was
+tried: ``trmm`` exists only in SciPy's OpenBLAS copy, whose threads fought NumPy's and made
+fits erratically 3-10x slower on a shared 2-core machine, so it was dropped.)
 
 Selection. ``criterion="mse"``: the alpha minimising :math:`\frac1n\sum_i e_i^2` (scikit-learn's
 ``RidgeCV(alpha_per_target=True)``). ``criterion="pearson"``: the alpha maximising the Pearson
@@ -412,26 +410,6 @@ class _LooDecomposition:
         self.max_leverage = be.to_numpy(xp.max(diag_h, axis=0))
         self.U64 = U
         self.U = be.asarray(U, dtype=dtype)
-        self._triangular: list[np.ndarray] | None = None
-
-    def triangular_factors(self) -> list[np.ndarray]:
-        """Upper-triangular ``T_a`` with ``||T_a z|| = ||e_a||`` (complete basis, NumPy only).
-
-        ``e_a = W_a z`` with ``W_a = diag(1/d_a) U diag(g_a)`` (n x r); the R factor of the QR
-        decomposition of ``W_a`` (float64, once per fit) preserves column norms, and a
-        triangular product costs half a GEMM (BLAS ``trmm``). Fortran order, ``dtype``.
-        """
-        if self._triangular is None:
-            self._triangular = [
-                np.asfortranarray(
-                    np.linalg.qr(
-                        self.U64 * (self.g[:, a][None, :] / self.d[:, a][:, None]), mode="r"
-                    ),
-                    dtype=self.dtype,
-                )
-                for a in range(self.alphas.size)
-            ]
-        return self._triangular
 
     def _cast(self, x):
         return self.be.asarray(x, dtype=self.dtype)
@@ -501,35 +479,6 @@ class _LooDecomposition:
         inv = self.inv[:, self.be.asarray(best) if self.be.name != "numpy" else best]
         return self.be.to_numpy(self.xp.matmul(self.U64, inv * ch.Z64))
 
-    def _solve_chunk_mse_trmm(self, Yc_host: np.ndarray, ch: _Chunk) -> _ChunkResult:
-        """MSE selection through triangular products (half the flops of the residual GEMMs).
-
-        ``n * LOO-MSE_a = ||T_a z||^2`` (see :meth:`triangular_factors`); the residuals are then
-        formed only at each target's chosen alpha.
-        """
-        from scipy.linalg import blas
-
-        n, c = Yc_host.shape
-        trmm = blas.strmm if self.dtype == "float32" else blas.dtrmm
-        Zt = ch.Z.T  # Fortran-ordered (c, r) view: trmm computes Z^T T_a^T without a copy
-        scores = np.empty((self.alphas.size, c))
-        for a, T in enumerate(self.triangular_factors()):
-            B = trmm(1.0, T, Zt, side=1, lower=0, trans_a=1)
-            scores[a] = np.einsum("ij,ij->i", B, B) / (-n)
-        best, best_score = _select(scores, "mse")
-        # residuals at the chosen alphas: targets sorted by alpha, one contiguous GEMM each
-        order = np.argsort(best, kind="stable")
-        bounds = np.searchsorted(best[order], np.arange(self.alphas.size + 1))
-        Zs = ch.Z[:, order]
-        Es = np.empty((n, c), dtype=Zs.dtype)
-        for a in np.flatnonzero(np.diff(bounds)):
-            lo, hi = bounds[a], bounds[a + 1]
-            self.residual(a, _Chunk(None, Zs[:, lo:hi], None, None), Es[:, lo:hi])
-        loo_pred = np.empty((n, c))
-        loo_pred[:, order] = Es
-        np.subtract(Yc_host, loo_pred, out=loo_pred)
-        return _ChunkResult(best, best_score, loo_pred, self._dual(best, ch), None)
-
     def solve_chunk(self, Yc_host: np.ndarray, criterion: str, store_cv: bool) -> _ChunkResult:
         """LOO scores for all alphas, selection, and outputs at the chosen alphas.
 
@@ -547,8 +496,6 @@ class _LooDecomposition:
         A = self.alphas.size
         ch = self.chunk(Yc_host)
         Yc = ch.Y
-        if criterion == "mse" and self.complete and be.name == "numpy" and not store_cv:
-            return self._solve_chunk_mse_trmm(Yc_host, ch)
         stack = xp.empty((A, n, c), dtype=self.be.dtype(self.dtype), device=ch.Y.device)
         scores = np.empty((A, c))
         if criterion == "pearson":
