@@ -43,6 +43,7 @@ class ScoringConfig:
     criterion: str = "pearson"
     compare: str = "pearson"
     rsm_from: str = "full"
+    layers: str | None = None  # regex: score only matching layer names (None: every layer)
     train_split: str = "train"
     test_split: str = "test"
 
@@ -276,8 +277,11 @@ def score_model(
     layer_rows: list[dict[str, Any]] = []
     score_rows: list[dict[str, Any]] = []
     best = _BestRSMs()
+    from zooscope.feature_extraction import LayerSelection
+
+    selection = LayerSelection(include=config.layers) if config.layers else None
     stream = extract(
-        loaded, benchmark.stimuli, eps=config.eps, n_components=config.n_components, seed=config.srp_seed,
+        loaded, benchmark.stimuli, layers=selection, eps=config.eps, n_components=config.n_components, seed=config.srp_seed,
         srp=need_srp, rsm="crsa" in config.metrics, rsm_from=config.rsm_from,  # type: ignore[arg-type]
         memory_budget=options.memory_budget, batch_size=options.batch_size, num_workers=options.num_workers,
         image_set_id=benchmark.content_hash, progress=options.progress,
