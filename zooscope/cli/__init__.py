@@ -12,7 +12,7 @@ import logging
 import typer
 
 from zooscope import __version__
-from zooscope.cli import analyze, benchmark, extract, models, nsd
+from zooscope.cli import analyze, benchmark, extract, models, nsd, survey
 
 app = typer.Typer(
     name="zooscope",
@@ -38,14 +38,16 @@ def _root(
     """Score vision models against brain data and compare their inductive biases."""
     from rich.logging import RichHandler
 
-    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    # Third-party libraries log chatter at INFO on the root logger (open_clip, timm): keep the root
+    # at WARNING and show zooscope's own progress lines at INFO (-v: debug).
     logging.basicConfig(
-        level=level, format="%(message)s", datefmt="[%X]", handlers=[RichHandler(show_path=False)]
+        level=logging.WARNING, format="%(message)s", datefmt="[%X]", handlers=[RichHandler(show_path=False)]
     )
+    logging.getLogger("zooscope").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 # Each module adds its commands; keep this list in CLI-help order.
-for _module in (models, nsd, benchmark, extract, analyze):
+for _module in (models, nsd, benchmark, extract, survey, analyze):
     _module.register(app)
 
 

@@ -1,0 +1,150 @@
+"""``zooscope survey``, ``zooscope ceiling`` and ``zooscope demo``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``survey``, ``ceiling`` and ``demo`` to ``app``."""
+
+    @app.command("survey")
+    def survey_command(
+        manifest: str = typer.Option(..., "--manifest", "-m", help="Manifest CSV or built-in name (demo, conwell2024, openclip)."),
+        benchmark: Path = typer.Option(..., "--benchmark", "-b", exists=True, dir_okay=False, help="Benchmark .h5 file."),
+        db: Path = typer.Option(..., "--db", help="DuckDB results file (created if missing)."),
+        models: str = typer.Option(None, help="Comma-separated model uids (default: every model)."),
+        metrics: str = typer.Option("crsa,versa,encoding_r", help="Comma-separated metrics."),
+        subjects: str = typer.Option(None, help="Comma-separated subjects (default: all)."),
+        rois: str = typer.Option(None, help="Comma-separated ROIs (default: all in the benchmark)."),
+        layers: str = typer.Option(None, help="Regex: score only matching layers (default: every layer)."),
+        rsm_from: str = typer.Option("full", help="cRSA RSMs from full features (exact) or from SRP features."),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry models whose last attempt failed."),
+        n_sims: int = typer.Option(50, help="Monte Carlo simulations per GSN noise ceiling."),
+        ceilings: bool = typer.Option(True, "--ceilings/--no-ceilings", help="Compute GSN noise ceilings if missing."),
+        device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+        batch_size: int = typer.Option(32, help="Images per forward pass."),
+        memory_budget: str = typer.Option(None, help="Activation memory per model, e.g. 8GB (default: half the free memory)."),
+        workers: int = typer.Option(None, help="Start a local Dask cluster of N worker processes."),
+        scheduler: str = typer.Option(None, help="Address of an existing Dask scheduler (tcp://host:8786)."),
+        slurm: bool = typer.Option(False, "--slurm", help="Start Dask workers as Slurm jobs (dask-jobqueue)."),
+        slurm_jobs: int = typer.Option(4, help="--slurm: number of jobs (one worker each)."),
+        slurm_queue: str = typer.Option(None, help="--slurm: partition."),
+        slurm_cores: int = typer.Option(8, help="--slurm: cores per job."),
+        slurm_memory: str = typer.Option("32GB", help="--slurm: memory per job."),
+        slurm_walltime: str = typer.Option("04:00:00", help="--slurm: walltime per job."),
+        slurm_gpus: int = typer.Option(0, help="--slurm: GPUs per job (declared as the Dask resource GPU)."),
+    ) -> None:
+        """Score every model of a manifest against a benchmark into a results database.
+
+        Resumable: models already complete for this benchmark and scoring config are skipped,
+        so rerunning after a crash or kill continues where it stopped.
+        """
+        from zooscope.analyses.scoring import RunOptions, ScoringConfig
+        from zooscope.analyses.survey import make_client, survey
+
+        if sum(bool(x) for x in (workers, scheduler, slurm)) > 1:
+            raise typer.BadParameter("choose one of --workers, --scheduler and --slurm")
+        config = ScoringConfig(metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
+        options = RunOptions(device=device, batch_size=batch_size, memory_budget=memory_budget)
+        client = None
+        if workers or scheduler or slurm:
+            slurm_options = None
+            if slurm:
+                slurm_options = {
+                    "jobs": slurm_jobs, "queue": slurm_queue, "cores": slurm_cores, "processes": 1,
+                    "memory": slurm_memory, "walltime": slurm_walltime,
+                }
+                if slurm_gpus:
+                    slurm_options["job_extra_directives"] = [f"--gres=gpu:{slurm_gpus}"]
+                    slurm_options["worker_extra_args"] = [f"--resources GPU={slurm_gpus}"]
+            client = make_client(workers=workers, scheduler=scheduler, slurm=slurm_options)
+        try:
+            report = survey(
+                manifest, benchmark, db, config, options, models=_split(models), retry_failed=retry_failed,
+                ceilings=ceilings, n_sims=n_sims, client=client, gpu_resources=bool(slurm_gpus),
+            )
+        finally:
+            if client is not None:
+                client.close()
+        typer.echo(
+            f"scored {len(report.scored)}, failed {len(report.failed)}, already complete {len(report.skipped_complete)}, "
+            f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "
+            f"in {report.seconds:.0f}s"
+        )
+        for failure in report.failed:
+            typer.echo(f"  failed {failure.model_uid} at {failure.stage}: {failure.error}", err=True)
+
+    @app.command("ceiling")
+    def ceiling_command(
+        benchmark: Path = typer.Argument(..., exists=True, dir_okay=False, help="Benchmark .h5 file."),
+        db: Path = typer.Option(None, "--db", help="Store the ceilings in this results database."),
+        subjects: str = typer.Option(None, help="Comma-separated subjects (default: all)."),
+        roi: str = typer.Option(None, "--roi", help="Comma-separated ROIs (default: all)."),
+        n_sims: int = typer.Option(50, help="Monte Carlo simulations."),
+        seed: int = typer.Option(0, help="Seed of the simulations."),
+    ) -> None:
+        """GSN RSA noise ceilings (test images) of each subject x ROI of a benchmark."""
+        from zooscope.analyses.db import ResultsDB
+        from zooscope.analyses.scoring import ScoringConfig
+        from zooscope.analyses.survey import compute_ceilings
+        from zooscope.benchmark import Benchmark
+
+        bench = Benchmark.open(benchmark)
+        table = compute_ceilings(bench, ScoringConfig(subjects=_split(subjects), rois=_split(roi)), n_sims=n_sims, seed=seed)
+        typer.echo(table.to_string(index=False))
+        if db is not None:
+            with ResultsDB(db) as database:
+                database.write_ceilings(bench.content_hash, table)
+            typer.echo(f"stored in {db}")
+
+    @app.command("demo")
+    def demo_command(
+        out: Path = typer.Option(Path("zooscope-demo"), help="Output folder."),
+        n_images: int = typer.Option(100, help="Shared images of the synthetic NSD (split half train, half test)."),
+        subjects: str = typer.Option("1,2", help="Synthetic subjects."),
+        layers: str = typer.Option(None, help="Regex: score only matching layers (default: every layer)."),
+        models: str = typer.Option(None, help="Comma-separated model uids of the demo manifest (default: all)."),
+        n_sims: int = typer.Option(20, help="Monte Carlo simulations per noise ceiling."),
+        report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
+    ) -> None:
+        """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
+
+        The synthetic voxels are driven by features of the genuinely trained EfficientNet-Lite0,
+        so the trained model should come out on top and its random twin below it.
+        """
+        from zooscope.analyses.db import ResultsDB
+        from zooscope.analyses.report import build_report
+        from zooscope.analyses.scoring import RunOptions, ScoringConfig
+        from zooscope.analyses.survey import survey
+        from zooscope.nsd import prepare, write_synthetic
+
+        out.mkdir(parents=True, exist_ok=True)
+        subject_ids = tuple(int(s) for s in _split(subjects) or ())
+        root, bench_path, db_path = out / "nsd", out / "benchmark.h5", out / "results.duckdb"
+        if not bench_path.exists():
+            logger.info("writing a synthetic NSD tree to %s", root)
+            write_synthetic(root, subjects=subject_ids, n_images=n_images, n_sessions=3, image_size=224)
+            logger.info("preparing the benchmark %s", bench_path)
+            prepare(root, bench_path, subjects=subject_ids, rois=("OTC", "EVC"))
+        report_ = survey(
+            "demo", bench_path, db_path, ScoringConfig(layers=layers), RunOptions(device="auto"),
+            models=_split(models), n_sims=n_sims,
+        )
+        with ResultsDB(db_path, read_only=True) as database:
+            table = database.summary()
+            keep = [c for c in ("metric", "rank", "model_uid", "display_name", "score", "ceiling", "explained_variance") if c in table.columns]
+            typer.echo(table[keep].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            if report:
+                index = build_report(database, out / "report")
+                typer.echo(f"report: {index}")
+        typer.echo(f"scored {len(report_.scored)} models, {len(report_.failed)} failed; results in {db_path}")
