@@ -11,7 +11,6 @@ from scipy import stats
 
 from zooscope.analyses.correlates import (
     effective_dimensionality,
-    explained_variance,
     participation_ratio,
     rank_stability,
     spearman_correlates,
@@ -82,5 +81,3 @@ def test_rank_stability():
     assert rank_stability(noise, n_perm=500)[1] > 0.01
 
 
-def test_explained_variance():
-    assert explained_variance(0.4, 0.8) == pytest.approx(0.25)

@@ -10,7 +10,6 @@ from zooscope.analyses.contrasts import (
 )
 from zooscope.analyses.correlates import (
     effective_dimensionality,
-    explained_variance,
     participation_ratio,
     rank_stability,
     spearman_correlates,
@@ -40,7 +39,6 @@ __all__ = [
     "cluster_models",
     "compute_ceilings",
     "effective_dimensionality",
-    "explained_variance",
     "group_summary",
     "import_conwell2024",
     "import_scores_table",

@@ -194,10 +194,3 @@ def rank_stability(
         ]
     )
     return observed, float(p), pair_table
-
-
-def explained_variance(
-    score: np.ndarray | pd.Series | float, ceiling: np.ndarray | pd.Series | float
-) -> np.ndarray | pd.Series | float:
-    """Ceiling-normalized score: :math:`r^2 / c^2` (share of the explainable variance)."""
-    return np.square(score) / np.square(ceiling)
