@@ -15,7 +15,7 @@ def hash_json(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def hash_array(array: np.ndarray, h: "hashlib._Hash | None" = None) -> "hashlib._Hash":
+def hash_array(array: np.ndarray, h: hashlib._Hash | None = None) -> hashlib._Hash:
     """Feed an array's dtype, shape and bytes into a sha256 object (created if not given)."""
     h = h or hashlib.sha256()
     a = np.ascontiguousarray(array)

@@ -310,6 +310,10 @@ def score_model(
             "n_features": features.n_features, "effective_dim": effective_dim,
         })
         del features  # stream: only one layer's features are alive at a time
+    if not layer_rows:
+        # A model with no scored layer must not be recorded as complete: it would be skipped forever.
+        what = f"matches the layer selection {config.layers!r}" if config.layers else "was found"
+        raise ScoringError("extract", ValueError(f"no layer of {entry.model_uid} {what}"))
     model = {**entry.to_record(), "param_count": loaded.info.n_params}
     return ModelScores(
         model=model,

@@ -36,13 +36,14 @@ def _root(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
 ) -> None:
     """Score vision models against brain data and compare their inductive biases."""
+    from rich.console import Console
     from rich.logging import RichHandler
 
     # Third-party libraries log chatter at INFO on the root logger (open_clip, timm): keep the root
-    # at WARNING and show zooscope's own progress lines at INFO (-v: debug).
-    logging.basicConfig(
-        level=logging.WARNING, format="%(message)s", datefmt="[%X]", handlers=[RichHandler(show_path=False)]
-    )
+    # at WARNING and show zooscope's own progress lines at INFO (-v: debug). Logs go to stderr so
+    # that a command's results on stdout can be piped.
+    handler = RichHandler(console=Console(stderr=True), show_path=False)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", datefmt="[%X]", handlers=[handler])
     logging.getLogger("zooscope").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
