@@ -84,6 +84,21 @@ def test_rsm_similarity_equals_direct_computation(method):
             assert got.loc[a, b] == pytest.approx(ref, abs=1e-12)
 
 
+def test_constant_rsms_are_left_out_not_fatal(caplog):
+    rng = np.random.default_rng(0)
+    df, vecs = _synthetic_rsms(rng)
+    constant = df.index[(df["model_uid"] == df["model_uid"].iloc[0]) & (df["subject"] == "1")]
+    df.loc[constant[0], "rsm"] = np.ones_like(df.loc[constant[0], "rsm"])
+    got = rsm_similarity(df)
+    assert "left out 1 constant" in caplog.text
+    kept = df.drop(index=constant[0])
+    for a in got.index:
+        for b in got.columns:
+            subjects = set(kept.loc[kept["model_uid"] == a, "subject"]) & set(kept.loc[kept["model_uid"] == b, "subject"])
+            ref = np.mean([stats.pearsonr(vecs[(a, s)].astype(float), vecs[(b, s)].astype(float))[0] for s in sorted(subjects)])
+            assert got.loc[a, b] == pytest.approx(ref, abs=1e-12)
+
+
 def test_similarity_from_db(tmp_path):
     rng = np.random.default_rng(1)
     df, _ = _synthetic_rsms(rng, n_models=3)

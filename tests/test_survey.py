@@ -322,3 +322,25 @@ def test_model_without_any_selected_layer_is_a_failure_not_complete(
     assert report.scored == []
     assert [(f.model_uid, f.stage) for f in report.failed] == [("resnet18_random", "extract")]
     assert "no_layer_is_called_this" in report.failed[0].error
+
+
+def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(demo: tuple[Path, str]) -> None:
+    from types import SimpleNamespace
+
+    from zooscope.analyses.scoring import score_layer
+    from zooscope.rsa import versa
+
+    out, _ = demo
+    bench = Benchmark.open(out / "benchmark.h5")
+    config = ScoringConfig(metrics=("versa", "encoding_r"))
+    brain = BrainData.from_benchmark(bench, config)
+    n = len(bench.splits["train"]) + len(bench.splits["test"])
+    constant = np.tile(np.random.default_rng(0).standard_normal(40), (n, 1)).astype(np.float32)
+    # Why the guard exists: leave-one-out intercepts alone mirror the brain RSM on train.
+    hazard = versa(constant[brain.train], constant[brain.test], brain.Y_train, brain.Y_test, brain.groups)
+    assert hazard.scores.query("metric == 'versa' and split == 'train'")["score"].min() > 0.3
+
+    rows, test_rsms = score_layer(SimpleNamespace(name="constant", srp=constant, rsm=None), brain, config)
+    assert len(rows) == len(brain.groups) * 2 * 2
+    assert all(np.isnan(row["score"]) for row in rows)
+    assert test_rsms == {}

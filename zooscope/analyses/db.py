@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
+from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +74,9 @@ RSA_CEILING_METHOD = "gsn_rsa"
 #: Metrics to which an RSA noise ceiling applies.
 RSA_METRICS = ("crsa", "versa")
 
+#: The manifest's required columns, then the optional ones a model row keeps as columns.
 MODEL_COLUMNS = (
-    "model_uid",
-    "source",
-    "name",
-    "weights",
-    "display_name",
-    "arch_class",
-    "task",
-    "task_cluster",
-    "train_data",
+    *REQUIRED_COLUMNS,
     "train_data_size",
     "seed",
     "model_string",
@@ -774,7 +768,7 @@ class ResultsDB:
         -------
         DataFrame
             Columns ``metric, rank, model_uid, display_name, benchmark_hash, config_hash, roi,
-            score, n_subjects, ceiling, explained_variance``, sorted by metric and rank.
+            score, n_subjects, ceiling, explained_variance``, sorted by metric, ROI and rank.
         """
         if metric is not None and metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
@@ -823,7 +817,7 @@ class ResultsDB:
         )
         names = self._query("SELECT model_uid, display_name FROM models")
         agg = agg.merge(names, on="model_uid", how="left")
-        return agg[columns].sort_values(["metric", "rank", "model_uid"]).reset_index(drop=True)
+        return agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
 
     # ---------------------------------------------------------------- export
     TABLES = ("models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions")

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
+from zooscope.analyses.db import METRICS
 from zooscope.benchmark import Benchmark
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
+from zooscope.rsa.encoding import constant_features
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
-
-METRICS = ("crsa", "versa", "encoding_r")
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ class BrainData:
     def from_benchmark(cls, benchmark: Benchmark, config: ScoringConfig) -> BrainData:
         """Read the responses once and build the brain RSMs of every group and split."""
         groups = benchmark.groups(
-            subjects=_subjects(benchmark, config.subjects), rois=list(config.rois) if config.rois else None
+            subjects=_subjects(benchmark, config.subjects),
+            rois=list(config.rois) if config.rois else None,
         )
         units = np.unique(np.concatenate(list(groups.values())))
         column = {u: i for i, u in enumerate(units)}
@@ -108,7 +109,9 @@ class BrainData:
         train, test = splits[config.train_split], splits[config.test_split]
         mean = benchmark.mean_responses(units)  # [units, images]
         if np.isnan(mean).any():
-            raise ValueError("some units have no repetition at all for some images; drop them when preparing the benchmark")
+            raise ValueError(
+                "some units have no repetition at all for some images; drop them when preparing the benchmark"
+            )
         Y_train, Y_test = mean[:, train].T.copy(), mean[:, test].T.copy()
         comparators = {
             label: {
@@ -180,14 +183,29 @@ class _BestRSMs:
         if np.isfinite(train_score) and (current is None or train_score > current[0]):
             # The matrix is materialised only when it becomes the best (a callable defers it).
             matrix = test_rsm() if callable(test_rsm) else test_rsm
-            self.best[(metric, group)] = (train_score, layer, upper_triangle(matrix).astype(np.float32))
+            self.best[(metric, group)] = (
+                train_score,
+                layer,
+                upper_triangle(matrix).astype(np.float32),
+            )
 
     def frame(self) -> pd.DataFrame:
         rows = []
         for (metric, group), (_score, layer, tri) in self.best.items():
             subject, roi = split_label(group)
-            rows.append({"metric": metric, "subject": subject, "roi": roi, "layer_name": layer, "split": "test", "rsm": tri})
-        return pd.DataFrame(rows, columns=["metric", "subject", "roi", "layer_name", "split", "rsm"])
+            rows.append(
+                {
+                    "metric": metric,
+                    "subject": subject,
+                    "roi": roi,
+                    "layer_name": layer,
+                    "split": "test",
+                    "rsm": tri,
+                }
+            )
+        return pd.DataFrame(
+            rows, columns=["metric", "subject", "roi", "layer_name", "split", "rsm"]
+        )
 
 
 def score_layer(
@@ -210,22 +228,61 @@ def score_layer(
         model_test = features.rsm[np.ix_(test, test)]
         for label, comparator in brain.comparators.items():
             subject, roi = split_label(label)
-            scores = {"train": crsa(model_train, comparator["train"]), "test": crsa(model_test, comparator["test"])}
-            rows += [{"subject": subject, "roi": roi, "metric": "crsa", "split": s, "score": v} for s, v in scores.items()]
+            scores = {
+                "train": crsa(model_train, comparator["train"]),
+                "test": crsa(model_test, comparator["test"]),
+            }
+            rows += [
+                {"subject": subject, "roi": roi, "metric": "crsa", "split": s, "score": v}
+                for s, v in scores.items()
+            ]
             test_rsms[("crsa", label)] = (scores["train"], model_test)
-    if {"versa", "encoding_r"} & set(config.metrics):
+    encoding_metrics = [m for m in ("versa", "encoding_r") if m in config.metrics]
+    if encoding_metrics and constant_features(features.srp[train]).all():
+        # Constant features carry no information, yet the leave-one-out intercept alone
+        # (mean of the other n - 1 images) mirrors the brain RSM and would earn a high *train*
+        # veRSA: score such a layer NaN so layer selection can never pick it.
+        logger.info(
+            "layer %s is constant over the training images: no veRSA/encoding scores", features.name
+        )
+        for label in brain.groups:
+            subject, roi = split_label(label)
+            rows += [
+                {"subject": subject, "roi": roi, "metric": m, "split": s, "score": float("nan")}
+                for m in encoding_metrics
+                for s in ("train", "test")
+            ]
+    elif encoding_metrics:
         result = versa(
-            features.srp[train], features.srp[test], brain.Y_train, brain.Y_test, brain.groups,
-            alphas=np.asarray(config.alphas), criterion=config.criterion, brain_rsms=brain.comparators,
-            compare=config.compare, backend=ridge_backend, return_rsms="versa" in config.metrics,
+            features.srp[train],
+            features.srp[test],
+            brain.Y_train,
+            brain.Y_test,
+            brain.groups,
+            alphas=np.asarray(config.alphas),
+            criterion=config.criterion,
+            brain_rsms=brain.comparators,
+            compare=config.compare,
+            backend=ridge_backend,
+            return_rsms="versa" in config.metrics,
         )
         for row in result.scores.itertuples(index=False):
             if row.metric not in config.metrics:
                 continue
             subject, roi = split_label(row.group)
-            rows.append({"subject": subject, "roi": roi, "metric": row.metric, "split": row.split, "score": float(row.score)})
+            rows.append(
+                {
+                    "subject": subject,
+                    "roi": roi,
+                    "metric": row.metric,
+                    "split": row.split,
+                    "score": float(row.score),
+                }
+            )
         if result.rsms:
-            train_scores = result.scores.query("metric == 'versa' and split == 'train'").set_index("group")["score"]
+            train_scores = result.scores.query("metric == 'versa' and split == 'train'").set_index(
+                "group"
+            )["score"]
             for label, predicted in result.rsms.items():
                 test_rsms[("versa", label)] = (float(train_scores[label]), predicted)
     return rows, test_rsms
@@ -281,13 +338,25 @@ def score_model(
 
     selection = LayerSelection(include=config.layers) if config.layers else None
     stream = extract(
-        loaded, benchmark.stimuli, layers=selection, eps=config.eps, n_components=config.n_components, seed=config.srp_seed,
-        srp=need_srp, rsm="crsa" in config.metrics, rsm_from=config.rsm_from,  # type: ignore[arg-type]
-        memory_budget=options.memory_budget, batch_size=options.batch_size, num_workers=options.num_workers,
-        image_set_id=benchmark.content_hash, progress=options.progress,
+        loaded,
+        benchmark.stimuli,
+        layers=selection,
+        eps=config.eps,
+        n_components=config.n_components,
+        seed=config.srp_seed,
+        srp=need_srp,
+        rsm="crsa" in config.metrics,
+        rsm_from=config.rsm_from,  # type: ignore[arg-type]
+        memory_budget=options.memory_budget,
+        batch_size=options.batch_size,
+        num_workers=options.num_workers,
+        image_set_id=benchmark.content_hash,
+        progress=options.progress,
     )
-    ridge_backend = "torch_cuda" if options.ridge_backend == "auto" and loaded.device.startswith("cuda") else (
-        "numpy" if options.ridge_backend == "auto" else options.ridge_backend
+    ridge_backend = (
+        "torch_cuda"
+        if options.ridge_backend == "auto" and loaded.device.startswith("cuda")
+        else ("numpy" if options.ridge_backend == "auto" else options.ridge_backend)
     )
     while True:
         try:
@@ -305,10 +374,15 @@ def score_model(
         for (metric, label), (train_score, matrix) in test_rsms.items():
             best.offer(metric, label, train_score, features.name, matrix)
         effective_dim = effective_dimensionality(features.srp) if features.srp is not None else None
-        layer_rows.append({
-            "layer_index": features.index, "layer_name": features.name, "module_type": features.module_type,
-            "n_features": features.n_features, "effective_dim": effective_dim,
-        })
+        layer_rows.append(
+            {
+                "layer_index": features.index,
+                "layer_name": features.name,
+                "module_type": features.module_type,
+                "n_features": features.n_features,
+                "effective_dim": effective_dim,
+            }
+        )
         del features  # stream: only one layer's features are alive at a time
     if not layer_rows:
         # A model with no scored layer must not be recorded as complete: it would be skipped forever.
@@ -317,8 +391,14 @@ def score_model(
     model = {**entry.to_record(), "param_count": loaded.info.n_params}
     return ModelScores(
         model=model,
-        layers=pd.DataFrame(layer_rows, columns=["layer_index", "layer_name", "module_type", "n_features", "effective_dim"]),
-        scores=pd.DataFrame(score_rows, columns=["layer_index", "layer_name", "subject", "roi", "metric", "split", "score"]),
+        layers=pd.DataFrame(
+            layer_rows,
+            columns=["layer_index", "layer_name", "module_type", "n_features", "effective_dim"],
+        ),
+        scores=pd.DataFrame(
+            score_rows,
+            columns=["layer_index", "layer_name", "subject", "roi", "metric", "split", "score"],
+        ),
         rsms=best.frame(),
         seconds=time.perf_counter() - started,
     )

@@ -74,13 +74,20 @@ def rsm_similarity(rsms: pd.DataFrame, method: str = "pearson") -> pd.DataFrame:
     -------
     DataFrame, shape (n_models, n_models)
         Index and columns are the model uids (sorted). A pair is averaged over the subjects and
-        ROIs in which both models have an RSM.
+        ROIs in which both models have an RSM; constant or non-finite RSMs are left out (logged).
     """
     for column in ("model_uid", "subject", "roi", "rsm"):
         if column not in rsms.columns:
             raise ValueError(f"rsms needs a {column!r} column; it has {list(rsms.columns)}")
     if "metric" in rsms.columns and rsms["metric"].nunique() > 1:
         raise ValueError("rsm_similarity takes one metric at a time; filter the frame first")
+    usable = np.array([np.all(np.isfinite(v)) and np.ptp(v) > 0 for v in rsms["rsm"]], dtype=bool)
+    if not usable.all():
+        # A constant RSM (e.g. a layer whose predictions do not vary) has no correlation with
+        # anything; leave it out rather than poison the whole matrix.
+        dropped = rsms.loc[~usable, ["model_uid", "subject", "roi"]].astype(str).agg("/".join, axis=1)
+        logger.warning("left out %d constant or non-finite RSM(s): %s", len(dropped), ", ".join(dropped))
+        rsms = rsms[usable]
     models = sorted(rsms["model_uid"].unique())
     position = {m: i for i, m in enumerate(models)}
     total = np.zeros((len(models), len(models)))

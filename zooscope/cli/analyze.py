@@ -179,7 +179,7 @@ def register(app: typer.Typer) -> None:
     def summary(
         db: Path = DB_OPTION,
         metric: str = typer.Option(None, help="Only this metric."),
-        top: int = typer.Option(20, help="Rows per metric (0: all)."),
+        top: int = typer.Option(20, help="Rows per metric and ROI (0: all)."),
         fmt: str = typer.Option("table", "--format", help="table or csv."),
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
@@ -188,7 +188,7 @@ def register(app: typer.Typer) -> None:
         with ResultsDB(db, read_only=True) as database:
             table = database.summary(metric=metric)
         if top:
-            table = table.groupby("metric", group_keys=False).head(top)
+            table = table.groupby(["metric", "roi"], group_keys=False).head(top)
         _emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
 
     @results.command("export")

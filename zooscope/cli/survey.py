@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         )
         with ResultsDB(db_path, read_only=True) as database:
             table = database.summary()
-            keep = [c for c in ("metric", "rank", "model_uid", "display_name", "score", "ceiling", "explained_variance") if c in table.columns]
+            keep = [c for c in ("metric", "roi", "rank", "model_uid", "display_name", "score", "n_subjects", "ceiling", "explained_variance") if c in table.columns]
             typer.echo(table[keep].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
             if report:
                 index = build_report(database, out / "report")

@@ -88,9 +88,24 @@ def standardize(X_train: Any, X_test: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     mean = X_train.mean(axis=0)
     std = X_train.std(axis=0)
-    constant = std <= 10 * np.finfo(np.float64).eps * np.abs(mean)
-    std[constant] = 1.0
+    std[_is_constant(mean, std)] = 1.0
     return (X_train - mean) / std, (X_test - mean) / std
+
+
+def _is_constant(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Standard deviation 0 or at rounding level of the mean (float64)."""
+    return std <= 10 * np.finfo(np.float64).eps * np.abs(mean)
+
+
+def constant_features(X: Any) -> np.ndarray:
+    """Which features of ``X`` [n, p] are constant over its rows (as :func:`standardize` judges).
+
+    Returns
+    -------
+    ndarray of bool, shape (p,)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    return _is_constant(X.mean(axis=0), X.std(axis=0))
 
 
 def groups_to_indices(groups: Any, n_units: int) -> dict[Any, np.ndarray]:
