@@ -344,3 +344,15 @@ def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(demo: tup
     assert len(rows) == len(brain.groups) * 2 * 2
     assert all(np.isnan(row["score"]) for row in rows)
     assert test_rsms == {}
+
+
+def test_report_shows_one_roi_at_a_time(demo: tuple[Path, str], tmp_path: Path) -> None:
+    from zooscope.analyses.report import build_report
+
+    out, _ = demo
+    assert "ROI: <b>OTC</b> (also in the database: EVC" in (out / "report" / "index.html").read_text()
+    with ResultsDB(out / "results.duckdb", read_only=True) as db:
+        evc = build_report(db, tmp_path / "evc", roi="EVC", n_boot=50).read_text()
+        assert "ROI: <b>EVC</b>" in evc
+        with pytest.raises(ValueError, match="no scores for ROI 'V9'"):
+            build_report(db, tmp_path / "bad", roi="V9")

@@ -249,10 +249,13 @@ def plot_mds(
     hue: pd.Series | None = None,
     style: pd.Series | None = None,
     title: str = "",
+    labels: pd.Series | None = None,
+    max_labels: int = 30,
 ) -> list[Path]:
     """MDS map of models (``dim1``, ``dim2``), colored by ``hue`` and marked by ``style``.
 
-    ``hue`` and ``style`` are Series indexed by model uid (e.g. architecture class, training).
+    ``hue``, ``style`` and ``labels`` are Series indexed by model uid (e.g. architecture class,
+    training, display name). Points are named when there are at most ``max_labels`` of them.
     """
     plt = _pyplot()
     import seaborn as sns
@@ -268,6 +271,21 @@ def plot_mds(
     sns.scatterplot(
         data=df, x="dim1", y="dim2", hue=hue_col, style=style_col, ax=ax, s=22, palette="tab10"
     )
+    if len(df) <= max_labels:
+        names = (
+            labels.reindex(df.index).fillna(pd.Series(df.index, index=df.index))
+            if labels is not None
+            else pd.Series(df.index, index=df.index)
+        )
+        for uid, row in df.iterrows():
+            ax.annotate(
+                str(names[uid]),
+                (row["dim1"], row["dim2"]),
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=6,
+                color="0.25",
+            )
     ax.set_xlabel("MDS dimension 1")
     ax.set_ylabel("MDS dimension 2")
     ax.set_title(title or "Model-to-model similarity (classical MDS of √(2(1 − r)))", fontsize=10)

@@ -57,6 +57,7 @@ def build_report(
     n_boot: int = 1000,
     seed: int = 0,
     title: str = "zooscope report",
+    roi: str | None = None,
 ) -> Path:
     """Write ``out/index.html`` (figures embedded as PNG, SVG copies in ``out/figures/``).
 
@@ -72,6 +73,9 @@ def build_report(
         Conwell's published ``model_uber_rsa.csv``).
     n_boot, seed
         Bootstrap settings of the contrasts and correlates.
+    roi : str, optional
+        The ROI every section reports (rankings, contrasts and similarity mix nothing across
+        ROIs). Default: ``OTC`` when the database has it, else the first ROI in sort order.
 
     Returns
     -------
@@ -83,17 +87,29 @@ def build_report(
     figdir.mkdir(parents=True, exist_ok=True)
     models = db.models()
     summary = db.summary()
+    rois = sorted(summary["roi"].dropna().unique())
+    roi = roi or ("OTC" if "OTC" in rois or not rois else rois[0])
+    if rois and roi not in rois:
+        raise ValueError(f"no scores for ROI {roi!r}; the database has {', '.join(rois)}")
+    summary = summary[summary["roi"] == roi]
     metrics = tuple(m for m in metrics if m in set(summary["metric"]))
-    model_scores = contrasts.score_frame(db, metric=list(metrics), level="model")
+    model_scores = contrasts.score_frame(db, metric=list(metrics), level="model", roi=roi)
     sections: list[str] = []
 
     # --- ranked models
+    others = [r for r in rois if r != roi]
     body = [
-        '<p class="note">Score: best layer (highest train score) evaluated on test images, averaged over subjects. '
+        f'<p class="note">ROI: <b>{html.escape(roi)}</b>'
+        + (
+            f" (also in the database: {html.escape(', '.join(others))}; choose with <code>--roi</code>)"
+            if others
+            else ""
+        )
+        + ". Score: best layer (highest train score) evaluated on test images, averaged over subjects. "
         "Explained variance = score² / noise ceiling² (RSA metrics only).</p>"
     ]
     ceil = db.ceilings()
-    ceil = ceil[ceil["method"] == RSA_CEILING_METHOD]
+    ceil = ceil[(ceil["method"] == RSA_CEILING_METHOD) & (ceil["roi"] == roi)]
     for metric in metrics:
         s = summary[summary["metric"] == metric].merge(
             models[["model_uid", "arch_class"]], on="model_uid", how="left"
@@ -198,7 +214,7 @@ def build_report(
     for metric in metrics:
         matrix = (model_similarity or {}).get(metric)
         if matrix is None and len(db.rsms(metric=metric)) > 0:
-            matrix = similarity.similarity_from_db(db, metric)
+            matrix = similarity.similarity_from_db(db, metric, roi=roi)
         if matrix is None or len(matrix) < 3:
             continue
         coords, _ = similarity.classical_mds(matrix)
@@ -211,6 +227,7 @@ def build_report(
             hue=hue,
             style=style,
             title=f"Model similarity ({plots._label(metric)} RSMs), classical MDS",
+            labels=indexed["display_name"] if "display_name" in indexed else None,
         )
         order = similarity.cluster_models(matrix)["order"]
         heat = plots.plot_matrix(
@@ -220,7 +237,7 @@ def build_report(
             order=order,
         )
         body.append(
-            _img(paths, f"MDS of model-to-model similarity, {metric}")
+            _img(paths, f"MDS of model-to-model similarity, {metric}, {roi}")
             + _img(heat, f"Model x model similarity, {metric}")
         )
     if body:

@@ -85,8 +85,12 @@ def rsm_similarity(rsms: pd.DataFrame, method: str = "pearson") -> pd.DataFrame:
     if not usable.all():
         # A constant RSM (e.g. a layer whose predictions do not vary) has no correlation with
         # anything; leave it out rather than poison the whole matrix.
-        dropped = rsms.loc[~usable, ["model_uid", "subject", "roi"]].astype(str).agg("/".join, axis=1)
-        logger.warning("left out %d constant or non-finite RSM(s): %s", len(dropped), ", ".join(dropped))
+        dropped = (
+            rsms.loc[~usable, ["model_uid", "subject", "roi"]].astype(str).agg("/".join, axis=1)
+        )
+        logger.warning(
+            "left out %d constant or non-finite RSM(s): %s", len(dropped), ", ".join(dropped)
+        )
         rsms = rsms[usable]
     models = sorted(rsms["model_uid"].unique())
     position = {m: i for i, m in enumerate(models)}
@@ -208,10 +212,14 @@ def similarity_from_db(
     benchmark_hash: str | None = None,
     config_hash: str | None = None,
     method: str = "pearson",
+    roi: str | None = None,
 ) -> pd.DataFrame:
-    """Model x model RSM similarity from the best-layer RSMs stored in ``db`` (one metric)."""
+    """Model x model RSM similarity from the best-layer RSMs stored in ``db`` (one metric).
+
+    Averaged over subjects and over ROIs unless ``roi`` names one.
+    """
     rsms = db.rsms(
-        metric=metric, split=split, benchmark_hash=benchmark_hash, config_hash=config_hash
+        metric=metric, split=split, benchmark_hash=benchmark_hash, config_hash=config_hash, roi=roi
     )
     if rsms.empty:
         raise ValueError(f"no stored {split} RSMs for metric {metric!r} in {db.path}")

@@ -158,6 +158,7 @@ def register(app: typer.Typer) -> None:
             None, help="Conwell source-data folder: use its model_uber_rsa.csv for similarity."
         ),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
+        roi: str = typer.Option(None, help="ROI to report (default: OTC when present)."),
     ) -> None:
         """Write an offline HTML report (tables, figures, run provenance)."""
         from zooscope.analyses import similarity
@@ -172,7 +173,7 @@ def register(app: typer.Typer) -> None:
                 for m in ("crsa", "versa")
             }
         with ResultsDB(db, read_only=True) as database:
-            index = build_report(database, out, model_similarity=sims, n_boot=n_boot)
+            index = build_report(database, out, model_similarity=sims, n_boot=n_boot, roi=roi)
         typer.echo(f"report: {index}")
 
     @results.command("summary")
