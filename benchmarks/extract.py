@@ -25,7 +25,6 @@ Torch runs ``--threads`` intra-op threads (default: torch's default) in every me
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _memory import peak_rss_bytes
 
 K_PRODUCTION = 5920  # johnson_lindenstrauss_min_dim(1000, eps=0.1)
 
@@ -172,7 +172,7 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 MEMORY_CHILD = """
-import resource, sys, time, torch
+import sys, time, torch
 sys.path.insert(0, {here!r})
 torch.set_num_threads({threads})
 from extract import build, random_images
@@ -181,7 +181,8 @@ loaded = build("resnet50")
 images = random_images({n})
 t0 = time.perf_counter()
 count = sum(1 for _ in extract(loaded, images, memory_budget={budget!r}, batch_size={batch}, progress=False))
-print(count, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+from _memory import peak_rss_bytes
+print(count, time.perf_counter() - t0, peak_rss_bytes())
 """
 
 
@@ -199,9 +200,9 @@ def memory(args: argparse.Namespace) -> None:
         batch=args.batch_size,
     )
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    count, seconds, maxrss_kb = child.stdout.split()[-3:]
+    count, seconds, peak = child.stdout.split()[-3:]
     print(
-        f"  {count} layers in {float(seconds):.0f}s; peak RSS {int(maxrss_kb) / 1e6:.2f} GB (target < ~3 GB)"
+        f"  {count} layers in {float(seconds):.0f}s; peak RSS {int(peak) / 1e9:.2f} GB (target < ~3 GB)"
     )
 
 
@@ -224,9 +225,7 @@ def main() -> None:
     sections = args.only or ["speed", "throughput", "memory"]
     for section in sections:
         {"speed": speed, "throughput": throughput, "memory": memory}[section](args)
-    print(
-        f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB)"
-    )
+    print(f"(this process: peak RSS {peak_rss_bytes() / 1e9:.2f} GB)")
 
 
 if __name__ == "__main__":

@@ -55,14 +55,19 @@ def measured(code: str) -> dict:
     """Run ``code`` in a fresh interpreter; return its wall time and peak RSS."""
     wrapper = textwrap.dedent(
         """
-        import json, resource, time
+        import json, sys, time
+        sys.path.insert(0, {here!r})
+        from _memory import peak_rss_bytes
         t0 = time.perf_counter()
         {code}
         wall = time.perf_counter() - t0
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = peak_rss_bytes() / 2**20
         print("RESULT" + json.dumps({{"wall_s": wall, "peak_rss_mb": rss}}))
         """
-    ).format(code=textwrap.indent(textwrap.dedent(code), "").strip().replace("\n", "\n"))
+    ).format(
+        here=str(Path(__file__).parent),
+        code=textwrap.indent(textwrap.dedent(code), "").strip().replace("\n", "\n"),
+    )
     out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr)
