@@ -128,6 +128,23 @@ def test_gram_accumulator_chunks_in_any_order_match_corrcoef():
         acc.add(X[:, :1])
 
 
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_gram_accumulator_overwrite_centres_in_place_with_the_same_result(as_torch):
+    rng = np.random.default_rng(1)
+    X = (rng.standard_normal((6, 50)) + 10 * rng.random((6, 1))).astype(np.float32)
+    copy_acc, in_place_acc = GramAccumulator(6, 50), GramAccumulator(6, 50)
+    def fresh() -> np.ndarray | torch.Tensor:
+        return torch.from_numpy(X.copy()) if as_torch else X.copy()
+
+    copy_acc.add(fresh())
+    chunk = fresh()
+    in_place_acc.add(chunk, overwrite=True)
+    np.testing.assert_array_equal(in_place_acc.rsm("float64"), copy_acc.rsm("float64"))
+    centred = np.asarray(chunk)
+    np.testing.assert_allclose(centred.mean(1), 0, atol=1e-5)  # the buffer itself was centred
+    assert not np.allclose(X.mean(1), 0)
+
+
 def test_gram_accumulator_refuses_an_incomplete_layer():
     acc = GramAccumulator(4, 10)
     acc.add(np.ones((4, 3), np.float32))

@@ -337,7 +337,7 @@ def _run_pass(
     for item in sorted(work, key=lambda w: w.position):
         state = states[item.layer.name]
         if exact:
-            state.gram.add(state.full)
+            state.gram.add(state.full, overwrite=True)  # centring in a copy would double the peak
             state.full = None
         if not item.last:
             continue

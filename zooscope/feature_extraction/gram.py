@@ -49,14 +49,22 @@ class GramAccumulator:
         """True once every feature has been added."""
         return self.features_seen == self.n_features
 
-    def add(self, chunk: Any) -> None:
-        """Add the columns ``chunk`` [n, p_c] (numpy array or torch tensor, any device)."""
+    def add(self, chunk: Any, overwrite: bool = False) -> None:
+        """Add the columns ``chunk`` [n, p_c] (numpy array or torch tensor, any device).
+
+        With ``overwrite=True`` the chunk is centred in place instead of in a copy, so adding a
+        chunk needs no memory beyond the chunk itself (the caller must not reuse it).
+        """
         if chunk.shape[0] != self.n_samples:
             raise ValueError(f"chunk has {chunk.shape[0]} rows, expected {self.n_samples}")
         if self.features_seen + chunk.shape[1] > self.n_features:
             raise ValueError("more features added than the layer has")
         mean = chunk.mean(1)[:, None]  # works for numpy arrays and torch tensors alike
-        centred = chunk - mean
+        if overwrite:
+            chunk -= mean  # in place for numpy arrays and torch tensors alike
+            centred = chunk
+        else:
+            centred = chunk - mean
         product = centred @ centred.T  # the one GEMM per chunk, on the chunk's device
         if not isinstance(product, np.ndarray):
             product, mean = product.double().cpu().numpy(), mean.double().cpu().numpy()
