@@ -177,12 +177,15 @@ sys.path.insert(0, {here!r})
 torch.set_num_threads({threads})
 from extract import build, random_images
 from zooscope.feature_extraction import extract
+from _memory import peak_rss_bytes
 loaded = build("resnet50")
 images = random_images({n})
+with torch.no_grad():  # what any extraction needs besides its budget: libraries, model, one batch
+    loaded.module(torch.stack([loaded.preprocess(image) for image in images[:{batch}]]))
+baseline = peak_rss_bytes()
 t0 = time.perf_counter()
 count = sum(1 for _ in extract(loaded, images, memory_budget={budget!r}, batch_size={batch}, progress=False))
-from _memory import peak_rss_bytes
-print(count, time.perf_counter() - t0, peak_rss_bytes())
+print(count, time.perf_counter() - t0, baseline, peak_rss_bytes())
 """
 
 
@@ -200,9 +203,13 @@ def memory(args: argparse.Namespace) -> None:
         batch=args.batch_size,
     )
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    count, seconds, peak = child.stdout.split()[-3:]
+    count, seconds, baseline, peak = child.stdout.split()[-4:]
     print(
         f"  {count} layers in {float(seconds):.0f}s; peak RSS {int(peak) / 1e9:.2f} GB (target < ~3 GB)"
+    )
+    print(
+        f"  of which baseline {int(baseline) / 1e9:.2f} GB (torch, model, images, one bare forward of a batch); "
+        f"extraction above it {(int(peak) - int(baseline)) / 1e9:.2f} GB for a {args.memory_budget} budget"
     )
 
 
