@@ -324,7 +324,9 @@ def test_model_without_any_selected_layer_is_a_failure_not_complete(
     assert "no_layer_is_called_this" in report.failed[0].error
 
 
-def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(demo: tuple[Path, str]) -> None:
+def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(
+    demo: tuple[Path, str],
+) -> None:
     from types import SimpleNamespace
 
     from zooscope.analyses.scoring import score_layer
@@ -337,10 +339,14 @@ def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(demo: tup
     n = len(bench.splits["train"]) + len(bench.splits["test"])
     constant = np.tile(np.random.default_rng(0).standard_normal(40), (n, 1)).astype(np.float32)
     # Why the guard exists: leave-one-out intercepts alone mirror the brain RSM on train.
-    hazard = versa(constant[brain.train], constant[brain.test], brain.Y_train, brain.Y_test, brain.groups)
+    hazard = versa(
+        constant[brain.train], constant[brain.test], brain.Y_train, brain.Y_test, brain.groups
+    )
     assert hazard.scores.query("metric == 'versa' and split == 'train'")["score"].min() > 0.3
 
-    rows, test_rsms = score_layer(SimpleNamespace(name="constant", srp=constant, rsm=None), brain, config)
+    rows, test_rsms = score_layer(
+        SimpleNamespace(name="constant", srp=constant, rsm=None), brain, config
+    )
     assert len(rows) == len(brain.groups) * 2 * 2
     assert all(np.isnan(row["score"]) for row in rows)
     assert test_rsms == {}
@@ -350,7 +356,9 @@ def test_report_shows_one_roi_at_a_time(demo: tuple[Path, str], tmp_path: Path) 
     from zooscope.analyses.report import build_report
 
     out, _ = demo
-    assert "ROI: <b>OTC</b> (also in the database: EVC" in (out / "report" / "index.html").read_text()
+    assert (
+        "ROI: <b>OTC</b> (also in the database: EVC" in (out / "report" / "index.html").read_text()
+    )
     with ResultsDB(out / "results.duckdb", read_only=True) as db:
         evc = build_report(db, tmp_path / "evc", roi="EVC", n_boot=50).read_text()
         assert "ROI: <b>EVC</b>" in evc

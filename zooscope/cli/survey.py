@@ -116,6 +116,7 @@ def register(app: typer.Typer) -> None:
         models: str = typer.Option(None, help="Comma-separated model uids of the demo manifest (default: all)."),
         n_sims: int = typer.Option(20, help="Monte Carlo simulations per noise ceiling."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
+        memory_budget: str = typer.Option(None, help="Activation memory per model, e.g. 2GB (default: half the free memory)."),
     ) -> None:
         """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
 
@@ -137,7 +138,7 @@ def register(app: typer.Typer) -> None:
             logger.info("preparing the benchmark %s", bench_path)
             prepare(root, bench_path, subjects=subject_ids, rois=("OTC", "EVC"))
         report_ = survey(
-            "demo", bench_path, db_path, ScoringConfig(layers=layers), RunOptions(device="auto"),
+            "demo", bench_path, db_path, ScoringConfig(layers=layers), RunOptions(device="auto", memory_budget=memory_budget),
             models=_split(models), n_sims=n_sims,
         )
         with ResultsDB(db_path, read_only=True) as database:
