@@ -330,7 +330,7 @@ def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(
     from types import SimpleNamespace
 
     from zooscope.analyses.scoring import score_layer
-    from zooscope.rsa import versa
+    from zooscope.rsa import RidgeGCV, rsm, versa
 
     out, _ = demo
     bench = Benchmark.open(out / "benchmark.h5")
@@ -338,11 +338,16 @@ def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(
     brain = BrainData.from_benchmark(bench, config)
     n = len(bench.splits["train"]) + len(bench.splits["test"])
     constant = np.tile(np.random.default_rng(0).standard_normal(40), (n, 1)).astype(np.float32)
-    # Why the guard exists: leave-one-out intercepts alone mirror the brain RSM on train.
-    hazard = versa(
+    # Why the guard exists: on constant features the leave-one-out predictions (intercepts
+    # alone) still mirror the brain RSM of the training images.
+    loo = RidgeGCV().fit(np.zeros((len(brain.train), 3)), brain.Y_train).loo_predictions_
+    for label, idx in brain.groups.items():
+        assert brain.comparators[label]["train"].score(rsm(loo[:, idx], dtype="float64")) > 0.3
+
+    direct = versa(
         constant[brain.train], constant[brain.test], brain.Y_train, brain.Y_test, brain.groups
     )
-    assert hazard.scores.query("metric == 'versa' and split == 'train'")["score"].min() > 0.3
+    assert direct.scores["score"].isna().all() and len(direct.scores) == len(brain.groups) * 4
 
     rows, test_rsms = score_layer(
         SimpleNamespace(name="constant", srp=constant, rsm=None), brain, config

@@ -19,7 +19,6 @@ from zooscope._hashing import hash_json
 from zooscope.analyses.db import METRICS
 from zooscope.benchmark import Benchmark
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
-from zooscope.rsa.encoding import constant_features
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -237,22 +236,7 @@ def score_layer(
                 for s, v in scores.items()
             ]
             test_rsms[("crsa", label)] = (scores["train"], model_test)
-    encoding_metrics = [m for m in ("versa", "encoding_r") if m in config.metrics]
-    if encoding_metrics and constant_features(features.srp[train]).all():
-        # Constant features carry no information, yet the leave-one-out intercept alone
-        # (mean of the other n - 1 images) mirrors the brain RSM and would earn a high *train*
-        # veRSA: score such a layer NaN so layer selection can never pick it.
-        logger.info(
-            "layer %s is constant over the training images: no veRSA/encoding scores", features.name
-        )
-        for label in brain.groups:
-            subject, roi = split_label(label)
-            rows += [
-                {"subject": subject, "roi": roi, "metric": m, "split": s, "score": float("nan")}
-                for m in encoding_metrics
-                for s in ("train", "test")
-            ]
-    elif encoding_metrics:
+    if {"versa", "encoding_r"} & set(config.metrics):
         result = versa(
             features.srp[train],
             features.srp[test],

@@ -79,6 +79,12 @@ def standardize(X_train: Any, X_test: Any) -> tuple[np.ndarray, np.ndarray]:
     -------
     X_train_std, X_test_std : np.ndarray, float64, shapes (n_train, p) and (n_test, p)
     """
+    X_train_std, X_test_std, _ = _standardize(X_train, X_test)
+    return X_train_std, X_test_std
+
+
+def _standardize(X_train: Any, X_test: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`standardize`, plus the mask [p] of features constant on the training images."""
     X_train = np.asarray(X_train, dtype=np.float64)
     X_test = np.asarray(X_test, dtype=np.float64)
     if X_train.ndim != 2 or X_test.ndim != 2 or X_train.shape[1] != X_test.shape[1]:
@@ -88,24 +94,9 @@ def standardize(X_train: Any, X_test: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     mean = X_train.mean(axis=0)
     std = X_train.std(axis=0)
-    std[_is_constant(mean, std)] = 1.0
-    return (X_train - mean) / std, (X_test - mean) / std
-
-
-def _is_constant(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Standard deviation 0 or at rounding level of the mean (float64)."""
-    return std <= 10 * np.finfo(np.float64).eps * np.abs(mean)
-
-
-def constant_features(X: Any) -> np.ndarray:
-    """Which features of ``X`` [n, p] are constant over its rows (as :func:`standardize` judges).
-
-    Returns
-    -------
-    ndarray of bool, shape (p,)
-    """
-    X = np.asarray(X, dtype=np.float64)
-    return _is_constant(X.mean(axis=0), X.std(axis=0))
+    constant = std <= 10 * np.finfo(np.float64).eps * np.abs(mean)
+    std[constant] = 1.0
+    return (X_train - mean) / std, (X_test - mean) / std, constant
 
 
 def groups_to_indices(groups: Any, n_units: int) -> dict[Any, np.ndarray]:
@@ -211,8 +202,12 @@ def versa(
     Returns
     -------
     VersaResult
+        All scores NaN (and no RSMs) when every feature is constant on the training images:
+        such a layer carries no information, yet the leave-one-out intercept alone (the mean of
+        the other n - 1 images, ``(S - y_i) / (n - 1)``) mirrors the brain RSM and would earn a
+        high train veRSA, winning layer selection.
     """
-    Xtr, Xte = standardize(X_train, X_test)
+    Xtr, Xte, constant = _standardize(X_train, X_test)
     Y_train = np.asarray(Y_train)
     Y_test = np.asarray(Y_test)
     if Y_train.ndim != 2 or Y_test.ndim != 2 or Y_train.shape[1] != Y_test.shape[1]:
@@ -227,6 +222,20 @@ def versa(
         )
     n_units = Y_train.shape[1]
     index = groups_to_indices(groups, n_units)
+    if constant.all():
+        logger.info("veRSA: every feature is constant on the training images; scores are NaN")
+        nan = np.full(n_units, np.nan)
+        scores = pd.DataFrame(
+            [
+                (label, m, split, np.nan)
+                for label in index
+                for m in ("versa", "encoding_r")
+                for split in _SPLITS
+            ],
+            columns=["group", "metric", "split", "score"],
+        )
+        edge = pd.Series(dict.fromkeys([*index, ALL_UNITS], np.nan), name="alpha_edge_fraction")
+        return VersaResult(scores, nan, edge, nan, nan.copy(), {} if return_rsms else None)
 
     model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
     pred = {"train": model.loo_predictions_, "test": model.predict(Xte)}
