@@ -34,7 +34,12 @@ from zooscope.feature_extraction.layers import (
     hookable_modules,
     make_non_inplace,
 )
-from zooscope.feature_extraction.projection import SparseRandomProjector, jl_components
+from zooscope.feature_extraction.projection import (
+    GENERATOR,
+    SparseRandomProjector,
+    expected_nbytes,
+    jl_components,
+)
 from zooscope.zoo.loader import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -123,8 +128,8 @@ def plan_passes(
     """Pack layers (and feature chunks of big layers) into passes that fit ``budget`` bytes.
 
     Per layer, the fixed cost is its projected buffer (``n x k`` float32), its projection matrix
-    (about 12 bytes per non-zero) and its Gram accumulator (``n x n`` float64); the full
-    activations (``n x p`` float32) can be chunked by columns.
+    (3 bytes per non-zero, :func:`expected_nbytes`) and its Gram accumulator (``n x n`` float64);
+    the full activations (``n x p`` float32) can be chunked by columns.
     """
     passes: list[list[_Work]] = [[]]
     used = 0
@@ -134,7 +139,7 @@ def plan_passes(
         fixed = 0
         if srp:
             fixed += 4 * n_images * width
-            fixed += 0 if width == p else int(12 * n_components * np.sqrt(p))
+            fixed += 0 if width == p else expected_nbytes(p, n_components)
         if exact:
             fixed += 8 * n_images * n_images
         per_column = 4 * n_images if exact else 0
@@ -252,6 +257,8 @@ def extract(
     logger.info("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
 
     params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp}
+    if srp_mode == "fast":
+        params["generator"] = GENERATOR
     keys: dict[str, str] = {}
     if cache is not None:
         image_id = image_set_id or image_set.content_hash()

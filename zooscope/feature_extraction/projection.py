@@ -13,16 +13,26 @@ with density :math:`d = 1/\\sqrt{p}` (Li, Hastie & Church 2006; scikit-learn's
 ``k >= johnson_lindenstrauss_min_dim(n, eps)``. Because ``X R = \\sum_b X_b R`` over any split of
 the rows of ``X``, projecting each batch of images as it arrives gives exactly the projection of
 the full matrix, and only ``R`` (``k sqrt(p)`` non-zeros) and the ``n x k`` result are ever held.
+
+``R`` is stored as signs in cache-sized tiles and applied by a compiled kernel
+(:mod:`zooscope.feature_extraction.srp_kernels`); on CUDA it is a cuSPARSE CSR matrix.
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.random_projection import SparseRandomProjection, johnson_lindenstrauss_min_dim
+
+from zooscope.feature_extraction import srp_kernels
+
+# Identifies how "fast" mode draws R; part of every cache key, so a new generator never reuses
+# features projected with another one.
+GENERATOR = "splitmix64-tiles-v1"
 
 
 def jl_components(n_samples: int, eps: float = 0.1) -> int:
@@ -35,36 +45,96 @@ def layer_seed(seed: int, layer: str) -> list[int]:
     return [int(seed), zlib.crc32(layer.encode())]
 
 
-def sparse_random_matrix(
-    n_features: int, n_components: int, density: float, rng: np.random.Generator
-) -> sp.csr_array:
-    """Draw ``R`` [n_features, n_components] as feature-major CSR, float32.
+@dataclass(frozen=True)
+class TiledSigns:
+    """``R = scale * S`` [p, k] in tile storage (see :mod:`~zooscope.feature_extraction.srp_kernels`).
 
-    The non-zero positions of the flattened ``p x k`` grid form a Bernoulli(``density``) process;
-    they are drawn directly as cumulative sums of geometric gaps, which costs O(nnz) rather than
-    O(p k) and yields the positions already sorted in CSR order.
+    Attributes
+    ----------
+    n_features, n_components : int
+    tile_rows : int
+    scale : numpy.float32
+        Magnitude of every non-zero, ``sqrt(1/density) / sqrt(k)``.
+    tile_ptr : numpy.ndarray, shape [n_row_tiles * n_col_tiles + 1], int64
+    rows : numpy.ndarray, shape [nnz], uint16
+    codes : numpy.ndarray, shape [nnz], uint8
     """
-    total = n_features * n_components
-    expected = total * density
-    chunks: list[np.ndarray] = []
-    last = -1
-    while last < total:
-        gaps = rng.geometric(density, size=int(expected * 1.05) + 1024)
-        positions = last + np.cumsum(gaps)
-        chunks.append(positions)
-        last = int(positions[-1])
-    positions = np.concatenate(chunks)
-    positions = positions[: np.searchsorted(positions, total)]  # sorted: cut, do not mask
-    rows, cols = np.divmod(positions, n_components)
-    scale = np.float32(np.sqrt(1.0 / density) / np.sqrt(n_components))
-    signs = rng.integers(0, 2, size=positions.size, dtype=np.int8)
-    values = np.where(signs == 1, scale, -scale)  # float32 directly, no float64 temporary
-    # int32 indices whenever they fit: 8 instead of 12 bytes per non-zero, and scipy keeps
-    # int32 indices only when indptr is int32 too.
-    index_dtype = np.int32 if positions.size < np.iinfo(np.int32).max else np.int64
-    indptr = np.zeros(n_features + 1, dtype=index_dtype)
-    np.cumsum(np.bincount(rows, minlength=n_features), out=indptr[1:])
-    return sp.csr_array((values, cols.astype(index_dtype), indptr), shape=(n_features, n_components))
+
+    n_features: int
+    n_components: int
+    tile_rows: int
+    scale: np.float32
+    tile_ptr: np.ndarray
+    rows: np.ndarray
+    codes: np.ndarray
+
+    @property
+    def n_col_tiles(self) -> int:
+        return -(-self.n_components // srp_kernels.TILE_COLS)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.rows.size)
+
+    @property
+    def nbytes(self) -> int:
+        return self.tile_ptr.nbytes + self.rows.nbytes + self.codes.nbytes
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(feature, component, sign)`` of every non-zero, in tile order."""
+        tiles = np.repeat(np.arange(self.tile_ptr.size - 1), np.diff(self.tile_ptr))
+        row_tile, col_tile = np.divmod(tiles, self.n_col_tiles)
+        features = row_tile * self.tile_rows + self.rows
+        components = col_tile * srp_kernels.TILE_COLS + (self.codes >> 1)
+        signs = 1 - 2 * (self.codes & 1).astype(np.int8)
+        return features, components, signs
+
+    def to_csr(self) -> sp.csr_array:
+        """``R`` [p, k] as a float32 scipy CSR matrix with sorted indices."""
+        features, components, signs = self.coordinates()
+        order = np.lexsort((components, features))
+        index_dtype = np.int32 if max(self.nnz, self.n_components) < np.iinfo(np.int32).max else np.int64
+        indptr = np.zeros(self.n_features + 1, dtype=index_dtype)
+        np.cumsum(np.bincount(features, minlength=self.n_features), out=indptr[1:])
+        values = (signs[order] * self.scale).astype(np.float32)
+        return sp.csr_array(
+            (values, components[order].astype(index_dtype), indptr), shape=(self.n_features, self.n_components)
+        )
+
+    @classmethod
+    def from_csr(cls, matrix: sp.csr_array | sp.csr_matrix) -> TiledSigns:
+        """Tile a ``[p, k]`` matrix whose non-zeros all have the same magnitude."""
+        coo = sp.coo_array(matrix)
+        p, k = coo.shape
+        magnitudes = np.abs(coo.data)
+        scale = np.float32(magnitudes[0]) if magnitudes.size else np.float32(1)
+        if magnitudes.size and not np.allclose(magnitudes, magnitudes[0], rtol=1e-6):
+            raise ValueError("every non-zero of a sparse random projection must have the same magnitude")
+        tile_rows = srp_kernels.tile_rows_for(p)
+        n_col_tiles = -(-k // srp_kernels.TILE_COLS)
+        order = np.lexsort((coo.col, coo.row))  # row-major, then a stable sort by tile
+        rows, cols, negative = coo.row[order], coo.col[order], coo.data[order] < 0
+        tiles = (rows // tile_rows) * n_col_tiles + cols // srp_kernels.TILE_COLS
+        by_tile = np.argsort(tiles, kind="stable")
+        n_row_tiles = -(-p // tile_rows)
+        tile_ptr = np.zeros(n_row_tiles * n_col_tiles + 1, np.int64)
+        np.cumsum(np.bincount(tiles, minlength=n_row_tiles * n_col_tiles), out=tile_ptr[1:])
+        return cls(
+            n_features=p,
+            n_components=k,
+            tile_rows=tile_rows,
+            scale=scale,
+            tile_ptr=tile_ptr,
+            rows=(rows[by_tile] % tile_rows).astype(np.uint16),
+            codes=(2 * (cols[by_tile] % srp_kernels.TILE_COLS) + negative[by_tile]).astype(np.uint8),
+        )
+
+
+def expected_nbytes(n_features: int, n_components: int, density: float | None = None) -> int:
+    """Expected memory of a drawn :class:`TiledSigns` (3 bytes per non-zero, 8 per tile)."""
+    density = 1.0 / np.sqrt(n_features) if density is None else density
+    row_tiles, col_tiles = srp_kernels.n_tiles(n_features, n_components)
+    return int(3 * n_features * n_components * density + 8 * (row_tiles * col_tiles + 1))
 
 
 class SparseRandomProjector:
@@ -88,12 +158,15 @@ class SparseRandomProjector:
     mode : {"fast", "sklearn"}
         ``"sklearn"`` reproduces ``SparseRandomProjection(n_components=k, random_state=seed)``
         exactly (the layer name is then not mixed into the seed); ``"fast"`` draws the same
-        distribution in O(nnz).
+        distribution in O(nnz) with its own seeded generator.
+    n_threads : int, optional
+        CPU threads of the projection kernel (default: torch's intra-op thread count, so
+        ``torch.set_num_threads`` governs the whole extraction).
 
     Attributes
     ----------
-    matrix : scipy.sparse.csr_array or None
-        ``R`` [p, k], float32; None when features pass through unchanged.
+    signs : TiledSigns or None
+        ``R`` [p, k] in the kernel's storage; None when features pass through unchanged.
     n_output : int
         Width of the projected features.
     """
@@ -107,6 +180,7 @@ class SparseRandomProjector:
         density: float | Literal["auto"] = "auto",
         upsample: bool = False,
         mode: Literal["fast", "sklearn"] = "fast",
+        n_threads: int | None = None,
     ) -> None:
         if n_features < 1 or n_components < 1:
             raise ValueError(f"need n_features >= 1 and n_components >= 1, got {n_features}, {n_components}")
@@ -119,38 +193,49 @@ class SparseRandomProjector:
             raise ValueError(f"density must be in (0, 1], got {self.density}")
         self.upsample = upsample
         self.mode = mode
+        self.n_threads = n_threads
         self.passthrough = n_features <= n_components and not upsample
         self.n_output = n_features if self.passthrough else n_components
-        self.matrix: sp.csr_array | None = None if self.passthrough else self._draw()
+        self.signs: TiledSigns | None = None if self.passthrough else self._draw()
         self._torch_matrix: dict[str, Any] = {}
 
-    def _draw(self) -> sp.csr_array:
+    def _draw(self) -> TiledSigns:
         if self.mode == "sklearn":
             # The public estimator only needs X's width to draw its matrix.
             srp = SparseRandomProjection(n_components=self.n_components, density=self.density, random_state=self.seed)
             srp.fit(sp.csr_array((1, self.n_features), dtype=np.float64))
-            return sp.csr_array(srp.components_.T.astype(np.float32))
+            return TiledSigns.from_csr(sp.csr_array(srp.components_.T))
         if self.mode != "fast":
             raise ValueError(f"mode must be 'fast' or 'sklearn', got {self.mode!r}")
-        rng = np.random.default_rng(layer_seed(self.seed, self.layer))
-        return sparse_random_matrix(self.n_features, self.n_components, self.density, rng)
+        seed = np.random.SeedSequence(layer_seed(self.seed, self.layer)).generate_state(1, np.uint64)[0]
+        tile_rows = srp_kernels.tile_rows_for(self.n_features)
+        self._set_threads()
+        tile_ptr, rows, codes = srp_kernels.draw_tiles(
+            seed, self.n_features, self.n_components, tile_rows, self.density
+        )
+        scale = np.float32(np.sqrt(1.0 / self.density) / np.sqrt(self.n_components))
+        return TiledSigns(self.n_features, self.n_components, tile_rows, scale, tile_ptr, rows, codes)
+
+    @property
+    def matrix(self) -> sp.csr_array | None:
+        """``R`` [p, k] as a float32 scipy CSR matrix (built on each access), or None."""
+        return None if self.signs is None else self.signs.to_csr()
 
     @property
     def nbytes(self) -> int:
         """Memory held by the projection matrix."""
-        if self.matrix is None:
-            return 0
-        m = self.matrix
-        return m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+        return 0 if self.signs is None else self.signs.nbytes
 
     def project_ones(self) -> np.ndarray:
         """``1^T R`` [n_output], float64: the image of the all-ones feature vector.
 
         Projecting a row-centred ``x - m 1`` equals ``transform(x) - m * project_ones()``.
         """
-        if self.matrix is None:
+        if self.signs is None:
             return np.ones(self.n_output)
-        return np.asarray(self.matrix.sum(axis=0, dtype=np.float64)).ravel()
+        _, components, signs = self.signs.coordinates()
+        column_sums = np.bincount(components, weights=signs, minlength=self.n_components)
+        return column_sums * np.float64(self.signs.scale)
 
     def params(self) -> dict[str, Any]:
         """The parameters that determine the output (for cache keys and provenance)."""
@@ -160,6 +245,7 @@ class SparseRandomProjector:
             "density": self.density,
             "upsample": self.upsample,
             "mode": self.mode,
+            "generator": GENERATOR,
         }
 
     def transform(self, X: Any) -> Any:
@@ -178,15 +264,28 @@ class SparseRandomProjector:
             raise ValueError(f"expected {self.n_features} features, got {X.shape[-1]}")
         if self.passthrough:
             return X
-        if isinstance(X, np.ndarray):
-            return np.asarray(X @ self.matrix, dtype=np.float32)
         import torch
 
+        if isinstance(X, np.ndarray):
+            return self._project_cpu(X)
         if X.device.type == "cpu":
-            # scipy's dense @ CSR beats torch's CPU sparse kernels by >10x here (measured).
-            return torch.from_numpy(np.asarray(X.numpy() @ self.matrix, dtype=np.float32))
+            return torch.from_numpy(self._project_cpu(X.detach().numpy()))
         Rt = self._torch_transpose(X.device)
         return (Rt @ X.T).T
+
+    def _set_threads(self) -> int:
+        import torch
+
+        return srp_kernels.set_threads(self.n_threads or torch.get_num_threads())
+
+    def _project_cpu(self, X: np.ndarray) -> np.ndarray:
+        signs = self.signs
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        threads = self._set_threads()
+        return srp_kernels.project_tiles(
+            X, signs.tile_ptr, signs.rows, signs.codes, signs.n_col_tiles, signs.tile_rows,
+            signs.scale, self.n_components, threads,
+        )
 
     def _torch_transpose(self, device: Any) -> Any:
         """``R^T`` as a torch CSR tensor on ``device`` (cuSPARSE prefers CSR @ dense)."""

@@ -1,0 +1,215 @@
+"""Compiled kernels of the sparse random projection: draw ``R`` tile by tile, apply it to a batch.
+
+Why tiles. The projection ``Y = X R`` (``X`` ``[b, p]``, ``R`` ``[p, k]`` with ``k sqrt(p)``
+non-zeros) is a scatter: every non-zero ``R[f, j]`` adds ``+-X[:, f]`` to output column ``j``.
+Row by row (CSR order, what ``scipy`` does), consecutive non-zeros hit random columns of the whole
+``k x b`` output, which lives in L2 at best, and ``X`` must first be transposed as a whole. Here
+``R`` is stored in *tiles* of ``tile_rows`` features by ``TILE_COLS`` (128) components. A thread
+copies one row tile of ``X`` (``tile_rows x b``, a few hundred kB) into a transposed buffer, then
+walks the tiles of that row: each tile's non-zeros update only 128 rows of the output, which stay
+in L1. ``tile_rows ~ 2 sqrt(p)`` keeps about 256 non-zeros per tile whatever the layer size. Row
+tiles are split between threads, each with its own accumulator; the accumulators are summed at
+the end.
+
+Storage: ``R = scale * S`` with ``S`` in ``{-1, 0, +1}``; each non-zero takes 3 bytes (its row
+within the tile, ``uint16``, and ``code = 2 * column_within_tile + negative``, ``uint8``) instead
+of the 8 to 12 of a float CSR matrix, plus one ``int64`` pointer per tile.
+
+Drawing: the non-zero cells of the (tile-padded) ``p x k`` grid, visited in tile order, form a
+Bernoulli(``density``) process, drawn as geometric gaps from seeded SplitMix64 streams, one per
+row tile (one uniform per non-zero; cells of the padding are dropped). No global random state is
+touched, and the matrix does not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+TILE_COLS = 128  # output components per tile; (TILE_COLS - 1) * 2 + 1 must fit the uint8 code
+_MAX_TILE_ROWS = 4096
+
+
+def tile_rows_for(n_features: int) -> int:
+    """Features per row tile: ~2 sqrt(p), a multiple of 8, so a tile holds ~256 non-zeros."""
+    rows = 8 * int(np.ceil(2 * np.sqrt(n_features) / 8))
+    return int(min(_MAX_TILE_ROWS, max(64, rows)))
+
+
+def n_tiles(n_features: int, n_components: int) -> tuple[int, int]:
+    """``(row tiles, column tiles)`` of a ``p x k`` matrix."""
+    return -(-n_features // tile_rows_for(n_features)), -(-n_components // TILE_COLS)
+
+
+@njit(cache=True, nogil=True)
+def _splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """One step of SplitMix64 (Steele, Lea & Flood 2014): ``(new state, 64 random bits)``."""
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def _uniform(state: np.uint64) -> tuple[np.uint64, float, np.uint64]:
+    """``(new state, U ~ U[0, 1) from the top 53 bits, the lowest bit)``."""
+    state, bits = _splitmix64(state)
+    return state, np.float64(bits >> np.uint64(11)) * (1.0 / 9007199254740992.0), bits & np.uint64(1)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def draw_tiles(
+    seed: np.uint64, n_features: int, n_components: int, tile_rows: int, density: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``S`` (the signs of ``R``) in tile storage.
+
+    Each cell of the grid is non-zero with probability ``density``, independently. Row tiles are
+    drawn in parallel, each from its own SplitMix64 stream (``seed`` mixed with the row-tile
+    index, so the result does not depend on the thread count). Within a row tile the cells are
+    visited tile by tile, row-major within a tile; the gap to the next non-zero cell is geometric,
+    ``G = floor(log(1 - U) / log(1 - d)) + 1``, and the lowest bit of the same draw is the sign.
+
+    Parameters
+    ----------
+    seed : numpy.uint64
+    n_features, n_components : int
+        ``p`` and ``k``.
+    tile_rows : int
+        From :func:`tile_rows_for`.
+    density : float
+        In ``(0, 1]``.
+
+    Returns
+    -------
+    tile_ptr : numpy.ndarray, shape [n_row_tiles * n_col_tiles + 1], int64
+        Non-zeros of tile ``t`` (row-tile major) are ``tile_ptr[t]:tile_ptr[t + 1]``.
+    rows : numpy.ndarray, shape [nnz], uint16
+        Feature index within the row tile, ascending within each tile.
+    codes : numpy.ndarray, shape [nnz], uint8
+        ``2 * (component index within the column tile) + (1 if negative)``.
+    """
+    n_row_tiles = (n_features + tile_rows - 1) // tile_rows
+    n_col_tiles = (n_components + TILE_COLS - 1) // TILE_COLS
+    cells = tile_rows * TILE_COLS
+    # Each row tile writes into its own segment, sized far above its Binomial count.
+    expected = n_col_tiles * cells * density
+    capacity = int(expected + 12.0 * np.sqrt(expected) + 64)
+    seg_rows = np.empty(n_row_tiles * capacity, np.uint16)
+    seg_codes = np.empty(n_row_tiles * capacity, np.uint8)
+    counts = np.zeros(n_row_tiles * n_col_tiles, np.int64)
+    overflow = np.zeros(n_row_tiles, np.bool_)
+    log_q = np.log1p(-density) if density < 1.0 else -np.inf
+    for row_tile in prange(n_row_tiles):
+        state = seed ^ (np.uint64(row_tile + 1) * np.uint64(0xD1B54A32D192ED03))
+        state, _ = _splitmix64(state)
+        f0 = row_tile * tile_rows
+        valid_rows = min(tile_rows, n_features - f0)
+        base = row_tile * capacity
+        nnz = 0
+        col_tile = 0
+        within = np.int64(-1)
+        while True:
+            state, u, negative = _uniform(state)
+            within += np.int64(np.floor(np.log1p(-u) / log_q)) + 1
+            while within >= cells and col_tile < n_col_tiles:
+                within -= cells
+                col_tile += 1
+            if col_tile >= n_col_tiles:
+                break
+            row = within >> 7  # TILE_COLS = 128
+            col = within & 127
+            if row >= valid_rows or col_tile * TILE_COLS + col >= n_components:
+                continue  # a padding cell
+            if nnz == capacity:
+                overflow[row_tile] = True
+                break
+            seg_rows[base + nnz] = row
+            seg_codes[base + nnz] = 2 * col + np.int64(negative)
+            counts[row_tile * n_col_tiles + col_tile] += 1
+            nnz += 1
+    if overflow.any():
+        raise RuntimeError("sparse random projection: a row tile exceeded its 12-sigma capacity")
+    tile_ptr = np.zeros(counts.size + 1, np.int64)
+    tile_ptr[1:] = np.cumsum(counts)
+    rows = np.empty(tile_ptr[-1], np.uint16)
+    codes = np.empty(tile_ptr[-1], np.uint8)
+    for row_tile in prange(n_row_tiles):
+        start = tile_ptr[row_tile * n_col_tiles]
+        size = tile_ptr[(row_tile + 1) * n_col_tiles] - start
+        base = row_tile * capacity
+        rows[start : start + size] = seg_rows[base : base + size]
+        codes[start : start + size] = seg_codes[base : base + size]
+    return tile_ptr, rows, codes
+
+
+@njit(parallel=True, fastmath=True, boundscheck=False, cache=True, nogil=True)
+def project_tiles(
+    X: np.ndarray,
+    tile_ptr: np.ndarray,
+    rows: np.ndarray,
+    codes: np.ndarray,
+    n_col_tiles: int,
+    tile_rows: int,
+    scale: np.float32,
+    n_components: int,
+    n_threads: int,
+) -> np.ndarray:
+    """``Y = X R`` with ``R = scale * S`` in tile storage.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape [b, p], float32, C-contiguous
+    tile_ptr, rows, codes : numpy.ndarray
+        See :func:`draw_tiles`.
+    n_col_tiles, tile_rows : int
+    scale : numpy.float32
+    n_components : int
+        ``k``.
+    n_threads : int
+        Row tiles are split into this many contiguous ranges, one per thread.
+
+    Returns
+    -------
+    numpy.ndarray, shape [b, k], float32
+    """
+    b, p = X.shape
+    n_row_tiles = (tile_ptr.size - 1) // n_col_tiles
+    accumulators = np.zeros((n_threads, n_col_tiles * TILE_COLS, b), np.float32)
+    buffers = np.empty((n_threads, tile_rows, b), np.float32)
+    for thread in prange(n_threads):
+        acc = accumulators[thread]
+        xt = buffers[thread]
+        for row_tile in range(n_row_tiles * thread // n_threads, n_row_tiles * (thread + 1) // n_threads):
+            f0 = row_tile * tile_rows
+            f1 = min(p, f0 + tile_rows)
+            for i in range(b):  # transpose this row tile of X: each non-zero then reads b floats in a row
+                xi = X[i]
+                for f in range(f0, f1):
+                    xt[f - f0, i] = xi[f]
+            for col_tile in range(n_col_tiles):
+                j0 = col_tile * TILE_COLS
+                tile = row_tile * n_col_tiles + col_tile
+                for q in range(tile_ptr[tile], tile_ptr[tile + 1]):
+                    code = np.int64(codes[q])
+                    out = acc[j0 + (code >> 1)]
+                    x = xt[np.int64(rows[q])]
+                    sign = np.float32(1 - 2 * (code & 1))
+                    for c in range(b):
+                        out[c] += sign * x[c]
+    Y = np.empty((b, n_components), np.float32)
+    for j in prange(n_components):
+        for i in range(b):
+            total = np.float32(0.0)
+            for thread in range(n_threads):
+                total += accumulators[thread, j, i]
+            Y[i, j] = total * scale
+    return Y
+
+
+def set_threads(n_threads: int) -> int:
+    """Run the next kernels on ``min(n_threads, available)`` threads; returns the count used."""
+    n = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
