@@ -136,3 +136,46 @@ def test_project_ones_centres_projected_rows():
     centred = projector.transform(X.astype(np.float32)) - means * projector.project_ones()
     np.testing.assert_allclose(centred, (X - means) @ R, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(SparseRandomProjector(10, 20).project_ones(), np.ones(10))
+
+
+@pytest.mark.parametrize(
+    ("n", "p", "k"),
+    [(1, 7001, 300), (33, 20_000, 129), (5, 300, 1000), (17, 2048, 128)],
+)
+def test_tiled_kernel_equals_the_dense_product_on_ragged_shapes(n, p, k):
+    # Shapes that leave partial row tiles, partial column tiles, one image, and p < k (upsample).
+    X = _activations(n, p, seed=p)
+    projector = SparseRandomProjector(p, k, seed=2, layer="ragged", upsample=True)
+    reference = X.astype(np.float64) @ projector.matrix.toarray().astype(np.float64)
+    out = projector.transform(X)
+    np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+
+
+def test_full_density_fills_every_cell():
+    projector = SparseRandomProjector(50, 200, density=1.0, upsample=True, layer="dense")
+    R = projector.matrix.toarray()
+    assert np.count_nonzero(R) == 50 * 200
+    np.testing.assert_array_equal(np.abs(R), np.float32(1 / np.sqrt(200)))
+
+
+def test_matrix_does_not_depend_on_the_thread_count():
+    X = _activations(40, 30_000)
+    one = SparseRandomProjector(30_000, 500, seed=5, layer="a", n_threads=1)
+    two = SparseRandomProjector(30_000, 500, seed=5, layer="a", n_threads=2)
+    for name in ("tile_ptr", "rows", "codes"):
+        np.testing.assert_array_equal(getattr(one.signs, name), getattr(two.signs, name))
+    # Threads only change the order of float32 additions.
+    np.testing.assert_allclose(one.transform(X), two.transform(X), rtol=1e-5, atol=1e-5)
+
+
+def test_tiled_storage_round_trips_a_csr_matrix_and_its_size_is_predicted():
+    from zooscope.feature_extraction.projection import TiledSigns, expected_nbytes
+
+    projector = SparseRandomProjector(60_000, 700, seed=1, layer="b")
+    R = projector.matrix
+    again = TiledSigns.from_csr(R).to_csr()
+    for name in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(R, name))
+    assert projector.nbytes == pytest.approx(expected_nbytes(60_000, 700), rel=0.02)
+    with pytest.raises(ValueError, match="same magnitude"):
+        TiledSigns.from_csr(sp.csr_array(np.array([[1.0, 0.0], [0.0, 2.0]])))

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         ceilings: bool = typer.Option(True, "--ceilings/--no-ceilings", help="Compute GSN noise ceilings if missing."),
         device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
         batch_size: int = typer.Option(32, help="Images per forward pass."),
-        memory_budget: str = typer.Option(None, help="Activation memory per model, e.g. 8GB (default: half the free memory)."),
+        memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 8GB (default: half the free memory)."),
         workers: int = typer.Option(None, help="Start a local Dask cluster of N worker processes."),
         scheduler: str = typer.Option(None, help="Address of an existing Dask scheduler (tcp://host:8786)."),
         slurm: bool = typer.Option(False, "--slurm", help="Start Dask workers as Slurm jobs (dask-jobqueue)."),
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
         models: str = typer.Option(None, help="Comma-separated model uids of the demo manifest (default: all)."),
         n_sims: int = typer.Option(20, help="Monte Carlo simulations per noise ceiling."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
-        memory_budget: str = typer.Option(None, help="Activation memory per model, e.g. 2GB (default: half the free memory)."),
+        memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory)."),
     ) -> None:
         """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
 

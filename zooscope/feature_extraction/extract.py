@@ -164,6 +164,19 @@ def plan_passes(
     return [p for p in passes if p]
 
 
+def forward_reserve(layers: list[LayerSpec], batch_size: int) -> int:
+    """Bytes of the budget kept for the forward pass itself, not for buffers.
+
+    While a batch runs through the network, a few activations of the largest layer are alive at
+    once: a module's input and output, the separate output of a formerly in-place activation, and
+    the flattened float32 copy handed to the hooks. Four of them at the batch size bound this
+    working set for the usual convolutional and transformer stacks, so ``memory_budget`` bounds
+    everything the extraction adds on top of the loaded model.
+    """
+    largest = max((layer.n_features for layer in layers), default=0)
+    return 4 * 4 * batch_size * largest
+
+
 def _cache_key(model: LoadedModel, image_id: str, layer: LayerSpec, params: dict[str, Any]) -> str:
     return FeatureCache.key(
         model=model.entry.model_uid,
@@ -218,8 +231,9 @@ def extract(
         Exact RSMs from the full activations (default), or one-pass approximate RSMs from the
         projected features.
     memory_budget : bytes or str, optional
-        Bound on the activation buffers held at once (default: half the free memory of the
-        model's device).
+        Bound on the memory the extraction adds to the loaded model: the forward pass of a batch
+        (:func:`forward_reserve`) plus the buffers held at once (default: half the free memory
+        of the model's device).
     batch_size, num_workers : int
         DataLoader settings.
     amp : bool
@@ -273,8 +287,17 @@ def extract(
 
     backend = get_backend("torch_cuda" if device.type == "cuda" else "numpy")
     budget = parse_bytes(memory_budget) if memory_budget is not None else backend.free_memory_bytes() // 2
-    passes = plan_passes(specs, n, k, budget, project, exact, upsample)
-    logger.info("%s: %d pass(es) within a %.2f GB budget", model.entry.model_uid, len(passes), budget / 1e9)
+    reserve = forward_reserve(specs, min(batch_size, n))
+    if reserve >= budget:
+        raise ValueError(
+            f"memory budget {budget / 1e6:.1f} MB is too small: a forward pass of {min(batch_size, n)} images "
+            f"needs about {reserve / 1e6:.1f} MB; lower batch_size or raise memory_budget"
+        )
+    passes = plan_passes(specs, n, k, budget - reserve, project, exact, upsample)
+    logger.info(
+        "%s: %d pass(es) within a %.2f GB budget (%.2f GB of it kept for the forward pass)",
+        model.entry.model_uid, len(passes), budget / 1e9, reserve / 1e9,
+    )
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
     states: dict[str, _LayerState] = {}
     bar = tqdm(total=len(passes) * len(loader), desc=f"{model.entry.model_uid}", unit="batch", disable=not progress, leave=False)

@@ -209,9 +209,8 @@ class SparseRandomProjector:
             raise ValueError(f"mode must be 'fast' or 'sklearn', got {self.mode!r}")
         seed = np.random.SeedSequence(layer_seed(self.seed, self.layer)).generate_state(1, np.uint64)[0]
         tile_rows = srp_kernels.tile_rows_for(self.n_features)
-        self._set_threads()
         tile_ptr, rows, codes = srp_kernels.draw_tiles(
-            seed, self.n_features, self.n_components, tile_rows, self.density
+            seed, self.n_features, self.n_components, tile_rows, self.density, self._threads()
         )
         scale = np.float32(np.sqrt(1.0 / self.density) / np.sqrt(self.n_components))
         return TiledSigns(self.n_features, self.n_components, tile_rows, scale, tile_ptr, rows, codes)
@@ -273,15 +272,15 @@ class SparseRandomProjector:
         Rt = self._torch_transpose(X.device)
         return (Rt @ X.T).T
 
-    def _set_threads(self) -> int:
+    def _threads(self) -> int:
         import torch
 
-        return srp_kernels.set_threads(self.n_threads or torch.get_num_threads())
+        return self.n_threads or torch.get_num_threads()
 
     def _project_cpu(self, X: np.ndarray) -> np.ndarray:
         signs = self.signs
         X = np.ascontiguousarray(X, dtype=np.float32)
-        threads = self._set_threads()
+        threads = self._threads()
         return srp_kernels.project_tiles(
             X, signs.tile_ptr, signs.rows, signs.codes, signs.n_col_tiles, signs.tile_rows,
             signs.scale, self.n_components, threads,

@@ -8,8 +8,8 @@ Row by row (CSR order, what ``scipy`` does), consecutive non-zeros hit random co
 copies one row tile of ``X`` (``tile_rows x b``, a few hundred kB) into a transposed buffer, then
 walks the tiles of that row: each tile's non-zeros update only 128 rows of the output, which stay
 in L1. ``tile_rows ~ 2 sqrt(p)`` keeps about 256 non-zeros per tile whatever the layer size. Row
-tiles are split between threads, each with its own accumulator; the accumulators are summed at
-the end.
+tiles are split between Python threads running the ``nogil`` kernel, each with its own
+accumulator; the accumulators are summed at the end.
 
 Storage: ``R = scale * S`` with ``S`` in ``{-1, 0, +1}``; each non-zero takes 3 bytes (its row
 within the tile, ``uint16``, and ``code = 2 * column_within_tile + negative``, ``uint8``) instead
@@ -23,9 +23,12 @@ touched, and the matrix does not depend on the number of threads.
 
 from __future__ import annotations
 
-import numba
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 TILE_COLS = 128  # output components per tile; (TILE_COLS - 1) * 2 + 1 must fit the uint8 code
 _MAX_TILE_ROWS = 4096
@@ -59,53 +62,19 @@ def _uniform(state: np.uint64) -> tuple[np.uint64, float, np.uint64]:
     return state, np.float64(bits >> np.uint64(11)) * (1.0 / 9007199254740992.0), bits & np.uint64(1)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def draw_tiles(
-    seed: np.uint64, n_features: int, n_components: int, tile_rows: int, density: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw ``S`` (the signs of ``R``) in tile storage.
-
-    Each cell of the grid is non-zero with probability ``density``, independently. Row tiles are
-    drawn in parallel, each from its own SplitMix64 stream (``seed`` mixed with the row-tile
-    index, so the result does not depend on the thread count). Within a row tile the cells are
-    visited tile by tile, row-major within a tile; the gap to the next non-zero cell is geometric,
-    ``G = floor(log(1 - U) / log(1 - d)) + 1``, and the lowest bit of the same draw is the sign.
-
-    Parameters
-    ----------
-    seed : numpy.uint64
-    n_features, n_components : int
-        ``p`` and ``k``.
-    tile_rows : int
-        From :func:`tile_rows_for`.
-    density : float
-        In ``(0, 1]``.
-
-    Returns
-    -------
-    tile_ptr : numpy.ndarray, shape [n_row_tiles * n_col_tiles + 1], int64
-        Non-zeros of tile ``t`` (row-tile major) are ``tile_ptr[t]:tile_ptr[t + 1]``.
-    rows : numpy.ndarray, shape [nnz], uint16
-        Feature index within the row tile, ascending within each tile.
-    codes : numpy.ndarray, shape [nnz], uint8
-        ``2 * (component index within the column tile) + (1 if negative)``.
-    """
-    n_row_tiles = (n_features + tile_rows - 1) // tile_rows
+@njit(cache=True, nogil=True)
+def _draw_row_tiles(
+    seed: np.uint64, n_features: int, n_components: int, tile_rows: int, density: float,
+    first: int, stop: int, capacity: int, seg_rows: np.ndarray, seg_codes: np.ndarray, counts: np.ndarray,
+) -> bool:
+    """Draw row tiles ``first:stop`` into their segments; False if a segment overflowed."""
     n_col_tiles = (n_components + TILE_COLS - 1) // TILE_COLS
     cells = tile_rows * TILE_COLS
-    # Each row tile writes into its own segment, sized far above its Binomial count.
-    expected = n_col_tiles * cells * density
-    capacity = int(expected + 12.0 * np.sqrt(expected) + 64)
-    seg_rows = np.empty(n_row_tiles * capacity, np.uint16)
-    seg_codes = np.empty(n_row_tiles * capacity, np.uint8)
-    counts = np.zeros(n_row_tiles * n_col_tiles, np.int64)
-    overflow = np.zeros(n_row_tiles, np.bool_)
     log_q = np.log1p(-density) if density < 1.0 else -np.inf
-    for row_tile in prange(n_row_tiles):
+    for row_tile in range(first, stop):
         state = seed ^ (np.uint64(row_tile + 1) * np.uint64(0xD1B54A32D192ED03))
         state, _ = _splitmix64(state)
-        f0 = row_tile * tile_rows
-        valid_rows = min(tile_rows, n_features - f0)
+        valid_rows = min(tile_rows, n_features - row_tile * tile_rows)
         base = row_tile * capacity
         nnz = 0
         col_tile = 0
@@ -123,28 +92,113 @@ def draw_tiles(
             if row >= valid_rows or col_tile * TILE_COLS + col >= n_components:
                 continue  # a padding cell
             if nnz == capacity:
-                overflow[row_tile] = True
-                break
+                return False
             seg_rows[base + nnz] = row
             seg_codes[base + nnz] = 2 * col + np.int64(negative)
             counts[row_tile * n_col_tiles + col_tile] += 1
             nnz += 1
-    if overflow.any():
-        raise RuntimeError("sparse random projection: a row tile exceeded its 12-sigma capacity")
-    tile_ptr = np.zeros(counts.size + 1, np.int64)
-    tile_ptr[1:] = np.cumsum(counts)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _compact(
+    seg_rows: np.ndarray, seg_codes: np.ndarray, tile_ptr: np.ndarray, n_col_tiles: int, capacity: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate the row tiles' segments (their first ``size`` entries) in order."""
     rows = np.empty(tile_ptr[-1], np.uint16)
     codes = np.empty(tile_ptr[-1], np.uint8)
-    for row_tile in prange(n_row_tiles):
+    for row_tile in range((tile_ptr.size - 1) // n_col_tiles):
         start = tile_ptr[row_tile * n_col_tiles]
         size = tile_ptr[(row_tile + 1) * n_col_tiles] - start
         base = row_tile * capacity
         rows[start : start + size] = seg_rows[base : base + size]
         codes[start : start + size] = seg_codes[base : base + size]
+    return rows, codes
+
+
+def draw_tiles(
+    seed: np.uint64, n_features: int, n_components: int, tile_rows: int, density: float, n_threads: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw ``S`` (the signs of ``R``) in tile storage.
+
+    Each cell of the grid is non-zero with probability ``density``, independently. Every row
+    tile has its own SplitMix64 stream (``seed`` mixed with the row-tile index), so row tiles are
+    drawn in parallel and the result does not depend on ``n_threads``. Within a row tile the
+    cells are visited tile by tile, row-major within a tile; the gap to the next non-zero cell is
+    geometric, ``G = floor(log(1 - U) / log(1 - d)) + 1``, and the lowest bit of the same draw is
+    the sign.
+
+    Parameters
+    ----------
+    seed : numpy.uint64
+    n_features, n_components : int
+        ``p`` and ``k``.
+    tile_rows : int
+        From :func:`tile_rows_for`.
+    density : float
+        In ``(0, 1]``.
+    n_threads : int
+        Threads drawing row tiles.
+
+    Returns
+    -------
+    tile_ptr : numpy.ndarray, shape [n_row_tiles * n_col_tiles + 1], int64
+        Non-zeros of tile ``t`` (row-tile major) are ``tile_ptr[t]:tile_ptr[t + 1]``.
+    rows : numpy.ndarray, shape [nnz], uint16
+        Feature index within the row tile, ascending within each tile.
+    codes : numpy.ndarray, shape [nnz], uint8
+        ``2 * (component index within the column tile) + (1 if negative)``.
+    """
+    n_row_tiles = -(-n_features // tile_rows)
+    n_col_tiles = -(-n_components // TILE_COLS)
+    # Each row tile writes into its own segment, sized 12 standard deviations above its mean count.
+    expected = n_col_tiles * tile_rows * TILE_COLS * density
+    capacity = int(expected + 12.0 * np.sqrt(expected) + 64)
+    seg_rows = np.empty(n_row_tiles * capacity, np.uint16)
+    seg_codes = np.empty(n_row_tiles * capacity, np.uint8)
+    counts = np.zeros(n_row_tiles * n_col_tiles, np.int64)
+    fits = _in_threads(
+        lambda first, stop: _draw_row_tiles(
+            seed, n_features, n_components, tile_rows, density, first, stop, capacity, seg_rows, seg_codes, counts
+        ),
+        n_row_tiles,
+        n_threads,
+    )
+    if not all(fits):
+        raise RuntimeError("sparse random projection: a row tile exceeded its 12-sigma capacity")
+    tile_ptr = np.zeros(counts.size + 1, np.int64)
+    np.cumsum(counts, out=tile_ptr[1:])
+    rows, codes = _compact(seg_rows, seg_codes, tile_ptr, n_col_tiles, capacity)
     return tile_ptr, rows, codes
 
 
-@njit(parallel=True, fastmath=True, boundscheck=False, cache=True, nogil=True)
+@njit(fastmath=True, boundscheck=False, cache=True, nogil=True)
+def _scatter_row_tiles(
+    X: np.ndarray, tile_ptr: np.ndarray, rows: np.ndarray, codes: np.ndarray, n_col_tiles: int,
+    tile_rows: int, first: int, stop: int, acc: np.ndarray, xt: np.ndarray,
+) -> bool:
+    """``acc[j, :] += S[f, j] * X[:, f]`` over the non-zeros of row tiles ``first:stop``."""
+    b, p = X.shape
+    for row_tile in range(first, stop):
+        f0 = row_tile * tile_rows
+        f1 = min(p, f0 + tile_rows)
+        for i in range(b):  # transpose this row tile of X: each non-zero then reads b floats in a row
+            xi = X[i]
+            for f in range(f0, f1):
+                xt[f - f0, i] = xi[f]
+        for col_tile in range(n_col_tiles):
+            j0 = col_tile * TILE_COLS
+            tile = row_tile * n_col_tiles + col_tile
+            for q in range(tile_ptr[tile], tile_ptr[tile + 1]):
+                code = np.int64(codes[q])
+                out = acc[j0 + (code >> 1)]
+                x = xt[np.int64(rows[q])]
+                sign = np.float32(1 - 2 * (code & 1))
+                for c in range(b):
+                    out[c] += sign * x[c]
+    return True
+
+
 def project_tiles(
     X: np.ndarray,
     tile_ptr: np.ndarray,
@@ -154,7 +208,7 @@ def project_tiles(
     tile_rows: int,
     scale: np.float32,
     n_components: int,
-    n_threads: int,
+    n_threads: int = 1,
 ) -> np.ndarray:
     """``Y = X R`` with ``R = scale * S`` in tile storage.
 
@@ -168,48 +222,47 @@ def project_tiles(
     n_components : int
         ``k``.
     n_threads : int
-        Row tiles are split into this many contiguous ranges, one per thread.
+        Row tiles are split into this many contiguous ranges, each accumulated by one thread
+        into its own buffer (the result depends on ``n_threads`` only through float rounding).
 
     Returns
     -------
     numpy.ndarray, shape [b, k], float32
     """
-    b, p = X.shape
+    b = X.shape[0]
     n_row_tiles = (tile_ptr.size - 1) // n_col_tiles
+    n_threads = max(1, min(n_threads, n_row_tiles))
     accumulators = np.zeros((n_threads, n_col_tiles * TILE_COLS, b), np.float32)
     buffers = np.empty((n_threads, tile_rows, b), np.float32)
-    for thread in prange(n_threads):
-        acc = accumulators[thread]
-        xt = buffers[thread]
-        for row_tile in range(n_row_tiles * thread // n_threads, n_row_tiles * (thread + 1) // n_threads):
-            f0 = row_tile * tile_rows
-            f1 = min(p, f0 + tile_rows)
-            for i in range(b):  # transpose this row tile of X: each non-zero then reads b floats in a row
-                xi = X[i]
-                for f in range(f0, f1):
-                    xt[f - f0, i] = xi[f]
-            for col_tile in range(n_col_tiles):
-                j0 = col_tile * TILE_COLS
-                tile = row_tile * n_col_tiles + col_tile
-                for q in range(tile_ptr[tile], tile_ptr[tile + 1]):
-                    code = np.int64(codes[q])
-                    out = acc[j0 + (code >> 1)]
-                    x = xt[np.int64(rows[q])]
-                    sign = np.float32(1 - 2 * (code & 1))
-                    for c in range(b):
-                        out[c] += sign * x[c]
-    Y = np.empty((b, n_components), np.float32)
-    for j in prange(n_components):
-        for i in range(b):
-            total = np.float32(0.0)
-            for thread in range(n_threads):
-                total += accumulators[thread, j, i]
-            Y[i, j] = total * scale
-    return Y
+    _in_threads(
+        lambda first, stop, t: _scatter_row_tiles(
+            X, tile_ptr, rows, codes, n_col_tiles, tile_rows, first, stop, accumulators[t], buffers[t]
+        ),
+        n_row_tiles,
+        n_threads,
+        with_index=True,
+    )
+    total = accumulators[0] if n_threads == 1 else accumulators.sum(axis=0)
+    Y = total[:n_components].T * scale
+    return np.ascontiguousarray(Y, dtype=np.float32)
 
 
-def set_threads(n_threads: int) -> int:
-    """Run the next kernels on ``min(n_threads, available)`` threads; returns the count used."""
-    n = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    return n
+@functools.cache
+def _executor(n_threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count, reused by every call (the kernels release the GIL)."""
+    return ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="zooscope-srp")
+
+
+def _in_threads(work: Callable[..., bool], n_items: int, n_threads: int, with_index: bool = False) -> list[bool]:
+    """Run ``work(first, stop[, thread])`` over ``n_threads`` contiguous ranges of ``n_items``.
+
+    Plain Python threads over ``nogil`` kernels rather than numba's parallel backend: no OpenMP
+    pool of numba's competes with torch's, and concurrent callers (threads of a Dask worker) are
+    safe.
+    """
+    n_threads = max(1, min(int(n_threads), n_items))
+    bounds = [(n_items * t // n_threads, n_items * (t + 1) // n_threads) for t in range(n_threads)]
+    args = [(first, stop, t) if with_index else (first, stop) for t, (first, stop) in enumerate(bounds)]
+    if n_threads == 1:
+        return [work(*args[0])]
+    return list(_executor(n_threads).map(lambda a: work(*a), args))
