@@ -35,9 +35,9 @@ from zooscope.feature_extraction.layers import (
     make_non_inplace,
 )
 from zooscope.feature_extraction.projection import (
-    GENERATOR,
     SparseRandomProjector,
     expected_nbytes,
+    generator_id,
     jl_components,
 )
 from zooscope.zoo.loader import LoadedModel
@@ -270,9 +270,7 @@ def extract(
         specs = discover_layers(module, probe, layers)
     logger.info("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
 
-    params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp}
-    if srp_mode == "fast":
-        params["generator"] = GENERATOR
+    params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp, "generator": generator_id(srp_mode)}
     keys: dict[str, str] = {}
     if cache is not None:
         image_id = image_set_id or image_set.content_hash()

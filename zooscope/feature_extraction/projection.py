@@ -35,6 +35,11 @@ from zooscope.feature_extraction import srp_kernels
 GENERATOR = "splitmix64-tiles-v1"
 
 
+def generator_id(mode: str) -> str:
+    """What draws ``R`` in ``mode``: this module's generator, or scikit-learn's."""
+    return GENERATOR if mode == "fast" else mode
+
+
 def jl_components(n_samples: int, eps: float = 0.1) -> int:
     """Johnson-Lindenstrauss dimension for ``n_samples`` points (eps=0.1, n=1000 -> 5920)."""
     return int(johnson_lindenstrauss_min_dim(n_samples, eps=eps))
@@ -70,7 +75,7 @@ class TiledSigns:
 
     @property
     def n_col_tiles(self) -> int:
-        return -(-self.n_components // srp_kernels.TILE_COLS)
+        return srp_kernels.col_tiles(self.n_components)
 
     @property
     def nnz(self) -> int:
@@ -111,12 +116,10 @@ class TiledSigns:
         if magnitudes.size and not np.allclose(magnitudes, magnitudes[0], rtol=1e-6):
             raise ValueError("every non-zero of a sparse random projection must have the same magnitude")
         tile_rows = srp_kernels.tile_rows_for(p)
-        n_col_tiles = -(-k // srp_kernels.TILE_COLS)
-        order = np.lexsort((coo.col, coo.row))  # row-major, then a stable sort by tile
+        n_row_tiles, n_col_tiles = srp_kernels.n_tiles(p, k)
+        tiles = (coo.row // tile_rows) * n_col_tiles + coo.col // srp_kernels.TILE_COLS
+        order = np.lexsort((coo.col, coo.row, tiles))  # by tile, then row-major within a tile
         rows, cols, negative = coo.row[order], coo.col[order], coo.data[order] < 0
-        tiles = (rows // tile_rows) * n_col_tiles + cols // srp_kernels.TILE_COLS
-        by_tile = np.argsort(tiles, kind="stable")
-        n_row_tiles = -(-p // tile_rows)
         tile_ptr = np.zeros(n_row_tiles * n_col_tiles + 1, np.int64)
         np.cumsum(np.bincount(tiles, minlength=n_row_tiles * n_col_tiles), out=tile_ptr[1:])
         return cls(
@@ -125,8 +128,8 @@ class TiledSigns:
             tile_rows=tile_rows,
             scale=scale,
             tile_ptr=tile_ptr,
-            rows=(rows[by_tile] % tile_rows).astype(np.uint16),
-            codes=(2 * (cols[by_tile] % srp_kernels.TILE_COLS) + negative[by_tile]).astype(np.uint8),
+            rows=(rows % tile_rows).astype(np.uint16),
+            codes=(2 * (cols % srp_kernels.TILE_COLS) + negative).astype(np.uint8),
         )
 
 
@@ -244,7 +247,7 @@ class SparseRandomProjector:
             "density": self.density,
             "upsample": self.upsample,
             "mode": self.mode,
-            "generator": GENERATOR,
+            "generator": generator_id(self.mode),
         }
 
     def transform(self, X: Any) -> Any:
@@ -263,10 +266,10 @@ class SparseRandomProjector:
             raise ValueError(f"expected {self.n_features} features, got {X.shape[-1]}")
         if self.passthrough:
             return X
-        import torch
-
         if isinstance(X, np.ndarray):
             return self._project_cpu(X)
+        import torch
+
         if X.device.type == "cpu":
             return torch.from_numpy(self._project_cpu(X.detach().numpy()))
         Rt = self._torch_transpose(X.device)

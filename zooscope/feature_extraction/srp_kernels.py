@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -40,9 +41,14 @@ def tile_rows_for(n_features: int) -> int:
     return int(min(_MAX_TILE_ROWS, max(64, rows)))
 
 
+def col_tiles(n_components: int) -> int:
+    """Column tiles of a ``p x k`` matrix."""
+    return -(-n_components // TILE_COLS)
+
+
 def n_tiles(n_features: int, n_components: int) -> tuple[int, int]:
     """``(row tiles, column tiles)`` of a ``p x k`` matrix."""
-    return -(-n_features // tile_rows_for(n_features)), -(-n_components // TILE_COLS)
+    return -(-n_features // tile_rows_for(n_features)), col_tiles(n_components)
 
 
 @njit(cache=True, nogil=True)
@@ -150,7 +156,7 @@ def draw_tiles(
         ``2 * (component index within the column tile) + (1 if negative)``.
     """
     n_row_tiles = -(-n_features // tile_rows)
-    n_col_tiles = -(-n_components // TILE_COLS)
+    n_col_tiles = col_tiles(n_components)
     # Each row tile writes into its own segment, sized 12 standard deviations above its mean count.
     expected = n_col_tiles * tile_rows * TILE_COLS * density
     capacity = int(expected + 12.0 * np.sqrt(expected) + 64)
@@ -158,7 +164,7 @@ def draw_tiles(
     seg_codes = np.empty(n_row_tiles * capacity, np.uint8)
     counts = np.zeros(n_row_tiles * n_col_tiles, np.int64)
     fits = _in_threads(
-        lambda first, stop: _draw_row_tiles(
+        lambda first, stop, _thread: _draw_row_tiles(
             seed, n_features, n_components, tile_rows, density, first, stop, capacity, seg_rows, seg_codes, counts
         ),
         n_row_tiles,
@@ -176,7 +182,7 @@ def draw_tiles(
 def _scatter_row_tiles(
     X: np.ndarray, tile_ptr: np.ndarray, rows: np.ndarray, codes: np.ndarray, n_col_tiles: int,
     tile_rows: int, first: int, stop: int, acc: np.ndarray, xt: np.ndarray,
-) -> bool:
+) -> None:
     """``acc[j, :] += S[f, j] * X[:, f]`` over the non-zeros of row tiles ``first:stop``."""
     b, p = X.shape
     for row_tile in range(first, stop):
@@ -196,7 +202,6 @@ def _scatter_row_tiles(
                 sign = np.float32(1 - 2 * (code & 1))
                 for c in range(b):
                     out[c] += sign * x[c]
-    return True
 
 
 def project_tiles(
@@ -240,7 +245,6 @@ def project_tiles(
         ),
         n_row_tiles,
         n_threads,
-        with_index=True,
     )
     total = accumulators[0] if n_threads == 1 else accumulators.sum(axis=0)
     Y = total[:n_components].T * scale
@@ -253,16 +257,15 @@ def _executor(n_threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="zooscope-srp")
 
 
-def _in_threads(work: Callable[..., bool], n_items: int, n_threads: int, with_index: bool = False) -> list[bool]:
-    """Run ``work(first, stop[, thread])`` over ``n_threads`` contiguous ranges of ``n_items``.
+def _in_threads(work: Callable[[int, int, int], Any], n_items: int, n_threads: int) -> list[Any]:
+    """Run ``work(first, stop, thread)`` over ``n_threads`` contiguous ranges of ``n_items``.
 
     Plain Python threads over ``nogil`` kernels rather than numba's parallel backend: no OpenMP
     pool of numba's competes with torch's, and concurrent callers (threads of a Dask worker) are
     safe.
     """
     n_threads = max(1, min(int(n_threads), n_items))
-    bounds = [(n_items * t // n_threads, n_items * (t + 1) // n_threads) for t in range(n_threads)]
-    args = [(first, stop, t) if with_index else (first, stop) for t, (first, stop) in enumerate(bounds)]
+    args = [(n_items * t // n_threads, n_items * (t + 1) // n_threads, t) for t in range(n_threads)]
     if n_threads == 1:
         return [work(*args[0])]
     return list(_executor(n_threads).map(lambda a: work(*a), args))
