@@ -140,10 +140,11 @@ def test_project_ones_centres_projected_rows():
 
 @pytest.mark.parametrize(
     ("n", "p", "k"),
-    [(1, 7001, 300), (33, 20_000, 129), (5, 300, 1000), (17, 2048, 128)],
+    [(1, 7001, 300), (33, 20_000, 129), (5, 300, 1000), (17, 2048, 128), (8, 4096, 256), (16, 1003, 200), (40, 5000, 300)],
 )
 def test_tiled_kernel_equals_the_dense_product_on_ragged_shapes(n, p, k):
-    # Shapes that leave partial row tiles, partial column tiles, one image, and p < k (upsample).
+    # Shapes that leave partial row tiles, partial column tiles, one image, and p < k (upsample);
+    # batches below, at and above the 8x8 transpose blocks and the 16-float vector width.
     X = _activations(n, p, seed=p)
     projector = SparseRandomProjector(p, k, seed=2, layer="ragged", upsample=True)
     reference = X.astype(np.float64) @ projector.matrix.toarray().astype(np.float64)
@@ -179,3 +180,15 @@ def test_tiled_storage_round_trips_a_csr_matrix_and_its_size_is_predicted():
     assert projector.nbytes == pytest.approx(expected_nbytes(60_000, 700), rel=0.02)
     with pytest.raises(ValueError, match="same magnitude"):
         TiledSigns.from_csr(sp.csr_array(np.array([[1.0, 0.0], [0.0, 2.0]])))
+
+
+@pytest.mark.parametrize(("b", "f0", "f1"), [(1, 0, 5), (8, 0, 64), (13, 8, 75), (32, 3, 130), (40, 64, 64)])
+def test_row_tile_transpose_is_exact_and_leaves_the_padding_alone(b, f0, f1):
+    from zooscope.feature_extraction.srp_kernels import _transpose_row_tile, padded_batch
+
+    X = np.random.default_rng(b).standard_normal((b, 131)).astype(np.float32)
+    width = padded_batch(b)
+    xt = np.full((max(f1 - f0, 1), width), -7.0, np.float32)
+    _transpose_row_tile(X, f0, f1, xt.reshape(-1), width)
+    np.testing.assert_array_equal(xt[: f1 - f0, :b], X[:, f0:f1].T)
+    assert np.all(xt[:, b:] == -7.0) and (f1 > f0 or np.all(xt == -7.0))
