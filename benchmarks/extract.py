@@ -121,7 +121,11 @@ def speed(args: argparse.Namespace) -> None:
     for name in ("resnet50", "vit_b_16"):
         loaded = build(name)
         bare_forward(loaded, images[: args.batch_size], args.batch_size)  # warm-up
-        # Warm-up: compiles the projection kernels where numba's on-disk cache is cold.
+        # Warm-up: compiles the projection kernels where numba's on-disk cache is cold. It also
+        # matters for fairness: glibc serves large tensors from fresh mmaps (page faults, zeroing)
+        # until frees of big chunks raise its mmap threshold, and the extraction's buffers do that.
+        # A bare ResNet-50 forward measured before any extraction took 3.0 s per 32 images here,
+        # and 1.75 s after one; both measurements below run in that warmed state.
         run_extract(loaded, images[:2], 2, rsm=False, memory_budget="64GB")
         _, t_bare, c_bare = timed(bare_forward, loaded, images, args.batch_size)
         t_setup = setup_cost(loaded, images, K_PRODUCTION)
