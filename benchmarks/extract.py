@@ -31,9 +31,13 @@ import sys
 import time
 from typing import Any
 
-from zooscope.cli import quiet_openmp_waits
+from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory
 
-quiet_openmp_waits()  # the zooscope CLI's OpenMP setting; it must precede torch's import
+# What the zooscope command sets (--keep-freed-memory: its opt-in allocator setting); both must
+# precede torch's import, so they are read before argparse runs.
+quiet_openmp_waits()
+if "--keep-freed-memory" in sys.argv:
+    reuse_freed_memory()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -116,7 +120,7 @@ def setup_cost(loaded: Any, images: np.ndarray, k: int) -> float:
 def speed(args: argparse.Namespace) -> None:
     images = random_images(args.images)
     print(
-        f"== hooks + SRP overhead: {args.images} images 224x224, k={K_PRODUCTION}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+        f"== hooks + SRP overhead: {args.images} images 224x224, k={K_PRODUCTION}, batch {args.batch_size}, torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}"
     )
     for name in ("resnet50", "vit_b_16"):
         loaded = build(name)
@@ -237,6 +241,9 @@ def main() -> None:
     ap.add_argument("--srp-features", type=int, default=500_000)
     ap.add_argument("--memory-images", type=int, default=256)
     ap.add_argument("--memory-budget", default="2GB")
+    ap.add_argument(
+        "--keep-freed-memory", action="store_true", help="measure with `zooscope --keep-freed-memory`"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

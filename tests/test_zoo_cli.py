@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -211,14 +210,3 @@ def test_fetch_offline_is_clear(mixed_manifest, offline, empty_weight_caches):
     assert "needs library X" in invoke(
         "models", "fetch", "gone", "--manifest", str(mixed_manifest), code=1
     )
-
-
-def test_cli_lets_idle_openmp_threads_sleep_unless_the_user_chose(monkeypatch):
-    from zooscope.cli import quiet_openmp_waits
-
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    quiet_openmp_waits()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    quiet_openmp_waits()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -1,0 +1,93 @@
+"""Process settings of the ``zooscope`` command: OpenMP wait policy and glibc's allocator thresholds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zooscope.runtime import quiet_openmp_waits
+
+# A child process: settings must apply before anything else allocates, and must not leak into
+# the test session. It holds a 100 MB array and reports where glibc put it (mallinfo2): in
+# mmapped blocks (``hblkhd``) or in the heap (``arena``), then whether the heap kept it after free.
+CHILD = """
+import ctypes, sys
+from zooscope.runtime import reuse_freed_memory
+applied = reuse_freed_memory() if sys.argv[1] == "tune" else False
+import numpy as np
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+if not hasattr(libc, "mallinfo2"):
+    print("nomallinfo2 0 0 0")
+    raise SystemExit
+libc.mallinfo2.restype = MallInfo2
+b = np.ones(25_000_000, np.float32)
+held = libc.mallinfo2()
+del b
+freed = libc.mallinfo2()
+print(applied, held.hblkhd, held.arena, freed.arena)
+"""
+
+
+def _child(mode: str, **env: str) -> tuple[str, int, int, int]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True, env=environment
+    ).stdout.split()
+    if out[0] == "nomallinfo2":
+        pytest.skip("glibc older than 2.33 (no mallinfo2)")
+    return out[0], int(out[1]), int(out[2]), int(out[3])
+
+
+def test_cli_lets_idle_openmp_threads_sleep_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    quiet_openmp_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    quiet_openmp_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_large_arrays_come_from_the_heap_and_stay_for_reuse():
+    size = 100_000_000
+    _, mapped, heap, _ = _child("default")
+    assert mapped >= size and heap < size  # glibc's default: a fresh mapping, unmapped on free
+    applied, mapped, heap, heap_after_free = _child("tune")
+    if applied != "True":
+        pytest.skip("this libc refused mallopt")
+    assert mapped < size and heap >= size and heap_after_free >= size
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_user_allocator_settings_win():
+    applied, mapped, _, _ = _child("tune", MALLOC_MMAP_THRESHOLD_="131072")
+    assert applied == "False" and mapped >= 100_000_000
+
+
+def test_the_cli_imports_no_torch_before_configuring_the_process():
+    # OMP_WAIT_POLICY only counts if it is set before torch (and its OpenMP runtime) loads.
+    code = "import sys, zooscope.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize(("flag", "expected"), [(["--keep-freed-memory"], "1073741824"), ([], "None")])
+def test_the_allocator_setting_is_opt_in_on_the_command_line(flag, expected):
+    code = (
+        "import os, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from zooscope.cli import app\n"
+        "result = CliRunner().invoke(app, sys.argv[1:] + ['models', '--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(os.environ.get('MALLOC_MMAP_THRESHOLD_'))\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", code, *flag], capture_output=True, text=True, check=True, env=environment)
+    assert out.stdout.split()[-1] == expected
