@@ -36,10 +36,14 @@ print(applied, held.hblkhd, held.arena, freed.arena)
 """
 
 
+def _environment(**env: str) -> dict[str, str]:
+    """This process's environment without allocator settings, plus ``env``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
+
+
 def _child(mode: str, **env: str) -> tuple[str, int, int, int]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True, env=environment
+        [sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True, env=_environment(**env)
     ).stdout.split()
     if out[0] == "nomallinfo2":
         pytest.skip("glibc older than 2.33 (no mallinfo2)")
@@ -88,6 +92,5 @@ def test_the_allocator_setting_is_opt_in_on_the_command_line(flag, expected):
         "assert result.exit_code == 0, result.output\n"
         "print(os.environ.get('MALLOC_MMAP_THRESHOLD_'))\n"
     )
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = subprocess.run([sys.executable, "-c", code, *flag], capture_output=True, text=True, check=True, env=environment)
+    out = subprocess.run([sys.executable, "-c", code, *flag], capture_output=True, text=True, check=True, env=_environment())
     assert out.stdout.split()[-1] == expected

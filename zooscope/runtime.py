@@ -31,8 +31,8 @@ def quiet_openmp_waits() -> None:
     Why: torch's OpenMP workers spin for milliseconds after every operator. The extraction runs
     its projection kernel in a hook right after each layer, so on a small machine the spinning
     threads take the cores the kernel needs (ResNet-50 on 2 cores: the kernel took 2.1 s per 32
-    images instead of 1.4 s). Torch's own speed is unchanged (measured in ``benchmarks/extract.py``).
-    It only takes effect before torch is imported.
+    images instead of 1.4 s). A bare forward pass is as fast either way (ResNet-50 and ViT-B/16,
+    three runs each, within this machine's noise). It only takes effect before torch is imported.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -45,8 +45,9 @@ def reuse_freed_memory() -> bool:
     page faults and the kernel's zeroing of the pages. A bare ResNet-50 forward over 32 images
     took 3.0 s that way and 1.75 s with the thresholds set here. The exact-RSM memory benchmark
     (every layer of ResNet-50, 256 images, 2 GB budget) ran in 196 s instead of 430 s.
-    The price is memory: heap fragmentation raised its peak RSS from 3.02 GB to 3.64 GB. So it is
-    not the default. Environment variables set by the user (``MALLOC_MMAP_THRESHOLD_``,
+    The price is memory: its peak RSS rose from 3.02 GB to 3.64 GB, because freed memory stays
+    with the process (the extraction then holds its whole budget at once, and the baseline of
+    torch and the model grows by 0.15 GB). So it is not the default. Environment variables set by the user (``MALLOC_MMAP_THRESHOLD_``,
     ``MALLOC_TRIM_THRESHOLD_``) win; children read the ones set here when they start.
 
     Returns

@@ -285,10 +285,11 @@ def extract(
 
     backend = get_backend("torch_cuda" if device.type == "cuda" else "numpy")
     budget = parse_bytes(memory_budget) if memory_budget is not None else backend.free_memory_bytes() // 2
-    reserve = forward_reserve(specs, min(batch_size, n))
+    first_batch = min(batch_size, n)
+    reserve = forward_reserve(specs, first_batch)
     if reserve >= budget:
         raise ValueError(
-            f"memory budget {budget / 1e6:.1f} MB is too small: a forward pass of {min(batch_size, n)} images "
+            f"memory budget {budget / 1e6:.1f} MB is too small: a forward pass of {first_batch} images "
             f"needs about {reserve / 1e6:.1f} MB; lower batch_size or raise memory_budget"
         )
     passes = plan_passes(specs, n, k, budget - reserve, project, exact, upsample)

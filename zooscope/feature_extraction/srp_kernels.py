@@ -192,6 +192,12 @@ def padded_batch(batch: int) -> int:
     return -(-batch // LANES) * LANES
 
 
+def _vector_pointer(context, builder, array_type, array, offset, vector: ir.VectorType) -> ir.Value:
+    """Pointer to ``array``'s element ``offset`` (flat), typed as a pointer to ``vector``."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
+
+
 @intrinsic
 def _add_scaled_lanes(typingctx, out, out_at, x, x_at, sign):
     """``out[out_at : out_at + LANES] += sign * x[x_at : x_at + LANES]`` as one vector operation.
@@ -206,14 +212,8 @@ def _add_scaled_lanes(typingctx, out, out_at, x, x_at, sign):
     def codegen(context, builder, sig, args):
         out_array, out_at, x_array, x_at, scalar = args
         vector = ir.VectorType(ir.FloatType(), LANES)
-        out_ptr = builder.bitcast(
-            builder.gep(context.make_array(sig.args[0])(context, builder, out_array).data, [out_at]),
-            vector.as_pointer(),
-        )
-        x_ptr = builder.bitcast(
-            builder.gep(context.make_array(sig.args[2])(context, builder, x_array).data, [x_at]),
-            vector.as_pointer(),
-        )
+        out_ptr = _vector_pointer(context, builder, sig.args[0], out_array, out_at, vector)
+        x_ptr = _vector_pointer(context, builder, sig.args[2], x_array, x_at, vector)
         splat = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
         splat = builder.shuffle_vector(
             splat, ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
@@ -243,14 +243,12 @@ def _transpose_8x8(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
     def codegen(context, builder, sig, args):
         src_array, src_at, src_stride, dst_array, dst_at, dst_stride = args
         vector = ir.VectorType(ir.FloatType(), 8)
-        src_data = context.make_array(sig.args[0])(context, builder, src_array).data
-        dst_data = context.make_array(sig.args[3])(context, builder, dst_array).data
 
-        def row_pointer(data, at, stride, row):
+        def row_pointer(which, array, at, stride, row):
             offset = builder.add(at, builder.mul(stride, ir.Constant(stride.type, row)))
-            return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
+            return _vector_pointer(context, builder, sig.args[which], array, offset, vector)
 
-        r = [builder.load(row_pointer(src_data, src_at, src_stride, i), align=4) for i in range(8)]
+        r = [builder.load(row_pointer(0, src_array, src_at, src_stride, i), align=4) for i in range(8)]
         # Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
         unpack_lo, unpack_hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
         t = []
@@ -264,7 +262,7 @@ def _transpose_8x8(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
         columns = [_shuffle(builder, u[i], u[i + 4], half_lo) for i in range(4)]
         columns += [_shuffle(builder, u[i], u[i + 4], half_hi) for i in range(4)]
         for i, column in enumerate(columns):
-            builder.store(column, row_pointer(dst_data, dst_at, dst_stride, i), align=4)
+            builder.store(column, row_pointer(3, dst_array, dst_at, dst_stride, i), align=4)
         return context.get_dummy_value()
 
     return signature, codegen
