@@ -140,11 +140,15 @@ def test_project_ones_centres_projected_rows():
 
 @pytest.mark.parametrize(
     ("n", "p", "k"),
-    [(1, 7001, 300), (33, 20_000, 129), (5, 300, 1000), (17, 2048, 128), (8, 4096, 256), (16, 1003, 200), (40, 5000, 300)],
+    [
+        (1, 7001, 300), (33, 20_000, 129), (5, 300, 1000), (17, 2048, 128), (8, 4096, 256),
+        (16, 1003, 200), (40, 5000, 300), (64, 3000, 200), (70, 2500, 150),
+    ],
 )
 def test_tiled_kernel_equals_the_dense_product_on_ragged_shapes(n, p, k):
     # Shapes that leave partial row tiles, partial column tiles, one image, and p < k (upsample);
-    # batches below, at and above the 8x8 transpose blocks and the 16-float vector width.
+    # batches below, at and above the 8x8 transpose blocks and the 16- and 32-float vector
+    # operations (padded widths 16, 32, 48, 64 and 80).
     X = _activations(n, p, seed=p)
     projector = SparseRandomProjector(p, k, seed=2, layer="ragged", upsample=True)
     reference = X.astype(np.float64) @ projector.matrix.toarray().astype(np.float64)
@@ -192,3 +196,14 @@ def test_row_tile_transpose_is_exact_and_leaves_the_padding_alone(b, f0, f1):
     _transpose_row_tile(X, f0, f1, xt.reshape(-1), width)
     np.testing.assert_array_equal(xt[: f1 - f0, :b], X[:, f0:f1].T)
     assert np.all(xt[:, b:] == -7.0) and (f1 > f0 or np.all(xt == -7.0))
+
+
+@pytest.mark.parametrize("shape", [(3, 1000), (2, 17), (1,)])
+def test_aligned_buffers_start_on_a_cache_line(shape):
+    from zooscope.feature_extraction.srp_kernels import aligned_empty
+
+    for _ in range(5):  # numpy's own arrays start 16 bytes into an allocation
+        buffer = aligned_empty(shape)
+        assert buffer.ctypes.data % 64 == 0 and buffer.shape == shape and buffer.flags.c_contiguous
+        assert buffer.dtype == np.float32
+        buffer[...] = 1.0  # the whole view is writable memory of its own

@@ -9,13 +9,14 @@ copies one row tile of ``X`` (``tile_rows x b``, a few hundred kB) into a transp
 walks the tiles of that row: each tile's non-zeros update only 128 rows of the output, which stay
 in L1. ``tile_rows ~ 2 sqrt(p)`` keeps about 256 non-zeros per tile whatever the layer size. Row
 tiles are split between Python threads running the ``nogil`` kernel, each with its own
-accumulator; the accumulators are summed at the end.
+accumulator; the same threads then sum the accumulators, each over a range of components.
 
 Inner loops: the batch dimension of the transposed buffer and the accumulators is padded to a
-multiple of :data:`LANES`, and each non-zero's update is one explicit vector load/FMA/store per
-``LANES`` images; the row-tile transpose works in 8x8 register blocks. Both are numba intrinsics
-(written in LLVM IR), because the plain loops compiled to alias-checked 8-wide loops and to one
-store per float.
+multiple of :data:`LANES` and the buffers start on 64-byte boundaries, so each image row is whole
+cache lines; each non-zero's update is one explicit 32-float vector load/FMA/store at the default
+batch of 32 (16- and 32-float operations for other widths); the row-tile transpose works in 8x8
+register blocks. Both are numba intrinsics (written in LLVM IR), because the plain loops compiled
+to alias-checked 8-wide loops and to one store per float.
 
 Storage: ``R = scale * S`` with ``S`` in ``{-1, 0, +1}``; each non-zero takes 3 bytes (its row
 within the tile, ``uint16``, and ``code = 2 * column_within_tile + negative``, ``uint8``) instead
@@ -198,31 +199,40 @@ def _vector_pointer(context, builder, array_type, array, offset, vector: ir.Vect
     return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
 
 
-@intrinsic
-def _add_scaled_lanes(typingctx, out, out_at, x, x_at, sign):
-    """``out[out_at : out_at + LANES] += sign * x[x_at : x_at + LANES]`` as one vector operation.
+def _scaled_adder(lanes: int):
+    """An intrinsic ``f(out, out_at, x, x_at, sign)``: ``out[out_at:][:lanes] += sign * x[x_at:][:lanes]``.
 
-    Why an intrinsic: written as a loop over the batch, LLVM cannot prove that ``out`` and ``x``
-    do not overlap, so every non-zero paid a runtime alias check and an 8-wide loop with a
-    remainder; an explicit ``<16 x float>`` load/FMA/store is twice as fast (AVX2 machines get
-    two 8-wide operations from the same IR).
+    One explicit ``<lanes x float>`` load/FMA/store (LLVM splits it into the machine's vectors:
+    two AVX-512 or four AVX2 operations for 32 lanes). Why an intrinsic: written as a loop over
+    the batch, LLVM cannot prove that ``out`` and ``x`` do not overlap, so every non-zero paid a
+    runtime alias check and an 8-wide loop with a remainder; and even a loop of explicit 16-lane
+    operations costs a quarter more per non-zero than one 32-lane operation, at batch 32.
     """
-    signature = types.void(out, types.intp, x, types.intp, types.float32)
 
-    def codegen(context, builder, sig, args):
-        out_array, out_at, x_array, x_at, scalar = args
-        vector = ir.VectorType(ir.FloatType(), LANES)
-        out_ptr = _vector_pointer(context, builder, sig.args[0], out_array, out_at, vector)
-        x_ptr = _vector_pointer(context, builder, sig.args[2], x_array, x_at, vector)
-        splat = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
-        splat = builder.shuffle_vector(
-            splat, ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        )
-        product = builder.fmul(splat, builder.load(x_ptr, align=4), flags=("fast",))
-        builder.store(builder.fadd(builder.load(out_ptr, align=4), product, flags=("fast",)), out_ptr, align=4)
-        return context.get_dummy_value()
+    @intrinsic
+    def add_scaled(typingctx, out, out_at, x, x_at, sign):
+        signature = types.void(out, types.intp, x, types.intp, types.float32)
 
-    return signature, codegen
+        def codegen(context, builder, sig, args):
+            out_array, out_at, x_array, x_at, scalar = args
+            vector = ir.VectorType(ir.FloatType(), lanes)
+            out_ptr = _vector_pointer(context, builder, sig.args[0], out_array, out_at, vector)
+            x_ptr = _vector_pointer(context, builder, sig.args[2], x_array, x_at, vector)
+            splat = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+            splat = builder.shuffle_vector(
+                splat, ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            )
+            product = builder.fmul(splat, builder.load(x_ptr, align=4), flags=("fast",))
+            builder.store(builder.fadd(builder.load(out_ptr, align=4), product, flags=("fast",)), out_ptr, align=4)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return add_scaled
+
+
+_add_scaled_lanes = _scaled_adder(LANES)
+_add_scaled_pair = _scaled_adder(2 * LANES)
 
 
 def _shuffle(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, mask: list[int]) -> ir.Value:
@@ -287,13 +297,16 @@ def _scatter_row_tiles(
     X: np.ndarray, tile_ptr: np.ndarray, rows: np.ndarray, codes: np.ndarray, n_col_tiles: int,
     tile_rows: int, first: int, stop: int, acc: np.ndarray, xt: np.ndarray,
 ) -> None:
-    """``acc[j, :] += S[f, j] * X[:, f]`` over the non-zeros of row tiles ``first:stop``.
+    """``acc[j, :] = sum_f S[f, j] * X[:, f]`` over the non-zeros of row tiles ``first:stop``.
 
     ``acc`` ``[n_col_tiles * TILE_COLS * width]`` and ``xt`` ``[tile_rows * width]`` are flat,
-    row-major with ``width = padded_batch(b)``; the padding columns of ``xt`` must be zero.
+    row-major with ``width = padded_batch(b)``, and both are overwritten (zeroed here, by the
+    thread that then uses them, so their pages and cache lines start out local to it).
     """
     p = X.shape[1]
     width = xt.size // tile_rows
+    acc[:] = 0.0
+    xt[:] = 0.0  # the padding columns stay zero
     for row_tile in range(first, stop):
         f0 = row_tile * tile_rows
         f1 = min(p, f0 + tile_rows)
@@ -306,8 +319,43 @@ def _scatter_row_tiles(
                 out_at = (j0 + (code >> 1)) * width
                 x_at = np.int64(rows[q]) * width
                 sign = np.float32(1 - 2 * (code & 1))
-                for c in range(0, width, LANES):
-                    _add_scaled_lanes(acc, out_at + c, xt, x_at + c, sign)
+                if width == 2 * LANES:  # the default batch of 32: one operation, no loop
+                    _add_scaled_pair(acc, out_at, xt, x_at, sign)
+                else:
+                    for c in range(0, width - LANES, 2 * LANES):
+                        _add_scaled_pair(acc, out_at + c, xt, x_at + c, sign)
+                    if width % (2 * LANES):
+                        _add_scaled_lanes(acc, out_at + width - LANES, xt, x_at + width - LANES, sign)
+
+
+@njit(fastmath=True, boundscheck=False, cache=True, nogil=True)
+def _sum_transposed(accumulators: np.ndarray, scale: np.float32, Y: np.ndarray, j0: int, j1: int) -> None:
+    """``Y[:, j] = scale * sum_t accumulators[t, j, :b]`` for ``j0 <= j < j1``.
+
+    ``accumulators`` is ``[n_threads, n_col_tiles * TILE_COLS * width]``, ``Y`` ``[b, k]``.
+    """
+    b = Y.shape[0]
+    width = accumulators.shape[1] // (-(-Y.shape[1] // TILE_COLS) * TILE_COLS)
+    for j in range(j0, j1):
+        for i in range(b):
+            total = np.float32(0.0)
+            for t in range(accumulators.shape[0]):
+                total += accumulators[t, j * width + i]
+            Y[i, j] = scale * total
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any = np.float32, alignment: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ``alignment``-byte boundary.
+
+    The kernels' vectors are whole 64-byte rows of these buffers; numpy's large arrays start
+    16 bytes past a page boundary, so every vector load and store would straddle two cache lines
+    (25% slower in the scatter).
+    """
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    raw = np.empty(count * dtype.itemsize + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start : start + count * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def project_tiles(
@@ -334,7 +382,8 @@ def project_tiles(
         ``k``.
     n_threads : int
         Row tiles are split into this many contiguous ranges, each accumulated by one thread
-        into its own buffer (the result depends on ``n_threads`` only through float rounding).
+        into its own buffer; the same threads then sum the buffers, each over a range of
+        components (the result depends on ``n_threads`` only through float rounding).
 
     Returns
     -------
@@ -344,8 +393,8 @@ def project_tiles(
     width = padded_batch(b)
     n_row_tiles = (tile_ptr.size - 1) // n_col_tiles
     n_threads = max(1, min(n_threads, n_row_tiles))
-    accumulators = np.zeros((n_threads, n_col_tiles * TILE_COLS * width), np.float32)
-    buffers = np.zeros((n_threads, tile_rows * width), np.float32)  # zero padding columns
+    accumulators = aligned_empty((n_threads, n_col_tiles * TILE_COLS * width))
+    buffers = aligned_empty((n_threads, tile_rows * width))
     _in_threads(
         lambda first, stop, t: _scatter_row_tiles(
             X, tile_ptr, rows, codes, n_col_tiles, tile_rows, first, stop, accumulators[t], buffers[t]
@@ -353,9 +402,9 @@ def project_tiles(
         n_row_tiles,
         n_threads,
     )
-    total = accumulators[0] if n_threads == 1 else accumulators.sum(axis=0)
-    Y = total.reshape(-1, width)[:n_components, :b].T * scale
-    return np.ascontiguousarray(Y, dtype=np.float32)
+    Y = np.empty((b, n_components), np.float32)
+    _in_threads(lambda j0, j1, _t: _sum_transposed(accumulators, scale, Y, j0, j1), n_components, n_threads)
+    return Y
 
 
 @functools.cache
