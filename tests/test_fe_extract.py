@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -75,11 +76,16 @@ def reference_activations(
 def flat_reference(
     loaded: LoadedModel, pixels: np.ndarray
 ) -> tuple[dict[str, np.ndarray], list[Any]]:
-    """Layer name -> activations [n, p] (float64, batch-first), via an independent forward."""
-    make_non_inplace(loaded.module)
+    """Layer name -> activations [n, p] (float64, batch-first), via an independent forward.
+
+    The reference keeps every output until the forward pass ends, so it runs on a copy of the
+    model whose in-place activations are turned off; the model itself is left as it is.
+    """
+    module = copy.deepcopy(loaded.module)
+    make_non_inplace(module)
     batch = loaded.preprocess.batch(pixels)
-    layers = discover_layers(loaded.module, batch[:3])
-    raw = reference_activations(loaded.module, batch)
+    layers = discover_layers(module, batch[:3])
+    raw = reference_activations(module, batch)
     flat = {
         layer.name: raw[layer.key]
         .movedim(layer.batch_axis, 0)
@@ -195,17 +201,19 @@ def test_exact_rsms_with_feature_chunking_equal_corrcoef(resnet):
         assert result.n_features == X.shape[1] and not result.from_cache
 
 
-def test_pre_activation_survives_inplace_relu_and_residual_add(resnet):
+def test_pre_activation_survives_inplace_relu_and_residual_add():
     # bn1 feeds an in-place ReLU; layer1.0.bn2's output is then modified by `out += identity`.
+    # The model is extracted as it is: its ReLUs stay in place, before and after.
+    resnet = as_loaded(load_model(get_entry("resnet18_random")).module, "resnet18_inplace")
     pixels = images(n=6)
     model = resnet.module
+    assert model.relu.inplace and model.layer1[0].relu.inplace
     selection = LayerSelection(names=["bn1", "relu", "layer1.0.bn2"])
     got = {
         r.name: r
-        for r in extract(
-            resnet, pixels, layers=selection, rsm=False, n_components=10**6, progress=False
-        )
+        for r in extract(resnet, pixels, layers=selection, n_components=10**6, progress=False)
     }
+    assert model.relu.inplace and model.layer1[0].relu.inplace
     x = resnet.preprocess.batch(pixels)
     with torch.no_grad():
         bn1 = model.bn1(model.conv1(x))
@@ -217,6 +225,10 @@ def test_pre_activation_survives_inplace_relu_and_residual_add(resnet):
         got["layer1.0.bn2"].srp, bn2.reshape(6, -1).numpy(), rtol=1e-5, atol=1e-5
     )
     assert (got["bn1"].srp < 0).any() and not (got["relu"].srp < 0).any()
+    # The exact RSMs copy the same columns inside the hooks.
+    for name, reference in (("bn1", bn1), ("layer1.0.bn2", bn2)):
+        expected = np.corrcoef(reference.reshape(6, -1).double().numpy())
+        np.testing.assert_allclose(got[name].rsm, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_token_first_layers_are_batch_first_per_image():

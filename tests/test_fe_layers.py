@@ -137,6 +137,9 @@ def make_inplace_free(module: nn.Module) -> nn.Module:
 
 def test_inplace_activation_keeps_pre_activation_distinct():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True)).eval()
+    # Each output is hashed inside its hook, before the in-place ReLU overwrites the BN output.
+    assert [layer.name for layer in discover_layers(model, _probe(8))] == ["0", "1", "2"]
+    assert model[2].inplace
     assert make_non_inplace(model) == 1
     assert not model[2].inplace
     layers = discover_layers(model, _probe(8))

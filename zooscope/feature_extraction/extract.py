@@ -32,7 +32,6 @@ from zooscope.feature_extraction.layers import (
     LayerSpec,
     discover_layers,
     hookable_modules,
-    make_non_inplace,
 )
 from zooscope.feature_extraction.projection import (
     SparseRandomProjector,
@@ -168,10 +167,10 @@ def forward_reserve(layers: list[LayerSpec], batch_size: int) -> int:
     """Bytes of the budget kept for the forward pass itself, not for buffers.
 
     While a batch runs through the network, a few activations of the largest layer are alive at
-    once: a module's input and output, the separate output of a formerly in-place activation, and
-    the flattened float32 copy handed to the hooks. Four of them at the batch size bound this
-    working set for the usual convolutional and transformer stacks, so ``memory_budget`` bounds
-    everything the extraction adds on top of the loaded model.
+    once: a module's input and output, a residual branch, and the flattened float32 copy handed
+    to the hooks (for half-precision or non-contiguous outputs). Four of them at the batch size
+    bound this working set for the usual convolutional and transformer stacks, so
+    ``memory_budget`` bounds everything the extraction adds on top of the loaded model.
     """
     largest = max((layer.n_features for layer in layers), default=0)
     return 4 * 4 * batch_size * largest
@@ -261,8 +260,12 @@ def extract(
     project = srp or (rsm and rsm_from == "srp")
     if rsm_from not in ("full", "srp"):
         raise ValueError(f"rsm_from must be 'full' or 'srp', got {rsm_from!r}")
+    # The model is used as it is, in-place activations included: every hook reads its output
+    # (projects it, copies its columns) before the forward pass runs the next operation, so an
+    # in-place ReLU or a residual `out += identity` cannot change what an earlier layer yields.
+    # Making them non-inplace would cost an extra tensor per activation (ResNet-50, 32 images:
+    # 20% more page faults and ~0.3 s more per batch on 2 cores) and change the caller's model.
     module = model.module
-    make_non_inplace(module)
     device = torch.device(model.device)
     dataset = PreprocessedImages(image_set, model.preprocess)
     probe = torch.stack([dataset[i] for i in range(min(3, n))]).to(device)

@@ -117,8 +117,11 @@ class LayerSelection:
 def make_non_inplace(module: nn.Module) -> int:
     """Turn off ``inplace`` on every submodule that has it (ReLU, Hardswish, Dropout...).
 
-    In-place activations overwrite their input tensor, so the pre-activation layer would read
-    the post-activation values. Returns the number of modules changed.
+    In-place activations overwrite their input tensor, so code that keeps a reference to a
+    pre-activation output and reads it after the forward pass would see the post-activation
+    values. :func:`extract` and :func:`discover_layers` do not need this (each reads an output
+    inside its hook, before the next operation runs); it is for callers who keep outputs.
+    Returns the number of modules changed.
     """
     changed = 0
     for sub in module.modules():
@@ -208,8 +211,8 @@ def discover_layers(
     Parameters
     ----------
     module : torch.nn.Module
-        The network, in eval mode. In-place activations should already be disabled
-        (:func:`make_non_inplace`).
+        The network, in eval mode. In-place activations may stay in place: each output is
+        hashed inside its hook, before a later operation can overwrite it.
     probe : torch.Tensor
         A small preprocessed batch ``[b, 3, H, W]``; ``b`` should differ from every token count
         (3 works for the usual ViT/CLIP layouts), since it tells the batch axis apart.
