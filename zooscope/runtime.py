@@ -47,8 +47,9 @@ def reuse_freed_memory() -> bool:
     (every layer of ResNet-50, 256 images, 2 GB budget) ran in 196 s instead of 430 s.
     The price is memory: its peak RSS rose from 3.02 GB to 3.64 GB, because freed memory stays
     with the process (the extraction then holds its whole budget at once, and the baseline of
-    torch and the model grows by 0.15 GB). So it is not the default. Environment variables set by the user (``MALLOC_MMAP_THRESHOLD_``,
-    ``MALLOC_TRIM_THRESHOLD_``) win; children read the ones set here when they start.
+    torch and the model grows by 0.15 GB). So it is not the default. Environment variables set
+    by the user (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) win; children read the
+    ones set here when they start.
 
     Returns
     -------
