@@ -31,8 +31,9 @@ from sklearn.random_projection import SparseRandomProjection, johnson_lindenstra
 from zooscope.feature_extraction import srp_kernels
 
 # Identifies how "fast" mode draws R; part of every cache key, so a new generator never reuses
-# features projected with another one.
-GENERATOR = "splitmix64-tiles-v1"
+# features projected with another one. v2: gaps from log(1 - U) instead of log1p(-U), the same
+# number mathematically, but the two libm functions may round differently.
+GENERATOR = "splitmix64-tiles-v2"
 
 
 def generator_id(mode: str) -> str:
