@@ -34,13 +34,15 @@ import sys
 import time
 from typing import Any
 
-from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory
+from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory, use_huge_pages
 
-# What the zooscope command sets (--keep-freed-memory: its opt-in allocator setting); both must
-# precede torch's import, so they are read before argparse runs.
+# What the zooscope command sets (--keep-freed-memory, --huge-pages: its opt-in allocator
+# settings); all must precede torch's import, so they are read before argparse runs.
 quiet_openmp_waits()
 if "--keep-freed-memory" in sys.argv:
     reuse_freed_memory()
+if "--huge-pages" in sys.argv:
+    use_huge_pages()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -176,7 +178,8 @@ def speed(args: argparse.Namespace) -> None:
     print(
         f"== hooks + SRP overhead: {args.images} images 224x224, k={K_PRODUCTION}, batch {args.batch_size}, "
         f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-        f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}; each side in a fresh process"
+        f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}, "
+        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}; each side in a fresh process"
     )
     if args.images <= args.batch_size:
         raise SystemExit("--images must exceed --batch-size: the streaming cost is what batches after the first add")
@@ -249,7 +252,8 @@ def memory(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     print(
-        f"== memory: every layer of ResNet-50, {args.memory_images} images, exact RSMs + SRP, budget {args.memory_budget}"
+        f"== memory: every layer of ResNet-50, {args.memory_images} images, exact RSMs + SRP, budget {args.memory_budget}, "
+        f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}"
     )
     code = MEMORY_CHILD.format(
         here=str(Path(__file__).parent),
@@ -285,6 +289,7 @@ def main() -> None:
     ap.add_argument(
         "--keep-freed-memory", action="store_true", help="measure with `zooscope --keep-freed-memory`"
     )
+    ap.add_argument("--huge-pages", action="store_true", help="measure with `zooscope --huge-pages`")
     ap.add_argument("--child", choices=["bare", "extract"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -1,4 +1,4 @@
-"""Process settings of the ``zooscope`` command: OpenMP wait policy and glibc's allocator thresholds."""
+"""Process settings of the ``zooscope`` command: OpenMP wait policy, glibc's allocator, huge pages."""
 
 from __future__ import annotations
 
@@ -82,15 +82,70 @@ def test_the_cli_imports_no_torch_before_configuring_the_process():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-@pytest.mark.parametrize(("flag", "expected"), [(["--keep-freed-memory"], "1073741824"), ([], "None")])
-def test_the_allocator_setting_is_opt_in_on_the_command_line(flag, expected):
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        (["--keep-freed-memory"], ["1073741824", "None"]),
+        (["--huge-pages"], ["None", "1"]),
+        ([], ["None", "None"]),
+    ],
+)
+def test_the_allocator_settings_are_opt_in_on_the_command_line(flag, expected):
     code = (
         "import os, sys\n"
         "from typer.testing import CliRunner\n"
         "from zooscope.cli import app\n"
         "result = CliRunner().invoke(app, sys.argv[1:] + ['models', '--help'])\n"
         "assert result.exit_code == 0, result.output\n"
-        "print(os.environ.get('MALLOC_MMAP_THRESHOLD_'))\n"
+        "print(os.environ.get('MALLOC_MMAP_THRESHOLD_'), os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, *flag], capture_output=True, text=True, check=True, env=_environment())
-    assert out.stdout.split()[-1] == expected
+    env = {k: v for k, v in _environment().items() if k != "THP_MEM_ALLOC_ENABLE"}
+    out = subprocess.run([sys.executable, "-c", code, *flag], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split()[-2:] == expected
+
+
+# A child that allocates a 64 MB torch tensor and reports how much of its mapping the kernel backs
+# with huge pages (``AnonHugePages`` in /proc/self/smaps): the ground truth of what torch did.
+HUGE_CHILD = """
+import sys
+from zooscope.runtime import use_huge_pages
+if sys.argv[1] == "huge":
+    use_huge_pages()
+import torch
+tensor = torch.empty(16 * 2**20)
+tensor.fill_(1.0)
+address = tensor.data_ptr()
+inside = False
+with open("/proc/self/smaps") as smaps:
+    for line in smaps:
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            inside = start <= address < end
+        elif inside and fields[0] == "AnonHugePages:":
+            print(int(fields[1]) * 1024)
+            break
+"""
+
+
+def _huge_child(mode: str, **env: str) -> int:
+    clean = {k: v for k, v in _environment(**env).items() if k != "THP_MEM_ALLOC_ENABLE" or k in env}
+    out = subprocess.run([sys.executable, "-c", HUGE_CHILD, mode], capture_output=True, text=True, check=True, env=clean)
+    return int(out.stdout.split()[-1])
+
+
+def _thp_mode() -> str:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as setting:
+            return setting.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return "unavailable"
+
+
+@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="no transparent huge pages here")
+def test_huge_pages_back_large_tensors_only_on_request():
+    size = 64 * 2**20
+    assert _huge_child("huge") >= size // 2
+    if _thp_mode() == "madvise":  # with "always" every large mapping may get them anyway
+        assert _huge_child("default") == 0
+        assert _huge_child("huge", THP_MEM_ALLOC_ENABLE="0") == 0  # the user's own value wins

@@ -13,7 +13,7 @@ import typer
 
 from zooscope import __version__
 from zooscope.cli import analyze, benchmark, extract, models, nsd, survey
-from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory
+from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory, use_huge_pages
 
 app = typer.Typer(
     name="zooscope",
@@ -42,10 +42,19 @@ def _root(
         "to ~2x faster (fewer page faults) at a higher peak RSS (ResNet-50, 2 GB budget: 3.6 GB "
         "instead of 3.0 GB).",
     ),
+    huge_pages: bool = typer.Option(
+        False,
+        "--huge-pages",
+        help="Back large CPU tensors with transparent huge pages (Linux; torch's "
+        "THP_MEM_ALLOC_ENABLE): far fewer page faults. ResNet-50 on 2 cores: extraction batches "
+        "~15% faster, exact-RSM memory benchmark 388 s -> 253 s at the same 3.0 GB peak.",
+    ),
 ) -> None:
     """Score vision models against brain data and compare their inductive biases."""
     if keep_freed_memory:
         reuse_freed_memory()  # before the command imports torch
+    if huge_pages:
+        use_huge_pages()
     from rich.console import Console
     from rich.logging import RichHandler
 
