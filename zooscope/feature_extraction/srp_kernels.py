@@ -330,13 +330,15 @@ def _scatter_row_tiles(
 
 
 @njit(fastmath=True, boundscheck=False, cache=True, nogil=True)
-def _sum_transposed(accumulators: np.ndarray, scale: np.float32, Y: np.ndarray, j0: int, j1: int) -> None:
+def _sum_transposed(
+    accumulators: np.ndarray, width: int, scale: np.float32, Y: np.ndarray, j0: int, j1: int
+) -> None:
     """``Y[:, j] = scale * sum_t accumulators[t, j, :b]`` for ``j0 <= j < j1``.
 
-    ``accumulators`` is ``[n_threads, n_col_tiles * TILE_COLS * width]``, ``Y`` ``[b, k]``.
+    ``accumulators`` is ``[n_threads, n_col_tiles * TILE_COLS * width]`` (row ``j`` of thread
+    ``t`` at ``j * width``), ``Y`` ``[b, k]``.
     """
     b = Y.shape[0]
-    width = accumulators.shape[1] // (-(-Y.shape[1] // TILE_COLS) * TILE_COLS)
     for j in range(j0, j1):
         for i in range(b):
             total = np.float32(0.0)
@@ -404,7 +406,7 @@ def project_tiles(
         n_threads,
     )
     Y = np.empty((b, n_components), np.float32)
-    _in_threads(lambda j0, j1, _t: _sum_transposed(accumulators, scale, Y, j0, j1), n_components, n_threads)
+    _in_threads(lambda j0, j1, _t: _sum_transposed(accumulators, width, scale, Y, j0, j1), n_components, n_threads)
     return Y
 
 
