@@ -51,6 +51,12 @@ from _memory import peak_rss_bytes  # noqa: E402
 K_PRODUCTION = 5920  # johnson_lindenstrauss_min_dim(1000, eps=0.1)
 
 
+def process_settings() -> str:
+    """The process settings in effect (what ``zooscope.runtime`` sets), for the section headers."""
+    names = ("OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_", "THP_MEM_ALLOC_ENABLE")
+    return ", ".join(f"{name}={os.environ.get(name)}" for name in names)
+
+
 def random_images(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
@@ -177,9 +183,7 @@ def run_child(args: argparse.Namespace, role: str, model: str) -> dict[str, Any]
 def speed(args: argparse.Namespace) -> None:
     print(
         f"== hooks + SRP overhead: {args.images} images 224x224, k={K_PRODUCTION}, batch {args.batch_size}, "
-        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-        f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}, "
-        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}; each side in a fresh process"
+        f"torch threads {torch.get_num_threads()}, {process_settings()}; each side in a fresh process"
     )
     if args.images <= args.batch_size:
         raise SystemExit("--images must exceed --batch-size: the streaming cost is what batches after the first add")
@@ -253,7 +257,7 @@ def memory(args: argparse.Namespace) -> None:
 
     print(
         f"== memory: every layer of ResNet-50, {args.memory_images} images, exact RSMs + SRP, budget {args.memory_budget}, "
-        f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_')}, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}"
+        f"{process_settings()}"
     )
     code = MEMORY_CHILD.format(
         here=str(Path(__file__).parent),

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from zooscope.runtime import quiet_openmp_waits
+from zooscope.runtime import quiet_openmp_waits, transparent_huge_pages_mode
 
 # A child process: settings must apply before anything else allocates, and must not leak into
 # the test session. It holds a 100 MB array and reports where glibc put it (mallinfo2): in
@@ -37,8 +37,9 @@ print(applied, held.hblkhd, held.arena, freed.arena)
 
 
 def _environment(**env: str) -> dict[str, str]:
-    """This process's environment without allocator settings, plus ``env``."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
+    """This process's environment without allocator settings (glibc's, torch's huge pages), plus ``env``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "THP_MEM_ALLOC_ENABLE"}
+    return inherited | env
 
 
 def _child(mode: str, **env: str) -> tuple[str, int, int, int]:
@@ -99,8 +100,7 @@ def test_the_allocator_settings_are_opt_in_on_the_command_line(flag, expected):
         "assert result.exit_code == 0, result.output\n"
         "print(os.environ.get('MALLOC_MMAP_THRESHOLD_'), os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
     )
-    env = {k: v for k, v in _environment().items() if k != "THP_MEM_ALLOC_ENABLE"}
-    out = subprocess.run([sys.executable, "-c", code, *flag], capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run([sys.executable, "-c", code, *flag], capture_output=True, text=True, check=True, env=_environment())
     assert out.stdout.split()[-2:] == expected
 
 
@@ -129,23 +129,16 @@ with open("/proc/self/smaps") as smaps:
 
 
 def _huge_child(mode: str, **env: str) -> int:
-    clean = {k: v for k, v in _environment(**env).items() if k != "THP_MEM_ALLOC_ENABLE" or k in env}
-    out = subprocess.run([sys.executable, "-c", HUGE_CHILD, mode], capture_output=True, text=True, check=True, env=clean)
+    out = subprocess.run(
+        [sys.executable, "-c", HUGE_CHILD, mode], capture_output=True, text=True, check=True, env=_environment(**env)
+    )
     return int(out.stdout.split()[-1])
 
 
-def _thp_mode() -> str:
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as setting:
-            return setting.read().split("[")[1].split("]")[0]
-    except (OSError, IndexError):
-        return "unavailable"
-
-
-@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="no transparent huge pages here")
+@pytest.mark.skipif(transparent_huge_pages_mode() not in ("madvise", "always"), reason="no transparent huge pages here")
 def test_huge_pages_back_large_tensors_only_on_request():
     size = 64 * 2**20
     assert _huge_child("huge") >= size // 2
-    if _thp_mode() == "madvise":  # with "always" every large mapping may get them anyway
+    if transparent_huge_pages_mode() == "madvise":  # with "always" every large mapping may get them anyway
         assert _huge_child("default") == 0
         assert _huge_child("huge", THP_MEM_ALLOC_ENABLE="0") == 0  # the user's own value wins

@@ -3,9 +3,10 @@
 These are choices a library must not make behind its caller's back, so :mod:`zooscope`'s
 packages never call them. The command line always applies :func:`quiet_openmp_waits`, and
 applies :func:`reuse_freed_memory` (``zooscope --keep-freed-memory ...``) and
-:func:`use_huge_pages` (``zooscope --huge-pages ...``) on request, before torch is imported. ``benchmarks/extract.py`` does the same so that it measures what the command does.
-Each leaves a setting the user made alone, and child processes (Dask workers) inherit it through
-the environment.
+:func:`use_huge_pages` (``zooscope --huge-pages ...``) on request, before torch is imported.
+``benchmarks/extract.py`` does the same so that it measures what the command does. Each leaves a
+setting the user made alone, and child processes (Dask workers) inherit it through the
+environment.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def reuse_freed_memory() -> bool:
     most 32 MB) afresh and unmaps it on free, so each large activation of every forward pass costs
     page faults and the kernel's zeroing of the pages. A bare ResNet-50 forward over 32 images
     took 3.0 s that way and 1.75 s with the thresholds set here. The exact-RSM memory benchmark
-    (every layer of ResNet-50, 256 images, 2 GB budget) ran in 196 s instead of 430 s.
+    (every layer of ResNet-50, 256 images, 2 GB budget) ran in 196 s instead of 430 s (388 s
+    after later kernel work).
     The price is memory: its peak RSS rose from 3.02 GB to 3.64 GB, because freed memory stays
     with the process (the extraction then holds its whole budget at once, and the baseline of
     torch and the model grows by 0.15 GB). So it is not the default. Environment variables set
@@ -75,6 +77,16 @@ def reuse_freed_memory() -> bool:
 THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
+def transparent_huge_pages_mode() -> str:
+    """The kernel's THP mode from :data:`THP_SETTING`: ``always``, ``madvise``, ``never``, or
+    ``unavailable`` (not Linux, or no THP support)."""
+    try:
+        with open(THP_SETTING) as setting:
+            return setting.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return "unavailable"
+
+
 def use_huge_pages() -> bool:
     """Back torch's large CPU tensors with transparent huge pages (Linux; opt-in).
 
@@ -95,11 +107,7 @@ def use_huge_pages() -> bool:
         ``madvise`` in :data:`THP_SETTING`); the variable is set either way.
     """
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-    try:
-        with open(THP_SETTING) as setting:
-            available = "[never]" not in setting.read()
-    except OSError:  # not Linux, or no THP support
-        available = False
+    available = transparent_huge_pages_mode() in ("always", "madvise")
     if not available:
         log.warning("transparent huge pages are not available here (%s); --huge-pages changes nothing", THP_SETTING)
     return available

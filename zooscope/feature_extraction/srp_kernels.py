@@ -200,6 +200,10 @@ def _vector_pointer(context, builder, array_type, array, offset, vector: ir.Vect
     return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
 
 
+def _shuffle(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, mask: list[int]) -> ir.Value:
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), mask))
+
+
 def _scaled_adder(lanes: int):
     """An intrinsic ``f(out, out_at, x, x_at, sign)``: ``out[out_at:][:lanes] += sign * x[x_at:][:lanes]``.
 
@@ -219,10 +223,8 @@ def _scaled_adder(lanes: int):
             vector = ir.VectorType(ir.FloatType(), lanes)
             out_ptr = _vector_pointer(context, builder, sig.args[0], out_array, out_at, vector)
             x_ptr = _vector_pointer(context, builder, sig.args[2], x_array, x_at, vector)
-            splat = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
-            splat = builder.shuffle_vector(
-                splat, ir.Constant(vector, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
-            )
+            single = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+            splat = _shuffle(builder, single, ir.Constant(vector, ir.Undefined), [0] * lanes)
             product = builder.fmul(splat, builder.load(x_ptr, align=4), flags=("fast",))
             builder.store(builder.fadd(builder.load(out_ptr, align=4), product, flags=("fast",)), out_ptr, align=4)
             return context.get_dummy_value()
@@ -234,10 +236,6 @@ def _scaled_adder(lanes: int):
 
 _add_scaled_lanes = _scaled_adder(LANES)
 _add_scaled_pair = _scaled_adder(2 * LANES)
-
-
-def _shuffle(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, mask: list[int]) -> ir.Value:
-    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), mask))
 
 
 @intrinsic
