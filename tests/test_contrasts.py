@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from zooscope.analyses.contrasts import (
+from zooscope.results.db import ResultsDB
+from zooscope.results.importers import import_conwell2024
+from zooscope.stats.contrasts import (
     cohens_d,
     group_summary,
     mixed_contrast,
@@ -20,8 +22,6 @@ from zooscope.analyses.contrasts import (
     permutation_pvalue,
     score_frame,
 )
-from zooscope.analyses.db import ResultsDB
-from zooscope.analyses.importers import import_conwell2024
 
 CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
 needs_conwell = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""Tests of zooscope.analyses.correlates against scipy/numpy and published data."""
+"""Tests of zooscope.stats.correlates against scipy/numpy and published data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from zooscope.analyses.correlates import (
+from zooscope.stats.correlates import (
     effective_dimensionality,
     participation_ratio,
     rank_stability,

@@ -1,4 +1,4 @@
-"""Tests of the results database (zooscope.analyses.db)."""
+"""Tests of the results database (zooscope.results.db)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from zooscope._hashing import hash_json
-from zooscope.analyses.db import SCHEMA_VERSION, SUBJECT_MEAN, ResultsDB
+from zooscope.results.db import SCHEMA_VERSION, SUBJECT_MEAN, ResultsDB
 
 
 def _layers(n_layers: int) -> pd.DataFrame:

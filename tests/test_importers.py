@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zooscope.analyses.db import SUBJECT_MEAN, ResultsDB
-from zooscope.analyses.importers import (
+from zooscope.results.db import SUBJECT_MEAN, ResultsDB
+from zooscope.results.importers import (
     CONWELL_BENCHMARK,
     import_conwell2024,
     import_scores_table,

@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
-from zooscope.analyses.db import ResultsDB
-from zooscope.analyses.importers import load_conwell_model_similarity
-from zooscope.analyses.similarity import (
+from zooscope.results.db import ResultsDB
+from zooscope.results.importers import load_conwell_model_similarity
+from zooscope.stats.similarity import (
     classical_mds,
     cluster_models,
     correlation_matrix,
@@ -154,8 +154,8 @@ def test_validation():
 
 
 def test_cka_similarity_equals_pairwise_cka():
-    from zooscope.analyses.similarity import cka_similarity
     from zooscope.rsa.cka import cka
+    from zooscope.stats.similarity import cka_similarity
 
     rng = np.random.default_rng(3)
     feats = {f"m{i}": rng.normal(size=(15, 8 + i)) for i in range(4)}

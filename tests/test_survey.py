@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from zooscope.analyses import ResultsDB, ScoringConfig, survey
-from zooscope.analyses.scoring import BrainData, RunOptions
 from zooscope.benchmark import Benchmark
 from zooscope.cli import app
+from zooscope.pipeline.scoring import BrainData, RunOptions
 from zooscope.zoo import load_manifest
 
 # Block outputs only (16 of EfficientNet-Lite0's ~130 layers) keep the module fast.
@@ -259,7 +259,7 @@ def test_killed_survey_resumes_without_duplicates(demo: tuple[Path, str], tmp_pa
 
 
 def test_dask_local_cluster_gives_the_same_scores(demo: tuple[Path, str], tmp_path: Path) -> None:
-    from zooscope.analyses.survey import make_client
+    from zooscope.pipeline.survey import make_client
 
     out, _ = demo
     manifest = small_manifest(tmp_path, [RESNET, MIXER])
@@ -329,7 +329,7 @@ def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(
 ) -> None:
     from types import SimpleNamespace
 
-    from zooscope.analyses.scoring import score_layer
+    from zooscope.pipeline.scoring import score_layer
     from zooscope.rsa import RidgeGCV, rsm, versa
 
     out, _ = demo
@@ -358,7 +358,7 @@ def test_constant_layer_gets_nan_encoding_scores_and_is_never_selected(
 
 
 def test_report_shows_one_roi_at_a_time(demo: tuple[Path, str], tmp_path: Path) -> None:
-    from zooscope.analyses.report import build_report
+    from zooscope.report.html import build_report
 
     out, _ = demo
     assert (

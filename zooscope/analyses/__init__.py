@@ -1,31 +1,40 @@
-"""zooscope.analyses: results database, survey, group statistics, model similarity, plots, report."""
+"""zooscope.analyses: a facade over the rooms that do the work, kept for existing code.
 
-from zooscope.analyses.contrasts import (
+New code imports from the room itself: :mod:`zooscope.pipeline` (scoring, survey, ceilings),
+:mod:`zooscope.results` (database, importers), :mod:`zooscope.stats` (contrasts, correlates,
+similarity) and :mod:`zooscope.report` (plots, HTML report).
+"""
+
+from zooscope.pipeline import (
+    BrainData,
+    ModelScores,
+    RunOptions,
+    ScoringConfig,
+    SurveyReport,
+    compute_ceilings,
+    make_client,
+    score_model,
+    survey,
+)
+from zooscope.report import build_report
+from zooscope.results import ResultsDB, import_conwell2024, import_scores_table
+from zooscope.stats import (
+    classical_mds,
+    cluster_models,
+    effective_dimensionality,
     group_summary,
     mixed_contrast,
     normalize_within_subject,
     ols_contrast,
+    pairs_to_matrix,
     pairwise_contrasts,
-    score_frame,
-)
-from zooscope.analyses.correlates import (
-    effective_dimensionality,
     participation_ratio,
     rank_stability,
+    rsm_similarity,
+    score_frame,
+    similarity_from_db,
     spearman_correlates,
 )
-from zooscope.analyses.db import ResultsDB
-from zooscope.analyses.importers import import_conwell2024, import_scores_table
-from zooscope.analyses.report import build_report
-from zooscope.analyses.scoring import BrainData, ModelScores, RunOptions, ScoringConfig, score_model
-from zooscope.analyses.similarity import (
-    classical_mds,
-    cluster_models,
-    pairs_to_matrix,
-    rsm_similarity,
-    similarity_from_db,
-)
-from zooscope.analyses.survey import SurveyReport, compute_ceilings, make_client, survey
 
 __all__ = [
     "BrainData",

@@ -25,8 +25,8 @@ def register(app: typer.Typer) -> None:
         db: Path = DB_OPTION,
     ) -> None:
         """Import Conwell et al. (2024)'s published scores, models and noise ceilings."""
-        from zooscope.analyses.db import ResultsDB
-        from zooscope.analyses.importers import import_conwell2024
+        from zooscope.results.db import ResultsDB
+        from zooscope.results.importers import import_conwell2024
 
         with ResultsDB(db) as database:
             counts = import_conwell2024(database, directory)
@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         """Import a generic table of published test scores."""
         import pandas as pd
 
-        from zooscope.analyses.db import ResultsDB
-        from zooscope.analyses.importers import import_scores_table
+        from zooscope.results.db import ResultsDB
+        from zooscope.results.importers import import_scores_table
 
         mapping = dict(item.split("=", 1) for item in metric_map.split(",") if item)
         with ResultsDB(db) as database:
@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Bootstrap/permutation seed."),
     ) -> None:
         """Compare groups of models on one metric."""
-        from zooscope.analyses import contrasts
-        from zooscope.analyses.db import ResultsDB
+        from zooscope.results.db import ResultsDB
+        from zooscope.stats import contrasts
 
         keep = [g for g in groups.split(",") if g] or None
         with ResultsDB(db, read_only=True) as database:
@@ -120,9 +120,10 @@ def register(app: typer.Typer) -> None:
         n_clusters: int = typer.Option(4, help="Clusters cut from the hierarchical tree."),
     ) -> None:
         """Model x model RSM similarity, hierarchical clustering and classical MDS."""
-        from zooscope.analyses import plots, similarity
-        from zooscope.analyses.db import ResultsDB
-        from zooscope.analyses.importers import load_conwell_model_similarity
+        from zooscope.report import plots
+        from zooscope.results.db import ResultsDB
+        from zooscope.results.importers import load_conwell_model_similarity
+        from zooscope.stats import similarity
 
         with ResultsDB(db, read_only=True) as database:
             if published is not None:
@@ -161,10 +162,10 @@ def register(app: typer.Typer) -> None:
         roi: str = typer.Option(None, help="ROI to report (default: OTC when present)."),
     ) -> None:
         """Write an offline HTML report (tables, figures, run provenance)."""
-        from zooscope.analyses import similarity
-        from zooscope.analyses.db import ResultsDB
-        from zooscope.analyses.importers import load_conwell_model_similarity
-        from zooscope.analyses.report import build_report
+        from zooscope.report.html import build_report
+        from zooscope.results.db import ResultsDB
+        from zooscope.results.importers import load_conwell_model_similarity
+        from zooscope.stats import similarity
 
         sims = None
         if published is not None:
@@ -184,7 +185,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("table", "--format", help="table or csv."),
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
-        from zooscope.analyses.db import ResultsDB
+        from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
             table = database.summary(metric=metric)
@@ -203,7 +204,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Export the database."""
-        from zooscope.analyses.db import ResultsDB
+        from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
             paths = database.export(out, fmt=fmt)
@@ -216,7 +217,7 @@ def register(app: typer.Typer) -> None:
 
 def _frame(database, metric: str, level: str, by: str, keep: list[str] | None):
     """Score frame at subject level when every kept model has per-subject scores, else model level."""
-    from zooscope.analyses.contrasts import score_frame
+    from zooscope.stats.contrasts import score_frame
 
     if level not in ("auto", "subject", "model"):
         raise typer.BadParameter("--level must be auto, subject or model")

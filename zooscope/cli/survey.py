@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
         Resumable: models already complete for this benchmark and scoring config are skipped,
         so rerunning after a crash or kill continues where it stopped.
         """
-        from zooscope.analyses.scoring import RunOptions, ScoringConfig
-        from zooscope.analyses.survey import make_client, survey
+        from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+        from zooscope.pipeline.survey import make_client, survey
 
         if sum(bool(x) for x in (workers, scheduler, slurm)) > 1:
             raise typer.BadParameter("choose one of --workers, --scheduler and --slurm")
@@ -94,10 +94,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Seed of the simulations."),
     ) -> None:
         """GSN RSA noise ceilings (test images) of each subject x ROI of a benchmark."""
-        from zooscope.analyses.db import ResultsDB
-        from zooscope.analyses.scoring import ScoringConfig
-        from zooscope.analyses.survey import compute_ceilings
         from zooscope.benchmark import Benchmark
+        from zooscope.pipeline.scoring import ScoringConfig
+        from zooscope.pipeline.survey import compute_ceilings
+        from zooscope.results.db import ResultsDB
 
         bench = Benchmark.open(benchmark)
         table = compute_ceilings(bench, ScoringConfig(subjects=_split(subjects), rois=_split(roi)), n_sims=n_sims, seed=seed)
@@ -123,11 +123,11 @@ def register(app: typer.Typer) -> None:
         The synthetic voxels are driven by features of the genuinely trained EfficientNet-Lite0,
         so the trained model should come out on top and its random twin below it.
         """
-        from zooscope.analyses.db import ResultsDB
-        from zooscope.analyses.report import build_report
-        from zooscope.analyses.scoring import RunOptions, ScoringConfig
-        from zooscope.analyses.survey import survey
         from zooscope.nsd import prepare, write_synthetic
+        from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+        from zooscope.pipeline.survey import survey
+        from zooscope.report.html import build_report
+        from zooscope.results.db import ResultsDB
 
         out.mkdir(parents=True, exist_ok=True)
         subject_ids = tuple(int(s) for s in _split(subjects) or ())

@@ -22,6 +22,7 @@ import pandas as pd
 
 from zooscope.rsa.ridge import DEFAULT_ALPHAS, RidgeGCV
 from zooscope.rsa.rsm import CompareMethod, RSMComparator, pearson_columns, rsm
+from zooscope.rsa.vocabulary import SPLITS as _SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ __all__ = ["ALL_UNITS", "VersaResult", "groups_to_indices", "select_layer", "sta
 
 #: Index label of the all-units entry of :attr:`VersaResult.alpha_edge_fraction`.
 ALL_UNITS = "__all__"
-_SPLITS = ("train", "test")
 
 
 @dataclass

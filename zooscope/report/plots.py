@@ -143,10 +143,10 @@ def plot_contrast(
     ----------
     scores : DataFrame
         Model-level scores (one row per model and metric) with columns ``metric``, ``by``, ``value``.
-        Within-subject normalize first (:func:`~zooscope.analyses.contrasts.normalize_within_subject`)
+        Within-subject normalize first (:func:`~zooscope.stats.contrasts.normalize_within_subject`)
         when plotting per-subject data.
     groups : DataFrame
-        :func:`~zooscope.analyses.contrasts.group_summary` output (``metric, group, mean, ci_low,
+        :func:`~zooscope.stats.contrasts.group_summary` output (``metric, group, mean, ci_low,
         ci_high, n_models``).
     """
     plt = _pyplot()
@@ -365,7 +365,7 @@ def rsm_square(vector: np.ndarray) -> np.ndarray:
     -------
     array, shape (n_images, n_images)
     """
-    from zooscope.analyses.db import _n_images_from_triu
+    from zooscope.results.db import _n_images_from_triu
 
     v = np.asarray(vector, dtype=np.float64)
     n = _n_images_from_triu(v.size)

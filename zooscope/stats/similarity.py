@@ -17,7 +17,7 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
 if TYPE_CHECKING:
-    from zooscope.analyses.db import ResultsDB
+    from zooscope.results.db import ResultsDB
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
-from zooscope.analyses.db import METRICS
 from zooscope.benchmark import Benchmark
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
+from zooscope.rsa.vocabulary import METRICS
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -302,8 +302,8 @@ def score_model(
     ScoringError
         With ``stage`` in {"load", "extract", "score"}.
     """
-    from zooscope.analyses.correlates import effective_dimensionality
     from zooscope.feature_extraction import extract
+    from zooscope.stats.correlates import effective_dimensionality
     from zooscope.zoo import load_model
 
     config = config or ScoringConfig()

@@ -1,13 +1,13 @@
-"""Import published score tables into a :class:`~zooscope.analyses.db.ResultsDB`.
+"""Import published score tables into a :class:`~zooscope.results.db.ResultsDB`.
 
 Published tables give test scores without layers, so they are written as ``scores`` rows with
-``layer_index`` NULL and ``split = 'test'`` (see :mod:`zooscope.analyses.db`): the same tables the
+``layer_index`` NULL and ``split = 'test'`` (see :mod:`zooscope.results.db`): the same tables the
 survey writes, so every analysis runs on both.
 
 Conwell et al. (2024) source data (``import_conwell2024``):
 
 - ``results_summary.csv``: one row per model and metric, the subject-mean best-layer test score;
-  stored under subject :data:`~zooscope.analyses.db.SUBJECT_MEAN`. Metric ``wrsa`` becomes
+  stored under subject :data:`~zooscope.results.db.SUBJECT_MEAN`. Metric ``wrsa`` becomes
   ``versa`` and ``srpr`` becomes ``encoding_r``. Every other column goes to ``models`` (the
   ``compare_*`` contrast columns into its metadata).
 - ``figure_data/Figure2.csv``, ``Figure3.csv``, ``Figure4A.csv``, ``Figure4B.csv``: per-subject
@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zooscope.analyses.db import METRICS, SUBJECT_MEAN, ResultsDB
+from zooscope.results.db import SUBJECT_MEAN, ResultsDB
+from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ def conwell_ceilings(directory: str | Path) -> pd.DataFrame:
         {
             "subject": agg["subj_id"].astype(str),
             "roi": CONWELL_ROI,
-            "method": "gsn_rsa",
+            "method": RSA_CEILING_METHOD,
             "value": agg["mean"],
             "lower": agg["min"],
             "upper": agg["max"],

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from zooscope.analyses.db import ResultsDB
-from zooscope.analyses.scoring import (
+from zooscope.benchmark import Benchmark
+from zooscope.pipeline.scoring import (
     BrainData,
     ModelScores,
     RunOptions,
@@ -30,12 +30,12 @@ from zooscope.analyses.scoring import (
     ScoringError,
     score_model,
 )
-from zooscope.benchmark import Benchmark
+from zooscope.results.db import ResultsDB
+from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
 
-CEILING_METHOD = "gsn_rsa"
 
 
 @dataclass
@@ -91,7 +91,7 @@ def compute_ceilings(
         Columns ``subject, roi, method, value, lower, upper``: the median Monte Carlo ceiling and
         the 2.5/97.5 percentiles of its simulations.
     """
-    from zooscope.analyses.scoring import _subjects, split_label
+    from zooscope.pipeline.scoring import _subjects, split_label
     from zooscope.rsa import rsa_noise_ceiling
 
     groups = benchmark.groups(subjects=_subjects(benchmark, config.subjects), rois=list(config.rois) if config.rois else None)
@@ -107,7 +107,7 @@ def compute_ceilings(
         result = rsa_noise_ceiling(data, n_sims=n_sims, seed=seed, backend=backend)
         low, high = np.percentile(result.ncdist, [2.5, 97.5])
         subject, roi = split_label(label)
-        rows.append({"subject": subject, "roi": roi, "method": CEILING_METHOD, "value": float(result.nc), "lower": float(low), "upper": float(high)})
+        rows.append({"subject": subject, "roi": roi, "method": RSA_CEILING_METHOD, "value": float(result.nc), "lower": float(low), "upper": float(high)})
         logger.info("ceiling %s: %.3f [%.3f, %.3f]", label, result.nc, low, high)
     return pd.DataFrame(rows, columns=["subject", "roi", "method", "value", "lower", "upper"])
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from zooscope.analyses import contrasts, correlates, plots, similarity
-from zooscope.analyses.db import RSA_CEILING_METHOD, ResultsDB
+from zooscope.report import plots
+from zooscope.results.db import ResultsDB
+from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
+from zooscope.stats import contrasts, correlates, similarity
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every function works on a tidy DataFrame with one row per model (and subject), so the same code
 runs on survey output and on imported published scores. :func:`score_frame` builds such a frame
-from a :class:`~zooscope.analyses.db.ResultsDB`.
+from a :class:`~zooscope.results.db.ResultsDB`.
 
 Statistics
 ----------
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from zooscope.analyses.db import ResultsDB
+    from zooscope.results.db import ResultsDB
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def score_frame(
     DataFrame
         Columns ``model_uid, subject, metric, roi, score`` plus the model columns.
     """
-    from zooscope.analyses.db import SUBJECT_MEAN
+    from zooscope.results.db import SUBJECT_MEAN
 
     metrics = [metric] if isinstance(metric, str) else metric
     if level == "subject":

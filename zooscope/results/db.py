@@ -60,19 +60,14 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
+from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, RSA_METRICS, SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-METRICS = ("crsa", "versa", "encoding_r")
-SPLITS = ("train", "test")
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
-#: Ceiling method that :meth:`ResultsDB.summary` uses for the RSA metrics.
-RSA_CEILING_METHOD = "gsn_rsa"
-#: Metrics to which an RSA noise ceiling applies.
-RSA_METRICS = ("crsa", "versa")
 
 #: The manifest's required columns, then the optional ones a model row keeps as columns.
 MODEL_COLUMNS = (
