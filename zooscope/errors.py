@@ -6,10 +6,20 @@ so a message is actionable even when it surfaces three calls away from the file 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["DatabaseLocked", "InputFileError", "SchemaVersionError", "ZooscopeError", "corrupt_file"]
+__all__ = [
+    "DatabaseLocked",
+    "InputFileError",
+    "SchemaVersionError",
+    "ZooscopeError",
+    "corrupt_file",
+    "reading",
+]
 
 
 class ZooscopeError(Exception):
@@ -65,7 +75,9 @@ def corrupt_file(path: str | os.PathLike[str], expected: str, error: BaseExcepti
         Raise it ``from error`` so ``--debug`` still shows the original traceback.
     """
     reason = str(error).strip() or type(error).__name__
-    if isinstance(error, EOFError) or "truncat" in reason.lower() or "end-of-stream" in reason:
+    if isinstance(error, FileNotFoundError):
+        reason, hint = "no such file", "check the path (and that this part of the data was downloaded)"
+    elif isinstance(error, EOFError) or "truncat" in reason.lower() or "end-of-stream" in reason:
         hint = "the file looks truncated (an interrupted download or copy?): fetch it again"
     elif isinstance(error, UnicodeDecodeError):
         hint = "save it as UTF-8 text"
@@ -74,3 +86,36 @@ def corrupt_file(path: str | os.PathLike[str], expected: str, error: BaseExcepti
     else:
         hint = "the file looks damaged or is of another format: replace it"
     return InputFileError(path, expected, reason, hint)
+
+
+#: Libraries whose own exception types mean "this file cannot be decoded".
+_DECODER_MODULES = ("nibabel", "h5py", "scipy.io", "PIL")
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str], expected: str) -> Iterator[None]:
+    """Turn decoding errors raised while reading ``path`` into an :class:`InputFileError`.
+
+    Parameters
+    ----------
+    path : path-like
+        The file being read inside the ``with`` block.
+    expected : str
+        What it should be, e.g. ``"an NSD beta file (gzip NIfTI)"``.
+
+    Notes
+    -----
+    Catches OS errors, ``EOFError`` (a truncated gzip stream), ``zlib.error``, Unicode decode
+    errors and the exception types of the file-format libraries (nibabel, h5py, scipy.io, PIL);
+    zooscope's own errors (e.g. a ``ValueError`` about the content) pass through unchanged.
+    """
+    try:
+        yield
+    except ZooscopeError:
+        raise
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
+        raise corrupt_file(path, expected, error) from error
+    except Exception as error:
+        if type(error).__module__.startswith(_DECODER_MODULES):
+            raise corrupt_file(path, expected, error) from error
+        raise

@@ -274,16 +274,24 @@ def manifest_dir() -> Path:
 
 
 def resolve_manifest(path_or_name: str | os.PathLike[str]) -> Path:
-    """Resolve a manifest path, or the name of a built-in manifest such as ``"demo"``."""
+    """Resolve a manifest path, or the name of a built-in manifest such as ``"demo"``.
+
+    The rule: a bare name (no folder part, no ``.csv`` suffix) that names a built-in manifest is
+    that built-in manifest, whatever the working folder holds (``zooscope demo --out demo``
+    creates a folder ``demo``); anything else is a file path. Write ``./demo`` for a local file
+    named like a built-in manifest.
+    """
+    text = str(path_or_name)
     path = Path(path_or_name)
-    if path.exists():
-        return path
     builtin = manifest_dir() / f"{path.name.removesuffix('.csv')}.csv"
-    if path.suffix in ("", ".csv") and builtin.exists() and len(path.parts) == 1:
+    bare = len(path.parts) == 1 and path.suffix == "" and not text.startswith(".")
+    if bare and builtin.is_file():
         return builtin
-    raise FileNotFoundError(
-        f"manifest {str(path_or_name)!r} not found (also looked for the built-in {builtin})"
-    )
+    if path.is_file():
+        return path
+    if path.exists():
+        raise IsADirectoryError(f"manifest {text!r} is a folder; give a CSV file (one row per model)")
+    raise FileNotFoundError(f"manifest {text!r} not found (also looked for the built-in {builtin})")
 
 
 def load_manifest(path: str | os.PathLike[str]) -> list[ModelEntry]:
@@ -305,8 +313,15 @@ def load_manifest(path: str | os.PathLike[str]) -> list[ModelEntry]:
         If anything in the file is malformed; nothing is returned for a bad manifest.
     """
     resolved = resolve_manifest(path)
-    with open(resolved, newline="", encoding="utf-8") as handle:
-        return parse_manifest(handle, str(path if Path(path).exists() else resolved))
+    shown = str(resolved if resolved.parent == manifest_dir() else path)
+    try:
+        with open(resolved, newline="", encoding="utf-8") as handle:
+            return parse_manifest(handle, shown)
+    except UnicodeDecodeError as error:
+        line = resolved.read_bytes()[: error.start].count(b"\n") + 1
+        raise ManifestError(
+            shown, [f"{shown}:{line}:-: not UTF-8 text (byte {error.object[error.start:error.start + 1]!r}); save the file as UTF-8"]
+        ) from None
 
 
 def get_entry(model_uid: str, manifest: str | os.PathLike[str] = "demo") -> ModelEntry:
