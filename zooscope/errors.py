@@ -113,6 +113,10 @@ def reading(path: str | os.PathLike[str], expected: str) -> Iterator[None]:
         yield
     except ZooscopeError:
         raise
+    except FileNotFoundError as error:
+        if error.filename is None:  # zooscope's own message (e.g. NSDLayout.require): keep it
+            raise
+        raise corrupt_file(path, expected, error) from error
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
         raise corrupt_file(path, expected, error) from error
     except Exception as error:

@@ -124,8 +124,9 @@ class ROIVolumes:
 
         key = str(path)
         if key not in self._cache:
+            self.layout.require(path, purpose)
             with reading(path, f"a NIfTI volume ({purpose})"):
-                img = nib.load(self.layout.require(path, purpose))
+                img = nib.load(path)
                 data = np.asarray(img.dataobj)
             if data.ndim == 4 and data.shape[3] == 1:
                 data = data[..., 0]
