@@ -41,7 +41,7 @@ from numpy.typing import ArrayLike
 
 from zooscope._files import remove_stale_temporaries, temporary_path
 from zooscope._hashing import hash_array
-from zooscope.errors import corrupt_file
+from zooscope.errors import corrupt_file, reading
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -445,9 +445,10 @@ class Benchmark:
     def verify(self) -> bool:
         """Recompute the content hash from the stored data and compare with the stored one."""
         f = self._h5()
-        actual = _content_hash(
-            f["responses"], f["stimuli"], self.units, self.image_ids, self.splits
-        )
+        with reading(self._path, _WHAT):  # a damaged dataset fails only when read
+            actual = _content_hash(
+                f["responses"], f["stimuli"], self.units, self.image_ids, self.splits
+            )
         return actual == self.content_hash
 
     @staticmethod
