@@ -48,7 +48,9 @@ def tiny_benchmark(path: Path, n_images: int = 30, n_reps: int = 3, seed: int = 
     """Two subjects x one ROI, 20 units each: a shared signal plus independent noise."""
     rng = np.random.default_rng(seed)
     signal_ = rng.standard_normal((1, n_images, 1))
-    responses = signal_ * rng.uniform(0.5, 1.5, (40, 1, 1)) + 0.5 * rng.standard_normal((40, n_images, n_reps))
+    responses = signal_ * rng.uniform(0.5, 1.5, (40, 1, 1)) + 0.5 * rng.standard_normal(
+        (40, n_images, n_reps)
+    )
     units = pd.DataFrame({"subject": [1] * 20 + [2] * 20, "OTC": True})
     stimuli = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
     Benchmark.from_arrays(path, responses.astype(np.float32), stimuli, units)
@@ -56,7 +58,12 @@ def tiny_benchmark(path: Path, n_images: int = 30, n_reps: int = 3, seed: int = 
 
 
 def env_of(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1", **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }
 
 
 # ------------------------------------------------------------------ files: missing, corrupt, truncated
@@ -81,14 +88,24 @@ def test_debug_flag_and_environment_show_the_traceback(tmp_path: Path) -> None:
 def test_corrupt_and_newer_results_databases(tmp_path: Path) -> None:
     bad = tmp_path / "bad.duckdb"
     bad.write_bytes(b"garbage" * 100)
-    assert_clean_error(run("results", "summary", "--db", str(bad)), 2, "bad.duckdb", "not a valid DuckDB")
-    assert_clean_error(run("results", "summary", "--db", str(tmp_path / "none.duckdb")), 2, "none.duckdb")
+    assert_clean_error(
+        run("results", "summary", "--db", str(bad)), 2, "bad.duckdb", "not a valid DuckDB"
+    )
+    assert_clean_error(
+        run("results", "summary", "--db", str(tmp_path / "none.duckdb")), 2, "none.duckdb"
+    )
     newer = tmp_path / "newer.duckdb"
     ResultsDB(newer).close()
     con = duckdb.connect(str(newer))
     con.execute("UPDATE schema_info SET version = 999")
     con.close()
-    assert_clean_error(run("results", "summary", "--db", str(newer)), 2, "newer.duckdb", "newer than this zooscope", ".bak")
+    assert_clean_error(
+        run("results", "summary", "--db", str(newer)),
+        2,
+        "newer.duckdb",
+        "newer than this zooscope",
+        ".bak",
+    )
 
 
 def test_upgrade_keeps_the_old_file_as_the_way_back(tmp_path: Path) -> None:
@@ -109,16 +126,25 @@ def test_upgrade_keeps_the_old_file_as_the_way_back(tmp_path: Path) -> None:
     with duckdb.connect(str(backup), read_only=True) as old:
         assert old.execute("SELECT version FROM schema_info").fetchone() == (1,)
     with ResultsDB(path, read_only=True) as db:
-        assert dict(zip(db.runs()["run_id"], db.runs()["status"], strict=True)) == {"a": "running", "b": "finished"}
+        assert dict(zip(db.runs()["run_id"], db.runs()["status"], strict=True)) == {
+            "a": "running",
+            "b": "finished",
+        }
 
 
 def test_non_utf8_manifest_names_file_and_line(tmp_path: Path) -> None:
     manifest = tmp_path / "latin1.csv"
-    manifest.write_bytes(f"{HEADER}\nr,torchvision,resnet18,random,R\xe9sNet,C,random,,,0\n".encode("latin-1"))
-    assert_clean_error(run("models", "list", "--manifest", str(manifest)), 2, "latin1.csv:2", "UTF-8")
+    manifest.write_bytes(
+        f"{HEADER}\nr,torchvision,resnet18,random,R\xe9sNet,C,random,,,0\n".encode("latin-1")
+    )
+    assert_clean_error(
+        run("models", "list", "--manifest", str(manifest)), 2, "latin1.csv:2", "UTF-8"
+    )
 
 
-def test_builtin_manifest_name_wins_over_a_folder_of_that_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_builtin_manifest_name_wins_over_a_folder_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()  # what `zooscope demo --out demo` creates
     result = run("models", "list", "--manifest", "demo")
@@ -143,7 +169,18 @@ def test_truncated_gzip_nifti_in_nsd_prepare_and_info_verify(tmp_path: Path) -> 
     volume.write_bytes(data[: len(data) // 2])  # an interrupted download
     with pytest.raises((EOFError, OSError)):
         gzip.decompress(volume.read_bytes())
-    result = run("nsd", "prepare", "--nsd-root", str(root), "--out", str(tmp_path / "b.h5"), "-s", "1", "-r", "OTC")
+    result = run(
+        "nsd",
+        "prepare",
+        "--nsd-root",
+        str(root),
+        "--out",
+        str(tmp_path / "b.h5"),
+        "-s",
+        "1",
+        "-r",
+        "OTC",
+    )
     assert_clean_error(result, 2, "nsdgeneral.nii.gz", "truncated")
     assert "Aborted" not in result.output
     result = run("nsd", "info", str(root), "--verify")
@@ -180,25 +217,46 @@ def test_a_failing_group_is_recorded_and_the_others_stored(tmp_path: Path) -> No
     responses = rng.standard_normal((20, 30, 3)).astype(np.float32)
     responses[10:, 1::2, 1:] = np.nan  # subject 2: one repetition of each test image only
     units = pd.DataFrame({"subject": [1] * 10 + [2] * 10, "OTC": True})
-    Benchmark.from_arrays(path, responses, rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8), units)
+    Benchmark.from_arrays(
+        path, responses, rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8), units
+    )
     db = tmp_path / "r.duckdb"
     result = run("ceiling", str(path), "--db", str(db), "--n-sims", "5")
     assert_clean_error(result, 1, "2|OTC", "repetitions", "1 of 2 group(s)")
     with ResultsDB(db, read_only=True) as database:
         assert list(database.ceilings()["subject"]) == ["1"]
         failures = database.failures()
-    assert list(failures["model_uid"]) == ["ceiling 2|OTC"] and list(failures["stage"]) == ["ceiling"]
+    assert list(failures["model_uid"]) == ["ceiling 2|OTC"] and list(failures["stage"]) == [
+        "ceiling"
+    ]
 
 
 # ------------------------------------------------------------------ survey: exit codes, verification
 def test_survey_where_every_model_fails_offline_exits_1_with_the_count(tmp_path: Path) -> None:
     bench = tiny_benchmark(tmp_path / "bench.h5")
     manifest = tmp_path / "offline.csv"
-    rows = [f"{uid},torchvision,{name},IMAGENET1K_V1,{name},Convolutional,classification,,imagenet1k,0" for uid, name in (("a", "alexnet"), ("r", "resnet18"))]
+    rows = [
+        f"{uid},torchvision,{name},IMAGENET1K_V1,{name},Convolutional,classification,,imagenet1k,0"
+        for uid, name in (("a", "alexnet"), ("r", "resnet18"))
+    ]
     manifest.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
     db = tmp_path / "r.duckdb"
-    command = [ZOOSCOPE, "survey", "-m", str(manifest), "-b", str(bench), "--db", str(db), "--no-ceilings", "--device", "cpu"]
-    env = env_of(ZOOSCOPE_OFFLINE="1", TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf"))
+    command = [
+        ZOOSCOPE,
+        "survey",
+        "-m",
+        str(manifest),
+        "-b",
+        str(bench),
+        "--db",
+        str(db),
+        "--no-ceilings",
+        "--device",
+        "cpu",
+    ]
+    env = env_of(
+        ZOOSCOPE_OFFLINE="1", TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf")
+    )
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 1, done.stderr[-2000:]
     last = (done.stdout + done.stderr).strip().splitlines()[-1]
@@ -213,7 +271,17 @@ def test_survey_refuses_a_benchmark_whose_data_changed(tmp_path: Path) -> None:
     bench = tiny_benchmark(tmp_path / "bench.h5")
     with h5py.File(bench, "r+") as f:
         f["responses"][0, 0, 0] += 1.0  # bit rot
-    args = ["survey", "-m", "demo", "-b", str(bench), "--db", str(tmp_path / "r.duckdb"), "--models", "resnet18_random"]
+    args = [
+        "survey",
+        "-m",
+        "demo",
+        "-b",
+        str(bench),
+        "--db",
+        str(tmp_path / "r.duckdb"),
+        "--models",
+        "resnet18_random",
+    ]
     assert_clean_error(run(*args, "--no-ceilings"), 2, "bench.h5", "content hash", "--no-verify")
     assert not (tmp_path / "r.duckdb").exists()
 
@@ -246,7 +314,10 @@ def test_locked_database_waits_then_fails_with_a_clear_message(tmp_path: Path) -
 
 def test_readers_work_while_a_survey_runs_and_sigterm_marks_it_interrupted(tmp_path: Path) -> None:
     bench = tiny_benchmark(tmp_path / "bench.h5")
-    rows = [f"resnet_{seed},torchvision,resnet18,random,ResNet-18 ({seed}),Convolutional,random,,,{seed}" for seed in range(8)]
+    rows = [
+        f"resnet_{seed},torchvision,resnet18,random,ResNet-18 ({seed}),Convolutional,random,,,{seed}"
+        for seed in range(8)
+    ]
     manifest = tmp_path / "m.csv"
     manifest.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
     db = tmp_path / "r.duckdb"
@@ -254,14 +325,18 @@ def test_readers_work_while_a_survey_runs_and_sigterm_marks_it_interrupted(tmp_p
         ZOOSCOPE, "survey", "-m", str(manifest), "-b", str(bench), "--db", str(db), "--device", "cpu",
         "--n-sims", "5", "--layers", r"^layer\d\.0\.conv1$", "--batch-size", "8",
     ]  # fmt: skip
-    survey = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_of())
+    survey = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env_of()
+    )
     try:
         deadline = time.monotonic() + 600
         scored: set[str] = set()
         while not scored and survey.poll() is None and time.monotonic() < deadline:
             time.sleep(1)
             if db.exists():
-                with ResultsDB(db, read_only=True, timeout=60) as reader:  # a reader in this process
+                with ResultsDB(
+                    db, read_only=True, timeout=60
+                ) as reader:  # a reader in this process
                     scored = set(reader.scores()["model_uid"])
         assert scored and survey.poll() is None, "the survey ended before a reader could look"
         reader = subprocess.run(
@@ -290,7 +365,9 @@ def test_files_get_the_umask_and_stale_temporaries_go(tmp_path: Path) -> None:
 
     old = os.umask(0o022)
     try:
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout.strip()
         host = __import__("socket").gethostname().split(".")[0].replace("_", "-")
         stale = tmp_path / f".bench.h5.{host}_{dead}_abc.tmp"
         stale.write_bytes(b"half a file")
@@ -303,14 +380,18 @@ def test_files_get_the_umask_and_stale_temporaries_go(tmp_path: Path) -> None:
         os.umask(old)
 
 
-def test_image_conversions_logged_once_and_a_broken_cache_entry_recomputed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_image_conversions_logged_once_and_a_broken_cache_entry_recomputed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from PIL import Image
 
     folder = tmp_path / "images"
     folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8), mode="L").save(folder / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8), mode="L").save(
+            folder / f"{i}.png"
+        )
     out = tmp_path / "out"
     umask = os.umask(0o022)
     args = ["extract", "--model", "resnet18_random", "--images", str(folder), "--out", str(out), "--device", "cpu",
@@ -323,7 +404,9 @@ def test_image_conversions_logged_once_and_a_broken_cache_entry_recomputed(tmp_p
     entry.write_bytes(b"")  # a zero-byte entry (full disk, killed copy)
     result = run(*args)
     assert result.exit_code == 0, result.output
-    assert "discarding unreadable feature-cache entry" in caplog.text and "0 reused" in result.output
+    assert (
+        "discarding unreadable feature-cache entry" in caplog.text and "0 reused" in result.output
+    )
     os.umask(umask)
     assert entry.stat().st_size > 0
     assert entry.stat().st_mode & 0o777 == 0o644  # the umask's mode, not mkstemp's 0600

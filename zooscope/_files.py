@@ -56,7 +56,9 @@ def temporary_path(folder: str | os.PathLike[str], stem: str) -> Path:
     -------
     Path
     """
-    fd, name = tempfile.mkstemp(prefix=f".{stem}.{_host()}_{os.getpid()}_", suffix=_SUFFIX, dir=folder)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{stem}.{_host()}_{os.getpid()}_", suffix=_SUFFIX, dir=folder
+    )
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
     finally:

@@ -41,7 +41,9 @@ class InputFileError(ZooscopeError):
         What to do about it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], expected: str, reason: str, hint: str = "") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], expected: str, reason: str, hint: str = ""
+    ) -> None:
         self.path = Path(path)
         self.expected = expected
         self.reason = reason
@@ -58,7 +60,9 @@ class SchemaVersionError(ZooscopeError, RuntimeError):
     """A results database written by a newer zooscope (or one that needs an upgrade to be read)."""
 
 
-def corrupt_file(path: str | os.PathLike[str], expected: str, error: BaseException) -> InputFileError:
+def corrupt_file(
+    path: str | os.PathLike[str], expected: str, error: BaseException
+) -> InputFileError:
     """An :class:`InputFileError` for a file that a library failed to decode.
 
     Parameters
@@ -76,7 +80,10 @@ def corrupt_file(path: str | os.PathLike[str], expected: str, error: BaseExcepti
     """
     reason = str(error).strip() or type(error).__name__
     if isinstance(error, FileNotFoundError):
-        reason, hint = "no such file", "check the path (and that this part of the data was downloaded)"
+        reason, hint = (
+            "no such file",
+            "check the path (and that this part of the data was downloaded)",
+        )
     elif isinstance(error, EOFError) or "truncat" in reason.lower() or "end-of-stream" in reason:
         hint = "the file looks truncated (an interrupted download or copy?): fetch it again"
     elif isinstance(error, UnicodeDecodeError):

@@ -71,7 +71,10 @@ def _duckdb_error(error: Exception) -> tuple[str, int]:
             EXIT_BAD_INPUT,
         )
     if "not a valid DuckDB database" in text:
-        return f"{text}\n  give a results database written by zooscope (or a new file name)", EXIT_BAD_INPUT
+        return (
+            f"{text}\n  give a results database written by zooscope (or a new file name)",
+            EXIT_BAD_INPUT,
+        )
     return f"results database: {text}", EXIT_BAD_INPUT
 
 
@@ -101,7 +104,7 @@ def describe(error: BaseException) -> tuple[str, int]:
         text = f"{_OOM_HINT} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
     elif isinstance(error, UnicodeDecodeError):
         text = (
-            f"a file is not {error.encoding} text (byte {error.object[error.start:error.start + 1]!r} "
+            f"a file is not {error.encoding} text (byte {error.object[error.start : error.start + 1]!r} "
             f"at position {error.start})\n  save it as UTF-8"
         )
     elif isinstance(error, EOFError):

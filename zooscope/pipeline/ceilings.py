@@ -36,7 +36,17 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CEILING_COLUMNS", "CeilingResult", "compute_ceilings", "iter_ceilings", "usable_units"]
 
-CEILING_COLUMNS = ["subject", "roi", "method", "value", "lower", "upper", "n_units", "n_dropped", "note"]
+CEILING_COLUMNS = [
+    "subject",
+    "roi",
+    "method",
+    "value",
+    "lower",
+    "upper",
+    "n_units",
+    "n_dropped",
+    "note",
+]
 
 
 @dataclass
@@ -180,15 +190,30 @@ def iter_ceilings(
     """
     from zooscope.pipeline.scoring import _subjects
 
-    groups = benchmark.groups(subjects=_subjects(benchmark, config.subjects), rois=list(config.rois) if config.rois else None)
+    groups = benchmark.groups(
+        subjects=_subjects(benchmark, config.subjects),
+        rois=list(config.rois) if config.rois else None,
+    )
     test = benchmark.splits[config.test_split]
     todo = {label: units for label, units in groups.items() if label not in set(skip)}
     for label, units in tqdm(todo.items(), desc="noise ceilings", unit="group", disable=None):
         result = _one_group(label, benchmark.responses(units, test), n_sims, seed, backend)
         if result.ok:
             row = result.row or {}
-            left = f"; {_note(result.dropped)} unit(s) left out" if any(result.dropped.values()) else ""
-            logger.info("ceiling %s: %.3f [%.3f, %.3f] from %d units%s", label, row["value"], row["lower"], row["upper"], result.n_units, left)
+            left = (
+                f"; {_note(result.dropped)} unit(s) left out"
+                if any(result.dropped.values())
+                else ""
+            )
+            logger.info(
+                "ceiling %s: %.3f [%.3f, %.3f] from %d units%s",
+                label,
+                row["value"],
+                row["lower"],
+                row["upper"],
+                result.n_units,
+                left,
+            )
         else:
             logger.warning("no noise ceiling: %s", result.error)
         yield result

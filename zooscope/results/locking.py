@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,18 @@ def lock_timeout() -> float:
     try:
         return max(0.0, float(text))
     except ValueError as error:
-        raise ValueError(f"ZOOSCOPE_DB_TIMEOUT must be a number of seconds, got {text!r}") from error
+        raise ValueError(
+            f"ZOOSCOPE_DB_TIMEOUT must be a number of seconds, got {text!r}"
+        ) from error
 
 
 def _is_lock_conflict(error: Exception) -> bool:
     return "Could not set lock" in str(error) or "Conflicting lock" in str(error)
 
 
-def connect_waiting(path: str | os.PathLike[str], read_only: bool = False, timeout: float | None = None) -> Any:
+def connect_waiting(
+    path: str | os.PathLike[str], read_only: bool = False, timeout: float | None = None
+) -> Any:
     """``duckdb.connect(path, read_only)``, retried while another process holds the file's lock.
 
     Parameters
@@ -70,7 +75,8 @@ def connect_waiting(path: str | os.PathLike[str], read_only: bool = False, timeo
             if not _is_lock_conflict(error):
                 raise
             if time.monotonic() >= deadline:
-                holder = str(error).split("Conflicting lock is held in", 1)[-1].split(".", 1)[0].strip()
+                found = re.search(r"held in (.+?) \(PID (\d+)\)", str(error))
+                holder = f"process {found.group(2)}, {found.group(1)}" if found else ""
                 raise DatabaseLocked(
                     f"{Path(path)}: the results database stayed locked for {timeout:.0f} s "
                     f"(held by {holder or 'another process'})\n  wait for that process to finish, "

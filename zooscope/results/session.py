@@ -31,7 +31,9 @@ class ShortWrites:
         Lock wait per opening (default ``$ZOOSCOPE_DB_TIMEOUT`` or 600 s).
     """
 
-    def __init__(self, db: str | os.PathLike[str] | ResultsDB, timeout: float | None = None) -> None:
+    def __init__(
+        self, db: str | os.PathLike[str] | ResultsDB, timeout: float | None = None
+    ) -> None:
         self._open_db = db if isinstance(db, ResultsDB) else None
         self.path = db.path if isinstance(db, ResultsDB) else Path(db)
         self.timeout = timeout
