@@ -410,3 +410,12 @@ def test_image_conversions_logged_once_and_a_broken_cache_entry_recomputed(
     os.umask(umask)
     assert entry.stat().st_size > 0
     assert entry.stat().st_mode & 0o777 == 0o644  # the umask's mode, not mkstemp's 0600
+
+
+def test_survey_refuses_units_without_data_once_before_any_model(tmp_path: Path) -> None:
+    bench = tiny_benchmark(tmp_path / "bench.h5")
+    with h5py.File(bench, "r+") as f:
+        f["responses"][25] = np.nan  # an all-NaN unit in subject 2
+    args = ["survey", "-m", "demo", "-b", str(bench), "--db", str(tmp_path / "r.duckdb")]
+    result = run(*args, "--models", "resnet18_random", "--no-verify")
+    assert_clean_error(result, 2, "bench.h5", "2|OTC", "[25]")

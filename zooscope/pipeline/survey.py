@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -103,6 +104,24 @@ def _verify(bench: Benchmark) -> None:
             "restore a good copy or write it again (zooscope nsd prepare); --no-verify skips this check",
         )
     logger.debug("benchmark %s verified in %.1fs", bench.path, time.perf_counter() - started)
+
+
+def _check_scorable(bench: Benchmark, config: ScoringConfig) -> None:
+    """Refuse, once and before any model, units that every model would fail on (no data at all)."""
+    from zooscope.pipeline.scoring import _subjects
+
+    groups = bench.groups(subjects=_subjects(bench, config.subjects), rois=list(config.rois) if config.rois else None)
+    units = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, np.int64)
+    bad = units[np.isnan(bench.mean_responses(units)).any(axis=1)] if units.size else units
+    if bad.size:
+        labels = [label for label, idx in groups.items() if np.isin(idx, bad).any()]
+        raise InputFileError(
+            bench.path,
+            "a Benchmark file to score",
+            f"{bad.size} unit(s) (e.g. {bad[:5].tolist()}) have no repetition at all for some images, "
+            f"in group(s) {', '.join(labels)}",
+            "drop them when preparing the benchmark, or leave their groups out (--subjects/--rois)",
+        )
 
 
 @contextlib.contextmanager
@@ -235,6 +254,7 @@ def survey(
     bench = Benchmark.open(benchmark)
     if verify:
         _verify(bench)
+    _check_scorable(bench, config)
     session = ShortWrites(db)
     manifest_name = entries[0].manifest if entries else None
     with session.open() as results:
