@@ -209,3 +209,63 @@ def test_too_few_pairs_give_nan_not_an_error():
     assert np.isnan(got["t"]) and np.isnan(got["p_wilcoxon"])
     with pytest.raises(ValueError, match="not found in 'task'"):
         compare.paired_tests(frame, "arch", "task", ("m", "memorability"))
+
+
+def _cli(args):
+    from io import StringIO
+
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return pd.read_csv(StringIO(result.stdout)) if "csv" in args else result.stdout
+
+
+def test_cli_paired_groups_and_scaling(db, tmp_path):
+    base = ["--db", str(db.path), "--metric", "versa", "--format", "csv"]
+    contrast = ["--contrast", "task=memorability,classification"]
+    paired = _cli(
+        ["analyze", "paired", *base, "--pair-by", "arch", *contrast, "--out", str(tmp_path)]
+    )
+    frame = score_frame(db, metric="versa", level="model")
+    ref = compare.paired_tests(frame, "arch", "task", ("memorability", "classification"))
+    assert paired.loc[0, "p_t"] == pytest.approx(ref.loc[0, "p_t"], rel=1e-9)
+    assert (tmp_path / "paired_task.png").exists() and (tmp_path / "pairs_task.csv").exists()
+    groups = _cli(["analyze", "groups", *base, *contrast])
+    assert groups.loc[0, "n_a"] == 7 and groups.loc[0, "u"] == pytest.approx(
+        compare.group_tests(frame, "task", ("memorability", "classification")).loc[0, "u"]
+    )
+    scaling = _cli(["analyze", "scaling", *base, "--out", str(tmp_path)])
+    assert scaling.loc[0, "slope"] == pytest.approx(compare.scaling_fit(frame).loc[0, "slope"])
+    assert (tmp_path / "scaling_train_data_size.png").exists()
+    subject = _cli(
+        ["analyze", "paired", *base, "--pair-by", "arch", *contrast, "--level", "subject"]
+    )
+    assert subject.loc[0, "n_pairs"] == 10
+
+
+def test_cli_rejects_a_malformed_contrast(db):
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    result = CliRunner().invoke(
+        app, ["analyze", "groups", "--db", str(db.path), "--contrast", "task=memorability"]
+    )
+    assert result.exit_code != 0 and "COLUMN=LEVEL_A,LEVEL_B" in result.output
+
+
+def test_report_has_the_comparison_sections(db, tmp_path):
+    from zooscope.report.html import build_report
+
+    index = build_report(db, tmp_path / "report", n_boot=50, roi="IT")
+    page = index.read_text(encoding="utf-8")
+    assert "<h2>Matched pairs and groups</h2>" in page and "Mann–Whitney" in page
+    assert "<h2>Training-set size</h2>" in page
+    explicit = build_report(
+        db, tmp_path / "r2", n_boot=50, roi="IT", pair_by="arch",
+        contrast="task=classification,memorability",
+    ).read_text(encoding="utf-8")  # fmt: skip
+    assert "classification against memorability (task); models matched by arch" in explicit

@@ -211,3 +211,24 @@ def test_a_version_1_file_gains_the_prediction_tables(tmp_path):
     with ResultsDB(path) as db:
         assert db.schema_version == dbmod.SCHEMA_VERSION
         assert db.unit_predictions().empty and db.unit_responses().empty
+
+
+def test_cli_unique_variance(planted, tmp_path):
+    from io import StringIO
+
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    db, _ = planted
+    result = CliRunner().invoke(
+        app,
+        ["analyze", "unique-variance", "--db", str(db.path), "--model", "A", "--control", "B",
+         "--format", "csv", "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    got = pd.read_csv(StringIO(result.stdout)).set_index("roi")
+    ref = summarize_unique_variance(unique_variance(db, "A", "B")).set_index("roi")
+    pd.testing.assert_series_equal(got["median_partial_model"], ref["median_partial_model"])
+    assert (tmp_path / "unique_variance_A.png").exists()
+    assert (tmp_path / "unique_variance_A_units.csv").exists()
