@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from zooscope.benchmark import Benchmark
 from zooscope.errors import InputFileError
 from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings
+from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
 from zooscope.pipeline.scoring import (
     BrainData,
     ModelScores,
@@ -269,6 +270,10 @@ def survey(
         with _sigterm_interrupts():
             if ceilings:
                 _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
+            if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
+                brain = _brain_for(str(benchmark), bench.content_hash, config)
+                with session.open() as results:
+                    results.write_responses(bench.content_hash, observed_responses(brain))
             todo = []
             for entry in entries:
                 if not entry.available:
@@ -294,7 +299,7 @@ def survey(
                         logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
                     else:
                         with session.open() as results:
-                            results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds)
+                            results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions)
                         uid = outcome.model["model_uid"]
                         report.scored.append(uid)
                         best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
