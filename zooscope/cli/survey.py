@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         import pandas as pd
 
         from zooscope.benchmark import Benchmark
-        from zooscope.pipeline.ceilings import CEILING_COLUMNS, iter_ceilings
+        from zooscope.pipeline.ceilings import CEILING_COLUMNS, iter_ceilings, store_ceiling
         from zooscope.pipeline.scoring import ScoringConfig
         from zooscope.results.session import ShortWrites
 
@@ -138,10 +138,7 @@ def register(app: typer.Typer) -> None:
                     failed.append(result)
                 if session is not None:
                     with session.open() as database:
-                        if result.ok:
-                            database.write_ceilings(bench.content_hash, pd.DataFrame([result.row]), groups_only=True)
-                        else:
-                            database.record_failure(run_id, f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or "")
+                        store_ceiling(database, run_id, bench.content_hash, result)
             status = "finished"
         finally:
             if session is not None:

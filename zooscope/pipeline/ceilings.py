@@ -31,10 +31,18 @@ from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
 if TYPE_CHECKING:
     from zooscope.benchmark import Benchmark
     from zooscope.pipeline.scoring import ScoringConfig
+    from zooscope.results.db import ResultsDB
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CEILING_COLUMNS", "CeilingResult", "compute_ceilings", "iter_ceilings", "usable_units"]
+__all__ = [
+    "CEILING_COLUMNS",
+    "CeilingResult",
+    "compute_ceilings",
+    "iter_ceilings",
+    "store_ceiling",
+    "usable_units",
+]
 
 CEILING_COLUMNS = [
     "subject",
@@ -217,6 +225,22 @@ def iter_ceilings(
         else:
             logger.warning("no noise ceiling: %s", result.error)
         yield result
+
+
+def store_ceiling(
+    results: ResultsDB, run_id: str, benchmark_hash: str, result: CeilingResult
+) -> None:
+    """Store one group's ceiling (replacing that group's row), or record its failure.
+
+    A failure goes to the ``failures`` table like a model's: ``model_uid`` is ``"ceiling <group>"``
+    and ``stage`` is ``"ceiling"``.
+    """
+    if result.ok:
+        results.write_ceilings(benchmark_hash, pd.DataFrame([result.row]), groups_only=True)
+    else:
+        results.record_failure(
+            run_id, f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""
+        )
 
 
 def compute_ceilings(

@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from zooscope.benchmark import Benchmark
 from zooscope.errors import InputFileError
-from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings
+from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
 from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
 from zooscope.pipeline.scoring import (
     BrainData,
@@ -149,12 +148,9 @@ def _store_ceilings(
     """Compute the missing ceilings, storing each group's as soon as it is done."""
     for result in iter_ceilings(bench, config, n_sims=n_sims, skip=have):
         with session.open() as results:
-            if result.ok:
-                results.write_ceilings(bench.content_hash, pd.DataFrame([result.row]), groups_only=True)
-            else:
-                failure = Failure(f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or "")
-                results.record_failure(run_id, failure.model_uid, failure.stage, failure.error, failure.traceback)
-                report.ceiling_failures.append(failure)
+            store_ceiling(results, run_id, bench.content_hash, result)
+        if not result.ok:
+            report.ceiling_failures.append(Failure(f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""))
 
 
 def _in_process(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions) -> Iterator[ModelScores | Failure]:
