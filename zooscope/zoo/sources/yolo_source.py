@@ -21,6 +21,8 @@ first element of yolov5's ``(predictions, per-level maps)`` output).
 from __future__ import annotations
 
 import math
+import pickle
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -255,8 +257,16 @@ def read_yolo_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         for module in ("models.yolo", "models.common")
         for name in _YOLO_CLASSES
     ]
-    with torch.serialization.safe_globals([*_TORCH_LAYERS, *stand_ins, set, torch.float16, torch.float32]):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals([*_TORCH_LAYERS, *stand_ins, set]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        what = found[1] if found else "an object"
+        raise pickle.UnpicklingError(
+            f"{path}: refused to load: the checkpoint pickles {what}, which is not part of a yolov5 "
+            "model (zooscope never runs code from a checkpoint file)"
+        ) from None
     model = checkpoint.get("ema") or checkpoint["model"] if isinstance(checkpoint, dict) else checkpoint
     if not isinstance(model, nn.Module):
         raise TypeError(f"{path}: expected a pickled yolov5 model under 'model', got {type(model).__name__}")
