@@ -88,7 +88,10 @@ def test_taskonomy_transform_is_resize_to_tensor_times_two_minus_one() -> None:
     entry = get_entry("random_weights_taskonomy", "conwell2024")
     loaded = load_model(entry)
     image = _images(1)[0]
-    expected = np.asarray(Image.fromarray(image).resize((256, 256), Image.Resampling.BILINEAR), np.float32) / 255
+    expected = (
+        np.asarray(Image.fromarray(image).resize((256, 256), Image.Resampling.BILINEAR), np.float32)
+        / 255
+    )
     got = loaded.preprocess(image).permute(1, 2, 0).numpy()
     np.testing.assert_allclose(got, expected * 2 - 1, atol=2 / 255)  # PIL vs antialiased resize
     assert "ScaleShift(scale=2.0, shift=-1.0)" in loaded.info.preprocess
@@ -124,7 +127,12 @@ def test_yolov5_checkpoint_written_by_the_package_matches_its_model(torch_home: 
     entry = get_entry("yolov5s_yolo", "conwell2024")
     path = _cache_path(entry.model_uid)
     path.parent.mkdir(parents=True)
-    checkpoint = {"epoch": -1, "best_fitness": None, "model": copy.deepcopy(model).half(), "ema": None}
+    checkpoint = {
+        "epoch": -1,
+        "best_fitness": None,
+        "model": copy.deepcopy(model).half(),
+        "ema": None,
+    }
     torch.save(checkpoint, path)  # yolov5's own format: the pickled Model, half precision
 
     loaded = load_model(entry)
@@ -143,10 +151,14 @@ class _RunsCode:
         return (print, ("code from a checkpoint ran",))
 
 
-def test_yolo_checkpoint_reader_runs_no_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_yolo_checkpoint_reader_runs_no_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"model": _RunsCode()}, path)
-    with pytest.raises(pickle.UnpicklingError, match=r"pickles print, which is not part of a yolov5 model"):
+    with pytest.raises(
+        pickle.UnpicklingError, match=r"pickles print, which is not part of a yolov5 model"
+    ):
         read_yolo_checkpoint(path)
     assert "code from a checkpoint ran" not in capsys.readouterr().out
 
@@ -155,7 +167,9 @@ def test_yolo_checkpoint_reader_runs_no_code(tmp_path: Path, capsys: pytest.Capt
 def test_ipcl_alexnet_gn_layers_follow_open_ipcl() -> None:
     shapes = {k: tuple(v.shape) for k, v in AlexNetGN().state_dict().items()}
     # open_ipcl models/alexnet_gn.py: bias-free convs, GroupNorm(32), BN1d in fc6/fc7, fc8 -> 128.
-    assert shapes["conv_block_1.0.weight"] == (96, 3, 11, 11) and "conv_block_1.0.bias" not in shapes
+    assert (
+        shapes["conv_block_1.0.weight"] == (96, 3, 11, 11) and "conv_block_1.0.bias" not in shapes
+    )
     assert shapes["conv_block_1.1.weight"] == (96,)
     assert shapes["conv_block_5.0.weight"] == (256, 384, 3, 3)
     assert shapes["fc6.0.weight"] == (4096, 9216) and shapes["fc6.1.running_var"] == (4096,)
@@ -212,13 +226,19 @@ def test_file_url_and_relative_checkpoints_load(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text("\n".join([header, *rows]) + "\n")
     for entry in parse_manifest(manifest.read_text().splitlines(True), str(manifest)):
-        result = CliRunner().invoke(app, ["models", "cache-path", entry.model_uid, "--manifest", str(manifest)])
+        result = CliRunner().invoke(
+            app, ["models", "cache-path", entry.model_uid, "--manifest", str(manifest)]
+        )
         assert Path(result.output.strip()) == tmp_path / "w.pth"
         loaded = load_model(entry)
-        torch.testing.assert_close(loaded.module.state_dict(), reference.state_dict(), rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded.module.state_dict(), reference.state_dict(), rtol=0, atol=0
+        )
 
 
 def test_cache_path_refuses_random_rows() -> None:
-    result = CliRunner().invoke(app, ["models", "cache-path", "random_weights_taskonomy", "--manifest", "conwell2024"])
+    result = CliRunner().invoke(
+        app, ["models", "cache-path", "random_weights_taskonomy", "--manifest", "conwell2024"]
+    )
     assert result.exit_code == 1
     assert "random init" in result.output

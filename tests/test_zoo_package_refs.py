@@ -17,13 +17,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from zooscope.zoo.checkpoints import UndeclaredPackageReference, check_package_reference, resolve_package_file
+from zooscope.zoo.checkpoints import (
+    UndeclaredPackageReference,
+    check_package_reference,
+    resolve_package_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "model_uid,source,name,weights,display_name,arch_class,task,task_cluster,train_data,arch,checkpoint"
 
 
-def _zooscope(args: list[str], tmp_path: Path, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _zooscope(
+    args: list[str], tmp_path: Path, extra_path: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI with TMPDIR pointing at an empty folder we can watch."""
     env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "ZOOSCOPE_OFFLINE": "1"}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (extra_path, REPO) if p is not None)
@@ -73,22 +79,33 @@ def test_undeclared_package_references_are_refused_and_nothing_runs(
     result = _zooscope([*command, "--manifest", str(manifest)], tmp_path, extra_path=canary)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.splitlines()
-    assert any(f"{manifest}:2:name: package reference 'tempfile:mkdtemp' is not declared" in x for x in lines)
-    assert any(f"{manifest}:3:name: package reference 'os:getcwd' is not declared" in x for x in lines)
-    assert any(f"{manifest}:4:checkpoint: package reference 'zoo_canary:weights'" in x for x in lines)
+    assert any(
+        f"{manifest}:2:name: package reference 'tempfile:mkdtemp' is not declared" in x
+        for x in lines
+    )
+    assert any(
+        f"{manifest}:3:name: package reference 'os:getcwd' is not declared" in x for x in lines
+    )
+    assert any(
+        f"{manifest}:4:checkpoint: package reference 'zoo_canary:weights'" in x for x in lines
+    )
     assert "Traceback" not in result.stderr
     assert list((tmp_path / "tmp").iterdir()) == []  # mkdtemp never ran
     assert not (canary / "imported").exists()  # the module was never imported
 
 
-def test_check_package_reference_reads_no_module(canary: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_package_reference_reads_no_module(
+    canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.syspath_prepend(str(canary))
     problem = check_package_reference("package:zoo_canary:weights")
     assert problem is not None and "not declared" in problem
     with pytest.raises(UndeclaredPackageReference):
         resolve_package_file("package:zoo_canary:weights")
     assert "zoo_canary" not in sys.modules and not (canary / "imported").exists()
-    assert "expected package:<module>:<attribute.path>" in (check_package_reference("package:os") or "")
+    assert "expected package:<module>:<attribute.path>" in (
+        check_package_reference("package:os") or ""
+    )
     assert check_package_reference("https://example.org/w.pth") is None
 
 
@@ -110,9 +127,12 @@ def test_entry_point_declares_a_package_file(tmp_path: Path, canary: Path) -> No
     (info / "entry_points.txt").write_text("[zooscope.models]\nalexnet_gn = zoo_weights:path\n")
     manifest = tmp_path / "declared.csv"
     manifest.write_text(
-        HEADER + "\nipcl_pkg,ipcl,alexnet_gn,pretrained,I,Convolutional,x,,d,,package:zoo_weights:path\n"
+        HEADER
+        + "\nipcl_pkg,ipcl,alexnet_gn,pretrained,I,Convolutional,x,,d,,package:zoo_weights:path\n"
     )
-    result = _zooscope(["models", "cache-path", "ipcl_pkg", "--manifest", str(manifest)], tmp_path, canary)
+    result = _zooscope(
+        ["models", "cache-path", "ipcl_pkg", "--manifest", str(manifest)], tmp_path, canary
+    )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()) == package / "alexnet_gn.pth"
     result = _zooscope(["models", "check", "--manifest", str(manifest)], tmp_path, canary)

@@ -12,6 +12,8 @@ center crop 224, ``to_tensor``, ImageNet mean/std normalisation.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 from torchvision import transforms
@@ -30,7 +32,9 @@ class L2Normalize(nn.Module):
         return x.div(x.pow(2).sum(1, keepdim=True).pow(0.5))
 
 
-def _conv_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int, pool: bool) -> nn.Sequential:
+def _conv_block(
+    c_in: int, c_out: int, kernel: int, stride: int, padding: int, pool: bool
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
         nn.GroupNorm(32, c_out),
@@ -55,13 +59,21 @@ class AlexNetGN(nn.Module):
         self.conv_block_4 = _conv_block(384, 384, 3, 1, 1, pool=False)
         self.conv_block_5 = _conv_block(384, 256, 3, 1, 1, pool=True)
         self.ave_pool = nn.AdaptiveAvgPool2d((6, 6))
-        self.fc6 = nn.Sequential(nn.Linear(256 * 6 * 6, 4096), nn.BatchNorm1d(4096), nn.ReLU(inplace=True))
+        self.fc6 = nn.Sequential(
+            nn.Linear(256 * 6 * 6, 4096), nn.BatchNorm1d(4096), nn.ReLU(inplace=True)
+        )
         self.fc7 = nn.Sequential(nn.Linear(4096, 4096), nn.BatchNorm1d(4096), nn.ReLU(inplace=True))
         self.fc8 = nn.Sequential(nn.Linear(4096, out_dim))
         self.l2norm = L2Normalize()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in (self.conv_block_1, self.conv_block_2, self.conv_block_3, self.conv_block_4, self.conv_block_5):
+        for block in (
+            self.conv_block_1,
+            self.conv_block_2,
+            self.conv_block_3,
+            self.conv_block_4,
+            self.conv_block_5,
+        ):
             x = block(x)
         x = self.ave_pool(x).flatten(1)
         return self.l2norm(self.fc8(self.fc7(self.fc6(x))))
@@ -82,4 +94,6 @@ def ipcl_transform() -> Transform:
 @register_source
 class IPCLSource(FamilySource):
     name = "ipcl"
-    models = {"alexnet_gn": FamilyModel(AlexNetGN, ipcl_transform)}
+    models: ClassVar[dict[str, FamilyModel]] = {
+        "alexnet_gn": FamilyModel(AlexNetGN, ipcl_transform)
+    }

@@ -16,6 +16,7 @@ than OpenCV's), ``to_tensor``, ImageNet mean/std normalisation.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,9 @@ class Interpolate(nn.Module):
         self.align_corners = align_corners
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode, align_corners=self.align_corners)
+        return F.interpolate(
+            x, scale_factor=self.scale_factor, mode=self.mode, align_corners=self.align_corners
+        )
 
 
 class ResidualConvUnit(nn.Module):
@@ -81,13 +84,17 @@ class MidasNet(nn.Module):
 
         resnet = resnext101_32x8d(weights=None)
         self.pretrained = nn.Module()
-        self.pretrained.layer1 = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1)
+        self.pretrained.layer1 = nn.Sequential(
+            resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1
+        )
         self.pretrained.layer2 = resnet.layer2
         self.pretrained.layer3 = resnet.layer3
         self.pretrained.layer4 = resnet.layer4
         self.scratch = nn.Module()
         for i, channels in enumerate((256, 512, 1024, 2048), start=1):
-            setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(channels, features, 3, 1, 1, bias=False))
+            setattr(
+                self.scratch, f"layer{i}_rn", nn.Conv2d(channels, features, 3, 1, 1, bias=False)
+            )
         for i in (4, 3, 2, 1):
             setattr(self.scratch, f"refinenet{i}", FeatureFusionBlock(features))
         self.scratch.output_conv = nn.Sequential(
@@ -142,10 +149,16 @@ class MidasResize:
 
 def midas_transform() -> Transform:
     """MiDaS v2.1's default transform (upper-bound resize to 384, ImageNet normalisation)."""
-    return transforms.Compose([MidasResize(384, 32), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return transforms.Compose(
+        [
+            MidasResize(384, 32),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 @register_source
 class MidasSource(FamilySource):
     name = "midas"
-    models = {"midas_v21": FamilyModel(MidasNet, midas_transform)}
+    models: ClassVar[dict[str, FamilyModel]] = {"midas_v21": FamilyModel(MidasNet, midas_transform)}

@@ -12,6 +12,8 @@ then ``x * 2 - 1`` (inputs in [-1, 1], no ImageNet normalisation).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torchvision import transforms
 
@@ -42,7 +44,9 @@ def taskonomy_transform() -> Transform:
 @register_source
 class TaskonomySource(FamilySource):
     name = "taskonomy"
-    models = {"encoder": FamilyModel(build_encoder, taskonomy_transform)}
+    models: ClassVar[dict[str, FamilyModel]] = {
+        "encoder": FamilyModel(build_encoder, taskonomy_transform)
+    }
 
     def library_versions(self) -> dict[str, str]:
         from importlib.metadata import version

@@ -17,7 +17,6 @@ from zooscope.zoo.manifest import ModelEntry
 from zooscope.zoo.preprocess import HFImageTransform
 from zooscope.zoo.sources.base import Source, Transform, register_source
 
-
 VENDORED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 

@@ -25,6 +25,7 @@ import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -142,7 +143,9 @@ class Detect(nn.Module):
         self.na = len(ANCHORS[0]) // 2
         stride = torch.tensor(STRIDES)
         # Stored in units of each level's stride, as yolov5's Model leaves them.
-        self.register_buffer("anchors", torch.tensor(ANCHORS).float().view(self.nl, -1, 2) / stride.view(-1, 1, 1))
+        self.register_buffer(
+            "anchors", torch.tensor(ANCHORS).float().view(self.nl, -1, 2) / stride.view(-1, 1, 1)
+        )
         self.register_buffer("stride", stride, persistent=False)
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in channels)
 
@@ -195,7 +198,10 @@ class YOLOv5(nn.Module):
             elif kind == "Upsample":
                 layer, c_out = nn.Upsample(None, 2, "nearest"), c_in
             elif kind == "Concat":
-                layer, c_out = Concat(), sum(channels[j] if j == -1 else channels[j + 1] for j in origin)
+                layer, c_out = (
+                    Concat(),
+                    sum(channels[j] if j == -1 else channels[j + 1] for j in origin),
+                )
             else:
                 layer, c_out = Detect([channels[j + 1] for j in origin]), 0
             layers.append(layer)
@@ -203,7 +209,9 @@ class YOLOv5(nn.Module):
             channels.append(c_out)
         self.model = nn.Sequential(*layers)
         # Outputs later layers read again (yolov5's ``save`` list).
-        self._keep = {j for origin in self.sources if not isinstance(origin, int) for j in origin if j != -1}
+        self._keep = {
+            j for origin in self.sources if not isinstance(origin, int) for j in origin if j != -1
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kept: dict[int, torch.Tensor] = {}
@@ -234,7 +242,18 @@ _TORCH_LAYERS = (
     nn.Upsample,
     nn.MaxPool2d,
 )
-_YOLO_CLASSES = ("Model", "DetectionModel", "Detect", "Conv", "Bottleneck", "C3", "SPPF", "SPP", "Concat", "Focus")
+_YOLO_CLASSES = (
+    "Model",
+    "DetectionModel",
+    "Detect",
+    "Conv",
+    "Bottleneck",
+    "C3",
+    "SPPF",
+    "SPP",
+    "Concat",
+    "Focus",
+)
 
 
 def read_yolo_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -267,21 +286,32 @@ def read_yolo_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: refused to load: the checkpoint pickles {what}, which is not part of a yolov5 "
             "model (zooscope never runs code from a checkpoint file)"
         ) from None
-    model = checkpoint.get("ema") or checkpoint["model"] if isinstance(checkpoint, dict) else checkpoint
+    model = (
+        checkpoint.get("ema") or checkpoint["model"] if isinstance(checkpoint, dict) else checkpoint
+    )
     if not isinstance(model, nn.Module):
-        raise TypeError(f"{path}: expected a pickled yolov5 model under 'model', got {type(model).__name__}")
+        raise TypeError(
+            f"{path}: expected a pickled yolov5 model under 'model', got {type(model).__name__}"
+        )
     return {k: v.float() for k, v in model.state_dict().items()}
 
 
 def yolo_transform() -> Transform:
     """Bicubic resize to (256, 256), to_tensor (``/ 255``), no normalisation."""
-    return transforms.Compose([transforms.Resize((256, 256), interpolation=InterpolationMode.BICUBIC), transforms.ToTensor()])
+    return transforms.Compose(
+        [
+            transforms.Resize((256, 256), interpolation=InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+        ]
+    )
 
 
 @register_source
 class YoloSource(FamilySource):
     name = "yolo"
-    models = {size: FamilyModel(lambda size=size: YOLOv5(size), yolo_transform) for size in SIZES}
+    models: ClassVar[dict[str, FamilyModel]] = {
+        size: FamilyModel(lambda size=size: YOLOv5(size), yolo_transform) for size in SIZES
+    }
 
     def read_state_dict(self, path, entry: ModelEntry) -> dict[str, torch.Tensor]:
         return read_yolo_checkpoint(path)
