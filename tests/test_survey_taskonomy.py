@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zooscope.analyses import ResultsDB, ScoringConfig, survey
 from zooscope.nsd import prepare, write_synthetic
-from zooscope.pipeline.scoring import RunOptions
+from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+from zooscope.pipeline.survey import survey
+from zooscope.results.db import ResultsDB
 
 
 def test_taskonomy_random_row_is_scored_on_every_layer(tmp_path: Path) -> None:
