@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from zooscope.nsd import prepare, write_synthetic
 from zooscope.pipeline.scoring import RunOptions, ScoringConfig
 from zooscope.pipeline.survey import survey
 from zooscope.results.db import ResultsDB
 
 
+@pytest.mark.slow
 def test_taskonomy_random_row_is_scored_on_every_layer(tmp_path: Path) -> None:
     write_synthetic(tmp_path / "nsd", subjects=(1,), n_images=24, n_sessions=3, image_size=64)
     bench = tmp_path / "benchmark.h5"
