@@ -1,6 +1,6 @@
 """Figures of the analyses (matplotlib/seaborn), each saved as PNG and SVG.
 
-Every function takes tidy DataFrames (as returned by the other ``zooscope.analyses`` modules),
+Every function takes tidy DataFrames (as returned by :mod:`zooscope.stats` and :mod:`zooscope.results`),
 draws one figure, writes ``<out>.png`` and ``<out>.svg`` and returns the two paths.
 """
 
