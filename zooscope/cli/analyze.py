@@ -245,7 +245,7 @@ def register(app: typer.Typer) -> None:
 
     from zooscope.cli import compare
 
-    compare.register(analyze)  # paired, groups, scaling, unique-variance
+    compare.register(analyze)  # paired, groups, scaling, unique-variance, layer-cka
     app.add_typer(imports, name="import-scores")
     app.add_typer(analyze, name="analyze")
     app.add_typer(results, name="results")
