@@ -25,8 +25,8 @@ import torch
 from zooscope.zoo.hub import torch_checkpoint_dir, url_host
 from zooscope.zoo.manifest import ModelEntry
 from zooscope.zoo.sources.base import Source, Transform, register_source
-from zooscope.zoo.sources.timm_source import build_timm
-from zooscope.zoo.sources.torchvision_source import build_torchvision
+from zooscope.zoo.sources.timm_source import build_timm, uncropped
+from zooscope.zoo.sources.torchvision_source import build_torchvision, conwell2024_torchvision
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +213,13 @@ class CheckpointSource(Source):
         tensors = unwrap_state_dict(state, entry.metadata.get("checkpoint_key"))
         load_checkpoint_into(module, tensors, entry.metadata.get("strip_prefix", ""))
         return module, transform
+
+    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        # The architecture library's rule: timm's uncropped eval transform, or the torchvision
+        # rule (the paper's VISSL and DINO checkpoints: Resize((224, 224)) + ImageNet statistics).
+        if (entry.arch or "").startswith("timm:"):
+            return uncropped(transform)
+        return conwell2024_torchvision(pretrained)
 
     def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:
         return (url_host(entry.name),) if entry.name.startswith(("http://", "https://")) else ()

@@ -6,6 +6,7 @@ needs only the config and the image-processor files (from the cache or the folde
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -34,6 +35,16 @@ class TransformersSource(Source):
             model = AutoModel.from_config(AutoConfig.from_pretrained(entry.name))
         processor = AutoImageProcessor.from_pretrained(entry.name)
         return vision_backbone(model), HFImageTransform(processor)
+
+    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        # "Their published transform without a crop": the processor's own steps, its resize set
+        # to the crop size and the centre crop switched off.
+        processor = copy.deepcopy(transform.processor)
+        if getattr(processor, "do_center_crop", False):
+            crop = processor.crop_size
+            processor.size = {"height": crop["height"], "width": crop["width"]}
+            processor.do_center_crop = False
+        return HFImageTransform(processor)
 
     def random_needs_files(self, entry: ModelEntry) -> bool:
         return not Path(entry.name).is_dir()
