@@ -33,7 +33,7 @@ from zooscope.feature_extraction.layers import (
     LayerSpec,
     discover_layers,
     hookable_modules,
-    layer_policy,
+    layer_policy as resolve_layer_policy,
 )
 from zooscope.feature_extraction.projection import (
     SparseRandomProjector,
@@ -286,7 +286,7 @@ def extract(
     LayerFeatures
         Cached layers first, then in the order layers complete (execution order).
     """
-    policy = layer_policy(layer_policy)
+    policy = resolve_layer_policy(layer_policy)
     image_set = ImageSet(images)
     n = len(image_set)
     k = n_components or jl_components(n, eps)

@@ -341,6 +341,8 @@ def discover_layers(
         if axis is None:
             return
         per_image = tensor.detach().movedim(axis, 0).contiguous().float().cpu()
+        if policy.dedup == "values":
+            per_image = per_image + 0.0  # -0.0 -> 0.0: equal values, whatever their sign bit
         digest = hashlib.sha1(b"" if policy.dedup == "values" else str(tuple(per_image.shape)).encode())
         digest.update(per_image.numpy().tobytes())
         found.append(((path, call, part), axis, tuple(per_image.shape[1:]), digest.hexdigest()))

@@ -52,7 +52,7 @@ def _wide(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         raise ValueError(f"scores need 'metric', 'split' and 'score' columns; got {list(scores.columns)}")
     if scores.duplicated([*keys, "split"]).any():
         raise ValueError(f"scores repeat a row key {keys} within a split")
-    wide = scores.pivot_table(index=keys, columns="split", values="score", dropna=False, aggfunc="first")
+    wide = scores.set_index([*keys, "split"])["score"].unstack("split")
     wide = wide.reindex(columns=["train", "test"]).reset_index()
     wide.columns.name = None
     return wide, keys
