@@ -20,7 +20,10 @@ VARIANTS = {
     "default": {},
     "no centre crop (preprocessing)": {"preprocessing": "conwell2024"},
     "root, values dedup, second half (layer_policy)": {"layer_policy": "conwell2024"},
-    "sklearn SRP, small layers projected (srp_mode, srp_upsample)": {"srp_mode": "sklearn", "srp_upsample": True},
+    "sklearn SRP, small layers projected (srp_mode, srp_upsample)": {
+        "srp_mode": "sklearn",
+        "srp_upsample": True,
+    },
     "centred LOO train predictions (train_predictions)": {"train_predictions": "loo_centred"},
     "conwell2024 (all six)": None,
 }
@@ -43,7 +46,13 @@ def main() -> None:
     subjects = tuple(int(s) for s in args.subjects.split(","))
     bench = args.root / "benchmark.h5"
     if not bench.exists():
-        write_synthetic(args.root / "nsd", subjects=subjects, n_images=args.n_images, n_sessions=3, image_size=224)
+        write_synthetic(
+            args.root / "nsd",
+            subjects=subjects,
+            n_images=args.n_images,
+            n_sessions=3,
+            image_size=224,
+        )
         prepare(args.root / "nsd", bench, subjects=subjects, rois=("OTC", "EVC"))
     options = RunOptions(device="cpu", batch_size=32, progress=False)
     models = args.models.split(",")
@@ -62,11 +71,24 @@ def main() -> None:
             best = best_layers(scores, threshold)
             best = best[best["roi"] == "OTC"].groupby(["model_uid", "metric"])["test_score"].mean()
             for (model, metric), value in best.items():
-                rows.append({"variant": name, "model": model, "metric": metric, "score": value, "layers": n_layers[model]})
+                rows.append(
+                    {
+                        "variant": name,
+                        "model": model,
+                        "metric": metric,
+                        "score": value,
+                        "layers": n_layers[model],
+                    }
+                )
     table = pd.DataFrame(rows)
     base = table[table["variant"] == "default"].set_index(["model", "metric"])["score"]
     table["change"] = table["score"] - table.set_index(["model", "metric"]).index.map(base)
-    wide = table.pivot_table(index=["variant", "layers", "model"], columns="metric", values=["score", "change"], sort=False)
+    wide = table.pivot_table(
+        index=["variant", "layers", "model"],
+        columns="metric",
+        values=["score", "change"],
+        sort=False,
+    )
     print(wide.round(3).to_string())
 
 

@@ -52,7 +52,9 @@ def _benchmark(path: Path) -> Benchmark:
     n_units = 80
     signal = coarse @ rng.standard_normal((coarse.shape[1], n_units)) / np.sqrt(coarse.shape[1])
     responses = signal.T[:, :, None] + 0.7 * rng.standard_normal((n_units, N_IMAGES, 3))
-    units = pd.DataFrame({"subject": 1, "OTC": np.arange(n_units) < 40, "EVC": np.arange(n_units) >= 40})
+    units = pd.DataFrame(
+        {"subject": 1, "OTC": np.arange(n_units) < 40, "EVC": np.arange(n_units) >= 40}
+    )
     return Benchmark.from_arrays(path, responses, images, units)
 
 
@@ -74,10 +76,20 @@ def reference_features(module: nn.Module, batch: torch.Tensor) -> dict[str, np.n
             path = paths[id(mod)]
             call = calls.get(path, 0)
             calls[path] = call + 1
-            parts = list(enumerate(output)) if isinstance(output, tuple | list) else [(None, output)]
+            parts = (
+                list(enumerate(output)) if isinstance(output, tuple | list) else [(None, output)]
+            )
             for element, tensor in parts:
-                name = (path or "output") + (f"#{call + 1}" if call else "") + ("" if element is None else f".{element}")
-                if isinstance(tensor, torch.Tensor) and tensor.dim() and tensor.shape[0] == len(images):
+                name = (
+                    (path or "output")
+                    + (f"#{call + 1}" if call else "")
+                    + ("" if element is None else f".{element}")
+                )
+                if (
+                    isinstance(tensor, torch.Tensor)
+                    and tensor.dim()
+                    and tensor.shape[0] == len(images)
+                ):
                     if keep is None or name in keep:
                         out[name] = tensor.detach().float().reshape(len(images), -1).clone()
 
@@ -91,7 +103,10 @@ def reference_features(module: nn.Module, batch: torch.Tensor) -> dict[str, np.n
     probe = run(batch[:3], None)
     kept: list[str] = []
     for name, flat in probe.items():
-        if not any(probe[k].numel() == flat.numel() and torch.equal(probe[k].reshape(-1), flat.reshape(-1)) for k in kept):
+        if not any(
+            probe[k].numel() == flat.numel() and torch.equal(probe[k].reshape(-1), flat.reshape(-1))
+            for k in kept
+        ):
             kept.append(name)
     names = kept[int(len(kept) / 2) :]
     features: dict[str, np.ndarray] = {}
@@ -102,7 +117,9 @@ def reference_features(module: nn.Module, batch: torch.Tensor) -> dict[str, np.n
     return {n: features[n] for n in names}
 
 
-def loo_ridge(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def loo_ridge(
+    X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Step 4: per-voxel alpha by brute-force leave-one-out Pearson r (refit without each image);
     train predictions = LOO predictions minus the voxel's training mean; test from the full fit."""
     from sklearn.linear_model import Ridge
@@ -112,8 +129,15 @@ def loo_ridge(X_train: np.ndarray, Y_train: np.ndarray, X_test: np.ndarray) -> t
     for a, alpha in enumerate(ALPHAS):
         for i in range(n):
             rest = np.arange(n) != i
-            loo[a, i] = Ridge(alpha=alpha).fit(X_train[rest], Y_train[rest]).predict(X_train[i : i + 1])[0]
-    r = np.array([[np.corrcoef(loo[a, :, v], Y_train[:, v])[0, 1] for v in range(Y_train.shape[1])] for a in range(len(ALPHAS))])
+            loo[a, i] = (
+                Ridge(alpha=alpha).fit(X_train[rest], Y_train[rest]).predict(X_train[i : i + 1])[0]
+            )
+    r = np.array(
+        [
+            [np.corrcoef(loo[a, :, v], Y_train[:, v])[0, 1] for v in range(Y_train.shape[1])]
+            for a in range(len(ALPHAS))
+        ]
+    )
     best = np.nanargmax(np.where(np.isnan(r), -np.inf, r), axis=0)  # ties: the first alpha
     train = loo[best, :, np.arange(Y_train.shape[1])].T - Y_train.mean(axis=0)
     test = Ridge(alpha=ALPHAS[best]).fit(X_train, Y_train).predict(X_test)
@@ -125,7 +149,9 @@ def rdm_score(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef((1 - np.corrcoef(a))[iu], (1 - np.corrcoef(b))[iu])[0, 1])
 
 
-def reference_scores(module: nn.Module, images: np.ndarray, Y: np.ndarray, groups: dict[str, np.ndarray]) -> pd.DataFrame:
+def reference_scores(
+    module: nn.Module, images: np.ndarray, Y: np.ndarray, groups: dict[str, np.ndarray]
+) -> pd.DataFrame:
     from PIL import Image
     from sklearn.preprocessing import StandardScaler
     from sklearn.random_projection import SparseRandomProjection, johnson_lindenstrauss_min_dim
@@ -142,11 +168,18 @@ def reference_scores(module: nn.Module, images: np.ndarray, Y: np.ndarray, group
     train, test = np.arange(0, len(images), 2), np.arange(1, len(images), 2)
     rows = []
     for index, (name, F) in enumerate(reference_features(module, batch).items()):
-        srp = SparseRandomProjection(k, random_state=0).fit_transform(F).astype(np.float64)  # step 3, small layers too
+        srp = (
+            SparseRandomProjection(k, random_state=0).fit_transform(F).astype(np.float64)
+        )  # step 3, small layers too
         scaler = StandardScaler().fit(srp[train])
-        pred_train, pred_test = loo_ridge(scaler.transform(srp[train]), Y[train], scaler.transform(srp[test]))
+        pred_train, pred_test = loo_ridge(
+            scaler.transform(srp[train]), Y[train], scaler.transform(srp[test])
+        )
         for label, idx in groups.items():
-            for split, rows_, predicted in (("train", train, pred_train), ("test", test, pred_test)):
+            for split, rows_, predicted in (
+                ("train", train, pred_train),
+                ("test", test, pred_test),
+            ):
                 measured = Y[rows_][:, idx]
                 r = [np.corrcoef(predicted[:, v], measured[:, j])[0, 1] for j, v in enumerate(idx)]
                 scores = {
@@ -154,16 +187,30 @@ def reference_scores(module: nn.Module, images: np.ndarray, Y: np.ndarray, group
                     "versa": rdm_score(predicted[:, idx], measured),
                     "encoding_r": float(np.nanmean(r)),
                 }
-                rows += [{"layer": name, "order": index, "group": label, "metric": m, "split": split, "score": v} for m, v in scores.items()]
+                rows += [
+                    {
+                        "layer": name,
+                        "order": index,
+                        "group": label,
+                        "metric": m,
+                        "split": split,
+                        "score": v,
+                    }
+                    for m, v in scores.items()
+                ]
     return pd.DataFrame(rows)
 
 
 def reference_best(scores: pd.DataFrame) -> pd.DataFrame:
     """Step 6: z-score test - train within each metric, drop z < -3.291, best train layer."""
-    wide = scores.pivot_table(index=["layer", "order", "group", "metric"], columns="split", values="score").reset_index()
+    wide = scores.pivot_table(
+        index=["layer", "order", "group", "metric"], columns="split", values="score"
+    ).reset_index()
     diff = wide["test"] - wide["train"]
     wide["z"] = diff.groupby(wide["metric"]).transform(lambda d: (d - d.mean()) / d.std(ddof=1))
-    wide = wide[wide["z"] > -3.291].sort_values(["group", "metric", "train", "order"], ascending=[True, True, False, True])
+    wide = wide[wide["z"] > -3.291].sort_values(
+        ["group", "metric", "train", "order"], ascending=[True, True, False, True]
+    )
     return wide.groupby(["group", "metric"]).head(1).set_index(["group", "metric"])
 
 
@@ -175,18 +222,34 @@ def test_effnet_lite0_profile_equals_an_independent_implementation(tmp_path: Pat
 
     bench = _benchmark(tmp_path / "bench.h5")
     entry = next(e for e in load_manifest("demo") if e.model_uid == "effnet_lite0")
-    ours = score_model(entry, bench, ScoringConfig.conwell2024(), RunOptions(device="cpu", batch_size=16, progress=False))
+    ours = score_model(
+        entry,
+        bench,
+        ScoringConfig.conwell2024(),
+        RunOptions(device="cpu", batch_size=16, progress=False),
+    )
 
-    module = load_model(entry).module  # the trained weights; everything after loading is the reference's
+    module = load_model(
+        entry
+    ).module  # the trained weights; everything after loading is the reference's
     units = bench.units
-    Y = np.nanmean(bench.responses(np.arange(bench.n_units)), axis=2).T.astype(np.float64)  # [images, units]
+    Y = np.nanmean(bench.responses(np.arange(bench.n_units)), axis=2).T.astype(
+        np.float64
+    )  # [images, units]
     groups = {f"1|{roi}": np.flatnonzero(units[roi].to_numpy()) for roi in ("EVC", "OTC")}
     theirs = reference_scores(module, np.asarray(bench.stimuli), Y, groups)
 
     ours_scores = ours.scores.assign(group=lambda d: d["subject"].astype(str) + "|" + d["roi"])
-    assert list(ours.layers["layer_name"]) == list(dict.fromkeys(theirs["layer"]))  # same layers, same order
+    assert list(ours.layers["layer_name"]) == list(
+        dict.fromkeys(theirs["layer"])
+    )  # same layers, same order
     assert len(ours.layers) == 71  # the second half of EfficientNet-Lite0's 142 distinct layers
-    merged = ours_scores.merge(theirs, left_on=["layer_name", "group", "metric", "split"], right_on=["layer", "group", "metric", "split"], suffixes=("_ours", "_ref"))
+    merged = ours_scores.merge(
+        theirs,
+        left_on=["layer_name", "group", "metric", "split"],
+        right_on=["layer", "group", "metric", "split"],
+        suffixes=("_ours", "_ref"),
+    )
     assert len(merged) == len(theirs) == len(ours_scores)
     worst = (merged["score_ours"] - merged["score_ref"]).abs().groupby(merged["metric"]).max()
     assert (worst <= TOLERANCE).all(), worst

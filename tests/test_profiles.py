@@ -22,7 +22,9 @@ from zooscope.pipeline.scoring import ScoringConfig
 from zooscope.zoo import load_manifest, load_model
 
 IMAGENET = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-HEADER = "model_uid,source,name,weights,display_name,arch_class,task,task_cluster,train_data,seed,arch"
+HEADER = (
+    "model_uid,source,name,weights,display_name,arch_class,task,task_cluster,train_data,seed,arch"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +42,9 @@ def _images(n: int = 4, size: int = 80, seed: int = 0) -> np.ndarray:
     out = []
     for _ in range(n):
         f = rng.uniform(1, 4, 3)
-        img = 0.5 + 0.25 * np.sin(2 * np.pi * (f[0] * x + f[1] * y))[..., None] * rng.uniform(0.5, 1, 3)
+        img = 0.5 + 0.25 * np.sin(2 * np.pi * (f[0] * x + f[1] * y))[..., None] * rng.uniform(
+            0.5, 1, 3
+        )
         img = img + 0.1 * rng.standard_normal(img.shape)
         out.append(np.clip(img * 255, 0, 255).astype(np.uint8))
     return np.stack(out)
@@ -113,16 +117,22 @@ def _check_layers(loaded, images: np.ndarray) -> list[str]:
 
 
 def test_timm_profile_transform_and_layers(tmp_path: Path) -> None:
-    entries = _entries(tmp_path, ["vit,timm,vit_tiny_patch16_224,random,ViT-Ti,Transformer,random,,,0,"])
+    entries = _entries(
+        tmp_path, ["vit,timm,vit_tiny_patch16_224,random,ViT-Ti,Transformer,random,,,0,"]
+    )
     loaded = load_model(entries["vit"], preprocessing="conwell2024")
     bicubic = transforms.InterpolationMode.BICUBIC
     half = transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # this model's own statistics
-    expected = transforms.Compose([transforms.Resize((224, 224), bicubic), transforms.ToTensor(), half])
+    expected = transforms.Compose(
+        [transforms.Resize((224, 224), bicubic), transforms.ToTensor(), half]
+    )
     _check_transform(loaded, expected, _images())
     names = _check_layers(loaded, _images())
     # The root is hooked, but its output (the logits) repeats the head's, which came first.
     probe = loaded.preprocess.batch(_images()[:3])
-    (head,) = [s for s in discover_layers(loaded.module, probe, policy="conwell2024") if s.name == "head"]
+    (head,) = [
+        s for s in discover_layers(loaded.module, probe, policy="conwell2024") if s.name == "head"
+    ]
     assert names[-1] == "head" and "output" in head.aliases
 
 
@@ -145,7 +155,9 @@ def test_torchvision_profile_trained_shaped_and_random_twin(tmp_path: Path) -> N
     trained = load_model(entries["trained"], preprocessing="conwell2024")
     _check_transform(trained, transforms.Compose([*base, IMAGENET]), images)
     for uid in ("twin", "plain"):  # untrained torchvision models saw unnormalised pixels
-        _check_transform(load_model(entries[uid], preprocessing="conwell2024"), transforms.Compose(base), images)
+        _check_transform(
+            load_model(entries[uid], preprocessing="conwell2024"), transforms.Compose(base), images
+        )
     twin = load_model(entries["trained"], weights="random", preprocessing="conwell2024")
     _check_transform(twin, transforms.Compose(base), images)
     names = _check_layers(trained, images)
@@ -155,7 +167,9 @@ def test_torchvision_profile_trained_shaped_and_random_twin(tmp_path: Path) -> N
 def test_open_clip_vit_profile_keeps_transform_and_scores_the_embedding(tmp_path: Path) -> None:
     import open_clip
 
-    entries = _entries(tmp_path, ["clip,open_clip,ViT-S-32,random,CLIP ViT-S/32,Transformer,random,,,0,"])
+    entries = _entries(
+        tmp_path, ["clip,open_clip,ViT-S-32,random,CLIP ViT-S/32,Transformer,random,,,0,"]
+    )
     loaded = load_model(entries["clip"], preprocessing="conwell2024")
     _, _, preprocess = open_clip.create_model_and_transforms("ViT-S-32", pretrained=None)
     images = _images()
@@ -164,16 +178,22 @@ def test_open_clip_vit_profile_keeps_transform_and_scores_the_embedding(tmp_path
     # The projected image embedding is produced by no submodule: only the root hook sees it.
     assert names[-1] == "output"
     probe = loaded.preprocess.batch(images[:3])
-    (root,) = [s for s in discover_layers(loaded.module, probe, policy="conwell2024") if s.name == "output"]
+    (root,) = [
+        s for s in discover_layers(loaded.module, probe, policy="conwell2024") if s.name == "output"
+    ]
     with torch.no_grad():
         embedding = loaded.module(probe)
     assert root.shape == tuple(embedding.shape[1:])
 
 
 def test_library_policy_keeps_each_librarys_transform(tmp_path: Path) -> None:
-    entries = _entries(tmp_path, ["vit,timm,vit_tiny_patch16_224,random,ViT-Ti,Transformer,random,,,0,"])
+    entries = _entries(
+        tmp_path, ["vit,timm,vit_tiny_patch16_224,random,ViT-Ti,Transformer,random,,,0,"]
+    )
     assert "CenterCrop" in load_model(entries["vit"]).info.preprocess
-    assert "CenterCrop" not in load_model(entries["vit"], preprocessing="conwell2024").info.preprocess
+    assert (
+        "CenterCrop" not in load_model(entries["vit"], preprocessing="conwell2024").info.preprocess
+    )
 
 
 # -------------------------------------------------------------------------------- aliases
@@ -191,9 +211,20 @@ def test_aliases_resolve_names_and_unknown_names_fail() -> None:
     assert {"layer3.1", "layer3"} <= set(block.aliases)
     assert "layer3.1.relu" in layers  # the first call (after bn1) has no suffix
     with torch.no_grad():
-        stage = model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(probe)))))))
-        first_relu = model.layer3[1].relu(model.layer3[1].bn1(model.layer3[1].conv1(model.layer3[0](
-            model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(probe))))))))))
+        stage = model.layer3(
+            model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(probe))))))
+        )
+        first_relu = model.layer3[1].relu(
+            model.layer3[1].bn1(
+                model.layer3[1].conv1(
+                    model.layer3[0](
+                        model.layer2(
+                            model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(probe)))))
+                        )
+                    )
+                )
+            )
+        )
     assert block.shape == tuple(stage.shape[1:])
     assert layers["layer3.1.relu"].shape == tuple(first_relu.shape[1:])
     for requested in (["layer3"], ["layer3.1"], ["layer3.1.relu#2"]):
@@ -236,12 +267,16 @@ def test_centred_loo_train_predictions_equal_brute_force_refit() -> None:
     for j in range(t):
         for i in range(n):
             rest = np.arange(n) != i
-            brute[i, j] = Ridge(alpha=model.alpha_[j]).fit(Xs[rest], Y[rest, j]).predict(Xs[i : i + 1])[0]
+            brute[i, j] = (
+                Ridge(alpha=model.alpha_[j]).fit(Xs[rest], Y[rest, j]).predict(Xs[i : i + 1])[0]
+            )
     groups = {"g": np.arange(t)}
     for frame, predictions in (("loo", brute), ("loo_centred", brute - Y.mean(axis=0))):
         result = versa(X, X[:4], Y, Y[:4], groups, train_predictions=frame)
         score = result.scores.query("metric == 'versa' and split == 'train'")["score"].item()
-        expected = np.corrcoef(upper_triangle(1 - np.corrcoef(predictions)), upper_triangle(1 - np.corrcoef(Y)))[0, 1]
+        expected = np.corrcoef(
+            upper_triangle(1 - np.corrcoef(predictions)), upper_triangle(1 - np.corrcoef(Y))
+        )[0, 1]
         assert score == pytest.approx(expected, abs=1e-5), frame
 
 
@@ -274,17 +309,24 @@ def test_degenerate_filter_on_a_constructed_table() -> None:
     # An extra, unrelated metric: z is computed within each metric only.
     other = table.assign(metric="crsa", score=table["score"] * 0.1)
     both = pd.concat([table, other], ignore_index=True)
-    wide = both.pivot_table(index=["model_uid", "layer_index", "subject", "metric"], columns="split", values="score")
+    wide = both.pivot_table(
+        index=["model_uid", "layer_index", "subject", "metric"], columns="split", values="score"
+    )
     diff = wide["test"] - wide["train"]
     z = diff.groupby(level="metric").transform(lambda d: (d - d.mean()) / d.std(ddof=1))
-    got = degenerate_z_scores(both).set_index(["model_uid", "layer_index", "subject", "metric"])["z"]
+    got = degenerate_z_scores(both).set_index(["model_uid", "layer_index", "subject", "metric"])[
+        "z"
+    ]
     np.testing.assert_allclose(got.sort_index(), z.sort_index(), atol=1e-12)
 
     kept = drop_degenerate(both, -3.291)
     keys = ["model_uid", "layer_index", "subject", "metric"]
     dropped = set(map(tuple, both[keys].values)) - set(map(tuple, kept[keys].values))
     assert dropped == {key for key, value in z.items() if value <= -3.291}
-    assert dropped == {("a", 3, "1", "versa"), ("a", 3, "1", "crsa")}  # the planted row, in each metric
+    assert dropped == {
+        ("a", 3, "1", "versa"),
+        ("a", 3, "1", "crsa"),
+    }  # the planted row, in each metric
     assert len(kept) == len(both) - 2 * len(dropped)  # both splits of a dropped row go
 
     plain = best_layers(table).set_index(["model_uid", "subject"])
@@ -299,7 +341,10 @@ def test_degenerate_filter_drops_rows_with_a_missing_score() -> None:
     from zooscope.stats.degenerate import drop_degenerate
 
     table = _table()
-    table.loc[(table["model_uid"] == "b") & (table["layer_index"] == 2) & (table["split"] == "test"), "score"] = np.nan
+    table.loc[
+        (table["model_uid"] == "b") & (table["layer_index"] == 2) & (table["split"] == "test"),
+        "score",
+    ] = np.nan
     kept = drop_degenerate(table, -3.291)
     assert not ((kept["model_uid"] == "b") & (kept["layer_index"] == 2)).any()
 
@@ -313,7 +358,9 @@ def test_profile_enters_config_hash_and_names_every_setting() -> None:
     assert default.hash != paper.hash
     for field, value in PROFILES["conwell2024"].settings.items():
         assert getattr(paper, field) == value
-        assert getattr(default, field) != value, field  # each named setting differs from the default
+        assert getattr(default, field) != value, (
+            field
+        )  # each named setting differs from the default
     assert ScoringConfig.conwell2024(rois=("OTC",)).rois == ("OTC",)
     with pytest.raises(KeyError, match="unknown profile"):
         ScoringConfig.from_profile("conwell2023")

@@ -1,7 +1,13 @@
 """Feature extraction: hooks on every layer, streaming sparse random projection, exact RSMs."""
 
 from zooscope.feature_extraction.cache import FeatureCache
-from zooscope.feature_extraction.extract import LayerFeatures, extract, list_layers, parse_bytes, plan_passes
+from zooscope.feature_extraction.extract import (
+    LayerFeatures,
+    extract,
+    list_layers,
+    parse_bytes,
+    plan_passes,
+)
 from zooscope.feature_extraction.gram import GramAccumulator
 from zooscope.feature_extraction.images import ImageSet
 from zooscope.feature_extraction.layers import (

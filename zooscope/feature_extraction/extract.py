@@ -33,6 +33,8 @@ from zooscope.feature_extraction.layers import (
     LayerSpec,
     discover_layers,
     hookable_modules,
+)
+from zooscope.feature_extraction.layers import (
     layer_policy as resolve_layer_policy,
 )
 from zooscope.feature_extraction.projection import (

@@ -26,7 +26,17 @@ if TYPE_CHECKING:
 
 __all__ = ["best_layers", "degenerate_z_scores", "drop_degenerate", "profile_best_layer_scores"]
 
-_SELECT_COLUMNS = ("model", "layer", "layer_index", "group", "subject", "roi", "metric", "split", "score")
+_SELECT_COLUMNS = (
+    "model",
+    "layer",
+    "layer_index",
+    "group",
+    "subject",
+    "roi",
+    "metric",
+    "split",
+    "score",
+)
 
 #: Columns that identify one score row apart from its split (when present in the table).
 _ROW_KEYS = (
@@ -49,7 +59,9 @@ _POOL_KEYS = ("metric", "benchmark_hash", "config_hash")
 def _wide(scores: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     keys = [c for c in _ROW_KEYS if c in scores.columns]
     if "split" not in scores.columns or "score" not in scores.columns or "metric" not in keys:
-        raise ValueError(f"scores need 'metric', 'split' and 'score' columns; got {list(scores.columns)}")
+        raise ValueError(
+            f"scores need 'metric', 'split' and 'score' columns; got {list(scores.columns)}"
+        )
     if scores.duplicated([*keys, "split"]).any():
         raise ValueError(f"scores repeat a row key {keys} within a split")
     wide = scores.set_index([*keys, "split"])["score"].unstack("split")
@@ -138,7 +150,9 @@ def best_layers(
     parts = []
     for values, part in frame.groupby(extra, sort=True, dropna=False):
         chosen = select_layer(part[columns])
-        for key, value in zip(extra, values if isinstance(values, tuple) else (values,), strict=True):
+        for key, value in zip(
+            extra, values if isinstance(values, tuple) else (values,), strict=True
+        ):
             chosen[key] = value
         parts.append(chosen)
     if not parts:
@@ -146,7 +160,9 @@ def best_layers(
     return pd.concat(parts, ignore_index=True).rename(columns={"model": "model_uid"})
 
 
-def profile_best_layer_scores(db: ResultsDB, profile: str, benchmark_hash: str | None = None) -> pd.DataFrame:
+def profile_best_layer_scores(
+    db: ResultsDB, profile: str, benchmark_hash: str | None = None
+) -> pd.DataFrame:
     """The best-layer rows of one profile's results, chosen by that profile's rule.
 
     Parameters
@@ -173,9 +189,15 @@ def profile_best_layer_scores(db: ResultsDB, profile: str, benchmark_hash: str |
     scores = db.scores(benchmark_hash=benchmark_hash, config_hash=hashes)
     scores = scores[scores["layer_index"].notna()].drop(columns=["run_id"], errors="ignore")
     best = best_layers(scores, threshold, keys=("benchmark_hash", "config_hash"))
-    best = best.rename(columns={"layer": "layer_name"}).assign(selection="best_train_layer_nondegenerate")
+    best = best.rename(columns={"layer": "layer_name"}).assign(
+        selection="best_train_layer_nondegenerate"
+    )
     columns = [
         "model_uid", "subject", "roi", "metric", "benchmark_hash", "config_hash", "layer_index",
         "layer_name", "train_score", "test_score", "selection",
     ]  # fmt: skip
-    return best.reindex(columns=columns).sort_values(["model_uid", "metric", "roi", "subject"]).reset_index(drop=True)
+    return (
+        best.reindex(columns=columns)
+        .sort_values(["model_uid", "metric", "roi", "subject"])
+        .reset_index(drop=True)
+    )
