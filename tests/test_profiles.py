@@ -366,3 +366,20 @@ def test_profile_enters_config_hash_and_names_every_setting() -> None:
         ScoringConfig.from_profile("conwell2023")
     with pytest.raises(ValueError, match="srp_mode"):
         ScoringConfig(srp_mode="exact")
+
+
+def test_models_show_prints_the_profile_transform_and_scored_layers() -> None:
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    result = CliRunner().invoke(
+        app, ["models", "show", "effnet_lite0", "--profile", "conwell2024"], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "Resize(size=(224, 224), interpolation=bicubic" in result.output
+    assert "CenterCrop" not in result.output
+    assert "71 scored layers" in result.output  # the second half of 142 distinct layers
+    assert "classifier" in result.output and "output" in result.output  # root: alias of classifier
+    bad = CliRunner().invoke(app, ["models", "show", "effnet_lite0", "--profile", "nope"])
+    assert bad.exit_code != 0 and "unknown profile" in bad.output

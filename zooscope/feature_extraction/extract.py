@@ -237,6 +237,7 @@ def extract(
     upsample: bool = False,
     srp_mode: Literal["fast", "sklearn"] = "fast",
     layer_policy: LayerPolicy | str | None = None,
+    profile: str | None = None,
     cache: FeatureCache | None = None,
     image_set_id: str | None = None,
     progress: bool = True,
@@ -276,6 +277,9 @@ def extract(
     layer_policy : LayerPolicy or str, optional
         Which tensors are layers and which are extracted (default ``"all"``; see
         :data:`~zooscope.feature_extraction.layers.LAYER_POLICIES`). Part of the cache key.
+    profile : str, optional
+        Name of the scoring profile the caller extracts for; part of the cache key when given
+        (its settings are already there through the transform, layer policy and projection).
     cache : FeatureCache, optional
         Completed layers are stored there and reused on a rerun.
     image_set_id : str, optional
@@ -307,7 +311,7 @@ def extract(
     specs = list_layers(model, dataset, layers, policy, amp)
     logger.info("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
 
-    params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp, "generator": generator_id(srp_mode), "layer_policy": policy.to_dict()}
+    params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp, "generator": generator_id(srp_mode), "layer_policy": policy.to_dict(), **({"profile": profile} if profile else {})}
     keys: dict[str, str] = {}
     if cache is not None:
         image_id = image_set_id or image_set.content_hash()

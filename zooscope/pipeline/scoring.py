@@ -373,6 +373,7 @@ def score_model(
         srp_mode=config.srp_mode,  # type: ignore[arg-type]
         upsample=config.srp_upsample,
         layer_policy=config.layer_policy,
+        profile=config.profile,
         srp=need_srp,
         rsm="crsa" in config.metrics,
         rsm_from=config.rsm_from,  # type: ignore[arg-type]
