@@ -12,20 +12,23 @@ selection, so it is applied to the default rows without a rerun.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import pandas as pd
 
-VARIANTS = {
+logger = logging.getLogger("profile_effects")
+
+VARIANTS = {  # the cheap ones first: the scikit-learn projection draws its matrices slowly
     "default": {},
     "no centre crop (preprocessing)": {"preprocessing": "conwell2024"},
     "root, values dedup, second half (layer_policy)": {"layer_policy": "conwell2024"},
+    "centred LOO train predictions (train_predictions)": {"train_predictions": "loo_centred"},
+    "conwell2024 (all six)": None,
     "sklearn SRP, small layers projected (srp_mode, srp_upsample)": {
         "srp_mode": "sklearn",
         "srp_upsample": True,
     },
-    "centred LOO train predictions (train_predictions)": {"train_predictions": "loo_centred"},
-    "conwell2024 (all six)": None,
 }
 
 
@@ -42,7 +45,9 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=100)
     parser.add_argument("--subjects", default="1,2")
     parser.add_argument("--models", default="effnet_lite0,effnet_lite0_random")
+    parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     subjects = tuple(int(s) for s in args.subjects.split(","))
     bench = args.root / "benchmark.h5"
     if not bench.exists():
@@ -51,13 +56,14 @@ def main() -> None:
             subjects=subjects,
             n_images=args.n_images,
             n_sessions=3,
-            image_size=224,
+            image_size=args.image_size,
         )
         prepare(args.root / "nsd", bench, subjects=subjects, rois=("OTC", "EVC"))
     options = RunOptions(device="cpu", batch_size=32, progress=False)
     models = args.models.split(",")
     rows = []
     for label, settings in VARIANTS.items():
+        logger.info("variant: %s", label)
         config = ScoringConfig.conwell2024() if settings is None else ScoringConfig(**settings)
         db_path = args.root / f"effects_{config.hash}.duckdb"
         survey("demo", bench, db_path, config, options, models=models, n_sims=5)
@@ -68,6 +74,8 @@ def main() -> None:
         if settings == {}:
             selections.append(("degenerate-row filter (degenerate_z)", CONWELL_DEGENERATE_Z))
         for name, threshold in selections:
+            if scores.empty:
+                continue
             best = best_layers(scores, threshold)
             best = best[best["roi"] == "OTC"].groupby(["model_uid", "metric"])["test_score"].mean()
             for (model, metric), value in best.items():
@@ -80,6 +88,11 @@ def main() -> None:
                         "layers": n_layers[model],
                     }
                 )
+        _print(rows)  # after every variant, so a partial run still reports
+
+
+def _print(rows: list[dict]) -> None:
+    """The rows as a table: score and change from the default per metric."""
     table = pd.DataFrame(rows)
     base = table[table["variant"] == "default"].set_index(["model", "metric"])["score"]
     table["change"] = table["score"] - table.set_index(["model", "metric"]).index.map(base)
@@ -89,7 +102,7 @@ def main() -> None:
         values=["score", "change"],
         sort=False,
     )
-    print(wide.round(3).to_string())
+    print(wide.round(3).to_string(), flush=True)
 
 
 if __name__ == "__main__":
