@@ -383,3 +383,30 @@ def test_models_show_prints_the_profile_transform_and_scored_layers() -> None:
     assert "classifier" in result.output and "output" in result.output  # root: alias of classifier
     bad = CliRunner().invoke(app, ["models", "show", "effnet_lite0", "--profile", "nope"])
     assert bad.exit_code != 0 and "unknown profile" in bad.output
+
+
+def test_results_choose_a_profile_and_its_selection_rule(tmp_path: Path) -> None:
+    from zooscope.results.db import ResultsDB
+    from zooscope.stats.degenerate import profile_best_layer_scores
+
+    table = _table()
+    with ResultsDB(tmp_path / "results.duckdb") as db:
+        for profile in ("default", "conwell2024"):
+            run = db.start_run("bench", ScoringConfig.from_profile(profile).to_dict())
+            for model, rows in table.groupby("model_uid"):
+                layers = rows.drop_duplicates("layer_index")[["layer_index", "layer_name"]]
+                layers = layers.assign(module_type="Conv2d", n_features=10)
+                db.write_model(
+                    run, {"model_uid": model}, layers, rows.drop(columns="model_uid"), None, 0.0
+                )
+        assert sorted(db.config_profiles()["profile"]) == ["conwell2024", "default"]
+
+        def chosen(best: pd.DataFrame) -> int:
+            return best.query("model_uid == 'a' and subject == '1'")["layer_index"].item()
+
+        assert chosen(profile_best_layer_scores(db, "default")) == 3  # the plain rule
+        assert chosen(profile_best_layer_scores(db, "conwell2024")) == 8  # degenerate row dropped
+        paper = db.summary(best=profile_best_layer_scores(db, "conwell2024"))
+        assert set(paper["profile"]) == {"conwell2024"} and len(paper) == 4
+        assert set(db.summary()["profile"]) == {"default", "conwell2024"}  # both live in one file
+        assert set(db.summary(profile="default")["profile"]) == {"default"}
