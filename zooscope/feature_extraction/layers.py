@@ -157,7 +157,8 @@ class LayerSelection:
     Parameters
     ----------
     include : str, optional
-        Regex; keep layers whose name matches (``re.search``).
+        Regex; keep layers whose name matches (``re.search``; the primary name only, so a
+        pattern for block outputs does not also pull in the module calls they equal).
     exclude : str, optional
         Regex; drop layers whose name matches.
     module_types : sequence of str, optional
