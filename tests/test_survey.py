@@ -19,10 +19,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from zooscope.analyses import ResultsDB, ScoringConfig, survey
 from zooscope.benchmark import Benchmark
 from zooscope.cli import app
+from zooscope.pipeline import ScoringConfig, survey
 from zooscope.pipeline.scoring import BrainData, RunOptions
+from zooscope.results import ResultsDB
 from zooscope.zoo import load_manifest
 
 # Block outputs only (16 of EfficientNet-Lite0's ~130 layers) keep the module fast.

@@ -61,6 +61,8 @@ def build_report(
     title: str = "zooscope report",
     roi: str | None = None,
     profile: str | None = None,
+    pair_by: str | None = None,
+    contrast: str | None = None,
 ) -> Path:
     """Write ``out/index.html`` (figures embedded as PNG, SVG copies in ``out/figures/``).
 
@@ -82,6 +84,10 @@ def build_report(
     profile : str, optional
         Report only the results of this scoring profile, best layers chosen by its rule (all
         results when None).
+    pair_by, contrast : str, optional
+        The matched-pairs comparison (e.g. ``"arch"``, ``"task=memorability,classification"``);
+        found in the models table when not given
+        (:func:`zooscope.report.comparisons.auto_contrast`).
 
     Returns
     -------
@@ -253,6 +259,13 @@ def build_report(
         )
     if body:
         sections.append("<h2>Model-to-model similarity</h2>" + "".join(body))
+
+    # --- comparing models with each other (pairs, groups, scaling, unique variance)
+    from zooscope.report.comparisons import comparison_sections
+
+    sections += comparison_sections(
+        db, model_scores, figdir, roi, pair_by=pair_by, contrast=contrast
+    )
 
     # --- provenance
     runs = db.runs()

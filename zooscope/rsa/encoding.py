@@ -67,6 +67,8 @@ class VersaResult:
         LOO (train) encoding r per unit.
     rsms : dict or None
         ``{group: predicted test RSM [n_test, n_test]}`` if ``return_rsms``.
+    predictions : np.ndarray or None, shape (n_test, n_units)
+        Predicted test responses of every unit if ``return_predictions``.
     """
 
     scores: pd.DataFrame
@@ -75,6 +77,7 @@ class VersaResult:
     unit_r: np.ndarray
     unit_r_train: np.ndarray
     rsms: dict[Any, np.ndarray] | None = field(default=None)
+    predictions: np.ndarray | None = field(default=None, repr=False)
 
 
 def standardize(X_train: Any, X_test: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +189,7 @@ def versa(
     return_rsms: bool = False,
     edge_warning: float = 0.2,
     train_predictions: str = "loo",
+    return_predictions: bool = False,
 ) -> VersaResult:
     """veRSA and encoding scores of one model layer.
 
@@ -217,6 +221,8 @@ def versa(
         unit's training mean (Conwell et al. 2024). Per-unit r is the same either way; the
         predicted RSM, and so the train veRSA, is not (adding a per-unit offset changes the
         correlation between two images' predicted patterns).
+    return_predictions : bool, default=False
+        Also return the predicted test responses of every unit (NaN for a constant layer).
 
     Returns
     -------
@@ -254,7 +260,10 @@ def versa(
             columns=["group", "metric", "split", "score"],
         )
         edge = pd.Series(dict.fromkeys([*index, ALL_UNITS], np.nan), name="alpha_edge_fraction")
-        return VersaResult(scores, nan, edge, nan, nan.copy(), {} if return_rsms else None)
+        predictions = np.full(Y_test.shape, np.nan) if return_predictions else None
+        return VersaResult(
+            scores, nan, edge, nan, nan.copy(), {} if return_rsms else None, predictions
+        )
 
     if train_predictions not in TRAIN_PREDICTIONS:
         raise ValueError(f"train_predictions must be one of {TRAIN_PREDICTIONS}, got {train_predictions!r}")
@@ -309,6 +318,7 @@ def versa(
         unit_r=unit_r["test"],
         unit_r_train=unit_r["train"],
         rsms=rsms,
+        predictions=pred["test"] if return_predictions else None,
     )
 
 
