@@ -6,6 +6,7 @@ once by running ``zooscope demo`` in its reduced form; the other tests survey th
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -18,11 +19,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from zooscope.pipeline import ScoringConfig, survey
-from zooscope.results import ResultsDB
 from zooscope.benchmark import Benchmark
 from zooscope.cli import app
+from zooscope.pipeline import ScoringConfig, survey
 from zooscope.pipeline.scoring import BrainData, RunOptions
+from zooscope.results import ResultsDB
 from zooscope.zoo import load_manifest
 
 # Block outputs only (16 of EfficientNet-Lite0's ~130 layers) keep the module fast.
@@ -405,3 +406,34 @@ def test_report_shows_one_roi_at_a_time(demo: tuple[Path, str], tmp_path: Path) 
         assert "ROI: <b>EVC</b>" in evc
         with pytest.raises(ValueError, match="no scores for ROI 'V9'"):
             build_report(db, tmp_path / "bad", roi="V9")
+
+
+def test_survey_cli_profile_conwell2024_end_to_end(demo: tuple[Path, str], tmp_path: Path) -> None:
+    """``zooscope survey --manifest demo --profile conwell2024`` on the demo's synthetic NSD: both
+    profiles in one database, every row traceable to its profile, summaries choose one."""
+    out, _ = demo
+    db_path = out / "results.duckdb"
+    copy = tmp_path / "both.duckdb"
+    copy.write_bytes(db_path.read_bytes())  # the demo's default-profile results
+    args = ["survey", "--manifest", "demo", "--benchmark", str(out / "benchmark.h5"), "--db", str(copy),
+            "--models", "effnet_lite0", "--layers", EFFNET_LAYERS, "--n-sims", "5", "--batch-size", "16"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--profile", "conwell2024"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "scored 1, failed 0" in result.output
+    with ResultsDB(copy, read_only=True) as db:
+        profiles = db.config_profiles().set_index("config_hash")["profile"]
+        assert set(profiles) == {"default", "conwell2024"}
+        scores = db.scores(model_uid="effnet_lite0")
+        assert set(scores["config_hash"].map(profiles)) == {"default", "conwell2024"}
+        paper = db.layers(model_uid="effnet_lite0", config_hash=db.profile_config_hashes("conwell2024"))
+        default = db.layers(model_uid="effnet_lite0", config_hash=db.profile_config_hashes("default"))
+        # the second half of the layers: the regex keeps only the later block outputs
+        assert paper["layer_index"].min() > 60 and len(paper) < len(default)
+    summary = CliRunner().invoke(
+        app, ["results", "summary", "--db", str(copy), "--profile", "conwell2024", "--format", "csv"]
+    )
+    assert summary.exit_code == 0, summary.output
+    table = pd.read_csv(io.StringIO(summary.output))
+    assert set(table["profile"]) == {"conwell2024"} and set(table["model_uid"]) == {"effnet_lite0"}
+    again = CliRunner().invoke(app, [*args, "--profile", "conwell2024"])
+    assert "already complete 1" in again.output  # the profile is part of the results' identity
