@@ -54,12 +54,22 @@ def register(app: typer.Typer) -> None:
         Resumable: models already complete for this benchmark and scoring config are skipped,
         so rerunning after a crash or kill continues where it stopped.
         """
-        from zooscope.pipeline.cluster import ClusterError, SlurmOptions, make_client, slurm_job_script
-        from zooscope.pipeline.scoring import RunOptions, ScoringConfig
-        from zooscope.pipeline.survey import survey
+        from zooscope.pipeline.cluster import (
+            ClusterError,
+            SlurmOptions,
+            make_client,
+            require_slurm,
+            slurm_job_script,
+        )
 
         if sum(bool(x) for x in (workers, scheduler, slurm or slurm_dry_run)) > 1:
             raise typer.BadParameter("choose one of --workers, --scheduler and --slurm")
+        if slurm:
+            try:
+                require_slurm()  # before anything starts
+            except ClusterError as error:
+                typer.echo(f"error: {error}", err=True)
+                raise typer.Exit(2) from None
         slurm_options = SlurmOptions(
             jobs=slurm_jobs, queue=slurm_queue, cores=slurm_cores, memory=slurm_memory, walltime=slurm_walltime,
             gpus=slurm_gpus, extra_directives=tuple(slurm_extra), interface=slurm_interface, timeout=slurm_timeout,
@@ -68,6 +78,9 @@ def register(app: typer.Typer) -> None:
         if slurm_dry_run:
             typer.echo(slurm_job_script(slurm_options))
             return
+        from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+        from zooscope.pipeline.survey import survey
+
         config = ScoringConfig(metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
         options = RunOptions(device=device, batch_size=batch_size, memory_budget=memory_budget)
         client = None
@@ -91,6 +104,8 @@ def register(app: typer.Typer) -> None:
                 client.close()
         for lost in report.workers_lost:
             typer.echo(f"  {lost.name}: {lost.message} (recorded in failures)", err=True)
+        for line in getattr(client, "replaced", []):  # Slurm jobs that ended while the survey ran
+            typer.echo(f"  {line}", err=True)
         typer.echo(
             f"scored {len(report.scored)}, failed {len(report.failed)}, already complete {len(report.skipped_complete)}, "
             f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "

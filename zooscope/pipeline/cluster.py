@@ -282,7 +282,7 @@ class SlurmWorkers:
         queue = _squeue(list(jobs.values()))
         ended = []
         for name, job in jobs.items():
-            partition, state, _ = queue.get(job, ("", "GONE", ""))
+            _, state, _ = queue.get(job, ("", "GONE", ""))
             if name in connected or state not in _ENDED | {"GONE"}:
                 continue
             if name not in self._joined:
@@ -295,13 +295,19 @@ class SlurmWorkers:
             self.replaced.append(f"Slurm job {job} ({name}) ended ({state}): replaced")
             logger.warning("Slurm job %s (worker %s) ended (%s): submitting a replacement", job, name, state)
         if ended:
-            for name in ended:  # forget the job; scale() submits a new one in its place
-                self.cluster.worker_spec.pop(name, None)
-            self.cluster.scale(jobs=self.options.jobs)
+            self.cluster.sync(self._replace, ended)
         if connected:
             self._no_worker_since = now
         elif self.options.timeout and now - self._no_worker_since > self.options.timeout:
             raise ClusterError(f"--slurm: {self._waiting_message(queue)}")
+
+    async def _replace(self, names: list[str]) -> None:
+        """Forget ended jobs and submit new ones (on the cluster's event loop, which owns them)."""
+        for name in names:
+            self.cluster.worker_spec.pop(name, None)
+            self.cluster.workers.pop(name, None)  # its job is gone: nothing to cancel
+            self._joined.discard(name)  # scale() reuses the name for the new job
+        self.cluster.scale(jobs=self.options.jobs)
 
     def _waiting_message(self, queue: Mapping[str, tuple[str, str, str]]) -> str:
         states = []
@@ -415,7 +421,7 @@ def run_tasks(
         for name, args in arguments.items()
     }
     names_by_key = {future.key: name for future, name in futures.items()}
-    roster: dict[str, str] = {}  # worker address -> name, to describe workers that left
+    roster: dict[str, str] = {}  # worker address -> who it was, to describe workers that left
     seen = time.time()
     pending = set(futures)
     while pending:
@@ -423,16 +429,17 @@ def run_tasks(
             done, pending = wait(pending, timeout=poll, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
-        roster.update({address: str(info.get("name")) for address, info in client.scheduler_info(n_workers=-1)["workers"].items()})
+        for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
+            if address not in roster:  # described while it runs: a replacement job reuses the name
+                name = str(info.get("name"))
+                roster[address] = f"{slurm.describe(name) if slurm is not None else f'worker {name}'} at {address}"
         for stamp, event in client.get_events("all"):
             if stamp <= seen or not isinstance(event, dict) or event.get("action") != "remove-worker":
                 continue
             seen = stamp
             address = event.get("worker", "?")
-            name = roster.get(address, address)
-            who = slurm.describe(name) if slurm is not None else f"worker {name}"
             for key in sorted(set(event.get("processing-tasks", ())) & names_by_key.keys()):
-                yield WorkerLost(names_by_key[key], f"{who} at {address}")
+                yield WorkerLost(names_by_key[key], roster.get(address, f"worker at {address}"))
         for future in done:
             name = futures[future]
             if future.status == "error":

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from zooscope.benchmark import Benchmark
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
-from zooscope.pipeline.cluster import make_client as make_client  # its former home
 from zooscope.pipeline.scoring import (
     BrainData,
     ModelScores,
