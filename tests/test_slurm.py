@@ -246,3 +246,19 @@ def test_job_that_never_starts_times_out_naming_partition_and_state(benchmark: P
     # The pending job was cancelled on the way out.
     state = subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", job, "--format=%T"], capture_output=True, text=True, timeout=20)
     assert state.stdout.strip() in ("", "CANCELLED"), state.stdout
+
+
+@slurm
+@needs_slurm
+def test_job_that_slurm_rejects_fails_at_once_with_slurms_reason(benchmark: Path, tmp_path: Path) -> None:
+    command = survey_command(
+        manifest(tmp_path, ["resnet18_random"]), benchmark, tmp_path / "r.duckdb",
+        "--slurm", *SLURM, "--slurm-queue", "no_such_partition",
+    )  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: --slurm: Slurm rejects the worker job: ")
+    assert "no_such_partition" in lines[0] and "Invalid partition name" in lines[0]
+    assert not (tmp_path / "r.duckdb").exists()  # nothing started

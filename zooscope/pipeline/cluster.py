@@ -169,7 +169,7 @@ def _test_submission(options: SlurmOptions) -> None:
     script = slurm_job_script(options)
     result = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=60, check=False)
     if result.returncode != 0:
-        reason = " ".join(line.removeprefix("sbatch: error: ").strip() for line in result.stderr.splitlines() if line.strip())
+        reason = "; ".join(line.removeprefix("sbatch: error: ").strip() for line in result.stderr.splitlines() if line.strip())
         raise ClusterError(f"--slurm: Slurm rejects the worker job: {reason or 'sbatch --test-only failed'} (see --slurm-dry-run)")
 
 
@@ -354,7 +354,7 @@ def make_client(workers: int | None = None, scheduler: str | None = None, slurm:
     import dask
 
     with dask.config.set(_DASK_CONFIG):
-        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=":0")
     return Client(cluster)
 
 
