@@ -212,6 +212,8 @@ class SlurmWorkers:
         self.cluster: Any = None
         self.replaced: list[str] = []
         self._joined: set[str] = set()  # worker names that ever connected
+        self._any_joined = False
+        self._failed_starts = 0  # jobs that ended before their worker joined, since the last join
         self._no_worker_since = time.monotonic()
         self._last_check = 0.0
 
@@ -260,6 +262,9 @@ class SlurmWorkers:
 
     def _connected(self) -> set[str]:
         names = {str(w.get("name")) for w in self.client.scheduler_info(n_workers=-1)["workers"].values()}
+        if names - self._joined:
+            self._failed_starts = 0
+            self._any_joined = True
         self._joined |= names
         return names
 
@@ -286,11 +291,14 @@ class SlurmWorkers:
             if name in connected or state not in _ENDED | {"GONE"}:
                 continue
             if name not in self._joined:
-                logs = self.options.log_directory or "the working directory"
-                raise ClusterError(
-                    f"--slurm: Slurm job {job} ended ({state}) before its Dask worker joined: "
-                    f"see {logs}/{self.options.job_name}-{job}.err"
-                )
+                # A broken setup: no worker ever joined, or a whole round of jobs died unseen
+                # (a worker that joins and dies between two checks is seen as never joined).
+                self._failed_starts += 1
+                if not self._any_joined or self._failed_starts > self.options.jobs:
+                    raise ClusterError(
+                        f"--slurm: Slurm job {job} ended ({state}) before its Dask worker joined: "
+                        f"see {self._log(job)}"
+                    )
             ended.append(name)
             self.replaced.append(f"Slurm job {job} ({name}) ended ({state}): replaced")
             logger.warning("Slurm job %s (worker %s) ended (%s): submitting a replacement", job, name, state)
@@ -309,17 +317,25 @@ class SlurmWorkers:
             self._joined.discard(name)  # scale() reuses the name for the new job
         self.cluster.scale(jobs=self.options.jobs)
 
+    def _log(self, job: str) -> str:
+        """Where the job's stderr goes."""
+        if self.options.log_directory:
+            return f"{self.options.log_directory}/{self.options.job_name}-{job}.err"
+        return f"slurm-{job}.out in the working directory"
+
     def _waiting_message(self, queue: Mapping[str, tuple[str, str, str]]) -> str:
-        states = []
+        states, running = [], []
         for job in self.job_ids().values():
             partition, state, reason = queue.get(job, (self.options.queue or "?", "unknown to squeue", ""))
             why = f" ({reason})" if reason and reason != "None" else ""
             states.append(f"job {job} in partition '{partition}' is {state}{why}")
-        return (
-            f"no Dask worker joined within {self.options.timeout:g} s: {'; '.join(states) or 'no job was submitted'}. "
-            "The jobs are cancelled; check `squeue`/`sinfo`, --slurm-queue and the resources asked "
-            "for (--slurm-dry-run), or wait longer with --slurm-timeout"
-        )
+            if state == "RUNNING":
+                running.append(job)
+        if running:  # started, yet no worker: it cannot reach the scheduler, or fails to start
+            hint = f"see {self._log(running[0])} and choose the network with --slurm-interface"
+        else:
+            hint = "check `squeue`/`sinfo`, --slurm-queue and the resources asked for (--slurm-dry-run), or wait longer with --slurm-timeout"
+        return f"no Dask worker joined within {self.options.timeout:g} s: {'; '.join(states) or 'no job was submitted'}. The jobs are cancelled; {hint}"
 
     def close(self) -> None:
         """Close the client and cancel every job (``scancel``)."""
