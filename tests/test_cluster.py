@@ -35,7 +35,9 @@ def test_a_killed_worker_is_reported_and_its_task_runs_again() -> None:
 
         killer = threading.Thread(target=kill_the_worker_running, args=("sleep-a",))
         killer.start()
-        events = list(run_tasks(client, time.sleep, {"a": (3,), "b": (3,)}, key_prefix="sleep", poll=0.5))
+        events = list(
+            run_tasks(client, time.sleep, {"a": (3,), "b": (3,)}, key_prefix="sleep", poll=0.5)
+        )
         killer.join()
     finally:
         client.close()
@@ -44,11 +46,15 @@ def test_a_killed_worker_is_reported_and_its_task_runs_again() -> None:
     assert [e.name for e in lost] == ["a"]
     assert lost[0].worker.startswith("worker ") and " at tcp://" in lost[0].worker
     assert sorted(e.name for e in done) == ["a", "b"] and all(e.error is None for e in done)
-    assert events.index(lost[0]) < next(i for i, e in enumerate(events) if isinstance(e, Completed) and e.name == "a")
+    assert events.index(lost[0]) < next(
+        i for i, e in enumerate(events) if isinstance(e, Completed) and e.name == "a"
+    )
 
 
 def test_job_script_asks_for_cores_memory_and_gpus() -> None:
-    script = slurm_job_script(SlurmOptions(cores=4, memory="8GB", gpus=1, queue="short", walltime="01:00:00"))
+    script = slurm_job_script(
+        SlurmOptions(cores=4, memory="8GB", gpus=1, queue="short", walltime="01:00:00")
+    )
     assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH --mem=8G" in script
     assert "#SBATCH -p short" in script and "#SBATCH -t 01:00:00" in script
     assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script

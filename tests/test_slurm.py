@@ -35,7 +35,16 @@ LAYERS = r"^(layer\d\.\d\.conv\d|features\.\d+)$"  # a few layers per model, fas
 # One thread everywhere: in-process and on a one-CPU job, torch then sums in the same order.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # Small jobs, so that two fit on a 2-core CI machine; the scheduler on the loopback interface.
-SLURM = ["--slurm-cores", "1", "--slurm-memory", "3GB", "--slurm-interface", "lo", "--slurm-walltime", "00:30:00"]
+SLURM = [
+    "--slurm-cores",
+    "1",
+    "--slurm-memory",
+    "3GB",
+    "--slurm-interface",
+    "lo",
+    "--slurm-walltime",
+    "00:30:00",
+]
 
 
 def _slurm_problem() -> str | None:
@@ -43,7 +52,9 @@ def _slurm_problem() -> str | None:
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         return "no Slurm here (sbatch/sinfo not on PATH): run scripts/local_slurm.sh start"
     try:
-        states = subprocess.run(["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=20)
+        states = subprocess.run(
+            ["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=20
+        )
     except subprocess.TimeoutExpired:
         return "sinfo does not answer within 20 s"
     usable = {"idle", "mix", "alloc", "comp"}
@@ -96,7 +107,9 @@ def rows(db: Path) -> dict[str, pd.DataFrame]:
         "completions": "SELECT model_uid, benchmark_hash, config_hash FROM completions",
     }
     with ResultsDB(db, read_only=True) as results:
-        return {name: results.con.execute(f"{sql} ORDER BY ALL").df() for name, sql in queries.items()}
+        return {
+            name: results.con.execute(f"{sql} ORDER BY ALL").df() for name, sql in queries.items()
+        }
 
 
 def assert_complete(db: Path, uids: list[str]) -> None:
@@ -151,8 +164,12 @@ def test_dry_run_prints_the_job_script(benchmark: Path, tmp_path: Path) -> None:
 def test_slurm_without_sbatch_fails_at_once_with_one_line(benchmark: Path, tmp_path: Path) -> None:
     bin_only = str(Path(sys.executable).parent)  # python and zooscope, no sbatch
     assert shutil.which("sbatch", path=bin_only) is None
-    command = survey_command(manifest(tmp_path, ["resnet18_random"]), benchmark, tmp_path / "r.duckdb", "--slurm")
-    result = subprocess.run(command, capture_output=True, text=True, env={**ENV, "PATH": bin_only}, timeout=300)
+    command = survey_command(
+        manifest(tmp_path, ["resnet18_random"]), benchmark, tmp_path / "r.duckdb", "--slurm"
+    )
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**ENV, "PATH": bin_only}, timeout=300
+    )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -165,9 +182,17 @@ def test_slurm_without_sbatch_fails_at_once_with_one_line(benchmark: Path, tmp_p
 def test_slurm_survey_equals_the_in_process_survey(benchmark: Path, tmp_path: Path) -> None:
     uids = ["resnet18_random", "mobilenet_random"]
     models = manifest(tmp_path, uids)
-    local = subprocess.run(survey_command(models, benchmark, tmp_path / "local.duckdb"), capture_output=True, text=True, env=ENV, timeout=900)
+    local = subprocess.run(
+        survey_command(models, benchmark, tmp_path / "local.duckdb"),
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=900,
+    )
     assert local.returncode == 0, local.stderr[-3000:]
-    command = survey_command(models, benchmark, tmp_path / "slurm.duckdb", "--slurm", "--slurm-jobs", "2", *SLURM)
+    command = survey_command(
+        models, benchmark, tmp_path / "slurm.duckdb", "--slurm", "--slurm-jobs", "2", *SLURM
+    )
     on_slurm = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=1200)
     assert on_slurm.returncode == 0, on_slurm.stderr[-3000:]
     assert "scored 2, failed 0" in on_slurm.stdout
@@ -191,17 +216,33 @@ def _job_scoring_a_model(logs: Path, uids: list[str], deadline: float) -> tuple[
                 if f"{uid}:" in text:  # the extraction progress bar: the model is being scored
                     return log.stem.rsplit("-", 1)[1], uid
         time.sleep(0.5)
-    raise AssertionError(f"no worker started scoring within the deadline: {sorted(logs.iterdir()) if logs.exists() else 'no logs'}")
+    raise AssertionError(
+        f"no worker started scoring within the deadline: {sorted(logs.iterdir()) if logs.exists() else 'no logs'}"
+    )
 
 
 @slurm
 @needs_slurm
-def test_cancelled_worker_job_loses_no_model_and_is_recorded(benchmark: Path, tmp_path: Path) -> None:
+def test_cancelled_worker_job_loses_no_model_and_is_recorded(
+    benchmark: Path, tmp_path: Path
+) -> None:
     uids = ["resnet18_random", "mobilenet_random", "squeezenet_random"]
     db, logs = tmp_path / "r.duckdb", tmp_path / "logs"
-    command = survey_command(manifest(tmp_path, uids), benchmark, db, "--slurm", "--slurm-jobs", "2", *SLURM, "--slurm-log-dir", str(logs))
+    command = survey_command(
+        manifest(tmp_path, uids),
+        benchmark,
+        db,
+        "--slurm",
+        "--slurm-jobs",
+        "2",
+        *SLURM,
+        "--slurm-log-dir",
+        str(logs),
+    )
     with (tmp_path / "stderr.txt").open("w") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=ENV)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=ENV
+        )
         try:
             job, uid = _job_scoring_a_model(logs, uids, time.monotonic() + 600)
             subprocess.run(["scancel", job], check=True, timeout=60)
@@ -215,20 +256,29 @@ def test_cancelled_worker_job_loses_no_model_and_is_recorded(benchmark: Path, tm
     assert_complete(db, uids)
     with ResultsDB(db, read_only=True) as results:
         failures = results.failures()
-        assert results.failed_models(*results.runs()[["benchmark_hash", "config_hash"]].iloc[0]) == set()
+        assert (
+            results.failed_models(*results.runs()[["benchmark_hash", "config_hash"]].iloc[0])
+            == set()
+        )
     lost = failures[failures["stage"] == "worker-lost"]
     assert uid in set(lost["model_uid"]), failures
     assert lost["error"].str.contains(f"Slurm job {job} ").any(), lost["error"].tolist()
     assert f"{uid}: Slurm job {job} " in output  # said on the terminal too
     assert len(failures) == len(lost)  # nothing else went wrong
     # The ended job was replaced by a new one (so the survey never runs out of workers).
-    assert re.search(rf"^  Slurm job {job} \(\S+\) ended \(\w+\): replaced$", output, re.MULTILINE), output[-2000:]
+    assert re.search(
+        rf"^  Slurm job {job} \(\S+\) ended \(\w+\): replaced$", output, re.MULTILINE
+    ), output[-2000:]
 
 
 @slurm
 @needs_slurm
-def test_job_that_never_starts_times_out_naming_partition_and_state(benchmark: Path, tmp_path: Path) -> None:
-    partition = subprocess.run(["sinfo", "--noheader", "--format=%R"], capture_output=True, text=True, timeout=20).stdout.split()[0]
+def test_job_that_never_starts_times_out_naming_partition_and_state(
+    benchmark: Path, tmp_path: Path
+) -> None:
+    partition = subprocess.run(
+        ["sinfo", "--noheader", "--format=%R"], capture_output=True, text=True, timeout=20
+    ).stdout.split()[0]
     # --begin keeps the job PENDING (reason BeginTime) although the cluster is free.
     command = survey_command(
         manifest(tmp_path, ["resnet18_random"]), benchmark, tmp_path / "r.duckdb",
@@ -244,13 +294,20 @@ def test_job_that_never_starts_times_out_naming_partition_and_state(benchmark: P
     assert "Traceback" not in result.stderr
     job = lines[0].split("job ")[1].split()[0]
     # The pending job was cancelled on the way out.
-    state = subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", job, "--format=%T"], capture_output=True, text=True, timeout=20)
+    state = subprocess.run(
+        ["squeue", "--noheader", "--states=all", "--jobs", job, "--format=%T"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert state.stdout.strip() in ("", "CANCELLED"), state.stdout
 
 
 @slurm
 @needs_slurm
-def test_job_that_slurm_rejects_fails_at_once_with_slurms_reason(benchmark: Path, tmp_path: Path) -> None:
+def test_job_that_slurm_rejects_fails_at_once_with_slurms_reason(
+    benchmark: Path, tmp_path: Path
+) -> None:
     command = survey_command(
         manifest(tmp_path, ["resnet18_random"]), benchmark, tmp_path / "r.duckdb",
         "--slurm", *SLURM, "--slurm-queue", "no_such_partition",

@@ -132,7 +132,10 @@ def _prologue() -> list[str]:
     # Dask's nanny pins OMP/MKL/OpenBLAS to one thread; a model should use the job's CPUs.
     threads = "${SLURM_CPUS_PER_TASK:-1}"
     environ = ", ".join(
-        [f"'{name}': {threads}" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")]
+        [
+            f"'{name}': {threads}"
+            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+        ]
         + ["'MALLOC_TRIM_THRESHOLD_': 65536"]
     )
     lines.append(f'export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="{{{environ}}}"')
@@ -167,10 +170,23 @@ def _run(command: list[str], timeout: float = 60) -> subprocess.CompletedProcess
 def _test_submission(options: SlurmOptions) -> None:
     """``sbatch --test-only`` of the job script: Slurm's own message for a job it would reject."""
     script = slurm_job_script(options)
-    result = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["sbatch", "--test-only"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if result.returncode != 0:
-        reason = "; ".join(line.removeprefix("sbatch: error: ").strip() for line in result.stderr.splitlines() if line.strip())
-        raise ClusterError(f"--slurm: Slurm rejects the worker job: {reason or 'sbatch --test-only failed'} (see --slurm-dry-run)")
+        reason = "; ".join(
+            line.removeprefix("sbatch: error: ").strip()
+            for line in result.stderr.splitlines()
+            if line.strip()
+        )
+        raise ClusterError(
+            f"--slurm: Slurm rejects the worker job: {reason or 'sbatch --test-only failed'} (see --slurm-dry-run)"
+        )
 
 
 def _squeue(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
@@ -178,7 +194,16 @@ def _squeue(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
     if not job_ids:
         return {}
     try:
-        result = _run(["squeue", "--noheader", "--states=all", "--jobs", ",".join(job_ids), "--format=%i|%P|%T|%r"])
+        result = _run(
+            [
+                "squeue",
+                "--noheader",
+                "--states=all",
+                "--jobs",
+                ",".join(job_ids),
+                "--format=%i|%P|%T|%r",
+            ]
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         logger.warning("squeue failed: %s", error)
         return {}
@@ -233,14 +258,18 @@ class SlurmWorkers:
             from distributed.utils import get_ip_interface
 
             # The dashboard on the scheduler's interface too, not on every interface.
-            scheduler_options["dashboard_address"] = f"{get_ip_interface(self.options.interface)}:8787"
+            scheduler_options["dashboard_address"] = (
+                f"{get_ip_interface(self.options.interface)}:8787"
+            )
         with dask.config.set(_DASK_CONFIG):
             self.cluster = SLURMCluster(scheduler_options=scheduler_options, **kwargs)
         self.client = Client(self.cluster)
         self.cluster.scale(jobs=self.options.jobs)
         logger.info(
             "Slurm: %d job(s) submitted; scheduler %s, dashboard %s, job logs in %s",
-            self.options.jobs, self.cluster.scheduler_address, self.cluster.dashboard_link,
+            self.options.jobs,
+            self.cluster.scheduler_address,
+            self.cluster.dashboard_link,
             self.options.log_directory or "the working directory",
         )
         self._no_worker_since = time.monotonic()
@@ -258,10 +287,16 @@ class SlurmWorkers:
         """``{Dask worker name: Slurm job id}`` of the submitted jobs."""
         if self.cluster is None:
             return {}
-        return {name: str(job.job_id) for name, job in self.cluster.workers.items() if getattr(job, "job_id", None)}
+        return {
+            name: str(job.job_id)
+            for name, job in self.cluster.workers.items()
+            if getattr(job, "job_id", None)
+        }
 
     def _connected(self) -> set[str]:
-        names = {str(w.get("name")) for w in self.client.scheduler_info(n_workers=-1)["workers"].values()}
+        names = {
+            str(w.get("name")) for w in self.client.scheduler_info(n_workers=-1)["workers"].values()
+        }
         if names - self._joined:
             self._failed_starts = 0
             self._any_joined = True
@@ -301,7 +336,9 @@ class SlurmWorkers:
                     )
             ended.append(name)
             self.replaced.append(f"Slurm job {job} ({name}) ended ({state}): replaced")
-            logger.warning("Slurm job %s (worker %s) ended (%s): submitting a replacement", job, name, state)
+            logger.warning(
+                "Slurm job %s (worker %s) ended (%s): submitting a replacement", job, name, state
+            )
         if ended:
             self.cluster.sync(self._replace, ended)
         if connected:
@@ -326,7 +363,9 @@ class SlurmWorkers:
     def _waiting_message(self, queue: Mapping[str, tuple[str, str, str]]) -> str:
         states, running = [], []
         for job in self.job_ids().values():
-            partition, state, reason = queue.get(job, (self.options.queue or "?", "unknown to squeue", ""))
+            partition, state, reason = queue.get(
+                job, (self.options.queue or "?", "unknown to squeue", "")
+            )
             why = f" ({reason})" if reason and reason != "None" else ""
             states.append(f"job {job} in partition '{partition}' is {state}{why}")
             if state == "RUNNING":
@@ -352,7 +391,9 @@ class SlurmWorkers:
         self.close()
 
 
-def make_client(workers: int | None = None, scheduler: str | None = None, slurm: SlurmOptions | None = None) -> Any:
+def make_client(
+    workers: int | None = None, scheduler: str | None = None, slurm: SlurmOptions | None = None
+) -> Any:
     """A Dask client of ``workers`` local processes or of an existing scheduler, or Slurm workers.
 
     Returns
@@ -370,7 +411,9 @@ def make_client(workers: int | None = None, scheduler: str | None = None, slurm:
     import dask
 
     with dask.config.set(_DASK_CONFIG):
-        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = LocalCluster(
+            n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
     return Client(cluster)
 
 
@@ -433,7 +476,13 @@ def run_tasks(
     slurm = target if isinstance(target, SlurmWorkers) else None
     client = slurm.client if slurm is not None else target
     futures = {
-        client.submit(function, *args, key=f"{key_prefix}-{name}", resources=dict(resources) if resources else None, pure=False): name
+        client.submit(
+            function,
+            *args,
+            key=f"{key_prefix}-{name}",
+            resources=dict(resources) if resources else None,
+            pure=False,
+        ): name
         for name, args in arguments.items()
     }
     names_by_key = {future.key: name for future, name in futures.items()}
@@ -448,9 +497,15 @@ def run_tasks(
         for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
             if address not in roster:  # described while it runs: a replacement job reuses the name
                 name = str(info.get("name"))
-                roster[address] = f"{slurm.describe(name) if slurm is not None else f'worker {name}'} at {address}"
+                roster[address] = (
+                    f"{slurm.describe(name) if slurm is not None else f'worker {name}'} at {address}"
+                )
         for stamp, event in client.get_events("all"):
-            if stamp <= seen or not isinstance(event, dict) or event.get("action") != "remove-worker":
+            if (
+                stamp <= seen
+                or not isinstance(event, dict)
+                or event.get("action") != "remove-worker"
+            ):
                 continue
             seen = stamp
             address = event.get("worker", "?")
