@@ -99,6 +99,41 @@ def test_trained_model_beats_its_random_twin(demo: tuple[Path, str]) -> None:
     assert otc["effnet_lite0"] > otc["effnet_lite0_random"] + 0.1
 
 
+def test_demo_keeps_best_layer_predictions_that_reproduce_the_scores(
+    demo: tuple[Path, str],
+) -> None:
+    from zooscope.rsa import RSMComparator, rsm
+    from zooscope.rsa.rsm import pearson_columns
+    from zooscope.stats.unique_variance import summarize_unique_variance, unique_variance
+
+    out, _ = demo
+    with ResultsDB(out / "results.duckdb", read_only=True) as db:
+        best = db.best_layer_scores().set_index(["model_uid", "metric", "subject", "roi"])
+        predictions = db.unit_predictions(split="test")
+        measured = db.unit_responses(split="test").set_index(["subject", "roi"])["response"]
+        # 2 models x {versa, encoding_r} x {OTC, EVC} x subject 1
+        assert len(predictions) == 8
+        for row in predictions.itertuples(index=False):
+            stored = best.loc[(row.model_uid, row.metric, row.subject, row.roi)]
+            assert row.layer_name == stored["layer_name"]
+            y = measured[(row.subject, row.roi)]
+            if row.metric == "encoding_r":
+                recomputed = float(np.nanmean(pearson_columns(row.prediction, y)))
+            else:
+                recomputed = RSMComparator(rsm(y, dtype="float64")).score(rsm(row.prediction))
+            # equal to the last bits (BLAS rounding depends on memory alignment)
+            assert recomputed == pytest.approx(stored["test_score"], rel=1e-13, abs=1e-15)
+        summary = summarize_unique_variance(
+            unique_variance(db, "effnet_lite0", "effnet_lite0_random")
+        ).set_index("roi")
+    # the voxels were planted from the trained network: most of it is unique to it
+    assert summary.loc["OTC", "median_partial_model"] > 0.3
+    assert summary.loc["OTC", "median_partial_model"] > summary.loc["OTC", "median_partial_control"]
+    page = (out / "report" / "index.html").read_text(encoding="utf-8")
+    for section in ("Matched pairs and groups", "Training-set size", "Unique variance"):
+        assert f"<h2>{section}</h2>" in page
+
+
 def stored_score(scores: pd.DataFrame, **key: str) -> float:
     """The one score row matching ``key``."""
     mask = np.logical_and.reduce([scores[column] == value for column, value in key.items()])

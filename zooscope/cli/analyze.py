@@ -200,6 +200,32 @@ def register(app: typer.Typer) -> None:
             table = table.groupby(["metric", "roi"], group_keys=False).head(top)
         _emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
 
+    @results.command("failures")
+    def failures(
+        db: Path = DB_OPTION,
+        run: str = typer.Option(None, help="Only this run id (default: every run)."),
+        fmt: str = typer.Option("table", "--format", help="table or csv."),
+    ) -> None:
+        """Models (and noise-ceiling groups) that failed: run, stage and the error's first line."""
+        from zooscope.results.db import ResultsDB
+
+        with ResultsDB(db, read_only=True) as database:
+            table = database.failures()
+        if run is not None:
+            table = table[table["run_id"] == run]
+        table = table.assign(error=table["error"].astype(str).str.split("\n").str[0])
+        _emit(table[["time", "run_id", "model_uid", "stage", "error"]], fmt)
+
+    @results.command("upgrade")
+    def upgrade(db: Path = DB_OPTION) -> None:
+        """Upgrade a results database to this zooscope's schema (keeps a copy of the old file)."""
+        from zooscope.results.db import ResultsDB
+
+        if not db.is_file():
+            raise FileNotFoundError(f"no results database at {db}")
+        with ResultsDB(db) as database:
+            typer.echo(f"{db}: schema version {database.schema_version}")
+
     @results.command("export")
     def export(
         db: Path = DB_OPTION,
@@ -219,7 +245,7 @@ def register(app: typer.Typer) -> None:
 
     from zooscope.cli import compare
 
-    compare.register(analyze)  # paired, groups, scaling, unique-variance
+    compare.register(analyze)  # paired, groups, scaling, unique-variance, layer-cka
     app.add_typer(imports, name="import-scores")
     app.add_typer(analyze, name="analyze")
     app.add_typer(results, name="results")

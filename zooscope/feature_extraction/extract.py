@@ -279,8 +279,8 @@ def extract(
         image_id = image_set_id or image_set.content_hash()
         keys = {s.name: _cache_key(model, image_id, s, params) for s in specs}
         for spec in specs:
-            if keys[spec.name] in cache:
-                stored = cache.load(keys[spec.name])
+            stored = cache.get(keys[spec.name])  # None when absent or unreadable (then recomputed)
+            if stored is not None:
                 yield LayerFeatures(spec.name, spec.index, spec.module_type, spec.n_features, stored.get("srp"), stored.get("rsm"), spec.label, True, keys[spec.name])
         specs = [s for s in specs if keys[s.name] not in cache]
     if not specs:

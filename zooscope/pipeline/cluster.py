@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zooscope.errors import ZooscopeError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -52,7 +54,7 @@ _ENDED = {
 _DASK_CONFIG = {"distributed.scheduler.worker-saturation": 1.0}
 
 
-class ClusterError(RuntimeError):
+class ClusterError(ZooscopeError, RuntimeError):
     """The cluster cannot run the survey; the message says why and what to do."""
 
 

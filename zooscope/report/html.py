@@ -24,6 +24,10 @@ REPORT_CONTRASTS = (
     "compare_diet_imagenetsize",
     "compare_goal_contrastive",
     "compare_goal_slip",
+    "compare_goal_taskonomy_tasks",
+    "compare_goal_taskonomy_cluster",
+    "compare_diet_ipcl",
+    "compare_goal_expertise",
     "arch_class",
     "task",
 )

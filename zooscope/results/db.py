@@ -10,7 +10,9 @@ migration functions in ``_MIGRATIONS``):
     manifest column (``compare_*``, notes, published statistics, ...) in ``metadata`` (JSON).
 ``runs``
     One row per survey or import run: timing, zooscope version, benchmark hash, scoring config
-    (JSON) and its hash, host and manifest.
+    (JSON) and its hash, host and manifest; ``status`` is ``running``, ``finished`` or
+    ``interrupted`` (``finished_at`` is set only for a finished run; a killed one stays
+    ``running`` with no finish time).
 ``layers``
     Per model, benchmark and config: layer index, name, module type, feature count and
     (optionally) effective dimensionality.
@@ -20,7 +22,8 @@ migration functions in ``_MIGRATIONS``):
     benchmark_hash, config_hash) is unique (enforced by :meth:`ResultsDB.write_model`, checked by
     :meth:`ResultsDB.duplicate_score_keys`).
 ``ceilings``
-    Noise ceilings per benchmark, subject, ROI and method (value and interval).
+    Noise ceilings per benchmark, subject, ROI and method (value and interval), with the number
+    of units used (``n_units``) and left out (``n_dropped``: constant, all-NaN, ...; ``note``).
 ``failures``
     Models that raised, with the stage, error and traceback.
 ``rsms``
@@ -57,6 +60,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import shutil
 import socket
 import threading
 import uuid
@@ -68,12 +72,14 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
+from zooscope.errors import SchemaVersionError
+from zooscope.results.locking import connect_waiting
 from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, RSA_METRICS, SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -103,6 +109,9 @@ _RSM_INPUT = ("metric", "subject", "roi", "layer_name", "split", "rsm")
 _CEILING_INPUT = ("subject", "roi", "method", "value", "lower", "upper")
 _PREDICTION_INPUT = ("metric", "subject", "roi", "layer_name", "split", "prediction")
 _RESPONSE_INPUT = ("subject", "roi", "split", "response")
+_CEILING_OPTIONAL = {"n_units": "Int64", "n_dropped": "Int64", "note": object}
+#: ``runs.status`` values.
+RUN_STATUSES = ("running", "finished", "interrupted")
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,10 +232,22 @@ def _migration_2_unit_predictions(con: Any) -> None:
     )
 
 
+def _migration_3_run_status_ceiling_units(con: Any) -> None:
+    """Version 3: ``runs.status`` (an interrupted run is not finished) and ceiling unit counts."""
+    con.execute("ALTER TABLE runs ADD COLUMN status VARCHAR")
+    con.execute(
+        "UPDATE runs SET status = CASE WHEN finished_at IS NULL THEN 'running' ELSE 'finished' END"
+    )
+    con.execute("ALTER TABLE ceilings ADD COLUMN n_units BIGINT")
+    con.execute("ALTER TABLE ceilings ADD COLUMN n_dropped BIGINT")
+    con.execute("ALTER TABLE ceilings ADD COLUMN note VARCHAR")
+
+
 #: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
 _MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_1_initial,
     _migration_2_unit_predictions,
+    _migration_3_run_status_ceiling_units,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -325,6 +346,9 @@ class ResultsDB:
         The database file; created (with parent folders) if absent, migrated if older.
     read_only : bool
         Open without write access (no migration; fails on a file that needs one).
+    timeout : float, optional
+        Seconds to wait while another process holds the file's lock (default
+        ``$ZOOSCOPE_DB_TIMEOUT`` or 600); see :mod:`zooscope.results.locking`.
 
     Examples
     --------
@@ -334,16 +358,15 @@ class ResultsDB:
     ...     db.finish_run(run_id)
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
-        import duckdb
-
+    def __init__(self, path: str | Path, read_only: bool = False, timeout: float | None = None) -> None:
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise FileNotFoundError(f"no results database at {self.path}")
         self._lock = threading.RLock()
-        self._con = duckdb.connect(str(self.path), read_only=read_only)
+        self._timeout = timeout
+        self._con = connect_waiting(self.path, read_only=read_only, timeout=timeout)
         self.read_only = read_only
         self._migrate()
 
@@ -398,17 +421,21 @@ class ResultsDB:
     def _migrate(self) -> None:
         version = self.schema_version
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise SchemaVersionError(
                 f"{self.path} has schema version {version}, newer than this zooscope "
-                f"({SCHEMA_VERSION}); upgrade zooscope to read it"
+                f"({SCHEMA_VERSION})\n  upgrade zooscope to read it, or go back to the copy the "
+                f"upgrade kept: {_backup_path(self.path, SCHEMA_VERSION)} (results written since are "
+                "not in it)"
             )
         if version == SCHEMA_VERSION:
             return
         if self.read_only:
-            raise RuntimeError(
-                f"{self.path} has schema version {version} < {SCHEMA_VERSION}; open it once "
-                "without read_only to upgrade it"
+            raise SchemaVersionError(
+                f"{self.path} has schema version {version} < {SCHEMA_VERSION}\n  open it once for "
+                "writing to upgrade it (e.g. zooscope results upgrade --db FILE)"
             )
+        if version > 0:
+            self._backup_before_upgrade(version)
         for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
             logger.info("migrating %s to schema version %d", self.path, target)
             with self._transaction() as con:
@@ -416,6 +443,17 @@ class ResultsDB:
                 con.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)")
                 con.execute("DELETE FROM schema_info")
                 con.execute("INSERT INTO schema_info VALUES (?)", [target])
+
+    def _backup_before_upgrade(self, version: int) -> None:
+        """Copy the file before migrating it: the way back for an older zooscope (a downgrade)."""
+        backup = _backup_path(self.path, version)
+        self._con.close()
+        try:
+            if not backup.exists():
+                shutil.copy2(self.path, backup)
+                logger.info("upgrading %s; the version-%d file is kept as %s", self.path, version, backup)
+        finally:
+            self._con = connect_waiting(self.path, read_only=False, timeout=self._timeout)
 
     def _insert_frame(self, con: Any, table: str, frame: Any, columns: list[str]) -> None:
         """Insert a DataFrame or Arrow table through registration (no values in SQL text)."""
@@ -460,7 +498,9 @@ class ResultsDB:
         run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         with self._lock:
             self.con.execute(
-                "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, started_at, finished_at, zooscope_version, "
+                "benchmark_hash, config_hash, config, host, manifest, status) "
+                "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'running')",
                 [
                     run_id,
                     started,
@@ -474,11 +514,24 @@ class ResultsDB:
             )
         return run_id
 
-    def finish_run(self, run_id: str) -> None:
-        """Stamp a run's finish time."""
+    def finish_run(self, run_id: str, status: str = "finished") -> None:
+        """Set a run's status; a ``finished`` run also gets its finish time.
+
+        Parameters
+        ----------
+        run_id : str
+        status : {"finished", "interrupted"}
+            ``interrupted`` (Ctrl-C, SIGTERM from a scheduler) leaves ``finished_at`` NULL.
+        """
+        if status not in RUN_STATUSES[1:]:
+            raise ValueError(f"status must be one of {RUN_STATUSES[1:]}, got {status!r}")
         with self._lock:
             self._run(run_id)
-            self.con.execute("UPDATE runs SET finished_at = ? WHERE run_id = ?", [_now(), run_id])
+            finished = _now() if status == "finished" else None
+            self.con.execute(
+                "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
+                [finished, status, run_id],
+            )
 
     def _run(self, run_id: str) -> tuple[str, str]:
         row = self.con.execute(
@@ -695,14 +748,18 @@ class ResultsDB:
         """All recorded failures, oldest first."""
         return self._query("SELECT * FROM failures ORDER BY time")
 
-    def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame) -> None:
-        """Replace the noise ceilings of a benchmark.
+    def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame, groups_only: bool = False) -> None:
+        """Replace the noise ceilings of a benchmark (or, with ``groups_only``, of the given groups).
 
         Parameters
         ----------
         benchmark_hash : str
-        df : DataFrame, shape (n_rows, 6)
-            Columns ``subject, roi, method, value, lower, upper`` (``lower``/``upper`` may be NaN).
+        df : DataFrame, shape (n_rows, 6 to 9)
+            Columns ``subject, roi, method, value, lower, upper`` (``lower``/``upper`` may be NaN),
+            optionally ``n_units, n_dropped, note``.
+        groups_only : bool
+            Replace only the rows of the (subject, roi, method) keys in ``df``, keeping the others
+            (a ceiling stored as soon as it is computed).
         """
         _require_columns(df, _CEILING_INPUT, "ceilings")
         frame = pd.DataFrame(
@@ -716,10 +773,21 @@ class ResultsDB:
                 "upper": df["upper"].astype(float),
             }
         )
+        for column, dtype in _CEILING_OPTIONAL.items():
+            if column in df.columns:
+                frame[column] = df[column].astype(dtype)
         if frame.duplicated(["subject", "roi", "method"]).any():
             raise ValueError("ceilings repeat a (subject, roi, method)")
         with self._transaction() as con:
-            con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
+            if groups_only:
+                for subject, roi, method in frame[["subject", "roi", "method"]].itertuples(index=False):
+                    con.execute(
+                        "DELETE FROM ceilings WHERE benchmark_hash = ? AND subject = ? AND roi = ? "
+                        "AND method = ?",
+                        [benchmark_hash, subject, roi, method],
+                    )
+            else:
+                con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
             self._insert_frame(con, "ceilings", frame, list(frame.columns))
 
     def write_responses(self, benchmark_hash: str, df: pd.DataFrame) -> None:
@@ -961,6 +1029,11 @@ class ResultsDB:
             df.to_parquet(path, index=False)
         else:
             df.to_csv(path, index=False)
+
+
+def _backup_path(path: Path, version: int) -> Path:
+    """Where an upgrade keeps the version-``version`` copy of a results database."""
+    return path.with_name(f"{path.name}.schema{version}.bak")
 
 
 def _sql_path(path: Path) -> str:
