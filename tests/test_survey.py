@@ -296,7 +296,7 @@ def test_killed_survey_resumes_without_duplicates(demo: tuple[Path, str], tmp_pa
 
 
 def test_dask_local_cluster_gives_the_same_scores(demo: tuple[Path, str], tmp_path: Path) -> None:
-    from zooscope.pipeline.survey import make_client
+    from zooscope.pipeline.cluster import make_client
 
     out, _ = demo
     manifest = small_manifest(tmp_path, [RESNET, MIXER])

@@ -52,6 +52,11 @@ def register(app: typer.Typer) -> None:
         slurm_memory: str = typer.Option("32GB", help="--slurm: memory per job."),
         slurm_walltime: str = typer.Option("04:00:00", help="--slurm: walltime per job."),
         slurm_gpus: int = typer.Option(0, help="--slurm: GPUs per job (declared as the Dask resource GPU)."),
+        slurm_extra: list[str] = typer.Option([], help="--slurm: another #SBATCH option, e.g. --slurm-extra=--account=lab (repeatable)."),
+        slurm_log_dir: Path = typer.Option(None, help="--slurm: folder of the jobs' .out/.err logs (default: slurm-logs/ next to --db)."),
+        slurm_interface: str = typer.Option(None, help="--slurm: network interface of scheduler and workers (e.g. ib0; lo on one machine)."),
+        slurm_timeout: float = typer.Option(900, help="--slurm: seconds to wait for a first worker before giving up (0: forever)."),
+        slurm_dry_run: bool = typer.Option(False, "--slurm-dry-run", help="Print the Slurm job script that --slurm would submit, and exit."),
         verify: bool = typer.Option(True, "--verify/--no-verify", help="Check the benchmark's content hash once at the start."),
     ) -> None:
         """Score every model of a manifest against a benchmark into a results database.
@@ -62,36 +67,61 @@ def register(app: typer.Typer) -> None:
         2 for bad input. The database is opened only to write, so `zooscope results summary`
         can watch progress meanwhile.
         """
-        from zooscope.pipeline.scoring import RunOptions, ScoringConfig
-        from zooscope.pipeline.survey import make_client, survey
+        from zooscope.pipeline.cluster import (
+            ClusterError,
+            SlurmOptions,
+            make_client,
+            require_slurm,
+            slurm_job_script,
+        )
 
-        if sum(bool(x) for x in (workers, scheduler, slurm)) > 1:
+        if sum(bool(x) for x in (workers, scheduler, slurm or slurm_dry_run)) > 1:
             raise typer.BadParameter("choose one of --workers, --scheduler and --slurm")
+        if slurm:
+            try:
+                require_slurm()  # before anything starts
+            except ClusterError as error:
+                typer.echo(f"error: {error}", err=True)
+                raise typer.Exit(2) from None
+        slurm_options = SlurmOptions(
+            jobs=slurm_jobs, queue=slurm_queue, cores=slurm_cores, memory=slurm_memory, walltime=slurm_walltime,
+            gpus=slurm_gpus, extra_directives=tuple(slurm_extra), interface=slurm_interface, timeout=slurm_timeout,
+            log_directory=str((slurm_log_dir or db.parent / "slurm-logs").absolute()),
+        )
+        if slurm_dry_run:
+            typer.echo(slurm_job_script(slurm_options))
+            return
+        from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+        from zooscope.pipeline.survey import survey
+
         try:
             config = ScoringConfig.from_profile(profile, metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
         except (KeyError, ValueError) as error:
             raise typer.BadParameter(str(error)) from None
         options = RunOptions(device=device, batch_size=batch_size, memory_budget=memory_budget)
         client = None
-        if workers or scheduler or slurm:
-            slurm_options = None
-            if slurm:
-                slurm_options = {
-                    "jobs": slurm_jobs, "queue": slurm_queue, "cores": slurm_cores, "processes": 1,
-                    "memory": slurm_memory, "walltime": slurm_walltime,
-                }
-                if slurm_gpus:
-                    slurm_options["job_extra_directives"] = [f"--gres=gpu:{slurm_gpus}"]
-                    slurm_options["worker_extra_args"] = [f"--resources GPU={slurm_gpus}"]
-            client = make_client(workers=workers, scheduler=scheduler, slurm=slurm_options)
         try:
+            if workers or scheduler or slurm:
+                import distributed  # noqa: F401  (sets its loggers up on import)
+
+                if not logging.getLogger("zooscope").isEnabledFor(logging.DEBUG):  # -v shows them
+                    for name in ("distributed", "dask_jobqueue"):  # ~100 INFO lines per worker
+                        logging.getLogger(name).setLevel(logging.WARNING)
+                client = make_client(workers=workers, scheduler=scheduler, slurm=slurm_options if slurm else None)
             report = survey(
                 manifest, benchmark, db, config, options, models=_split(models), retry_failed=retry_failed,
-                ceilings=ceilings, n_sims=n_sims, client=client, gpu_resources=bool(slurm_gpus), verify=verify,
+                ceilings=ceilings, n_sims=n_sims, client=client, gpu_resources=bool(slurm and slurm_gpus), verify=verify,
             )
+        except ClusterError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
         finally:
             if client is not None:
                 client.close()
+        for lost in report.workers_lost:
+            typer.echo(f"  {lost.name}: {lost.message} (recorded in failures)", err=True)
+        for line in getattr(client, "replaced", []):  # Slurm jobs that ended while the survey ran
+            typer.echo(f"  {line}", err=True)
         typer.echo(
             f"scored {len(report.scored)}, failed {len(report.failed)}, already complete {len(report.skipped_complete)}, "
             f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "

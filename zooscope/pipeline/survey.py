@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from zooscope.benchmark import Benchmark
 from zooscope.errors import InputFileError
 from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
+from zooscope.pipeline.cluster import WorkerLost, run_tasks
 from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
 from zooscope.pipeline.scoring import (
     BrainData,
@@ -46,7 +47,7 @@ from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Failure", "SurveyReport", "compute_ceilings", "make_client", "score_task", "survey"]
+__all__ = ["Failure", "SurveyReport", "compute_ceilings", "score_task", "survey"]
 
 
 @dataclass
@@ -70,6 +71,7 @@ class SurveyReport:
     unavailable: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     ceiling_failures: list[Failure] = field(default_factory=list)
+    workers_lost: list[WorkerLost] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -158,39 +160,16 @@ def _in_process(entries: Sequence[ModelEntry], benchmark_path: str, config: Scor
         yield score_task(entry, benchmark_path, config, options)
 
 
-def _on_dask(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions, client: Any, gpu: bool) -> Iterator[ModelScores | Failure]:
-    from distributed import as_completed
-
-    resources = {"GPU": 1} if gpu else None
-    futures = [
-        client.submit(score_task, entry, benchmark_path, config, options, key=f"score-{entry.model_uid}-{config.hash}", resources=resources, pure=False)
-        for entry in entries
-    ]
-    for future in as_completed(futures):
-        yield future.result()
-        future.release()
-
-
-def make_client(workers: int | None = None, scheduler: str | None = None, slurm: dict[str, Any] | None = None) -> Any:
-    """A Dask client: a local cluster of ``workers`` processes, an existing scheduler, or Slurm.
-
-    ``slurm`` holds dask-jobqueue ``SLURMCluster`` arguments (``queue``, ``cores``, ``memory``,
-    ``walltime``, ``job_extra_directives``...) plus ``jobs`` (how many to start).
-    """
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        return Client(scheduler)
-    if slurm is not None:
-        from dask_jobqueue import SLURMCluster
-
-        options = dict(slurm)
-        jobs = int(options.pop("jobs", 1))
-        cluster = SLURMCluster(**options)
-        cluster.scale(jobs=jobs)
-        return Client(cluster)
-    cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster)
+def _on_dask(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions, client: Any, gpu: bool) -> Iterator[ModelScores | Failure | WorkerLost]:
+    path = os.path.abspath(benchmark_path)  # workers may start in another folder
+    arguments = {entry.model_uid: (entry, path, config, options) for entry in entries}
+    for event in run_tasks(client, score_task, arguments, key_prefix=f"score-{config.hash}", resources={"GPU": 1} if gpu else None):
+        if isinstance(event, WorkerLost):
+            yield event
+        elif event.error is not None:  # e.g. KilledWorker: every worker that tried it died
+            yield Failure(event.name, "worker", f"{type(event.error).__name__}: {event.error}", "")
+        else:
+            yield event.result
 
 
 def survey(
@@ -226,8 +205,10 @@ def survey(
         Compute the benchmark's GSN noise ceilings first if the database lacks them.
     n_sims : int
         Monte Carlo simulations per ceiling.
-    client : distributed.Client, optional
-        Run models on this Dask cluster (see :func:`make_client`); in-process when None.
+    client : distributed.Client or SlurmWorkers, optional
+        Run models on this Dask cluster (see :func:`zooscope.pipeline.cluster.make_client`);
+        in-process when None. A worker lost while scoring a model is recorded in ``failures``
+        (stage ``worker-lost``) and the model is scored again on another worker.
     gpu_resources : bool
         Ask Dask for a ``GPU`` worker resource per model.
     verify : bool
@@ -288,6 +269,12 @@ def survey(
             stream = _on_dask(todo, str(benchmark), config, options, client, gpu_resources) if client is not None else _in_process(todo, str(benchmark), config, options)
             with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
                 for outcome in stream:
+                    if isinstance(outcome, WorkerLost):  # recorded; the model is run again elsewhere
+                        with session.open() as results:
+                            results.record_failure(run_id, outcome.name, "worker-lost", outcome.message, "")
+                        report.workers_lost.append(outcome)
+                        logger.warning("%s: %s", outcome.name, outcome.message)
+                        continue
                     if isinstance(outcome, Failure):
                         with session.open() as results:
                             results.record_failure(run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback)

@@ -1,0 +1,64 @@
+"""zooscope.pipeline.cluster without Slurm: lost workers on a local Dask cluster, job scripts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from zooscope.pipeline.cluster import (
+    Completed,
+    SlurmOptions,
+    WorkerLost,
+    make_client,
+    run_tasks,
+    slurm_job_script,
+)
+
+
+def test_a_killed_worker_is_reported_and_its_task_runs_again() -> None:
+    client = make_client(workers=2)
+    try:
+        client.wait_for_workers(2, timeout=120)
+
+        def kill_the_worker_running(key: str) -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                for address, keys in client.processing().items():
+                    if key in keys:
+                        time.sleep(0.5)  # let it start
+                        pid = client.run(os.getpid, workers=[address])[address]
+                        os.kill(pid, signal.SIGKILL)
+                        return
+                time.sleep(0.1)
+
+        killer = threading.Thread(target=kill_the_worker_running, args=("sleep-a",))
+        killer.start()
+        events = list(
+            run_tasks(client, time.sleep, {"a": (3,), "b": (3,)}, key_prefix="sleep", poll=0.5)
+        )
+        killer.join()
+    finally:
+        client.close()
+    lost = [e for e in events if isinstance(e, WorkerLost)]
+    done = [e for e in events if isinstance(e, Completed)]
+    assert [e.name for e in lost] == ["a"]
+    assert lost[0].worker.startswith("worker ") and " at tcp://" in lost[0].worker
+    assert sorted(e.name for e in done) == ["a", "b"] and all(e.error is None for e in done)
+    assert events.index(lost[0]) < next(
+        i for i, e in enumerate(events) if isinstance(e, Completed) and e.name == "a"
+    )
+
+
+def test_job_script_asks_for_cores_memory_and_gpus() -> None:
+    script = slurm_job_script(
+        SlurmOptions(cores=4, memory="8GB", gpus=1, queue="short", walltime="01:00:00")
+    )
+    assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH --mem=8G" in script
+    assert "#SBATCH -p short" in script and "#SBATCH -t 01:00:00" in script
+    assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script
+    # One model at a time per worker, with the job's CPUs as its torch/BLAS threads.
+    assert "--nthreads 1" in script
+    assert "'OMP_NUM_THREADS': ${SLURM_CPUS_PER_TASK:-1}" in script
+    assert "#SBATCH -e" not in script  # no log folder: Slurm's default slurm-<id>.out
