@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
         benchmark: Path = typer.Option(..., "--benchmark", "-b", exists=True, dir_okay=False, help="Benchmark .h5 file."),
         db: Path = typer.Option(..., "--db", help="DuckDB results file (created if missing)."),
         models: str = typer.Option(None, help="Comma-separated model uids (default: every model)."),
-        metrics: str = typer.Option("crsa,versa,encoding_r", help="Comma-separated metrics."),
+        metrics: str = typer.Option(None, "--metrics", "--metric", help="Comma-separated metrics: crsa, versa, encoding_r, predictivity (default: crsa,versa,encoding_r; predictivity on a neural benchmark)."),
+        regression: str = typer.Option("pls", help="predictivity: Brain-Score regression pls, ridge or ridgecv."),
+        splits: str = typer.Option("brainscore", "--splits", help="predictivity: cross-validation within each split, brainscore (10 stratified 90/10) or even-odd."),
         subjects: str = typer.Option(None, help="Comma-separated subjects (default: all)."),
         rois: str = typer.Option(None, help="Comma-separated ROIs (default: all in the benchmark)."),
         layers: str = typer.Option(None, help="Regex: score only matching layers (default: every layer)."),
@@ -54,7 +56,12 @@ def register(app: typer.Typer) -> None:
 
         if sum(bool(x) for x in (workers, scheduler, slurm)) > 1:
             raise typer.BadParameter("choose one of --workers, --scheduler and --slurm")
-        config = ScoringConfig(metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
+        from zooscope.pipeline.neural import default_metrics
+
+        config = ScoringConfig(
+            metrics=_split(metrics) or default_metrics(benchmark), subjects=_split(subjects), rois=_split(rois), layers=layers,
+            rsm_from=rsm_from, regression=regression, predictivity_splits=splits,
+        )
         options = RunOptions(device=device, batch_size=batch_size, memory_budget=memory_budget)
         client = None
         if workers or scheduler or slurm:
@@ -117,12 +124,20 @@ def register(app: typer.Typer) -> None:
         n_sims: int = typer.Option(20, help="Monte Carlo simulations per noise ceiling."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
         memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory)."),
+        neural: bool = typer.Option(False, "--neural", help="Instead: a synthetic macaque assembly (brainio format; V1, V4, IT; two time bins) -> import -> predictivity survey -> committed layers."),
     ) -> None:
         """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
 
         The synthetic voxels are driven by features of the genuinely trained EfficientNet-Lite0,
-        so the trained model should come out on top and its random twin below it.
+        so the trained model should come out on top and its random twin below it. With
+        ``--neural``, the same for Brain-Score-style data, ending in each model's committed layer
+        per region and time bin.
         """
+        if neural:
+            from zooscope.neural.demo import run_neural_demo
+
+            run_neural_demo(out, models=_split(models), layers=layers, memory_budget=memory_budget, report=report)
+            return
         from zooscope.nsd import prepare, write_synthetic
         from zooscope.pipeline.scoring import RunOptions, ScoringConfig
         from zooscope.pipeline.survey import survey

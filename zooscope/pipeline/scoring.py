@@ -18,7 +18,7 @@ import pandas as pd
 from zooscope._hashing import hash_json
 from zooscope.benchmark import Benchmark
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
-from zooscope.rsa.vocabulary import METRICS
+from zooscope.rsa.vocabulary import DEFAULT_METRICS, METRICS
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class ScoringConfig:
     :class:`RunOptions` instead, so a rerun on another machine resumes the same results.
     """
 
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     subjects: tuple[str, ...] | None = None
     rois: tuple[str, ...] | None = None
     eps: float = 0.1
@@ -45,14 +45,29 @@ class ScoringConfig:
     layers: str | None = None  # regex: score only matching layer names (None: every layer)
     train_split: str = "train"
     test_split: str = "test"
+    regression: str = "pls"  # predictivity only: pls, ridge or ridgecv (Brain-Score's)
+    predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
 
     def __post_init__(self) -> None:
+        from zooscope.rsa.predictivity import PREDICTIVITY_SPLITS, REGRESSIONS
+
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+        if self.regression not in REGRESSIONS:
+            raise ValueError(f"regression must be one of {REGRESSIONS}, got {self.regression!r}")
+        if self.predictivity_splits not in PREDICTIVITY_SPLITS:
+            raise ValueError(
+                f"predictivity splits must be one of {PREDICTIVITY_SPLITS}, got {self.predictivity_splits!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if "predictivity" not in self.metrics:
+            # Settings that cannot change these numbers stay out of the hash, so configs (and
+            # the results they key) from before predictivity existed keep their hash.
+            del out["regression"], out["predictivity_splits"]
+        return out
 
     @property
     def hash(self) -> str:
@@ -93,6 +108,7 @@ class BrainData:
     Y_test: np.ndarray
     groups: dict[str, np.ndarray]
     comparators: dict[str, dict[str, RSMComparator]] = field(repr=False)
+    predictivity: Any = field(default=None, repr=False)  # pipeline.neural.PredictivityData
 
     @classmethod
     def from_benchmark(cls, benchmark: Benchmark, config: ScoringConfig) -> BrainData:
@@ -118,8 +134,16 @@ class BrainData:
                 "test": RSMComparator(rsm(Y_test[:, idx], dtype="float64"), config.compare),
             }
             for label, idx in groups.items()
+            if set(config.metrics) - {"predictivity"}  # brain RSMs only for the RSM-based metrics
         }
-        return cls(train, test, Y_train, Y_test, groups, comparators)
+        prepared = None
+        if "predictivity" in config.metrics:
+            from zooscope.pipeline.neural import PredictivityData
+
+            prepared = PredictivityData.from_benchmark(
+                benchmark, {"train": train, "test": test}, units, config.predictivity_splits
+            )
+        return cls(train, test, Y_train, Y_test, groups, comparators, prepared)
 
 
 def _subjects(benchmark: Benchmark, subjects: tuple[str, ...] | None) -> list[Any] | None:
@@ -148,6 +172,7 @@ class ModelScores:
     scores: pd.DataFrame
     rsms: pd.DataFrame
     seconds: float
+    unit_scores: pd.DataFrame | None = None  # per-neuron predictivity of every layer
 
     def best(self, split: str = "test") -> dict[str, float]:
         """Mean over groups of the best-train-layer score per metric (for log lines)."""
@@ -314,7 +339,8 @@ def score_model(
         loaded = load_model(entry, device=options.device)
     except Exception as error:
         raise ScoringError("load", error) from error
-    need_srp = bool({"versa", "encoding_r"} & set(config.metrics))
+    need_srp = bool({"versa", "encoding_r", "predictivity"} & set(config.metrics))
+    unit_frames: list[pd.DataFrame] = []
     layer_rows: list[dict[str, Any]] = []
     score_rows: list[dict[str, Any]] = []
     best = _BestRSMs()
@@ -351,6 +377,12 @@ def score_model(
             raise ScoringError("extract", error) from error
         try:
             rows, test_rsms = score_layer(features, brain, config, ridge_backend)
+            if "predictivity" in config.metrics:
+                from zooscope.pipeline.neural import score_predictivity
+
+                neural_rows, units = score_predictivity(features, brain, config)
+                rows += neural_rows
+                unit_frames.append(units.assign(layer_index=features.index, layer_name=features.name))
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:
@@ -385,4 +417,5 @@ def score_model(
         ),
         rsms=best.frame(),
         seconds=time.perf_counter() - started,
+        unit_scores=pd.concat(unit_frames, ignore_index=True) if unit_frames else None,
     )

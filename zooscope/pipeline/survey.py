@@ -31,7 +31,7 @@ from zooscope.pipeline.scoring import (
     score_model,
 )
 from zooscope.results.db import ResultsDB
-from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
+from zooscope.rsa.vocabulary import PREDICTIVITY_CEILING_METHOD, RSA_CEILING_METHOD
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,8 @@ def survey(
     retry_failed : bool
         Also retry models whose last attempt failed (skipped otherwise).
     ceilings : bool
-        Compute the benchmark's GSN noise ceilings first if the database lacks them.
+        Compute the benchmark's noise ceilings first if the database lacks them: GSN for the
+        RSM-based metrics, internal consistency for ``predictivity``.
     n_sims : int
         Monte Carlo simulations per ceiling.
     client : distributed.Client, optional
@@ -209,8 +210,14 @@ def survey(
     run_id = results.start_run(bench.content_hash, config.to_dict(), manifest_name)
     report = SurveyReport(run_id)
     try:
-        if ceilings and results.ceilings(bench.content_hash).empty:
-            results.write_ceilings(bench.content_hash, compute_ceilings(bench, config, n_sims=n_sims))
+        if ceilings:
+            have = set(results.ceilings(bench.content_hash)["method"])
+            if RSA_CEILING_METHOD not in have and set(config.metrics) - {"predictivity"}:
+                results.write_ceilings(bench.content_hash, compute_ceilings(bench, config, n_sims=n_sims))
+            if PREDICTIVITY_CEILING_METHOD not in have and "predictivity" in config.metrics:
+                from zooscope.pipeline.neural import internal_consistency_ceilings
+
+                results.write_ceilings(bench.content_hash, internal_consistency_ceilings(bench, config))
         done = results.completed_models(bench.content_hash, config.hash)
         failed_before = set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
         todo = []
@@ -236,7 +243,7 @@ def survey(
                     report.failed.append(outcome)
                     logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
                 else:
-                    results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds)
+                    results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.unit_scores)
                     uid = outcome.model["model_uid"]
                     report.scored.append(uid)
                     best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))

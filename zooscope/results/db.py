@@ -28,6 +28,9 @@ migration functions in ``_MIGRATIONS``):
     k=1)``) per model, metric, subject and ROI, for model-to-model similarity.
 ``completions``
     The marker that a model's rows for a (benchmark_hash, config_hash) are complete.
+``unit_scores``
+    Per-neuron scores of every layer (``predictivity``: each neuron's r averaged over the
+    cross-validation splits), keyed like ``scores`` plus the benchmark ``unit`` index.
 ``best_layer_scores`` (view)
     Per (model, subject, roi, metric, benchmark_hash, config_hash): the layer with the best *train*
     score (ties: lowest layer index; NaN scores never win) and that layer's *test* score.
@@ -60,12 +63,19 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
-from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, RSA_METRICS, SPLITS
+from zooscope.rsa.vocabulary import (
+    CEILING_METHODS,
+    METRICS,
+    PREDICTIVITY_CEILING_METHOD,
+    RSA_CEILING_METHOD,
+    RSA_METRICS,
+    SPLITS,
+)
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -194,8 +204,20 @@ def _migration_1_initial(con: Any) -> None:
     )
 
 
+def _migration_unit_scores(con: Any) -> None:
+    """Per-neuron scores (neural predictivity) of every layer, for later analyses."""
+    con.execute(
+        """
+        CREATE TABLE unit_scores (
+            model_uid VARCHAR, layer_index INTEGER, layer_name VARCHAR, subject VARCHAR,
+            roi VARCHAR, metric VARCHAR, split VARCHAR, unit BIGINT, score DOUBLE,
+            benchmark_hash VARCHAR, config_hash VARCHAR, run_id VARCHAR)
+        """
+    )
+
+
 #: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
-_MIGRATIONS: tuple[Callable[[Any], None], ...] = (_migration_1_initial,)
+_MIGRATIONS: tuple[Callable[[Any], None], ...] = (_migration_1_initial, _migration_unit_scores)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -492,6 +514,7 @@ class ResultsDB:
         scores: pd.DataFrame,
         rsms: pd.DataFrame | None,
         seconds: float,
+        unit_scores: pd.DataFrame | None = None,
     ) -> None:
         """Write every row of one model in ONE transaction (all or nothing).
 
@@ -515,15 +538,18 @@ class ResultsDB:
             length n (n - 1) / 2 (upper triangle, ``np.triu_indices(n, k=1)`` order).
         seconds : float
             Time the model took (stored with the completion marker).
+        unit_scores : DataFrame or None, shape (n_rows, 8)
+            Columns ``layer_index, layer_name, subject, roi, metric, split, unit, score``.
         """
         row = model_row(model)
         uid = row["model_uid"]
         layer_frame = self._prepare_layers(layers, uid)
         score_frame = self._prepare_scores(scores, uid)
         rsm_table = self._prepare_rsms(rsms, uid)
+        unit_frame = self._prepare_unit_scores(unit_scores, uid)
         with self._lock:
             benchmark_hash, config_hash = self._run(run_id)
-            for frame in (layer_frame, score_frame):
+            for frame in (layer_frame, score_frame, unit_frame):
                 frame["benchmark_hash"] = benchmark_hash
                 frame["config_hash"] = config_hash
                 frame["run_id"] = run_id
@@ -532,7 +558,7 @@ class ResultsDB:
                     f"INSERT OR REPLACE INTO models VALUES ({', '.join('?' * (len(MODEL_COLUMNS) + 1))})",
                     [row[c] for c in (*MODEL_COLUMNS, "metadata")],
                 )
-                for table in ("layers", "scores", "rsms"):
+                for table in ("layers", "scores", "rsms", "unit_scores"):
                     con.execute(
                         f"DELETE FROM {table} WHERE model_uid = ? AND benchmark_hash = ? "
                         "AND config_hash = ?",
@@ -542,6 +568,8 @@ class ResultsDB:
                     self._insert_frame(con, "layers", layer_frame, list(layer_frame.columns))
                 if len(score_frame):
                     self._insert_frame(con, "scores", score_frame, list(score_frame.columns))
+                if len(unit_frame):
+                    self._insert_frame(con, "unit_scores", unit_frame, list(unit_frame.columns))
                 if rsm_table is not None:
                     import pyarrow as pa
 
@@ -604,6 +632,29 @@ class ResultsDB:
         return out
 
     @staticmethod
+    def _prepare_unit_scores(unit_scores: pd.DataFrame | None, uid: str) -> pd.DataFrame:
+        columns = ("layer_index", "layer_name", "subject", "roi", "metric", "split", "unit", "score")
+        if unit_scores is None:
+            unit_scores = pd.DataFrame(columns=list(columns))
+        _require_columns(unit_scores, columns, f"unit scores of {uid!r}")
+        if len(unit_scores):
+            _check_values(unit_scores["metric"], METRICS, f"unit scores of {uid!r}: metric")
+            _check_values(unit_scores["split"], SPLITS, f"unit scores of {uid!r}: split")
+        return pd.DataFrame(
+            {
+                "model_uid": uid,
+                "layer_index": pd.array(unit_scores["layer_index"], dtype="Int32"),
+                "layer_name": unit_scores["layer_name"].astype(object),
+                "subject": unit_scores["subject"].astype(str),
+                "roi": unit_scores["roi"].astype(str),
+                "metric": unit_scores["metric"].astype(str),
+                "split": unit_scores["split"].astype(str),
+                "unit": pd.array(unit_scores["unit"], dtype="Int64"),
+                "score": unit_scores["score"].astype(float),
+            }
+        )
+
+    @staticmethod
     def _prepare_rsms(rsms: pd.DataFrame | None, uid: str) -> Any:
         if rsms is None or len(rsms) == 0:
             return None
@@ -650,7 +701,7 @@ class ResultsDB:
         return self._query("SELECT * FROM failures ORDER BY time")
 
     def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame) -> None:
-        """Replace the noise ceilings of a benchmark.
+        """Replace a benchmark's noise ceilings of the methods in ``df`` (others are kept).
 
         Parameters
         ----------
@@ -672,8 +723,14 @@ class ResultsDB:
         )
         if frame.duplicated(["subject", "roi", "method"]).any():
             raise ValueError("ceilings repeat a (subject, roi, method)")
+        methods = sorted(set(frame["method"]))
         with self._transaction() as con:
-            con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
+            if methods:
+                con.execute(
+                    "DELETE FROM ceilings WHERE benchmark_hash = ? AND method IN "
+                    f"({', '.join('?' * len(methods))})",
+                    [benchmark_hash, *methods],
+                )
             self._insert_frame(con, "ceilings", frame, list(frame.columns))
 
     # ---------------------------------------------------------------- reading
@@ -733,6 +790,10 @@ class ResultsDB:
             " ORDER BY model_uid, metric, roi, subject",
         )
 
+    def unit_scores(self, **filters: Any) -> pd.DataFrame:
+        """Per-neuron scores, filtered by equality (or membership for lists) on any column."""
+        return self._select("unit_scores", filters, " ORDER BY model_uid, layer_index, roi, unit")
+
     def duplicate_score_keys(self) -> pd.DataFrame:
         """Score keys that occur more than once (always empty unless the file was edited by hand)."""
         key = ", ".join(SCORE_KEY)
@@ -756,8 +817,10 @@ class ResultsDB:
         ``score`` is the mean over subjects of the best-layer test score; where a model has no
         per-subject rows, the published subject mean (subject :data:`SUBJECT_MEAN`) is used and
         ``n_subjects`` is 0. ``ceiling`` is the mean over the same subjects (all subjects of the
-        benchmark for published means) of the ``ceiling_method`` ceiling, for the RSA metrics only;
-        ``explained_variance = score**2 / ceiling**2``.
+        benchmark for published means) of the metric's ceiling: ``ceiling_method`` (GSN) for the
+        RSA metrics, with ``explained_variance = score**2 / ceiling**2``; the internal-consistency
+        ceiling for ``predictivity``, with Brain-Score's ``explained_variance = score**2 / ceiling``.
+        ``encoding_r`` is not ceiled.
 
         Returns
         -------
@@ -779,12 +842,13 @@ class ResultsDB:
         ]  # fmt: skip
         if best.empty:
             return pd.DataFrame(columns=columns)
+        methods = {**CEILING_METHODS, **dict.fromkeys(RSA_METRICS, ceiling_method)}
+        best = best.assign(method=best["metric"].map(methods))
         ceil = self.ceilings(benchmark_hash)
-        ceil = ceil[ceil["method"] == ceiling_method]
         is_mean = best["subject"] == SUBJECT_MEAN
         per_subject = best[~is_mean].merge(
-            ceil[["benchmark_hash", "subject", "roi", "value"]],
-            on=["benchmark_hash", "subject", "roi"],
+            ceil[["benchmark_hash", "subject", "roi", "method", "value"]],
+            on=["benchmark_hash", "subject", "roi", "method"],
             how="left",
         )
         agg = (
@@ -799,12 +863,17 @@ class ResultsDB:
         published = best[is_mean].rename(columns={"test_score": "score"})
         published = published[~published.set_index(keys).index.isin(agg.set_index(keys).index)]
         if len(published):
-            bench_ceil = ceil.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")
-            published = published.join(bench_ceil, on=["benchmark_hash", "roi"])
+            bench_ceil = (
+                ceil.groupby(["benchmark_hash", "roi", "method"])["value"].mean().rename("ceiling")
+            )
+            published = published.join(bench_ceil, on=["benchmark_hash", "roi", "method"])
             published = published.assign(n_subjects=0)[[*keys, "score", "n_subjects", "ceiling"]]
             agg = pd.concat([agg, published], ignore_index=True)
-        agg.loc[~agg["metric"].isin(RSA_METRICS), "ceiling"] = np.nan
-        agg["explained_variance"] = agg["score"] ** 2 / agg["ceiling"] ** 2
+        agg.loc[~agg["metric"].isin(list(methods)), "ceiling"] = np.nan
+        is_neural = agg["metric"].map(methods) == PREDICTIVITY_CEILING_METHOD
+        agg["explained_variance"] = agg["score"] ** 2 / np.where(
+            is_neural, agg["ceiling"], agg["ceiling"] ** 2
+        )
         agg["rank"] = (
             agg.groupby(["metric", "roi", "benchmark_hash", "config_hash"])["score"]
             .rank(ascending=False, method="min")
@@ -815,7 +884,10 @@ class ResultsDB:
         return agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
 
     # ---------------------------------------------------------------- export
-    TABLES = ("models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions")
+    TABLES = (
+        "models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions",
+        "unit_scores",
+    )  # fmt: skip
 
     def tidy_scores(self) -> pd.DataFrame:
         """Every score row joined with its model's columns (metadata expanded)."""
