@@ -31,7 +31,9 @@ from zooscope.rsa.predictivity import (
 DATA = Path(__file__).parent / "data"
 FIXTURE = np.load(DATA / "brainscore_metric.npz")
 #: A Python with brainio + brainscore-vision (separate environment), for the live checks.
-BRAINSCORE_PYTHON = os.environ.get("ZOOSCOPE_BRAINSCORE_PYTHON", "/work/venvs/brainscore/bin/python")
+BRAINSCORE_PYTHON = os.environ.get(
+    "ZOOSCOPE_BRAINSCORE_PYTHON", "/work/venvs/brainscore/bin/python"
+)
 
 
 # -- brainio import ---------------------------------------------------------------------------
@@ -59,7 +61,9 @@ def test_brainio_assembly_round_trips_exactly(imported: Benchmark) -> None:
     assert np.isnan(responses[:, 4, 2]).all() and np.isfinite(responses[:, 4, :2]).all()
     images = imported.image_table
     assert images["stimulus_id"].tolist() == [f"im{k:03d}" for k in range(12)]
-    assert images["object_name"].tolist() == [["car", "dog", "face", "tree"][k % 4] for k in range(12)]
+    assert images["object_name"].tolist() == [
+        ["car", "dog", "face", "tree"][k % 4] for k in range(12)
+    ]
     units = imported.units
     assert units["time_bin"].tolist() == ["70-170"] * 5 + ["170-270"] * 5
     assert units["neuroid_id"].tolist() == [f"n{j}" for j in range(5)] * 2
@@ -81,7 +85,11 @@ def test_brainio_stimuli_keep_their_pixels(imported: Benchmark) -> None:
 
 
 def test_import_selects_time_bins_and_rejects_unknown(tmp_path: Path) -> None:
-    args = (DATA / "brainio_assembly.nc", DATA / "brainio_stimuli.csv", DATA / "brainio_stimuli.zip")
+    args = (
+        DATA / "brainio_assembly.nc",
+        DATA / "brainio_stimuli.csv",
+        DATA / "brainio_stimuli.zip",
+    )
     bench = import_brainio(*args, tmp_path / "late.h5", time_bins=["170-270"], image_size=8)
     assert bench.time_bins == ["170-270"] and bench.n_units == 5
     with pytest.raises(KeyError, match="unknown time bin"):
@@ -91,7 +99,11 @@ def test_import_selects_time_bins_and_rejects_unknown(tmp_path: Path) -> None:
 def test_written_assembly_reads_back(tmp_path: Path) -> None:
     original = read_assembly(DATA / "brainio_assembly.nc")
     path = write_assembly(
-        tmp_path / "a.nc", original.values, original.presentation, original.neuroid, original.time_bin
+        tmp_path / "a.nc",
+        original.values,
+        original.presentation,
+        original.neuroid,
+        original.time_bin,
     )
     again = read_assembly(path)
     np.testing.assert_array_equal(again.values, original.values)
@@ -103,7 +115,11 @@ def test_written_assembly_reads_back(tmp_path: Path) -> None:
 def test_brainio_itself_reads_the_assembly_zooscope_writes(tmp_path: Path) -> None:
     original = read_assembly(DATA / "brainio_assembly.nc")
     path = write_assembly(
-        tmp_path / "a.nc", original.values, original.presentation, original.neuroid, original.time_bin
+        tmp_path / "a.nc",
+        original.values,
+        original.presentation,
+        original.neuroid,
+        original.time_bin,
     )
     code = (
         "import sys, numpy as np\n"
@@ -161,7 +177,9 @@ def test_time_bins_are_part_of_group_labels(tmp_path: Path) -> None:
     assert bench.image_table["object_name"].tolist() == list("aabbccddee")
     assert split_region("IT|70-170") == ("IT", "70-170") and split_region("OTC") == ("OTC", None)
     with pytest.raises(ValueError, match="may not contain"):
-        Benchmark.from_arrays(tmp_path / "bad.h5", responses, stimuli, {**units, "time_bin": ["a|b"] * 6})
+        Benchmark.from_arrays(
+            tmp_path / "bad.h5", responses, stimuli, {**units, "time_bin": ["a|b"] * 6}
+        )
     with pytest.raises(ValueError, match="image table has"):
         Benchmark.from_arrays(tmp_path / "bad.h5", responses, stimuli, units, images={"x": [1, 2]})
 
@@ -235,8 +253,11 @@ def test_splits_follow_sklearn_and_even_odd() -> None:
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
     plain = ShuffleSplit(10, train_size=0.9, random_state=1).split(np.zeros(50))
-    assert all(np.array_equal(a, c) for (a, _), (c, _) in zip(cross_validation_splits(50), plain, strict=True))
-    (train, test), = cross_validation_splits(7, method="even-odd")
+    assert all(
+        np.array_equal(a, c)
+        for (a, _), (c, _) in zip(cross_validation_splits(50), plain, strict=True)
+    )
+    ((train, test),) = cross_validation_splits(7, method="even-odd")
     assert train.tolist() == [0, 2, 4, 6] and test.tolist() == [1, 3, 5]
 
 
@@ -264,5 +285,82 @@ def test_planted_signal_gives_a_higher_score_than_noise() -> None:
     X = rng.normal(size=(100, 40))
     Y = np.hstack([X[:, :5] @ rng.normal(size=(5, 6)), rng.normal(size=(100, 6))])
     splits = cross_validation_splits(100)
-    scores = group_medians(predictivity(X, Y, splits, "ridge"), {"signal": range(6), "noise": range(6, 12)})
+    scores = group_medians(
+        predictivity(X, Y, splits, "ridge"), {"signal": range(6), "noise": range(6, 12)}
+    )
     assert scores["signal"] > 0.9 and abs(scores["noise"]) < 0.2
+
+
+# -- storage: unit scores, ceiled summaries, commitment --------------------------------------
+def _neural_rows() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Two layers x two subjects x one region/bin; layer 1 wins on train for every subject."""
+    layers = pd.DataFrame(
+        {
+            "layer_index": [0, 1, 2],
+            "layer_name": ["a", "b", "c"],
+            "module_type": "Conv2d",
+            "n_features": 10,
+        }
+    )
+    rows, units = [], []
+    table = {
+        (0, "train"): 0.2,
+        (1, "train"): 0.5,
+        (2, "train"): 0.4,
+        (0, "test"): 0.3,
+        (1, "test"): 0.6,
+        (2, "test"): 0.7,
+    }
+    for (layer, split), score in table.items():
+        for subject, shift in (("m1", 0.0), ("m2", 0.1)):
+            rows.append({"layer_index": layer, "layer_name": "abc"[layer], "subject": subject,
+                         "roi": "IT|70-170", "metric": "predictivity", "split": split, "score": score + shift})  # fmt: skip
+            units.append({"layer_index": layer, "layer_name": "abc"[layer], "subject": subject, "roi": "IT|70-170",
+                          "metric": "predictivity", "split": split, "unit": 3, "score": score})  # fmt: skip
+    return layers, pd.DataFrame(rows), pd.DataFrame(units)
+
+
+def test_summary_and_commitment_report_raw_and_ceiled(tmp_path: Path) -> None:
+    from zooscope.results.commitment import committed_layers
+    from zooscope.results.db import ResultsDB
+
+    layers, scores, units = _neural_rows()
+    with ResultsDB(tmp_path / "r.duckdb") as db:
+        run = db.start_run("bench", {"metrics": ["predictivity"]})
+        db.write_model(
+            run, {"model_uid": "m", "display_name": "M"}, layers, scores, None, 1.0, units
+        )
+        ceilings = pd.DataFrame({"subject": ["m1", "m2"], "roi": "IT|70-170", "method": "internal_consistency",
+                                 "value": [0.8, 0.6], "lower": np.nan, "upper": np.nan})  # fmt: skip
+        db.write_ceilings("bench", ceilings)
+        gsn = ceilings.assign(method="gsn_rsa", value=0.5)
+        db.write_ceilings("bench", gsn)  # replaces only its own method
+        assert (
+            sorted(db.ceilings("bench")["method"]) == ["gsn_rsa"] * 2 + ["internal_consistency"] * 2
+        )
+        assert len(db.unit_scores(model_uid="m")) == len(units)
+        row = db.summary(metric="predictivity").iloc[0]
+        # best train layer per subject is b: test 0.6 (m1), 0.7 (m2); ceiling mean 0.7
+        assert row["score"] == pytest.approx(0.65) and row["ceiling"] == pytest.approx(0.7)
+        assert row["explained_variance"] == pytest.approx(0.65**2 / 0.7)  # r^2 / ceiling
+        committed = committed_layers(db).iloc[0]
+    assert committed["layer_name"] == "b" and committed["relative_depth"] == pytest.approx(0.5)
+    assert (committed["region"], committed["time_bin"]) == ("IT", "70-170")
+    assert committed["train_score"] == pytest.approx(0.55) and committed[
+        "test_score"
+    ] == pytest.approx(0.65)
+    assert committed["ceiled"] == pytest.approx(0.65**2 / 0.7)
+
+
+def test_predictivity_config_keeps_old_hashes_and_validates() -> None:
+    from zooscope.pipeline.scoring import ScoringConfig
+
+    assert "regression" not in ScoringConfig().to_dict()  # NSD configs hash as before
+    assert ScoringConfig().metrics == ("crsa", "versa", "encoding_r")
+    neural = ScoringConfig(metrics=("predictivity",))
+    assert (
+        neural.to_dict()["regression"] == "ridge"
+        and neural.hash != ScoringConfig(metrics=("predictivity",), regression="pls").hash
+    )
+    with pytest.raises(ValueError, match="regression"):
+        ScoringConfig(metrics=("predictivity",), regression="lasso")

@@ -62,7 +62,9 @@ def main(out: Path) -> None:
         path = image_dir / f"{sid}.png"
         Image.fromarray(pixels).save(path)
         paths[sid] = str(path)
-    stimuli = StimulusSet({"stimulus_id": ids, "object_name": objects, "size_px": 16 + np.arange(n_images) % 3})
+    stimuli = StimulusSet(
+        {"stimulus_id": ids, "object_name": objects, "size_px": 16 + np.arange(n_images) % 3}
+    )
     stimuli.stimulus_paths = paths
     stimuli.identifier = "zooscope.fixture"
     create_stimulus_csv(stimuli, out / "brainio_stimuli.csv")
@@ -128,7 +130,9 @@ def main(out: Path) -> None:
         dims=["presentation", "neuroid"],
     )
     for name, regression in (("pls", pls_regression()), ("ridge", ridge_regression())):
-        metric = CrossRegressedCorrelation(regression=regression, correlation=pearsonr_correlation())
+        metric = CrossRegressedCorrelation(
+            regression=regression, correlation=pearsonr_correlation()
+        )
         score = metric(source, target)
         raw = score.raw.transpose("split", "neuroid")
         order = np.argsort(raw["neuroid_id"].values)

@@ -185,9 +185,8 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("table", "--format", help="table or csv."),
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
-        from zooscope.results.db import ResultsDB
-
         from zooscope.results.commitment import committed_layers
+        from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
             table = database.summary(metric=metric)

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         db: Path = typer.Option(..., "--db", help="DuckDB results file (created if missing)."),
         models: str = typer.Option(None, help="Comma-separated model uids (default: every model)."),
         metrics: str = typer.Option(None, "--metrics", "--metric", help="Comma-separated metrics: crsa, versa, encoding_r, predictivity (default: crsa,versa,encoding_r; predictivity on a neural benchmark)."),
-        regression: str = typer.Option("pls", help="predictivity: Brain-Score regression pls, ridge or ridgecv."),
+        regression: str = typer.Option("ridge", help="predictivity: Brain-Score regression ridge (Ridge(alpha=1), closed form, fast), pls (Brain-Score's public benchmarks; ~10x slower) or ridgecv."),
         splits: str = typer.Option("brainscore", "--splits", help="predictivity: cross-validation within each split, brainscore (10 stratified 90/10) or even-odd."),
         subjects: str = typer.Option(None, help="Comma-separated subjects (default: all)."),
         rois: str = typer.Option(None, help="Comma-separated ROIs (default: all in the benchmark)."),

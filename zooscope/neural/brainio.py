@@ -108,7 +108,9 @@ def read_assembly(path: str | os.PathLike) -> Assembly:
         values = np.asarray(data[()], dtype=np.float32)
         if values.ndim == 2:
             values = values[:, :, None]
-        tables: dict[str, dict[str, np.ndarray]] = {d: {} for d in ("presentation", "neuroid", "time_bin")}
+        tables: dict[str, dict[str, np.ndarray]] = {
+            d: {} for d in ("presentation", "neuroid", "time_bin")
+        }
         for name in listed:
             if name not in variables:
                 continue
@@ -177,7 +179,9 @@ def read_stimulus_set(
     table = table.drop_duplicates("stimulus_id").set_index("stimulus_id", drop=False)
     missing = [s for s in stimulus_ids if s not in table.index]
     if missing:
-        raise ValueError(f"{len(missing)} stimuli of the assembly are not in {csv}, e.g. {missing[:3]}")
+        raise ValueError(
+            f"{len(missing)} stimuli of the assembly are not in {csv}, e.g. {missing[:3]}"
+        )
     table = table.loc[list(stimulus_ids)].reset_index(drop=True)
     opener, members = _image_sources(images)
     name_column = next(
@@ -187,7 +191,9 @@ def read_stimulus_set(
     for k, row in enumerate(table.itertuples(index=False)):
         key = Path(str(getattr(row, name_column))).stem if name_column else row.stimulus_id
         if key not in members:
-            raise ValueError(f"no image for stimulus {row.stimulus_id!r} (looked for {key!r}) in {images}")
+            raise ValueError(
+                f"no image for stimulus {row.stimulus_id!r} (looked for {key!r}) in {images}"
+            )
         with opener(members[key]) as handle:
             image = Image.open(handle).convert("RGB")
             image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)

@@ -12,8 +12,24 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["run_neural_demo"]
 
-_SUMMARY_COLUMNS = ["roi", "rank", "model_uid", "score", "n_subjects", "ceiling", "explained_variance"]
-_COMMIT_COLUMNS = ["model_uid", "region", "time_bin", "layer_name", "relative_depth", "test_score", "ceiled"]
+_SUMMARY_COLUMNS = [
+    "roi",
+    "rank",
+    "model_uid",
+    "score",
+    "n_subjects",
+    "ceiling",
+    "explained_variance",
+]
+_COMMIT_COLUMNS = [
+    "model_uid",
+    "region",
+    "time_bin",
+    "layer_name",
+    "relative_depth",
+    "test_score",
+    "ceiled",
+]
 
 
 def run_neural_demo(
@@ -61,7 +77,12 @@ def run_neural_demo(
         import_brainio(paths["assembly"], paths["stimuli"], paths["images"], bench_path)
     config = ScoringConfig(metrics=("predictivity",), layers=layers)
     outcome = survey(
-        "demo", bench_path, db_path, config, RunOptions(device="auto", memory_budget=memory_budget), models=models
+        "demo",
+        bench_path,
+        db_path,
+        config,
+        RunOptions(device="auto", memory_budget=memory_budget),
+        models=models,
     )
     with ResultsDB(db_path, read_only=True) as database:
         summary = database.summary(metric="predictivity")
@@ -74,5 +95,7 @@ def run_neural_demo(
             from zooscope.report.html import build_report
 
             typer.echo(f"report: {build_report(database, root / 'report')}")
-    typer.echo(f"scored {len(outcome.scored)} models, {len(outcome.failed)} failed; results in {db_path}")
+    typer.echo(
+        f"scored {len(outcome.scored)} models, {len(outcome.failed)} failed; results in {db_path}"
+    )
     return {"summary": summary, "commitments": commitments}

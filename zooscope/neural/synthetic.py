@@ -110,7 +110,11 @@ def write_synthetic_assembly(
     rep = np.array([present[j][1] for j in order])
     values = signal[image] + noise * rng.normal(size=(len(image), len(neuroid), len(TIME_BINS)))
     presentation = pd.DataFrame(
-        {"stimulus_id": np.array(stimulus_ids)[image], "repetition": rep, "object_name": objects[image]}
+        {
+            "stimulus_id": np.array(stimulus_ids)[image],
+            "repetition": rep,
+            "object_name": objects[image],
+        }
     )
     time_bin = pd.DataFrame(
         {"time_bin_start": [s for s, _ in TIME_BINS], "time_bin_end": [e for _, e in TIME_BINS]}
@@ -128,5 +132,10 @@ def write_synthetic_assembly(
             buffer = BytesIO()
             Image.fromarray(im).save(buffer, format="PNG")
             archive.writestr(f"{sid}.png", buffer.getvalue())
-    logger.info("wrote a synthetic assembly (%d neuroids, %d presentations) to %s", len(neuroid), len(image), out)
+    logger.info(
+        "wrote a synthetic assembly (%d neuroids, %d presentations) to %s",
+        len(neuroid),
+        len(image),
+        out,
+    )
     return paths

@@ -125,7 +125,13 @@ def score_predictivity(
         for label, score in group_medians(unit_r, brain.groups).items():
             subject, roi = split_label(label)
             rows.append(
-                {"subject": subject, "roi": roi, "metric": "predictivity", "split": split, "score": score}
+                {
+                    "subject": subject,
+                    "roi": roi,
+                    "metric": "predictivity",
+                    "split": split,
+                    "score": score,
+                }
             )
             columns = brain.groups[label]
             units.append(
@@ -140,7 +146,9 @@ def score_predictivity(
                     }
                 )
             )
-    frame = pd.concat(units, ignore_index=True) if units else pd.DataFrame(columns=UNIT_SCORE_COLUMNS)
+    frame = (
+        pd.concat(units, ignore_index=True) if units else pd.DataFrame(columns=UNIT_SCORE_COLUMNS)
+    )
     return rows, frame
 
 
@@ -171,14 +179,17 @@ def internal_consistency_ceilings(benchmark: Benchmark, config: Any) -> pd.DataF
     from zooscope.pipeline.scoring import _subjects, split_label
 
     groups = benchmark.groups(
-        subjects=_subjects(benchmark, config.subjects), rois=list(config.rois) if config.rois else None
+        subjects=_subjects(benchmark, config.subjects),
+        rois=list(config.rois) if config.rois else None,
     )
     test = benchmark.splits[config.test_split]
     rows = []
     for label, units in groups.items():
         data = benchmark.responses(units, test)
         if data.shape[2] < 2:
-            logger.warning("group %s has fewer than 2 repetitions: no internal-consistency ceiling", label)
+            logger.warning(
+                "group %s has fewer than 2 repetitions: no internal-consistency ceiling", label
+            )
             continue
         unit_r = internal_consistency(data).unit_r
         value = group_medians(unit_r, {label: np.arange(len(units))})[label]

@@ -45,7 +45,7 @@ class ScoringConfig:
     layers: str | None = None  # regex: score only matching layer names (None: every layer)
     train_split: str = "train"
     test_split: str = "test"
-    regression: str = "pls"  # predictivity only: pls, ridge or ridgecv (Brain-Score's)
+    regression: str = "ridge"  # predictivity only: ridge (exact, fast), pls or ridgecv (Brain-Score's)
     predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
 
     def __post_init__(self) -> None:

@@ -68,9 +68,9 @@ def committed_layers(
         position=layers.groupby(["model_uid", "benchmark_hash", "config_hash"])["layer_index"].rank(
             method="first"
         ),
-        n_layers=layers.groupby(["model_uid", "benchmark_hash", "config_hash"])["layer_index"].transform(
-            "size"
-        ),
+        n_layers=layers.groupby(["model_uid", "benchmark_hash", "config_hash"])[
+            "layer_index"
+        ].transform("size"),
     )
     layers["relative_depth"] = (layers["position"] - 1) / (layers["n_layers"] - 1).clip(lower=1)
     best = best.merge(

@@ -261,9 +261,7 @@ class ConsistencyResult:
     halves: list[tuple[np.ndarray, np.ndarray]]
 
 
-def internal_consistency(
-    responses: Any, n_splits: int = 10, seed: int = 1
-) -> ConsistencyResult:
+def internal_consistency(responses: Any, n_splits: int = 10, seed: int = 1) -> ConsistencyResult:
     """Brain-Score's internal-consistency ceiling per neuron (split-half over repetitions).
 
     Parameters
