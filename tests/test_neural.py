@@ -364,3 +364,52 @@ def test_predictivity_config_keeps_old_hashes_and_validates() -> None:
     )
     with pytest.raises(ValueError, match="regression"):
         ScoringConfig(metrics=("predictivity",), regression="lasso")
+
+
+# -- the neural demo end to end (acceptance) ----------------------------------------------------
+#: Block outputs plus stem and head keep the module fast (11 of EfficientNet-Lite0's layers).
+DEMO_LAYERS = r"^(conv_stem|blocks\.\d\.\d+|conv_head)$"
+
+
+@pytest.fixture(scope="module")
+def neural_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    out = tmp_path_factory.mktemp("neural_demo")
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--neural", "--out", str(out), "--models", "effnet_lite0,effnet_lite0_random",
+         "--layers", DEMO_LAYERS],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out, result.output
+
+
+@pytest.mark.slow
+def test_neural_demo_commits_layers_by_depth_and_trained_beats_random(
+    neural_demo: tuple[Path, str],
+) -> None:
+    from zooscope.results.commitment import committed_layers
+    from zooscope.results.db import ResultsDB
+
+    out, output = neural_demo
+    assert "committed layers" in output and "scored 2 models, 0 failed" in output
+    assert (out / "neural" / "brainio" / "assembly.nc").exists()
+    assert "Committed layers" in (out / "neural" / "report" / "index.html").read_text()
+    with ResultsDB(out / "neural" / "results.duckdb", read_only=True) as db:
+        committed = committed_layers(db)
+        assert set(db.ceilings()["method"]) == {"internal_consistency"}
+        assert len(db.unit_scores(model_uid="effnet_lite0", split="test")) == 11 * 112
+    depth = committed.set_index(["model_uid", "region", "time_bin"])["relative_depth"]
+    for time_bin in ("70-170", "170-270"):
+        trained = depth.loc["effnet_lite0"].xs(time_bin, level="time_bin")
+        assert trained["V1"] < trained["V4"] < trained["IT"], trained
+    assert (
+        depth.loc[("effnet_lite0", "IT", "170-270")] >= depth.loc[("effnet_lite0", "IT", "70-170")]
+    )
+    ceiled = committed.pivot_table(
+        index=["region", "time_bin"], columns="model_uid", values="ceiled"
+    )
+    assert (ceiled["effnet_lite0"] > ceiled["effnet_lite0_random"]).all(), ceiled

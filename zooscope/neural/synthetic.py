@@ -3,10 +3,11 @@
 Writes, in the real brainio layout, an assembly (``presentation x neuroid x time_bin``; V1, V4
 and IT neurons of two animals; two time bins; repetitions, a few missing; object labels) and its
 stimulus set (CSV + zip of PNGs). Each neuron is a random linear read-out of the pooled activations
-of one layer of the ImageNet-trained EfficientNet-Lite0 plus trial noise; the planted layer deepens
-along the hierarchy (:data:`PLANTED_LAYERS`), and IT's late bin reads a deeper layer than its
-early bin, so a survey should commit V1 < V4 < IT and IT late >= IT early, and the trained model
-should beat its random twin everywhere.
+of one layer of the ImageNet-trained EfficientNet-Lite0 plus trial noise. The planted layer deepens
+along the hierarchy (:data:`PLANTED_LAYERS`), early layers are pooled on a coarse spatial grid
+(:data:`PLANTED_GRID`), and IT's late bin reads a deeper layer than its early bin, so a survey
+should commit V1 < V4 < IT and IT late >= IT early, and the trained model should beat its random
+twin everywhere.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from zooscope.neural.brainio import write_assembly
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PLANTED_LAYERS", "TIME_BINS", "write_synthetic_assembly"]
+__all__ = ["PLANTED_GRID", "PLANTED_LAYERS", "TIME_BINS", "write_synthetic_assembly"]
 
 #: Time bins (ms) of the synthetic recordings.
 TIME_BINS: tuple[tuple[int, int], ...] = ((70, 170), (170, 270))
@@ -37,6 +38,9 @@ PLANTED_LAYERS: dict[tuple[str, int], str] = {
     ("IT", 0): "blocks.5",
     ("IT", 1): "conv_head",
 }
+#: Spatial grid of the pooling per planted layer: early regions keep coarse retinotopy, which
+#: deeper (more invariant) layers lose, so the planted layer is the best linear predictor.
+PLANTED_GRID: dict[str, int] = {"blocks.1": 4, "blocks.3": 2}
 _NEURONS = {"V1": 16, "V4": 16, "IT": 24}
 _ANIMALS = ("m1", "m2")
 _OBJECTS = ("animal", "car", "face", "fruit", "house", "plane", "tree", "boat")
@@ -87,7 +91,9 @@ def write_synthetic_assembly(
     pixels = natural_images(n_images, image_size=image_size, seed=seed)
     stimulus_ids = [f"synth{k:04d}" for k in range(n_images)]
     objects = np.array(_OBJECTS)[np.arange(n_images) % len(_OBJECTS)]
-    features = effnet_lite0_layer_features(pixels, sorted(set(PLANTED_LAYERS.values())))
+    features = effnet_lite0_layer_features(
+        pixels, sorted(set(PLANTED_LAYERS.values())), grid=PLANTED_GRID
+    )
     features = {layer: _standardise(np.asarray(f, np.float64)) for layer, f in features.items()}
 
     neuroids = []

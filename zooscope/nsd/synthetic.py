@@ -199,14 +199,27 @@ def effnet_lite0_features(
 
 
 def effnet_lite0_layer_features(
-    images: np.ndarray, layers: Sequence[str], batch_size: int = 32
+    images: np.ndarray,
+    layers: Sequence[str],
+    batch_size: int = 32,
+    grid: dict[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Pooled activations of several layers of the trained EfficientNet-Lite0 in one pass.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, H, W, 3)
+    layers : sequence of str
+        Module names.
+    batch_size : int
+    grid : dict, optional
+        layer -> g: average-pool that layer's maps to a g x g grid instead of globally (keeps
+        coarse spatial detail, which deeper layers lose).
 
     Returns
     -------
     dict
-        layer name -> float32 [n, n_channels] (see :func:`effnet_lite0_features`).
+        layer name -> float32 [n, n_channels * g * g] (see :func:`effnet_lite0_features`).
     """
     import torch
 
@@ -221,9 +234,13 @@ def effnet_lite0_layer_features(
     captured: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
 
     def hook_for(layer: str) -> Callable[..., None]:
+        size = (grid or {}).get(layer, 1)
+
         def hook(_mod: Any, _inp: Any, output: torch.Tensor) -> None:
-            pooled = output.detach().float().mean(dim=(2, 3)) if output.ndim == 4 else output
-            captured[layer].append(pooled)
+            output = output.detach().float()
+            if output.ndim == 4:
+                output = torch.nn.functional.adaptive_avg_pool2d(output, size).flatten(1)
+            captured[layer].append(output)
 
         return hook
 
