@@ -96,6 +96,24 @@ def test_import_selects_time_bins_and_rejects_unknown(tmp_path: Path) -> None:
         import_brainio(*args, tmp_path / "x.h5", time_bins=["0-50"])
 
 
+def test_import_brainio_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    out = tmp_path / "b.h5"
+    result = CliRunner().invoke(
+        app,
+        ["benchmark", "import-brainio", str(DATA / "brainio_assembly.nc"),
+         "--stimuli", str(DATA / "brainio_stimuli.csv"), "--images", str(DATA / "brainio_stimuli.zip"),
+         "--out", str(out), "--time-bins", "70-170", "--image-size", "8"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "5 units (1 time bins) x 12 images x 3 reps" in result.output
+    info = CliRunner().invoke(app, ["benchmark", "info", str(out)])
+    assert "time bins ['70-170']" in info.output and "group m1|IT|70-170: 2 units" in info.output
+
+
 def test_written_assembly_reads_back(tmp_path: Path) -> None:
     original = read_assembly(DATA / "brainio_assembly.nc")
     path = write_assembly(

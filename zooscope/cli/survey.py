@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         n_sims: int = typer.Option(20, help="Monte Carlo simulations per noise ceiling."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
         memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory)."),
-        neural: bool = typer.Option(False, "--neural", help="Instead: a synthetic macaque assembly (brainio format; V1, V4, IT; two time bins) -> import -> predictivity survey -> committed layers."),
+        neural: bool = typer.Option(False, "--neural", help="Instead: a synthetic macaque assembly (brainio format; V1, V4, IT; two time bins) -> import -> predictivity survey of the trained EfficientNet-Lite0 and its random twin (unless --models; 11 block-level layers unless --layers) -> committed layers."),
     ) -> None:
         """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
 

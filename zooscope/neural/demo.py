@@ -10,7 +10,12 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_neural_demo"]
+__all__ = ["DEMO_LAYERS", "DEMO_MODELS", "run_neural_demo"]
+
+#: The trained EfficientNet-Lite0 that drives the synthetic neurons, and its random twin.
+DEMO_MODELS = ("effnet_lite0", "effnet_lite0_random")
+#: Stem, block outputs and head (11 layers): enough to place V1, V4 and IT, and fast.
+DEMO_LAYERS = r"^(conv_stem|blocks\.\d\.\d+|conv_head)$"
 
 _SUMMARY_COLUMNS = [
     "roi",
@@ -47,9 +52,9 @@ def run_neural_demo(
     out : Path
         Demo folder; everything goes to ``out / "neural"``.
     models : sequence of str, optional
-        Model uids of the demo manifest (default: all).
+        Model uids of the demo manifest (default: :data:`DEMO_MODELS`).
     layers : str, optional
-        Regex of the layers to score.
+        Regex of the layers to score (default: :data:`DEMO_LAYERS`).
     memory_budget : str, optional
     report : bool
         Also write the HTML report to ``out/neural/report``.
@@ -75,7 +80,8 @@ def run_neural_demo(
     if not bench_path.exists():
         paths = write_synthetic_assembly(root / "brainio", n_images=n_images)
         import_brainio(paths["assembly"], paths["stimuli"], paths["images"], bench_path)
-    config = ScoringConfig(metrics=("predictivity",), layers=layers)
+    config = ScoringConfig(metrics=("predictivity",), layers=layers or DEMO_LAYERS)
+    models = models or DEMO_MODELS
     outcome = survey(
         "demo",
         bench_path,
