@@ -346,7 +346,7 @@ def test_summary_and_commitment_report_raw_and_ceiled(tmp_path: Path) -> None:
     with ResultsDB(tmp_path / "r.duckdb") as db:
         run = db.start_run("bench", {"metrics": ["predictivity"]})
         db.write_model(
-            run, {"model_uid": "m", "display_name": "M"}, layers, scores, None, 1.0, units
+            run, {"model_uid": "m", "display_name": "M"}, layers, scores, None, 1.0, unit_scores=units
         )
         ceilings = pd.DataFrame({"subject": ["m1", "m2"], "roi": "IT|70-170", "method": "internal_consistency",
                                  "value": [0.8, 0.6], "lower": np.nan, "upper": np.nan})  # fmt: skip

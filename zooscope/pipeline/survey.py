@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from zooscope.benchmark import Benchmark
+from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
 from zooscope.pipeline.scoring import (
     BrainData,
     ModelScores,
@@ -218,6 +219,9 @@ def survey(
                 from zooscope.pipeline.neural import internal_consistency_ceilings
 
                 results.write_ceilings(bench.content_hash, internal_consistency_ceilings(bench, config))
+        if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
+            brain = _brain_for(str(benchmark), bench.content_hash, config)
+            results.write_responses(bench.content_hash, observed_responses(brain))
         done = results.completed_models(bench.content_hash, config.hash)
         failed_before = set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
         todo = []
@@ -243,7 +247,7 @@ def survey(
                     report.failed.append(outcome)
                     logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
                 else:
-                    results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.unit_scores)
+                    results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions, unit_scores=outcome.unit_scores)
                     uid = outcome.model["model_uid"]
                     report.scored.append(uid)
                     best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
