@@ -346,7 +346,13 @@ def test_summary_and_commitment_report_raw_and_ceiled(tmp_path: Path) -> None:
     with ResultsDB(tmp_path / "r.duckdb") as db:
         run = db.start_run("bench", {"metrics": ["predictivity"]})
         db.write_model(
-            run, {"model_uid": "m", "display_name": "M"}, layers, scores, None, 1.0, unit_scores=units
+            run,
+            {"model_uid": "m", "display_name": "M"},
+            layers,
+            scores,
+            None,
+            1.0,
+            unit_scores=units,
         )
         ceilings = pd.DataFrame({"subject": ["m1", "m2"], "roi": "IT|70-170", "method": "internal_consistency",
                                  "value": [0.8, 0.6], "lower": np.nan, "upper": np.nan})  # fmt: skip
@@ -368,6 +374,15 @@ def test_summary_and_commitment_report_raw_and_ceiled(tmp_path: Path) -> None:
         "test_score"
     ] == pytest.approx(0.65)
     assert committed["ceiled"] == pytest.approx(0.65**2 / 0.7)
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    summary = ["results", "summary", "--db", str(tmp_path / "r.duckdb")]
+    result = CliRunner().invoke(app, summary, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    committed_part = result.output.split("committed layers", 1)[1]
+    assert "70-170" in committed_part and " b " in committed_part, result.output
 
 
 def test_predictivity_config_keeps_old_hashes_and_validates() -> None:
