@@ -14,17 +14,27 @@ File layout (HDF5)
     int64 [n_images], dataset image identifiers (NSD: 0-based 73k ids).
 ``/units/<column>``
     One dataset per unit-table column, [n_units]; the column order is the attribute
-    ``columns`` of the group. Boolean columns are ROI (unit-group) flags.
+    ``columns`` of the group. Boolean columns are ROI (unit-group) flags. A text column
+    ``time_bin`` (format 2) makes time bins first-class: the same neuron appears once per bin,
+    as one unit row per (neuron, bin), e.g. ``"70-170"`` (ms; ``time_bin_start`` and
+    ``time_bin_end`` columns may hold the numbers).
+``/images/<column>`` (format 2, optional)
+    Per-image metadata, [n_images] each (e.g. ``stimulus_id``, ``object_name``); the column
+    order is the attribute ``columns``. ``object_name`` stratifies Brain-Score's splits.
 ``/splits/<name>``
     int64 positions into the image axis (default ``train`` = even positions, ``test`` = odd).
 file attributes
     ``attrs_json`` (JSON of the provenance dictionary), ``content_hash``, ``format_version``.
 
+Format 1 files (no time bins, no image table) open unchanged; they keep their content hash.
+
 Group labels
 ------------
-:meth:`Benchmark.groups` labels a group ``"<subject>|<roi>"``, e.g. ``"1|OTC"``. Without a
-``subject`` column the subject part is ``"all"``; without ROI columns the ROI part is ``"all"``.
-ROI names may therefore not contain ``"|"``.
+:meth:`Benchmark.groups` labels a group ``"<subject>|<roi>"``, e.g. ``"1|OTC"``, and, when the
+unit table has a ``time_bin`` column, ``"<subject>|<roi>|<time_bin>"``, e.g. ``"m1|IT|70-170"``.
+Without a ``subject`` column the subject part is ``"all"``; without ROI columns the ROI part is
+``"all"``. ROI names and time bins may therefore not contain ``"|"``. Scores and ceilings keep
+the subject in their ``subject`` column and the rest (``"IT"`` or ``"IT|70-170"``) in ``roi``.
 """
 
 from __future__ import annotations
@@ -48,9 +58,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMAT_VERSION", "Benchmark", "default_splits"]
+__all__ = ["FORMAT_VERSION", "Benchmark", "default_splits", "split_region"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Unit-table column holding each unit's time bin (format 2).
+TIME_BIN = "time_bin"
+
+
+def split_region(roi: str) -> tuple[str, str | None]:
+    """``"IT|70-170"`` -> ``("IT", "70-170")``; ``"OTC"`` -> ``("OTC", None)``."""
+    region, _, time_bin = roi.partition("|")
+    return region, (time_bin or None)
 _STIMULI_BATCH = 64
 _WHAT = "a zooscope Benchmark file (HDF5)"
 
@@ -78,24 +96,32 @@ def _content_hash(
     units: pd.DataFrame,
     image_ids: np.ndarray,
     splits: Mapping[str, np.ndarray],
+    images: pd.DataFrame | None = None,
 ) -> str:
-    """sha256 over responses, stimuli, units, image ids and splits (arrays read in blocks)."""
+    """sha256 over responses, stimuli, units, image ids, splits and the image table (if any)."""
     h = hash_array(np.asarray(image_ids, dtype=np.int64))
     for start in range(0, responses.shape[0], 1024):
         hash_array(np.asarray(responses[start : start + 1024], dtype=np.float32), h)
     for start in range(0, stimuli.shape[0], _STIMULI_BATCH):
         hash_array(np.asarray(stimuli[start : start + _STIMULI_BATCH], dtype=np.uint8), h)
-    for column in units.columns:
-        h.update(str(column).encode())
-        values = units[column].to_numpy()
-        if values.dtype == object:
-            h.update(json.dumps([str(v) for v in values]).encode())
-        else:
-            hash_array(values, h)
+    _hash_table(units, h)
     for name in sorted(splits):
         h.update(name.encode())
         hash_array(np.asarray(splits[name], dtype=np.int64), h)
+    if images is not None and len(images.columns):  # absent in format 1: its hashes stay valid
+        h.update(b"images")
+        _hash_table(images, h)
     return h.hexdigest()[:16]
+
+
+def _hash_table(table: pd.DataFrame, h: Any) -> None:
+    for column in table.columns:
+        h.update(str(column).encode())
+        values = table[column].to_numpy()
+        if values.dtype == object or values.dtype.kind == "U":
+            h.update(json.dumps([str(v) for v in values]).encode())
+        else:
+            hash_array(values, h)
 
 
 def _validate(
@@ -104,6 +130,7 @@ def _validate(
     units: pd.DataFrame,
     image_ids: np.ndarray,
     splits: Mapping[str, np.ndarray],
+    images: pd.DataFrame | None = None,
 ) -> None:
     if responses.ndim == 2:
         raise ValueError(
@@ -141,6 +168,16 @@ def _validate(
             raise ValueError(f"unit-table column names must be strings without '/', got {column!r}")
         if units[column].dtype == bool and "|" in column:
             raise ValueError(f"ROI column {column!r} may not contain '|' (used in group labels)")
+    if TIME_BIN in units.columns:
+        bins = units[TIME_BIN].astype(str)
+        if bins.str.contains("|", regex=False).any() or (bins == "").any():
+            raise ValueError(f"{TIME_BIN!r} values must be non-empty and may not contain '|'")
+    if images is not None:
+        if len(images) != n_images:
+            raise ValueError(f"image table has {len(images)} rows for {n_images} images")
+        for column in images.columns:
+            if not isinstance(column, str) or "/" in column:
+                raise ValueError(f"image-table column names must be strings without '/', got {column!r}")
 
 
 class Benchmark:
@@ -161,6 +198,7 @@ class Benchmark:
         self._path = Path(path)
         self._file: Any = None
         self._units: pd.DataFrame | None = None
+        self._images: pd.DataFrame | None = None
         if not self._path.is_file():
             raise FileNotFoundError(f"benchmark file not found: {self._path}")
         f = self._h5()
@@ -189,8 +227,13 @@ class Benchmark:
         image_ids: ArrayLike | None = None,
         splits: Mapping[str, ArrayLike] | None = None,
         attrs: Mapping[str, Any] | None = None,
+        images: pd.DataFrame | Mapping[str, ArrayLike] | None = None,
     ) -> Benchmark:
         """Write a Benchmark file from in-memory arrays (atomically) and open it.
+
+        This is the documented path for any lab's recordings. Neurons measured in several time
+        bins get one unit row per (neuron, bin) and a text column ``time_bin`` (e.g.
+        ``"70-170"``); every score and ceiling is then reported per time bin.
 
         Parameters
         ----------
@@ -202,17 +245,30 @@ class Benchmark:
             The images, in the order of the image axis. May be an h5py dataset (copied in blocks).
         units : DataFrame or mapping, n_units rows
             Unit table, e.g. columns ``subject``, ``x``, ``y``, ``z``, ``ncsnr`` and one boolean
-            column per ROI (every boolean column is an ROI flag).
+            column per ROI (every boolean column is an ROI flag); optionally ``time_bin``
+            (text), ``neuroid_id`` and any other per-unit column.
         image_ids : array_like of int, shape (n_images,), optional
             Dataset image ids; default ``arange(n_images)``.
         splits : mapping of str to array_like of int, optional
             Named image positions; default :func:`default_splits`.
         attrs : mapping, optional
             JSON-serialisable provenance (source, thresholds, ...).
+        images : DataFrame or mapping, n_images rows, optional
+            Per-image metadata, e.g. ``stimulus_id`` and ``object_name`` (which stratifies the
+            ``predictivity`` metric's Brain-Score splits).
 
         Returns
         -------
         Benchmark
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> rates = np.random.rand(2 * 40, 100, 5)  # 40 neurons x 2 bins, 100 images, 5 reps
+        >>> units = {"neuroid_id": np.tile(np.arange(40), 2), "subject": "m1",
+        ...          "IT": np.ones(80, bool), "time_bin": np.repeat(["70-170", "170-270"], 40)}
+        >>> Benchmark.from_arrays("it.h5", rates, stimuli, units,  # doctest: +SKIP
+        ...                       images={"object_name": labels})
         """
         import pandas as pd
 
@@ -230,12 +286,14 @@ class Benchmark:
             str(k): np.asarray(v, dtype=np.int64)
             for k, v in (default_splits(n_images) if splits is None else splits).items()
         }
-        _validate(responses, stimuli, units_df, ids, split_arrays)
+        images_df = None if images is None else pd.DataFrame(images).reset_index(drop=True)
+        _validate(responses, stimuli, units_df, ids, split_arrays, images_df)
         with _AtomicBenchmarkWriter(
             path, n_images, responses.shape[2], stimuli.shape, ids, split_arrays, attrs
         ) as writer:
             writer.append_responses(responses)
             writer.units = units_df
+            writer.images = images_df
             for start in range(0, stimuli.shape[0], _STIMULI_BATCH):
                 writer.write_stimuli(start, np.asarray(stimuli[start : start + _STIMULI_BATCH]))
         return cls(path)
@@ -289,6 +347,11 @@ class Benchmark:
         return json.loads(self._h5().attrs["attrs_json"])
 
     @property
+    def format_version(self) -> int:
+        """Format version the file was written with (1 or 2)."""
+        return int(self._h5().attrs.get("format_version", 1))
+
+    @property
     def n_units(self) -> int:
         return int(self._h5()["responses"].shape[0])
 
@@ -315,18 +378,30 @@ class Benchmark:
     def units(self) -> pd.DataFrame:
         """Unit table, n_units rows (cached after the first read)."""
         if self._units is None:
+            self._units = _read_table(self._h5()["units"])
+        return self._units.copy()
+
+    @property
+    def image_table(self) -> pd.DataFrame:
+        """Per-image metadata, n_images rows (no columns for format-1 files)."""
+        if self._images is None:
             import pandas as pd
 
-            group = self._h5()["units"]
-            columns = [str(c) for c in json.loads(group.attrs["columns"])]
-            data = {}
-            for column in columns:
-                values = group[column][()]
-                if values.dtype.kind in "SO":
-                    values = np.array([v.decode() if isinstance(v, bytes) else v for v in values])
-                data[column] = values
-            self._units = pd.DataFrame(data, columns=columns)
-        return self._units.copy()
+            f = self._h5()
+            self._images = (
+                _read_table(f["images"])
+                if "images" in f
+                else pd.DataFrame(index=pd.RangeIndex(self.n_images))
+            )
+        return self._images.copy()
+
+    @property
+    def time_bins(self) -> list[str]:
+        """Time bins in order of first appearance in the unit table (``[]`` without any)."""
+        units = self.units
+        if TIME_BIN not in units.columns:
+            return []
+        return list(dict.fromkeys(units[TIME_BIN].astype(str)))
 
     @property
     def roi_names(self) -> list[str]:
@@ -394,9 +469,12 @@ class Benchmark:
             return (total / n).astype(np.float32)
 
     def groups(
-        self, subjects: Sequence[Any] | None = None, rois: Sequence[str] | None = None
+        self,
+        subjects: Sequence[Any] | None = None,
+        rois: Sequence[str] | None = None,
+        time_bins: Sequence[str] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Unit indices of each (subject, ROI) group.
+        """Unit indices of each (subject, ROI[, time bin]) group.
 
         Parameters
         ----------
@@ -404,12 +482,15 @@ class Benchmark:
             Subjects to include (values of the ``subject`` column); default all.
         rois : sequence of str, optional
             ROI (boolean) columns to include; default all.
+        time_bins : sequence of str, optional
+            Time bins to include (values of the ``time_bin`` column); default all.
 
         Returns
         -------
         dict of str to ndarray of int64
-            ``"<subject>|<roi>"`` (e.g. ``"1|OTC"``) -> sorted unit indices. Empty groups are
-            left out. ``"all"`` stands for a missing subject column or no ROI columns.
+            ``"<subject>|<roi>"`` (e.g. ``"1|OTC"``), or ``"<subject>|<roi>|<time_bin>"`` when
+            the benchmark has time bins, -> sorted unit indices. Empty groups are left out.
+            ``"all"`` stands for a missing subject column or no ROI columns.
         """
         units = self.units
         all_rois = self.roi_names
@@ -434,20 +515,34 @@ class Benchmark:
             if all_rois
             else {"all": np.ones(len(units), dtype=bool)}
         )
+        present_bins = self.time_bins
+        if present_bins:
+            chosen = present_bins if time_bins is None else [str(t) for t in time_bins]
+            missing = [t for t in chosen if t not in present_bins]
+            if missing:
+                raise KeyError(f"unknown time bin(s) {missing}; this benchmark has {present_bins}")
+            bin_column = units[TIME_BIN].astype(str).to_numpy()
+            bin_masks = {f"|{t}": bin_column == t for t in chosen}
+        elif time_bins is not None:
+            raise KeyError("this benchmark has no time bins; pass time_bins=None")
+        else:
+            bin_masks = {"": np.ones(len(units), dtype=bool)}
         out = {}
         for s_label, s_mask in subject_masks.items():
             for r_label, r_mask in roi_masks.items():
-                idx = np.flatnonzero(s_mask & r_mask).astype(np.int64)
-                if idx.size:
-                    out[f"{s_label}|{r_label}"] = idx
+                for t_label, t_mask in bin_masks.items():
+                    idx = np.flatnonzero(s_mask & r_mask & t_mask).astype(np.int64)
+                    if idx.size:
+                        out[f"{s_label}|{r_label}{t_label}"] = idx
         return out
 
     def verify(self) -> bool:
         """Recompute the content hash from the stored data and compare with the stored one."""
         f = self._h5()
+        images = self.image_table if "images" in f else None
         with reading(self._path, _WHAT):  # a damaged dataset fails only when read
             actual = _content_hash(
-                f["responses"], f["stimuli"], self.units, self.image_ids, self.splits
+                f["responses"], f["stimuli"], self.units, self.image_ids, self.splits, images
             )
         return actual == self.content_hash
 
@@ -464,6 +559,20 @@ class Benchmark:
         if arr.size and (arr.min() < -n or arr.max() >= n):
             raise IndexError(f"{what} index out of range for {n} {what}")
         return np.where(arr < 0, arr + n, arr)
+
+
+def _read_table(group: Any) -> pd.DataFrame:
+    """A table stored as one dataset per column (column order in the ``columns`` attribute)."""
+    import pandas as pd
+
+    columns = [str(c) for c in json.loads(group.attrs["columns"])]
+    data = {}
+    for column in columns:
+        values = group[column][()]
+        if values.dtype.kind in "SO":
+            values = np.array([v.decode() if isinstance(v, bytes) else v for v in values])
+        data[column] = values
+    return pd.DataFrame(data, columns=columns)
 
 
 def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
@@ -503,6 +612,7 @@ class _AtomicBenchmarkWriter:
         self.splits = splits
         self.attrs = dict(attrs or {})
         self.units: pd.DataFrame | None = None
+        self.images: pd.DataFrame | None = None
         self._tmp: Path | None = None
         self._file: Any = None
 
@@ -579,9 +689,20 @@ class _AtomicBenchmarkWriter:
                         f"unit table has {len(self.units)} rows for {n_rows} response rows"
                     )
                 self._write_units(f.create_group("units"), self.units)
+                if self.images is not None:
+                    if len(self.images) != self.n_images:
+                        raise ValueError(
+                            f"image table has {len(self.images)} rows for {self.n_images} images"
+                        )
+                    self._write_units(f.create_group("images"), self.images)
                 f.flush()
                 digest = _content_hash(
-                    f["responses"], f["stimuli"], self.units, self.image_ids, self.splits
+                    f["responses"],
+                    f["stimuli"],
+                    self.units,
+                    self.image_ids,
+                    self.splits,
+                    self.images,
                 )
                 attrs = dict(self.attrs)
                 attrs.setdefault("created", datetime.now(UTC).isoformat())

@@ -1,4 +1,4 @@
-"""``zooscope benchmark``: inspect a Benchmark file."""
+"""``zooscope benchmark``: inspect a Benchmark file, import Brain-Score (brainio) data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-benchmark_app = typer.Typer(help="Inspect Benchmark files.", no_args_is_help=True)
+benchmark_app = typer.Typer(
+    help="Inspect Benchmark files; import Brain-Score assemblies.", no_args_is_help=True
+)
 
 
 @benchmark_app.command("info")
@@ -25,6 +27,8 @@ def info(
             f"stimuli {tuple(bench.stimuli.shape)}"
         )
         typer.echo(f"  subjects {bench.subjects}  ROIs {bench.roi_names}")
+        if bench.time_bins:
+            typer.echo(f"  time bins {bench.time_bins}")
         for label, idx in bench.groups().items():
             typer.echo(f"  group {label}: {idx.size} units")
         typer.echo("  splits " + ", ".join(f"{k}={v.size}" for k, v in bench.splits.items()))
@@ -38,6 +42,26 @@ def info(
         )
         if verify and not ok:
             raise typer.Exit(1)
+
+
+@benchmark_app.command("import-brainio")
+def import_brainio_command(
+    assembly: Path = typer.Argument(..., exists=True, dir_okay=False, help="brainio NetCDF assembly (.nc)."),
+    stimuli: Path = typer.Option(..., "--stimuli", exists=True, dir_okay=False, help="Stimulus-set CSV."),
+    images: Path = typer.Option(..., "--images", exists=True, help="Folder or zip of the stimulus images."),
+    out: Path = typer.Option(..., "--out", help="Benchmark .h5 to write."),
+    time_bins: str = typer.Option(None, "--time-bins", help="Comma-separated time bins to keep, e.g. 70-170 (default: all)."),
+    image_size: int = typer.Option(224, help="Side of the stored square RGB images."),
+) -> None:
+    """Convert a Brain-Score assembly + stimulus set into a Benchmark file (time bins kept)."""
+    from zooscope.neural.brainio import import_brainio
+
+    bins = [t.strip() for t in time_bins.split(",") if t.strip()] if time_bins else None
+    bench = import_brainio(assembly, stimuli, images, out, time_bins=bins, image_size=image_size)
+    typer.echo(
+        f"{bench.path}: {bench.n_units} units ({len(bench.time_bins) or 1} time bins) x "
+        f"{bench.n_images} images x {bench.n_reps} reps; ROIs {bench.roi_names}; hash {bench.content_hash}"
+    )
 
 
 def register(app: typer.Typer) -> None:

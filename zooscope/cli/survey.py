@@ -31,7 +31,9 @@ def register(app: typer.Typer) -> None:
         benchmark: Path = typer.Option(..., "--benchmark", "-b", exists=True, dir_okay=False, help="Benchmark .h5 file."),
         db: Path = typer.Option(..., "--db", help="DuckDB results file (created if missing)."),
         models: str = typer.Option(None, help="Comma-separated model uids (default: every model)."),
-        metrics: str = typer.Option("crsa,versa,encoding_r", help="Comma-separated metrics."),
+        metrics: str = typer.Option(None, "--metrics", "--metric", help="Comma-separated metrics: crsa, versa, encoding_r, predictivity (default: crsa,versa,encoding_r; predictivity on a neural benchmark)."),
+        regression: str = typer.Option("ridge", help="predictivity: Brain-Score regression ridge (Ridge(alpha=1), closed form, fast), pls (Brain-Score's public benchmarks; ~10x slower) or ridgecv."),
+        splits: str = typer.Option("brainscore", "--splits", help="predictivity: cross-validation within each split, brainscore (10 stratified 90/10) or even-odd."),
         subjects: str = typer.Option(None, help="Comma-separated subjects (default: all)."),
         rois: str = typer.Option(None, help="Comma-separated ROIs (default: all in the benchmark)."),
         layers: str = typer.Option(None, help="Regex: score only matching layers (default: every layer)."),
@@ -91,11 +93,15 @@ def register(app: typer.Typer) -> None:
         if slurm_dry_run:
             typer.echo(slurm_job_script(slurm_options))
             return
+        from zooscope.pipeline.neural import default_metrics
         from zooscope.pipeline.scoring import RunOptions, ScoringConfig
         from zooscope.pipeline.survey import survey
 
         try:
-            config = ScoringConfig.from_profile(profile, metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
+            config = ScoringConfig.from_profile(
+                profile, metrics=_split(metrics) or default_metrics(benchmark), subjects=_split(subjects), rois=_split(rois),
+                layers=layers, rsm_from=rsm_from, regression=regression, predictivity_splits=splits,
+            )
         except (KeyError, ValueError) as error:
             raise typer.BadParameter(str(error)) from None
         options = RunOptions(device=device, batch_size=batch_size, memory_budget=memory_budget)
@@ -199,12 +205,20 @@ def register(app: typer.Typer) -> None:
         report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
         memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory)."),
         profile: str = typer.Option("default", "--profile", help="Scoring profile: default or conwell2024."),
+        neural: bool = typer.Option(False, "--neural", help="Instead: a synthetic macaque assembly (brainio format; V1, V4, IT; two time bins) -> import -> predictivity survey of the trained EfficientNet-Lite0 and its random twin (unless --models; 11 block-level layers unless --layers) -> committed layers."),
     ) -> None:
         """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
 
         The synthetic voxels are driven by features of the genuinely trained EfficientNet-Lite0,
-        so the trained model should come out on top and its random twin below it.
+        so the trained model should come out on top and its random twin below it. With
+        ``--neural``, the same for Brain-Score-style data, ending in each model's committed layer
+        per region and time bin.
         """
+        if neural:
+            from zooscope.neural.demo import run_neural_demo
+
+            run_neural_demo(out, models=_split(models), layers=layers, memory_budget=memory_budget, report=report)
+            return
         from zooscope.nsd import prepare, write_synthetic
         from zooscope.pipeline.scoring import RunOptions, ScoringConfig
         from zooscope.pipeline.survey import survey

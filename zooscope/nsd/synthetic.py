@@ -195,6 +195,32 @@ def effnet_lite0_features(
     -------
     ndarray of float32, shape (n, n_channels)
     """
+    return effnet_lite0_layer_features(images, (layer,), batch_size)[layer]
+
+
+def effnet_lite0_layer_features(
+    images: np.ndarray,
+    layers: Sequence[str],
+    batch_size: int = 32,
+    grid: dict[str, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Pooled activations of several layers of the trained EfficientNet-Lite0 in one pass.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (n, H, W, 3)
+    layers : sequence of str
+        Module names.
+    batch_size : int
+    grid : dict, optional
+        layer -> g: average-pool that layer's maps to a g x g grid instead of globally (keeps
+        coarse spatial detail, which deeper layers lose).
+
+    Returns
+    -------
+    dict
+        layer name -> float32 [n, n_channels * g * g] (see :func:`effnet_lite0_features`).
+    """
     import torch
 
     from zooscope.zoo import get_entry, load_model
@@ -202,14 +228,23 @@ def effnet_lite0_features(
     loaded = load_model(get_entry("effnet_lite0", manifest="demo"))
     module = loaded.module.eval()
     modules = dict(module.named_modules())
-    if layer not in modules:
-        raise KeyError(f"layer {layer!r} not in EfficientNet-Lite0; e.g. {list(modules)[1:8]}")
-    captured: list[torch.Tensor] = []
+    unknown = [layer for layer in layers if layer not in modules]
+    if unknown:
+        raise KeyError(f"layer(s) {unknown} not in EfficientNet-Lite0; e.g. {list(modules)[1:8]}")
+    captured: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
 
-    def hook(_mod: Any, _inp: Any, output: torch.Tensor) -> None:
-        captured.append(output.detach().float().mean(dim=(2, 3)) if output.ndim == 4 else output)
+    def hook_for(layer: str) -> Callable[..., None]:
+        size = (grid or {}).get(layer, 1)
 
-    handle = modules[layer].register_forward_hook(hook)
+        def hook(_mod: Any, _inp: Any, output: torch.Tensor) -> None:
+            output = output.detach().float()
+            if output.ndim == 4:
+                output = torch.nn.functional.adaptive_avg_pool2d(output, size).flatten(1)
+            captured[layer].append(output)
+
+        return hook
+
+    handles = [modules[layer].register_forward_hook(hook_for(layer)) for layer in layers]
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
@@ -218,8 +253,12 @@ def effnet_lite0_features(
                 )
                 module(batch)
     finally:
-        handle.remove()
-    return torch.cat(captured).reshape(len(images), -1).cpu().numpy().astype(np.float32)
+        for handle in handles:
+            handle.remove()
+    return {
+        layer: torch.cat(parts).reshape(len(images), -1).cpu().numpy().astype(np.float32)
+        for layer, parts in captured.items()
+    }
 
 
 # -- ROI files --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from zooscope.benchmark import Benchmark
 from zooscope.pipeline.predictions import UNIT_METRICS, BestPredictions, KeepBest
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
 from zooscope.rsa.encoding import TRAIN_PREDICTIONS
-from zooscope.rsa.vocabulary import METRICS
+from zooscope.rsa.vocabulary import DEFAULT_METRICS, METRICS
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class ScoringConfig:
     :class:`RunOptions` instead, so a rerun on another machine resumes the same results.
     """
 
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     subjects: tuple[str, ...] | None = None
     rois: tuple[str, ...] | None = None
     eps: float = 0.1
@@ -59,9 +59,13 @@ class ScoringConfig:
     train_predictions: str = "loo"  # "loo_centred": LOO predictions without the voxel mean
     degenerate_z: float | None = None  # best-layer selection drops rows with z(test - train) below
 
+    regression: str = "ridge"  # predictivity only: ridge (exact, fast), pls or ridgecv (Brain-Score's)
+    predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
+
     def __post_init__(self) -> None:
         from zooscope.feature_extraction.layers import LAYER_POLICIES
         from zooscope.pipeline.profiles import PROFILES
+        from zooscope.rsa.predictivity import PREDICTIVITY_SPLITS, REGRESSIONS
         from zooscope.zoo.sources.base import PREPROCESSING
 
         unknown = [m for m in self.metrics if m not in METRICS]
@@ -73,6 +77,8 @@ class ScoringConfig:
             "layer_policy": tuple(LAYER_POLICIES),
             "srp_mode": ("fast", "sklearn"),
             "train_predictions": TRAIN_PREDICTIONS,
+            "regression": REGRESSIONS,
+            "predictivity_splits": PREDICTIVITY_SPLITS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -95,7 +101,12 @@ class ScoringConfig:
         return cls.from_profile("conwell2024", **overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if "predictivity" not in self.metrics:
+            # Settings that cannot change these numbers stay out of the hash, so configs (and
+            # the results they key) from before predictivity existed keep their hash.
+            del out["regression"], out["predictivity_splits"]
+        return out
 
     @property
     def hash(self) -> str:
@@ -137,6 +148,7 @@ class BrainData:
     Y_test: np.ndarray
     groups: dict[str, np.ndarray]
     comparators: dict[str, dict[str, RSMComparator]] = field(repr=False)
+    predictivity: Any = field(default=None, repr=False)  # pipeline.neural.PredictivityData
 
     @classmethod
     def from_benchmark(cls, benchmark: Benchmark, config: ScoringConfig) -> BrainData:
@@ -162,8 +174,16 @@ class BrainData:
                 "test": RSMComparator(rsm(Y_test[:, idx], dtype="float64"), config.compare),
             }
             for label, idx in groups.items()
+            if set(config.metrics) - {"predictivity"}  # brain RSMs only for the RSM-based metrics
         }
-        return cls(train, test, Y_train, Y_test, groups, comparators)
+        prepared = None
+        if "predictivity" in config.metrics:
+            from zooscope.pipeline.neural import PredictivityData
+
+            prepared = PredictivityData.from_benchmark(
+                benchmark, {"train": train, "test": test}, units, config.predictivity_splits
+            )
+        return cls(train, test, Y_train, Y_test, groups, comparators, prepared)
 
 
 def _subjects(benchmark: Benchmark, subjects: tuple[str, ...] | None) -> list[Any] | None:
@@ -193,6 +213,7 @@ class ModelScores:
     rsms: pd.DataFrame
     seconds: float
     predictions: pd.DataFrame | None = None
+    unit_scores: pd.DataFrame | None = None  # per-neuron predictivity of every layer
 
     def best(self, split: str = "test") -> dict[str, float]:
         """Mean over groups of the best-train-layer score per metric (for log lines)."""
@@ -366,7 +387,8 @@ def score_model(
         loaded = load_model(entry, device=options.device, preprocessing=config.preprocessing)
     except Exception as error:
         raise ScoringError("load", error) from error
-    need_srp = bool({"versa", "encoding_r"} & set(config.metrics))
+    need_srp = bool({"versa", "encoding_r", "predictivity"} & set(config.metrics))
+    unit_frames: list[pd.DataFrame] = []
     layer_rows: list[dict[str, Any]] = []
     score_rows: list[dict[str, Any]] = []
     best = _BestRSMs()
@@ -409,6 +431,12 @@ def score_model(
         try:
             unit_predictions: dict[tuple[str, str], Any] | None = None if kept is None else {}
             rows, test_rsms = score_layer(features, brain, config, ridge_backend, unit_predictions)
+            if "predictivity" in config.metrics:
+                from zooscope.pipeline.neural import score_predictivity
+
+                neural_rows, units = score_predictivity(features, brain, config)
+                rows += neural_rows
+                unit_frames.append(units.assign(layer_index=features.index, layer_name=features.name))
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:
@@ -446,4 +474,5 @@ def score_model(
         rsms=best.frame(),
         seconds=time.perf_counter() - started,
         predictions=None if kept is None else kept.frame(),
+        unit_scores=pd.concat(unit_frames, ignore_index=True) if unit_frames else None,
     )

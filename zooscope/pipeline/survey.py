@@ -42,7 +42,7 @@ from zooscope.pipeline.scoring import (
 )
 from zooscope.results.db import ResultsDB
 from zooscope.results.session import ShortWrites
-from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
+from zooscope.rsa.vocabulary import PREDICTIVITY_CEILING_METHOD, RSA_CEILING_METHOD
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,8 @@ def survey(
     retry_failed : bool
         Also retry models whose last attempt failed (skipped otherwise).
     ceilings : bool
-        Compute the benchmark's GSN noise ceilings first if the database lacks them.
+        Compute the benchmark's noise ceilings first if the database lacks them: GSN for the
+        RSM-based metrics, internal consistency for ``predictivity``.
     n_sims : int
         Monte Carlo simulations per ceiling.
     client : distributed.Client or SlurmWorkers, optional
@@ -245,8 +246,14 @@ def survey(
     status = "interrupted"
     try:
         with _sigterm_interrupts():
-            if ceilings:
+            if ceilings and set(config.metrics) - {"predictivity"}:
                 _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
+            if ceilings and "predictivity" in config.metrics and PREDICTIVITY_CEILING_METHOD not in set(stored["method"]):
+                from zooscope.pipeline.neural import internal_consistency_ceilings
+
+                table = internal_consistency_ceilings(bench, config)
+                with session.open() as results:
+                    results.write_ceilings(bench.content_hash, table)
             if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
                 brain = _brain_for(str(benchmark), bench.content_hash, config)
                 with session.open() as results:
@@ -282,7 +289,7 @@ def survey(
                         logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
                     else:
                         with session.open() as results:
-                            results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions)
+                            results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions, unit_scores=outcome.unit_scores)
                         uid = outcome.model["model_uid"]
                         report.scored.append(uid)
                         best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))

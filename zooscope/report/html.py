@@ -58,7 +58,7 @@ def build_report(
     db: ResultsDB,
     out: str | Path,
     *,
-    metrics: tuple[str, ...] = ("crsa", "versa", "encoding_r"),
+    metrics: tuple[str, ...] = ("crsa", "versa", "encoding_r", "predictivity"),
     model_similarity: dict[str, pd.DataFrame] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -160,6 +160,21 @@ def build_report(
             f"<h3>Top 15, {html.escape(plots._label(metric))}</h3>" + _table(s[cols].head(15))
         )
     sections.append("<h2>Models ranked</h2>" + "".join(body))
+
+    # --- region commitment (neural predictivity)
+    from zooscope.results.commitment import committed_layers
+
+    committed = committed_layers(db)
+    if len(committed):
+        columns = ["display_name", "region", "time_bin", "layer_name", "relative_depth",
+                   "train_score", "test_score", "ceiling", "ceiled"]  # fmt: skip
+        sections.append(
+            "<h2>Committed layers</h2>"
+            '<p class="note">Per model, region and time bin: the layer with the best neural '
+            "predictivity on the commitment (train) images and its held-out (test) score; relative "
+            "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling.</p>"
+            + _table(committed[columns])
+        )
 
     # --- contrasts
     body = []

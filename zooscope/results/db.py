@@ -39,6 +39,9 @@ migration functions in ``_MIGRATIONS``):
     predictions are scored against, in the same layout, in float32 like the benchmark's.
 ``completions``
     The marker that a model's rows for a (benchmark_hash, config_hash) are complete.
+``unit_scores``
+    Per-neuron scores of every layer (``predictivity``: each neuron's r averaged over the
+    cross-validation splits), keyed like ``scores`` plus the benchmark ``unit`` index.
 ``best_layer_scores`` (view)
     Per (model, subject, roi, metric, benchmark_hash, config_hash): the layer with the best *train*
     score (ties: lowest layer index; NaN scores never win) and that layer's *test* score.
@@ -74,12 +77,19 @@ import pandas as pd
 from zooscope._hashing import hash_json
 from zooscope.errors import SchemaVersionError
 from zooscope.results.locking import connect_waiting
-from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, RSA_METRICS, SPLITS
+from zooscope.rsa.vocabulary import (
+    CEILING_METHODS,
+    METRICS,
+    PREDICTIVITY_CEILING_METHOD,
+    RSA_CEILING_METHOD,
+    RSA_METRICS,
+    SPLITS,
+)
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -241,6 +251,16 @@ def _migration_3_run_status_ceiling_units(con: Any) -> None:
     con.execute("ALTER TABLE ceilings ADD COLUMN n_units BIGINT")
     con.execute("ALTER TABLE ceilings ADD COLUMN n_dropped BIGINT")
     con.execute("ALTER TABLE ceilings ADD COLUMN note VARCHAR")
+def _migration_4_unit_scores(con: Any) -> None:
+    """Version 4: per-neuron scores (neural predictivity) of every layer, for later analyses."""
+    con.execute(
+        """
+        CREATE TABLE unit_scores (
+            model_uid VARCHAR, layer_index INTEGER, layer_name VARCHAR, subject VARCHAR,
+            roi VARCHAR, metric VARCHAR, split VARCHAR, unit BIGINT, score DOUBLE,
+            benchmark_hash VARCHAR, config_hash VARCHAR, run_id VARCHAR)
+        """
+    )
 
 
 #: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
@@ -248,6 +268,7 @@ _MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_1_initial,
     _migration_2_unit_predictions,
     _migration_3_run_status_ceiling_units,
+    _migration_4_unit_scores,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -590,6 +611,7 @@ class ResultsDB:
         rsms: pd.DataFrame | None,
         seconds: float,
         predictions: pd.DataFrame | None = None,
+        unit_scores: pd.DataFrame | None = None,
     ) -> None:
         """Write every row of one model in ONE transaction (all or nothing).
 
@@ -616,18 +638,21 @@ class ResultsDB:
         predictions : DataFrame or None, shape (n_groups, 6)
             Columns ``metric, subject, roi, layer_name, split, prediction``; ``prediction`` holds
             2-D arrays ``[n_images, n_units]`` (the best layer's predicted responses).
+        unit_scores : DataFrame or None, shape (n_rows, 8)
+            Columns ``layer_index, layer_name, subject, roi, metric, split, unit, score``.
         """
         row = model_row(model)
         uid = row["model_uid"]
         layer_frame = self._prepare_layers(layers, uid)
         score_frame = self._prepare_scores(scores, uid)
         rsm_table = self._prepare_rsms(rsms, uid)
+        unit_frame = self._prepare_unit_scores(unit_scores, uid)
         prediction_table = _matrix_table(
             predictions, _PREDICTION_INPUT, "prediction", f"predictions of {uid!r}"
         )
         with self._lock:
             benchmark_hash, config_hash = self._run(run_id)
-            for frame in (layer_frame, score_frame):
+            for frame in (layer_frame, score_frame, unit_frame):
                 frame["benchmark_hash"] = benchmark_hash
                 frame["config_hash"] = config_hash
                 frame["run_id"] = run_id
@@ -636,7 +661,7 @@ class ResultsDB:
                     f"INSERT OR REPLACE INTO models VALUES ({', '.join('?' * (len(MODEL_COLUMNS) + 1))})",
                     [row[c] for c in (*MODEL_COLUMNS, "metadata")],
                 )
-                for table in ("layers", "scores", "rsms", "unit_predictions"):
+                for table in ("layers", "scores", "rsms", "unit_predictions", "unit_scores"):
                     con.execute(
                         f"DELETE FROM {table} WHERE model_uid = ? AND benchmark_hash = ? "
                         "AND config_hash = ?",
@@ -646,6 +671,8 @@ class ResultsDB:
                     self._insert_frame(con, "layers", layer_frame, list(layer_frame.columns))
                 if len(score_frame):
                     self._insert_frame(con, "scores", score_frame, list(score_frame.columns))
+                if len(unit_frame):
+                    self._insert_frame(con, "unit_scores", unit_frame, list(unit_frame.columns))
                 if rsm_table is not None:
                     import pyarrow as pa
 
@@ -715,6 +742,29 @@ class ResultsDB:
         return out
 
     @staticmethod
+    def _prepare_unit_scores(unit_scores: pd.DataFrame | None, uid: str) -> pd.DataFrame:
+        columns = ("layer_index", "layer_name", "subject", "roi", "metric", "split", "unit", "score")
+        if unit_scores is None:
+            unit_scores = pd.DataFrame(columns=list(columns))
+        _require_columns(unit_scores, columns, f"unit scores of {uid!r}")
+        if len(unit_scores):
+            _check_values(unit_scores["metric"], METRICS, f"unit scores of {uid!r}: metric")
+            _check_values(unit_scores["split"], SPLITS, f"unit scores of {uid!r}: split")
+        return pd.DataFrame(
+            {
+                "model_uid": uid,
+                "layer_index": pd.array(unit_scores["layer_index"], dtype="Int32"),
+                "layer_name": unit_scores["layer_name"].astype(object),
+                "subject": unit_scores["subject"].astype(str),
+                "roi": unit_scores["roi"].astype(str),
+                "metric": unit_scores["metric"].astype(str),
+                "split": unit_scores["split"].astype(str),
+                "unit": pd.array(unit_scores["unit"], dtype="Int64"),
+                "score": unit_scores["score"].astype(float),
+            }
+        )
+
+    @staticmethod
     def _prepare_rsms(rsms: pd.DataFrame | None, uid: str) -> Any:
         if rsms is None or len(rsms) == 0:
             return None
@@ -761,7 +811,8 @@ class ResultsDB:
         return self._query("SELECT * FROM failures ORDER BY time")
 
     def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame, groups_only: bool = False) -> None:
-        """Replace the noise ceilings of a benchmark (or, with ``groups_only``, of the given groups).
+        """Replace a benchmark's noise ceilings of the methods in ``df`` (others are kept), or with
+        ``groups_only``, only the given (subject, roi, method) groups.
 
         Parameters
         ----------
@@ -790,6 +841,7 @@ class ResultsDB:
                 frame[column] = df[column].astype(dtype)
         if frame.duplicated(["subject", "roi", "method"]).any():
             raise ValueError("ceilings repeat a (subject, roi, method)")
+        methods = sorted(set(frame["method"]))
         with self._transaction() as con:
             if groups_only:
                 for subject, roi, method in frame[["subject", "roi", "method"]].itertuples(index=False):
@@ -798,8 +850,12 @@ class ResultsDB:
                         "AND method = ?",
                         [benchmark_hash, subject, roi, method],
                     )
-            else:
-                con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
+            elif methods:
+                con.execute(
+                    "DELETE FROM ceilings WHERE benchmark_hash = ? AND method IN "
+                    f"({', '.join('?' * len(methods))})",
+                    [benchmark_hash, *methods],
+                )
             self._insert_frame(con, "ceilings", frame, list(frame.columns))
 
     def write_responses(self, benchmark_hash: str, df: pd.DataFrame) -> None:
@@ -902,6 +958,10 @@ class ResultsDB:
             " ORDER BY model_uid, metric, roi, subject",
         )
 
+    def unit_scores(self, **filters: Any) -> pd.DataFrame:
+        """Per-neuron scores, filtered by equality (or membership for lists) on any column."""
+        return self._select("unit_scores", filters, " ORDER BY model_uid, layer_index, roi, unit")
+
     def duplicate_score_keys(self) -> pd.DataFrame:
         """Score keys that occur more than once (always empty unless the file was edited by hand)."""
         key = ", ".join(SCORE_KEY)
@@ -927,8 +987,10 @@ class ResultsDB:
         ``score`` is the mean over subjects of the best-layer test score; where a model has no
         per-subject rows, the published subject mean (subject :data:`SUBJECT_MEAN`) is used and
         ``n_subjects`` is 0. ``ceiling`` is the mean over the same subjects (all subjects of the
-        benchmark for published means) of the ``ceiling_method`` ceiling, for the RSA metrics only;
-        ``explained_variance = score**2 / ceiling**2``.
+        benchmark for published means) of the metric's ceiling: ``ceiling_method`` (GSN) for the
+        RSA metrics, with ``explained_variance = score**2 / ceiling**2``; the internal-consistency
+        ceiling for ``predictivity``, with Brain-Score's ``explained_variance = score**2 / ceiling``.
+        ``encoding_r`` is not ceiled.
 
         Parameters
         ----------
@@ -964,12 +1026,13 @@ class ResultsDB:
         ]  # fmt: skip
         if best.empty:
             return pd.DataFrame(columns=columns)
+        methods = {**CEILING_METHODS, **dict.fromkeys(RSA_METRICS, ceiling_method)}
+        best = best.assign(method=best["metric"].map(methods))
         ceil = self.ceilings(benchmark_hash)
-        ceil = ceil[ceil["method"] == ceiling_method]
         is_mean = best["subject"] == SUBJECT_MEAN
         per_subject = best[~is_mean].merge(
-            ceil[["benchmark_hash", "subject", "roi", "value"]],
-            on=["benchmark_hash", "subject", "roi"],
+            ceil[["benchmark_hash", "subject", "roi", "method", "value"]],
+            on=["benchmark_hash", "subject", "roi", "method"],
             how="left",
         )
         agg = (
@@ -984,12 +1047,17 @@ class ResultsDB:
         published = best[is_mean].rename(columns={"test_score": "score"})
         published = published[~published.set_index(keys).index.isin(agg.set_index(keys).index)]
         if len(published):
-            bench_ceil = ceil.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")
-            published = published.join(bench_ceil, on=["benchmark_hash", "roi"])
+            bench_ceil = (
+                ceil.groupby(["benchmark_hash", "roi", "method"])["value"].mean().rename("ceiling")
+            )
+            published = published.join(bench_ceil, on=["benchmark_hash", "roi", "method"])
             published = published.assign(n_subjects=0)[[*keys, "score", "n_subjects", "ceiling"]]
             agg = pd.concat([agg, published], ignore_index=True)
-        agg.loc[~agg["metric"].isin(RSA_METRICS), "ceiling"] = np.nan
-        agg["explained_variance"] = agg["score"] ** 2 / agg["ceiling"] ** 2
+        agg.loc[~agg["metric"].isin(list(methods)), "ceiling"] = np.nan
+        is_neural = agg["metric"].map(methods) == PREDICTIVITY_CEILING_METHOD
+        agg["explained_variance"] = agg["score"] ** 2 / np.where(
+            is_neural, agg["ceiling"], agg["ceiling"] ** 2
+        )
         agg["rank"] = (
             agg.groupby(["metric", "roi", "benchmark_hash", "config_hash"])["score"]
             .rank(ascending=False, method="min")
@@ -1005,7 +1073,7 @@ class ResultsDB:
     # ---------------------------------------------------------------- export
     TABLES = (
         "models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions",
-        "unit_predictions", "unit_responses",
+        "unit_predictions", "unit_responses", "unit_scores",
     )  # fmt: skip
     #: Tables with array columns: exported as Parquet only.
     ARRAY_TABLES = ("rsms", "unit_predictions", "unit_responses")

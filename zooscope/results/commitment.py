@@ -1,0 +1,97 @@
+"""Region-to-layer commitment: each model's best layer per region x time bin, scored held out.
+
+Brain-Score commits one layer of a model to each region on a commitment image set and reports
+the region's score on held-out images. Here: the layer with the best subject-mean ``train`` score
+(the commitment split; ties: the shallowest; NaN never wins) per model x region x time bin, and
+that layer's subject-mean ``test`` score. Relative depth = the layer's position among the model's
+scored layers, 0 (first) to 1 (last).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from zooscope.benchmark import split_region
+from zooscope.results.db import ResultsDB
+from zooscope.rsa.vocabulary import CEILING_METHODS, PREDICTIVITY_CEILING_METHOD
+
+__all__ = ["COMMITMENT_COLUMNS", "committed_layers"]
+
+COMMITMENT_COLUMNS = [
+    "model_uid", "display_name", "metric", "region", "time_bin", "roi", "layer_name",
+    "layer_index", "relative_depth", "train_score", "test_score", "ceiling", "ceiled",
+    "benchmark_hash", "config_hash",
+]  # fmt: skip
+
+
+def committed_layers(
+    db: ResultsDB, metric: str = "predictivity", benchmark_hash: str | None = None
+) -> pd.DataFrame:
+    """The committed layer of every model x region x time bin.
+
+    Parameters
+    ----------
+    db : ResultsDB
+    metric : str
+        Score the commitment uses (default ``predictivity``).
+    benchmark_hash : str, optional
+        Only this benchmark.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`COMMITMENT_COLUMNS`; ``ceiled`` = ``test_score**2 / ceiling`` for
+        predictivity (``**2 / ceiling**2`` for the RSA metrics), ``ceiling`` the subject mean of the
+        metric's ceiling on the benchmark.
+    """
+    scores = db.scores(metric=metric, benchmark_hash=benchmark_hash)
+    scores = scores[scores["layer_index"].notna()]
+    if scores.empty:
+        return pd.DataFrame(columns=COMMITMENT_COLUMNS)
+    keys = ["model_uid", "benchmark_hash", "config_hash", "roi"]
+    mean = (
+        scores.groupby([*keys, "layer_index", "layer_name", "split"])["score"]
+        .mean()
+        .unstack("split")
+        .reset_index()
+    )
+    for split in ("train", "test"):
+        if split not in mean:
+            mean[split] = np.nan
+    ranked = mean.assign(_rank=mean["train"].fillna(-np.inf)).sort_values(
+        [*keys, "_rank", "layer_index"], ascending=[True] * len(keys) + [False, True]
+    )
+    best = ranked.groupby(keys, sort=False).head(1).drop(columns="_rank")
+    layers = db.layers(benchmark_hash=benchmark_hash)
+    layers = layers.assign(
+        position=layers.groupby(["model_uid", "benchmark_hash", "config_hash"])["layer_index"].rank(
+            method="first"
+        ),
+        n_layers=layers.groupby(["model_uid", "benchmark_hash", "config_hash"])[
+            "layer_index"
+        ].transform("size"),
+    )
+    layers["relative_depth"] = (layers["position"] - 1) / (layers["n_layers"] - 1).clip(lower=1)
+    best = best.merge(
+        layers[["model_uid", "benchmark_hash", "config_hash", "layer_index", "relative_depth"]],
+        on=["model_uid", "benchmark_hash", "config_hash", "layer_index"],
+        how="left",
+    )
+    method = CEILING_METHODS.get(metric)
+    ceilings = db.ceilings(benchmark_hash)
+    ceilings = ceilings[ceilings["method"] == method]
+    ceiling = ceilings.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")
+    best = best.join(ceiling, on=["benchmark_hash", "roi"])
+    power = 1 if method == PREDICTIVITY_CEILING_METHOD else 2
+    best["ceiled"] = best["test"] ** 2 / best["ceiling"] ** power
+    regions = best["roi"].map(split_region)
+    best["region"] = [r for r, _ in regions]
+    best["time_bin"] = [t for _, t in regions]
+    names = db.models(expand_metadata=False)[["model_uid", "display_name"]]
+    best = best.merge(names, on="model_uid", how="left").rename(
+        columns={"train": "train_score", "test": "test_score"}
+    )
+    best["metric"] = metric
+    best["layer_index"] = best["layer_index"].astype("Int64")
+    return best[COMMITMENT_COLUMNS].sort_values(["model_uid", "roi"]).reset_index(drop=True)
