@@ -1,7 +1,19 @@
 """Feature extraction: hooks on every layer, streaming sparse random projection, exact RSMs."""
 
 from zooscope.feature_extraction.cache import FeatureCache
-from zooscope.feature_extraction.extract import LayerFeatures, extract, parse_bytes, plan_passes
+from zooscope.feature_extraction.consumers import (
+    GramConsumer,
+    LayerConsumer,
+    LayerSink,
+    SRPConsumer,
+)
+from zooscope.feature_extraction.extract import (
+    LayerFeatures,
+    default_consumers,
+    extract,
+    parse_bytes,
+    plan_passes,
+)
 from zooscope.feature_extraction.gram import GramAccumulator
 from zooscope.feature_extraction.images import ImageSet
 from zooscope.feature_extraction.layers import (
@@ -15,11 +27,16 @@ from zooscope.feature_extraction.projection import SparseRandomProjector, jl_com
 __all__ = [
     "FeatureCache",
     "GramAccumulator",
+    "GramConsumer",
     "ImageSet",
+    "LayerConsumer",
     "LayerFeatures",
     "LayerSelection",
+    "LayerSink",
     "LayerSpec",
+    "SRPConsumer",
     "SparseRandomProjector",
+    "default_consumers",
     "discover_layers",
     "extract",
     "jl_components",
