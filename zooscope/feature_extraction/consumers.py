@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from zooscope._backend import Backend, get_backend
+from zooscope._timing import stage
 from zooscope.feature_extraction.gram import GramAccumulator, correlation_from_gram
 from zooscope.feature_extraction.layers import LayerSpec
 from zooscope.feature_extraction.projection import SparseRandomProjector, expected_nbytes
@@ -163,14 +164,15 @@ class SRPConsumer(LayerConsumer):
         }
 
     def open(self, layer: LayerSpec, n_images: int, place: Placement) -> LayerSink:
-        projector = SparseRandomProjector(
-            layer.n_features,
-            self.n_components,
-            self.seed,
-            layer.name,
-            upsample=self.upsample,
-            mode=self.mode,
-        )
+        with stage("srp"):  # drawing the matrix
+            projector = SparseRandomProjector(
+                layer.n_features,
+                self.n_components,
+                self.seed,
+                layer.name,
+                upsample=self.upsample,
+                mode=self.mode,
+            )
         return _SRPSink(self, projector, n_images, place)
 
 
@@ -185,7 +187,8 @@ class _SRPSink(LayerSink):
         self.means = np.empty(n, dtype=np.float64) if consumer.approximate_rsm else None
 
     def update(self, rows: slice, batch: Any) -> None:
-        self.srp[rows] = self.place.to_numpy(self.projector.transform(batch))
+        with stage("srp"):
+            self.srp[rows] = self.place.to_numpy(self.projector.transform(batch))
         if self.means is not None:
             self.means[rows] = self.place.to_numpy(
                 batch.sum(1, dtype=_float64(batch)) / batch.shape[1]
@@ -194,7 +197,8 @@ class _SRPSink(LayerSink):
     def outputs(self) -> dict[str, np.ndarray]:
         out = {"srp": self.srp} if self.consumer.keep_srp else {}
         if self.means is not None:
-            out["rsm"] = approximate_rsm(self.srp, self.means, self.projector)
+            with stage("gram"):
+                out["rsm"] = approximate_rsm(self.srp, self.means, self.projector)
         return out
 
 
@@ -250,13 +254,16 @@ class _GramSink(LayerSink):
         self.columns = self.place.empty((self.accumulator.n_samples, stop - start))
 
     def update(self, rows: slice, batch: Any) -> None:
-        self.columns[rows] = batch
+        with stage("gram"):
+            self.columns[rows] = batch
 
     def end_pass(self) -> None:
         # Centred in place: centring in a copy would double the peak.
-        self.accumulator.add(self.columns, overwrite=True)
+        with stage("gram"):
+            self.accumulator.add(self.columns, overwrite=True)
         self.columns = None
 
+    @stage("gram")
     def outputs(self) -> dict[str, np.ndarray]:
         out = {}
         if "rsm" in self.wanted:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
+from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
 from zooscope.rsa.vocabulary import METRICS
@@ -311,7 +312,8 @@ def score_model(
     started = time.perf_counter()
     brain = brain or BrainData.from_benchmark(benchmark, config)
     try:
-        loaded = load_model(entry, device=options.device)
+        with stage("load"):
+            loaded = load_model(entry, device=options.device)
     except Exception as error:
         raise ScoringError("load", error) from error
     need_srp = bool({"versa", "encoding_r"} & set(config.metrics))
@@ -344,13 +346,15 @@ def score_model(
     )
     while True:
         try:
-            features = next(stream)
+            with stage("forward"):  # the stream's own work; its SRP and Gram stages count apart
+                features = next(stream)
         except StopIteration:
             break
         except Exception as error:
             raise ScoringError("extract", error) from error
         try:
-            rows, test_rsms = score_layer(features, brain, config, ridge_backend)
+            with stage("rsa"):  # ridge, inside it, counts apart
+                rows, test_rsms = score_layer(features, brain, config, ridge_backend)
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.pipeline.scoring import (
     BrainData,
@@ -236,7 +237,8 @@ def survey(
                     report.failed.append(outcome)
                     logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
                 else:
-                    results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds)
+                    with stage("db"):
+                        results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds)
                     uid = outcome.model["model_uid"]
                     report.scored.append(uid)
                     best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zooscope._timing import stage
 from zooscope.rsa.ridge import DEFAULT_ALPHAS, RidgeGCV
 from zooscope.rsa.rsm import CompareMethod, RSMComparator, pearson_columns, rsm
 from zooscope.rsa.vocabulary import SPLITS as _SPLITS
@@ -237,8 +238,9 @@ def versa(
         edge = pd.Series(dict.fromkeys([*index, ALL_UNITS], np.nan), name="alpha_edge_fraction")
         return VersaResult(scores, nan, edge, nan, nan.copy(), {} if return_rsms else None)
 
-    model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
-    pred = {"train": model.loo_predictions_, "test": model.predict(Xte)}
+    with stage("ridge"):
+        model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
+        pred = {"train": model.loo_predictions_, "test": model.predict(Xte)}
     actual = {"train": Y_train, "test": Y_test}
     unit_r = {split: pearson_columns(pred[split], actual[split]) for split in _SPLITS}
 
