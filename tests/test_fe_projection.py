@@ -188,11 +188,21 @@ def test_tiled_storage_round_trips_a_csr_matrix_and_its_size_is_predicted():
 
 @pytest.mark.parametrize(("b", "f0", "f1"), [(1, 0, 5), (8, 0, 64), (13, 8, 75), (32, 3, 130), (40, 64, 64)])
 def test_row_tile_transpose_is_exact_and_leaves_the_padding_alone(b, f0, f1):
-    from zooscope.feature_extraction.srp_kernels import _transpose_row_tile
+    from zooscope.feature_extraction.srp_kernels import _transpose_row_tile, padded_batch
 
     X = np.random.default_rng(b).standard_normal((b, 131)).astype(np.float32)
-    width = b + 3  # a row stride wider than the batch: the columns past b stay untouched
+    width = padded_batch(b)
     xt = np.full((max(f1 - f0, 1), width), -7.0, np.float32)
     _transpose_row_tile(X, f0, f1, xt.reshape(-1), width)
     np.testing.assert_array_equal(xt[: f1 - f0, :b], X[:, f0:f1].T)
     assert np.all(xt[:, b:] == -7.0) and (f1 > f0 or np.all(xt == -7.0))
+
+
+@pytest.mark.parametrize("shape", [(3, 1000), (2, 17), (1,)])
+def test_aligned_buffers_start_on_a_cache_line(shape):
+    from zooscope.feature_extraction.srp_kernels import aligned_empty
+
+    for _ in range(5):  # numpy's own arrays start 16 bytes into an allocation
+        buffer = aligned_empty(shape)
+        assert buffer.ctypes.data % 64 == 0 and buffer.shape == shape and buffer.flags.c_contiguous
+        assert buffer.dtype == np.float32

@@ -11,11 +11,14 @@ in L1. ``tile_rows ~ 2 sqrt(p)`` keeps about 256 non-zeros per tile whatever the
 tiles are split between Python threads running the ``nogil`` kernel, each with its own
 accumulator; the same threads then sum the accumulators, each over a range of components.
 
-Inner loops are plain numba loops: each non-zero adds one contiguous row of ``b`` floats of the
-transposed buffer to one row of the accumulator, which LLVM vectorises. (An earlier version
-hand-wrote these updates and an 8x8 register transpose as LLVM IR intrinsics on 64-byte aligned,
-lane-padded buffers; on ``benchmarks/extract.py`` they bought less than the 15% of end-to-end
-extraction time that would justify carrying them, see ``docs/performance.md``.)
+Inner loops: the batch dimension of the transposed buffer and the accumulators is padded to a
+multiple of :data:`LANES` and the buffers start on 64-byte boundaries, so each image row is whole
+cache lines; each non-zero's update is one explicit 32-float vector load/FMA/store at the default
+batch of 32 (16- and 32-float operations for other widths); the row-tile transpose works in 8x8
+register blocks. Both are numba intrinsics (written in LLVM IR), because the plain loops compiled
+to alias-checked 8-wide loops and to one store per float. Measured when plain numba loops were
+tried instead (docs/performance.md): the kernel ran 1.5-2.5x slower and a ResNet-50 SRP
+extraction's CPU time per image rose by more than 15% end to end, so the intrinsics stay.
 
 Storage: ``R = scale * S`` with ``S`` in ``{-1, 0, +1}``; each non-zero takes 3 bytes (its row
 within the tile, ``uint16``, and ``code = 2 * column_within_tile + negative``, ``uint8``) instead
@@ -35,10 +38,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 TILE_COLS = 128  # output components per tile; (TILE_COLS - 1) * 2 + 1 must fit the uint8 code
-TRANSPOSE_BLOCK = 8  # features per block of the row-tile transpose (8 floats: a 32-byte read)
+LANES = 16  # floats per vector update; batch buffers are padded to a multiple of it
 _MAX_TILE_ROWS = 4096
 
 
@@ -185,19 +190,106 @@ def draw_tiles(
     return tile_ptr, rows, codes
 
 
+def padded_batch(batch: int) -> int:
+    """Batch width of the kernel's buffers: ``batch`` rounded up to a multiple of :data:`LANES`."""
+    return -(-batch // LANES) * LANES
+
+
+def _vector_pointer(context, builder, array_type, array, offset, vector: ir.VectorType) -> ir.Value:
+    """Pointer to ``array``'s element ``offset`` (flat), typed as a pointer to ``vector``."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [offset]), vector.as_pointer())
+
+
+def _shuffle(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, mask: list[int]) -> ir.Value:
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), mask))
+
+
+def _scaled_adder(lanes: int):
+    """An intrinsic ``f(out, out_at, x, x_at, sign)``: ``out[out_at:][:lanes] += sign * x[x_at:][:lanes]``.
+
+    One explicit ``<lanes x float>`` load/FMA/store (LLVM splits it into the machine's vectors:
+    two AVX-512 or four AVX2 operations for 32 lanes). Why an intrinsic: written as a loop over
+    the batch, LLVM cannot prove that ``out`` and ``x`` do not overlap, so every non-zero paid a
+    runtime alias check and an 8-wide loop with a remainder; and even a loop of explicit 16-lane
+    operations costs a quarter more per non-zero than one 32-lane operation, at batch 32.
+    """
+
+    @intrinsic
+    def add_scaled(typingctx, out, out_at, x, x_at, sign):
+        signature = types.void(out, types.intp, x, types.intp, types.float32)
+
+        def codegen(context, builder, sig, args):
+            out_array, out_at, x_array, x_at, scalar = args
+            vector = ir.VectorType(ir.FloatType(), lanes)
+            out_ptr = _vector_pointer(context, builder, sig.args[0], out_array, out_at, vector)
+            x_ptr = _vector_pointer(context, builder, sig.args[2], x_array, x_at, vector)
+            single = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+            splat = _shuffle(builder, single, ir.Constant(vector, ir.Undefined), [0] * lanes)
+            product = builder.fmul(splat, builder.load(x_ptr, align=4), flags=("fast",))
+            builder.store(builder.fadd(builder.load(out_ptr, align=4), product, flags=("fast",)), out_ptr, align=4)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return add_scaled
+
+
+_add_scaled_lanes = _scaled_adder(LANES)
+_add_scaled_pair = _scaled_adder(2 * LANES)
+
+
+@intrinsic
+def _transpose_8x8(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
+    """``dst[dst_at + r * dst_stride + c] = src[src_at + c * src_stride + r]`` for ``r, c < 8``.
+
+    Eight 8-wide loads, the classic unpack / shuffle / lane-permute network in registers (LLVM
+    lowers these shuffles to ``vunpcklps``, ``vshufps`` and ``vperm2f128``), eight 8-wide stores.
+    Element by element, the row-tile transpose wrote one float per store to a different cache
+    line; this is 3-6x faster and makes the transpose memory-bound.
+    """
+    signature = types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
+
+    def codegen(context, builder, sig, args):
+        src_array, src_at, src_stride, dst_array, dst_at, dst_stride = args
+        vector = ir.VectorType(ir.FloatType(), 8)
+
+        def row_pointer(which, array, at, stride, row):
+            offset = builder.add(at, builder.mul(stride, ir.Constant(stride.type, row)))
+            return _vector_pointer(context, builder, sig.args[which], array, offset, vector)
+
+        r = [builder.load(row_pointer(0, src_array, src_at, src_stride, i), align=4) for i in range(8)]
+        # Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+        unpack_lo, unpack_hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+        t = []
+        for i in range(0, 8, 2):
+            t += [_shuffle(builder, r[i], r[i + 1], unpack_lo), _shuffle(builder, r[i], r[i + 1], unpack_hi)]
+        pair_lo, pair_hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+        u = []
+        for a, b in ((0, 2), (1, 3), (4, 6), (5, 7)):
+            u += [_shuffle(builder, t[a], t[b], pair_lo), _shuffle(builder, t[a], t[b], pair_hi)]
+        half_lo, half_hi = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+        columns = [_shuffle(builder, u[i], u[i + 4], half_lo) for i in range(4)]
+        columns += [_shuffle(builder, u[i], u[i + 4], half_hi) for i in range(4)]
+        for i, column in enumerate(columns):
+            builder.store(column, row_pointer(3, dst_array, dst_at, dst_stride, i), align=4)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
 @njit(fastmath=True, boundscheck=False, cache=True, nogil=True)
 def _transpose_row_tile(X: np.ndarray, f0: int, f1: int, xt: np.ndarray, width: int) -> None:
-    """``xt[(f - f0) * width + i] = X[i, f]`` for ``f0 <= f < f1`` and ``i < b``.
-
-    In blocks of :data:`TRANSPOSE_BLOCK` features: each image's block is one contiguous read of
-    ``X``, and the block's rows of ``xt`` (``TRANSPOSE_BLOCK x b`` floats) stay in L1 while they fill.
-    """
-    b = X.shape[0]
-    for g in range(f0, f1, TRANSPOSE_BLOCK):
-        g1 = min(f1, g + TRANSPOSE_BLOCK)
-        for i in range(b):
-            for f in range(g, g1):
-                xt[(f - f0) * width + i] = X[i, f]
+    """``xt[(f - f0) * width + i] = X[i, f]`` for ``f0 <= f < f1``: 8x8 blocks, then the edges."""
+    b, p = X.shape
+    b8 = b - b % 8
+    f8 = f0 + (f1 - f0) // 8 * 8
+    for i0 in range(0, b8, 8):
+        for f in range(f0, f8, 8):
+            _transpose_8x8(X, i0 * p + f, p, xt, (f - f0) * width + i0, width)
+    for i in range(b):
+        for f in range(f8 if i < b8 else f0, f1):
+            xt[(f - f0) * width + i] = X[i, f]
 
 
 @njit(fastmath=True, boundscheck=False, cache=True, nogil=True)
@@ -207,42 +299,65 @@ def _scatter_row_tiles(
 ) -> None:
     """``acc[j, :] = sum_f S[f, j] * X[:, f]`` over the non-zeros of row tiles ``first:stop``.
 
-    ``acc`` ``[n_col_tiles * TILE_COLS * b]`` and ``xt`` ``[tile_rows * b]`` are flat and
-    row-major, and both are overwritten (zeroed here, by the thread that then uses them, so their
-    pages start out local to it).
+    ``acc`` ``[n_col_tiles * TILE_COLS * width]`` and ``xt`` ``[tile_rows * width]`` are flat,
+    row-major with ``width = padded_batch(b)``, and both are overwritten (zeroed here, by the
+    thread that then uses them, so their pages and cache lines start out local to it).
     """
-    b, p = X.shape
+    p = X.shape[1]
+    width = xt.size // tile_rows
     acc[:] = 0.0
+    xt[:] = 0.0  # the padding columns stay zero
     for row_tile in range(first, stop):
         f0 = row_tile * tile_rows
         f1 = min(p, f0 + tile_rows)
-        _transpose_row_tile(X, f0, f1, xt, b)  # each non-zero then reads b floats in a row
+        _transpose_row_tile(X, f0, f1, xt, width)  # each non-zero then reads b floats in a row
         for col_tile in range(n_col_tiles):
             j0 = col_tile * TILE_COLS
             tile = row_tile * n_col_tiles + col_tile
             for q in range(tile_ptr[tile], tile_ptr[tile + 1]):
                 code = np.int64(codes[q])
-                out_at = (j0 + (code >> 1)) * b
-                x_at = np.int64(rows[q]) * b
+                out_at = (j0 + (code >> 1)) * width
+                x_at = np.int64(rows[q]) * width
                 sign = np.float32(1 - 2 * (code & 1))
-                for i in range(b):
-                    acc[out_at + i] += sign * xt[x_at + i]
+                if width == 2 * LANES:  # the default batch of 32: one operation, no loop
+                    _add_scaled_pair(acc, out_at, xt, x_at, sign)
+                else:
+                    for c in range(0, width - LANES, 2 * LANES):
+                        _add_scaled_pair(acc, out_at + c, xt, x_at + c, sign)
+                    if width % (2 * LANES):
+                        _add_scaled_lanes(acc, out_at + width - LANES, xt, x_at + width - LANES, sign)
 
 
 @njit(fastmath=True, boundscheck=False, cache=True, nogil=True)
-def _sum_transposed(accumulators: np.ndarray, scale: np.float32, Y: np.ndarray, j0: int, j1: int) -> None:
-    """``Y[:, j] = scale * sum_t accumulators[t, j, :]`` for ``j0 <= j < j1``.
+def _sum_transposed(
+    accumulators: np.ndarray, width: int, scale: np.float32, Y: np.ndarray, j0: int, j1: int
+) -> None:
+    """``Y[:, j] = scale * sum_t accumulators[t, j, :b]`` for ``j0 <= j < j1``.
 
-    ``accumulators`` is ``[n_threads, n_col_tiles * TILE_COLS * b]`` (row ``j`` of thread ``t``
-    at ``j * b``), ``Y`` ``[b, k]``.
+    ``accumulators`` is ``[n_threads, n_col_tiles * TILE_COLS * width]`` (row ``j`` of thread
+    ``t`` at ``j * width``), ``Y`` ``[b, k]``.
     """
     b = Y.shape[0]
     for j in range(j0, j1):
         for i in range(b):
             total = np.float32(0.0)
             for t in range(accumulators.shape[0]):
-                total += accumulators[t, j * b + i]
+                total += accumulators[t, j * width + i]
             Y[i, j] = scale * total
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any = np.float32, alignment: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ``alignment``-byte boundary.
+
+    The kernels' vectors are whole 64-byte rows of these buffers; numpy's large arrays start
+    16 bytes past a page boundary, so every vector load and store would straddle two cache lines
+    (25% slower in the scatter).
+    """
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    raw = np.empty(count * dtype.itemsize + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start : start + count * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def project_tiles(
@@ -277,10 +392,11 @@ def project_tiles(
     numpy.ndarray, shape [b, k], float32
     """
     b = X.shape[0]
+    width = padded_batch(b)
     n_row_tiles = (tile_ptr.size - 1) // n_col_tiles
     n_threads = max(1, min(n_threads, n_row_tiles))
-    accumulators = np.empty((n_threads, n_col_tiles * TILE_COLS * b), np.float32)
-    buffers = np.empty((n_threads, tile_rows * b), np.float32)
+    accumulators = aligned_empty((n_threads, n_col_tiles * TILE_COLS * width))
+    buffers = aligned_empty((n_threads, tile_rows * width))
     _in_threads(
         lambda first, stop, t: _scatter_row_tiles(
             X, tile_ptr, rows, codes, n_col_tiles, tile_rows, first, stop, accumulators[t], buffers[t]
@@ -289,7 +405,7 @@ def project_tiles(
         n_threads,
     )
     Y = np.empty((b, n_components), np.float32)
-    _in_threads(lambda j0, j1, _t: _sum_transposed(accumulators, scale, Y, j0, j1), n_components, n_threads)
+    _in_threads(lambda j0, j1, _t: _sum_transposed(accumulators, width, scale, Y, j0, j1), n_components, n_threads)
     return Y
 
 
