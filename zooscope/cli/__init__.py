@@ -13,10 +13,12 @@ import typer
 
 from zooscope import __version__
 from zooscope.cli import analyze, benchmark, extract, models, nsd, survey
+from zooscope.cli.errors import ErrorBoundaryGroup
 from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory, use_huge_pages
 
 app = typer.Typer(
     name="zooscope",
+    cls=ErrorBoundaryGroup,
     help="Score vision models against brain data and compare their inductive biases.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -43,6 +45,9 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
+    debug: bool = typer.Option(
+        False, "--debug", envvar="ZOOSCOPE_DEBUG", help="Show the Python traceback of an error."
+    ),
     keep_freed_memory: bool = typer.Option(False, "--keep-freed-memory", hidden=True),
     huge_pages: bool = typer.Option(False, "--huge-pages", hidden=True),
 ) -> None:

@@ -160,6 +160,10 @@ def register(app: typer.Typer) -> None:
         ),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
         roi: str = typer.Option(None, help="ROI to report (default: OTC when present)."),
+        pair_by: str = typer.Option(None, "--pair-by", help="Column matching models into pairs."),
+        contrast: str = typer.Option(
+            None, "--contrast", help="COLUMN=A,B to compare (default: found in the models table)."
+        ),
     ) -> None:
         """Write an offline HTML report (tables, figures, run provenance)."""
         from zooscope.report.html import build_report
@@ -174,7 +178,10 @@ def register(app: typer.Typer) -> None:
                 for m in ("crsa", "versa")
             }
         with ResultsDB(db, read_only=True) as database:
-            index = build_report(database, out, model_similarity=sims, n_boot=n_boot, roi=roi)
+            index = build_report(
+                database, out, model_similarity=sims, n_boot=n_boot, roi=roi,
+                pair_by=pair_by, contrast=contrast,
+            )  # fmt: skip
         typer.echo(f"report: {index}")
 
     @results.command("summary")
@@ -193,6 +200,32 @@ def register(app: typer.Typer) -> None:
             table = table.groupby(["metric", "roi"], group_keys=False).head(top)
         _emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
 
+    @results.command("failures")
+    def failures(
+        db: Path = DB_OPTION,
+        run: str = typer.Option(None, help="Only this run id (default: every run)."),
+        fmt: str = typer.Option("table", "--format", help="table or csv."),
+    ) -> None:
+        """Models (and noise-ceiling groups) that failed: run, stage and the error's first line."""
+        from zooscope.results.db import ResultsDB
+
+        with ResultsDB(db, read_only=True) as database:
+            table = database.failures()
+        if run is not None:
+            table = table[table["run_id"] == run]
+        table = table.assign(error=table["error"].astype(str).str.split("\n").str[0])
+        _emit(table[["time", "run_id", "model_uid", "stage", "error"]], fmt)
+
+    @results.command("upgrade")
+    def upgrade(db: Path = DB_OPTION) -> None:
+        """Upgrade a results database to this zooscope's schema (keeps a copy of the old file)."""
+        from zooscope.results.db import ResultsDB
+
+        if not db.is_file():
+            raise FileNotFoundError(f"no results database at {db}")
+        with ResultsDB(db) as database:
+            typer.echo(f"{db}: schema version {database.schema_version}")
+
     @results.command("export")
     def export(
         db: Path = DB_OPTION,
@@ -210,6 +243,9 @@ def register(app: typer.Typer) -> None:
             paths = database.export(out, fmt=fmt)
         typer.echo("\n".join(str(p) for p in paths))
 
+    from zooscope.cli import compare
+
+    compare.register(analyze)  # paired, groups, scaling, unique-variance
     app.add_typer(imports, name="import-scores")
     app.add_typer(analyze, name="analyze")
     app.add_typer(results, name="results")

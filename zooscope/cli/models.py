@@ -370,3 +370,21 @@ def fetch_model(
     except (WeightsUnavailable, ModelUnavailable) as error:
         raise _fail(f"error: {error}", code=1) from None
     typer.echo(f"{entry.model_uid}: {location}")
+
+
+@models_app.command("cache-path")
+def cache_path(
+    uid: str = typer.Argument(..., help="The model_uid of the row."),
+    manifest: str = MANIFEST_OPTION,
+) -> None:
+    """Print where zooscope reads a model's weights (copy them there on an offline machine).
+
+    For a URL checkpoint this is the file `zooscope models fetch` downloads to; for a local
+    checkpoint the file itself; for hub models (timm, open_clip, transformers) their library's cache.
+    """
+    from zooscope.zoo.sources import get_source
+
+    entry = _find(_read_manifest(manifest), uid, manifest)
+    if entry.is_random:
+        raise _fail(f"error: model {uid!r} is a seeded random init: it reads no weights", code=1)
+    typer.echo(get_source(entry.source).cache_location(entry))

@@ -7,6 +7,7 @@ leave-one-out Pearson r on the training images; best layer chosen by its train s
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ import pandas as pd
 from zooscope._hashing import hash_json
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
+from zooscope.pipeline.predictions import UNIT_METRICS, BestPredictions, KeepBest
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
 from zooscope.rsa.vocabulary import METRICS
 from zooscope.zoo.manifest import ModelEntry
@@ -70,6 +72,7 @@ class RunOptions:
     memory_budget: int | str | None = None
     ridge_backend: str = "auto"
     progress: bool = True
+    keep_predictions: bool = True  # store the best layer's per-unit test predictions
 
 
 @dataclass
@@ -149,6 +152,7 @@ class ModelScores:
     scores: pd.DataFrame
     rsms: pd.DataFrame
     seconds: float
+    predictions: pd.DataFrame | None = None
 
     def best(self, split: str = "test") -> dict[str, float]:
         """Mean over groups of the best-train-layer score per metric (for log lines)."""
@@ -172,22 +176,12 @@ class ScoringError(RuntimeError):
         super().__init__(f"{stage}: {type(error).__name__}: {error}")
 
 
-class _BestRSMs:
+class _BestRSMs(KeepBest):
     """Keep, per (metric, group), the test RSM of the layer with the best train score so far."""
 
     def __init__(self) -> None:
-        self.best: dict[tuple[str, str], tuple[float, str, np.ndarray]] = {}
-
-    def offer(self, metric: str, group: str, train_score: float, layer: str, test_rsm: Any) -> None:
-        current = self.best.get((metric, group))
-        if np.isfinite(train_score) and (current is None or train_score > current[0]):
-            # The matrix is materialised only when it becomes the best (a callable defers it).
-            matrix = test_rsm() if callable(test_rsm) else test_rsm
-            self.best[(metric, group)] = (
-                train_score,
-                layer,
-                upper_triangle(matrix).astype(np.float32),
-            )
+        # The matrix is materialised only when it becomes the best (a callable defers it).
+        super().__init__(lambda matrix: upper_triangle(matrix).astype(np.float32))
 
     def frame(self) -> pd.DataFrame:
         rows = []
@@ -209,9 +203,16 @@ class _BestRSMs:
 
 
 def score_layer(
-    features: Any, brain: BrainData, config: ScoringConfig, ridge_backend: str = "numpy"
+    features: Any,
+    brain: BrainData,
+    config: ScoringConfig,
+    ridge_backend: str = "numpy",
+    predictions: dict[tuple[str, str], Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
     """Score one layer (a :class:`~zooscope.feature_extraction.LayerFeatures`).
+
+    ``predictions``, when given, receives ``(metric, group) -> (train score, predicted test
+    responses [n_test, n_units of the group])`` for the unit-predicting metrics.
 
     Returns
     -------
@@ -250,6 +251,7 @@ def score_layer(
             compare=config.compare,
             backend=ridge_backend,
             return_rsms="versa" in config.metrics,
+            return_predictions=predictions is not None,
         )
         for row in result.scores.itertuples(index=False):
             if row.metric not in config.metrics:
@@ -270,6 +272,14 @@ def score_layer(
             )["score"]
             for label, predicted in result.rsms.items():
                 test_rsms[("versa", label)] = (float(train_scores[label]), predicted)
+        if predictions is not None:
+            train = result.scores[result.scores["split"] == "train"]
+            train = train.set_index(["metric", "group"])["score"]
+            for metric in set(UNIT_METRICS) & set(config.metrics):
+                for label, idx in brain.groups.items():
+                    # a callable: the group's columns are copied only if this layer is kept
+                    value = functools.partial(np.take, result.predictions, idx, axis=1)
+                    predictions[(metric, label)] = (float(train[(metric, label)]), value)
     return rows, test_rsms
 
 
@@ -320,6 +330,7 @@ def score_model(
     layer_rows: list[dict[str, Any]] = []
     score_rows: list[dict[str, Any]] = []
     best = _BestRSMs()
+    kept = BestPredictions() if options.keep_predictions else None
     from zooscope.feature_extraction import LayerSelection
 
     selection = LayerSelection(include=config.layers) if config.layers else None
@@ -353,14 +364,17 @@ def score_model(
         except Exception as error:
             raise ScoringError("extract", error) from error
         try:
+            unit_predictions: dict[tuple[str, str], Any] | None = None if kept is None else {}
             with stage("rsa"):  # ridge, inside it, counts apart
-                rows, test_rsms = score_layer(features, brain, config, ridge_backend)
+                rows, test_rsms = score_layer(features, brain, config, ridge_backend, unit_predictions)
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:
             score_rows.append({"layer_index": features.index, "layer_name": features.name, **row})
         for (metric, label), (train_score, matrix) in test_rsms.items():
             best.offer(metric, label, train_score, features.name, matrix)
+        for (metric, label), (train_score, predicted) in (unit_predictions or {}).items():
+            kept.offer(metric, label, train_score, features.name, predicted)
         effective_dim = effective_dimensionality(features.srp) if features.srp is not None else None
         layer_rows.append(
             {
@@ -389,4 +403,5 @@ def score_model(
         ),
         rsms=best.frame(),
         seconds=time.perf_counter() - started,
+        predictions=None if kept is None else kept.frame(),
     )

@@ -3,14 +3,21 @@
 The unit of work is one model. Models already complete for this benchmark hash and scoring
 config are skipped, so a killed survey resumes where it stopped; each model's rows are written in
 one transaction by the client only (Dask workers return score tables); a model that raises is
-recorded in ``failures`` with its stage and traceback, and the survey goes on.
+recorded in ``failures`` with its stage and traceback, and the survey goes on. The client opens the
+database only for each write (:class:`~zooscope.results.session.ShortWrites`), so readers and a
+second survey can use the file while this one runs; a run ended by Ctrl-C or SIGTERM is marked
+``interrupted``, not finished. Noise ceilings are computed per group and stored as each is done; a
+group that fails is recorded like a model failure (``ceiling <group>``) and never stops the survey.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -18,11 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
+from zooscope.errors import InputFileError
+from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
+from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
 from zooscope.pipeline.scoring import (
     BrainData,
     ModelScores,
@@ -32,11 +41,13 @@ from zooscope.pipeline.scoring import (
     score_model,
 )
 from zooscope.results.db import ResultsDB
+from zooscope.results.session import ShortWrites
 from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["Failure", "SurveyReport", "compute_ceilings", "make_client", "score_task", "survey"]
 
 
 @dataclass
@@ -59,6 +70,7 @@ class SurveyReport:
     skipped_failed: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    ceiling_failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -81,36 +93,65 @@ def score_task(entry: ModelEntry, benchmark_path: str, config: ScoringConfig, op
         return Failure(entry.model_uid, "setup", f"{type(error).__name__}: {error}", traceback.format_exc())
 
 
-def compute_ceilings(
-    benchmark: Benchmark, config: ScoringConfig, n_sims: int = 50, seed: int = 0, backend: str = "auto"
-) -> pd.DataFrame:
-    """GSN RSA noise ceilings of every subject x ROI group on the test images.
+def _verify(bench: Benchmark) -> None:
+    """Refuse a benchmark whose data no longer matches its content hash."""
+    started = time.perf_counter()
+    if not bench.verify():
+        raise InputFileError(
+            bench.path,
+            "a Benchmark file",
+            f"its data no longer match its content hash {bench.content_hash} (changed or damaged "
+            "since it was written)",
+            "restore a good copy or write it again (zooscope nsd prepare); --no-verify skips this check",
+        )
+    logger.debug("benchmark %s verified in %.1fs", bench.path, time.perf_counter() - started)
 
-    Returns
-    -------
-    DataFrame
-        Columns ``subject, roi, method, value, lower, upper``: the median Monte Carlo ceiling and
-        the 2.5/97.5 percentiles of its simulations.
-    """
-    from zooscope.pipeline.scoring import _subjects, split_label
-    from zooscope.rsa import rsa_noise_ceiling
 
-    groups = benchmark.groups(subjects=_subjects(benchmark, config.subjects), rois=list(config.rois) if config.rois else None)
-    test = benchmark.splits[config.test_split]
-    rows = []
-    for label, units in tqdm(groups.items(), desc="noise ceilings", unit="group", disable=None):
-        data = benchmark.responses(units, test)
-        complete = ~np.isnan(data).any(axis=(0, 1))
-        data = data[:, :, complete]  # GSN needs complete trials: keep repetitions present for all
-        if data.shape[2] < 2:
-            logger.warning("group %s has fewer than 2 complete repetitions: no ceiling", label)
-            continue
-        result = rsa_noise_ceiling(data, n_sims=n_sims, seed=seed, backend=backend)
-        low, high = np.percentile(result.ncdist, [2.5, 97.5])
-        subject, roi = split_label(label)
-        rows.append({"subject": subject, "roi": roi, "method": RSA_CEILING_METHOD, "value": float(result.nc), "lower": float(low), "upper": float(high)})
-        logger.info("ceiling %s: %.3f [%.3f, %.3f]", label, result.nc, low, high)
-    return pd.DataFrame(rows, columns=["subject", "roi", "method", "value", "lower", "upper"])
+def _check_scorable(bench: Benchmark, config: ScoringConfig) -> None:
+    """Refuse, once and before any model, units that every model would fail on (no data at all)."""
+    from zooscope.pipeline.scoring import _subjects
+
+    groups = bench.groups(subjects=_subjects(bench, config.subjects), rois=list(config.rois) if config.rois else None)
+    units = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, np.int64)
+    bad = units[np.isnan(bench.mean_responses(units)).any(axis=1)] if units.size else units
+    if bad.size:
+        labels = [label for label, idx in groups.items() if np.isin(idx, bad).any()]
+        raise InputFileError(
+            bench.path,
+            "a Benchmark file to score",
+            f"{bad.size} unit(s) (e.g. {bad[:5].tolist()}) have no repetition at all for some images, "
+            f"in group(s) {', '.join(labels)}",
+            "drop them when preparing the benchmark, or leave their groups out (--subjects/--rois)",
+        )
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Treat SIGTERM (Slurm's scancel or time limit) like Ctrl-C, so the run is marked interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _store_ceilings(
+    session: ShortWrites, run_id: str, bench: Benchmark, config: ScoringConfig, n_sims: int,
+    have: set[str], report: SurveyReport,
+) -> None:  # fmt: skip
+    """Compute the missing ceilings, storing each group's as soon as it is done."""
+    for result in iter_ceilings(bench, config, n_sims=n_sims, skip=have):
+        with session.open() as results:
+            store_ceiling(results, run_id, bench.content_hash, result)
+        if not result.ok:
+            report.ceiling_failures.append(Failure(f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""))
 
 
 def _in_process(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions) -> Iterator[ModelScores | Failure]:
@@ -165,6 +206,7 @@ def survey(
     n_sims: int = 50,
     client: Any = None,
     gpu_resources: bool = False,
+    verify: bool = True,
 ) -> SurveyReport:
     """Score every model of a manifest that is not yet complete for this benchmark and config.
 
@@ -189,6 +231,9 @@ def survey(
         Run models on this Dask cluster (see :func:`make_client`); in-process when None.
     gpu_resources : bool
         Ask Dask for a ``GPU`` worker resource per model.
+    verify : bool
+        Check the benchmark's content hash against its data once at the start (bit rot in
+        ``/responses`` or ``/stimuli`` would otherwise go unnoticed).
 
     Returns
     -------
@@ -205,48 +250,61 @@ def survey(
             raise KeyError(f"model(s) not in the manifest: {', '.join(missing)}")
         entries = [e for e in entries if e.model_uid in set(models)]
     bench = Benchmark.open(benchmark)
-    results = db if isinstance(db, ResultsDB) else ResultsDB(db)
+    if verify:
+        _verify(bench)
+    _check_scorable(bench, config)
+    session = ShortWrites(db)
     manifest_name = entries[0].manifest if entries else None
-    run_id = results.start_run(bench.content_hash, config.to_dict(), manifest_name)
-    report = SurveyReport(run_id)
-    try:
-        if ceilings and results.ceilings(bench.content_hash).empty:
-            results.write_ceilings(bench.content_hash, compute_ceilings(bench, config, n_sims=n_sims))
+    with session.open() as results:
+        run_id = results.start_run(bench.content_hash, config.to_dict(), manifest_name)
         done = results.completed_models(bench.content_hash, config.hash)
         failed_before = set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
-        todo = []
-        for entry in entries:
-            if not entry.available:
-                report.unavailable.append(entry.model_uid)
-                logger.warning("skipping %s: marked unavailable (%s)", entry.model_uid, entry.unavailable_reason)
-            elif entry.model_uid in done:
-                report.skipped_complete.append(entry.model_uid)
-            elif entry.model_uid in failed_before:
-                report.skipped_failed.append(entry.model_uid)
-            else:
-                todo.append(entry)
-        logger.info(
-            "survey %s: %d to score, %d complete, %d failed before (use --retry-failed), %d unavailable",
-            run_id, len(todo), len(report.skipped_complete), len(report.skipped_failed), len(report.unavailable),
-        )
-        stream = _on_dask(todo, str(benchmark), config, options, client, gpu_resources) if client is not None else _in_process(todo, str(benchmark), config, options)
-        with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
-            for outcome in stream:
-                if isinstance(outcome, Failure):
-                    results.record_failure(run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback)
-                    report.failed.append(outcome)
-                    logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
+        stored = results.ceilings(bench.content_hash)
+    have_ceilings = {f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == RSA_CEILING_METHOD}
+    report = SurveyReport(run_id)
+    status = "interrupted"
+    try:
+        with _sigterm_interrupts():
+            if ceilings:
+                _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
+            if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
+                brain = _brain_for(str(benchmark), bench.content_hash, config)
+                with session.open() as results:
+                    results.write_responses(bench.content_hash, observed_responses(brain))
+            todo = []
+            for entry in entries:
+                if not entry.available:
+                    report.unavailable.append(entry.model_uid)
+                    logger.warning("skipping %s: marked unavailable (%s)", entry.model_uid, entry.unavailable_reason)
+                elif entry.model_uid in done:
+                    report.skipped_complete.append(entry.model_uid)
+                elif entry.model_uid in failed_before:
+                    report.skipped_failed.append(entry.model_uid)
                 else:
-                    with stage("db"):
-                        results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds)
-                    uid = outcome.model["model_uid"]
-                    report.scored.append(uid)
-                    best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
-                    logger.info("%s: %d layers in %.1fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
-                bar.update(1)
+                    todo.append(entry)
+            logger.info(
+                "survey %s: %d to score, %d complete, %d failed before (use --retry-failed), %d unavailable",
+                run_id, len(todo), len(report.skipped_complete), len(report.skipped_failed), len(report.unavailable),
+            )
+            stream = _on_dask(todo, str(benchmark), config, options, client, gpu_resources) if client is not None else _in_process(todo, str(benchmark), config, options)
+            with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
+                for outcome in stream:
+                    if isinstance(outcome, Failure):
+                        with session.open() as results:
+                            results.record_failure(run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback)
+                        report.failed.append(outcome)
+                        logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
+                    else:
+                        with stage("db"), session.open() as results:
+                            results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions)
+                        uid = outcome.model["model_uid"]
+                        report.scored.append(uid)
+                        best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
+                        logger.info("%s: %d layers in %.1fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
+                    bar.update(1)
+        status = "finished"
     finally:
-        results.finish_run(run_id)
-        if not isinstance(db, ResultsDB):
-            results.close()
+        with session.open() as results:
+            results.finish_run(run_id, status)
     report.seconds = time.perf_counter() - started
     return report

@@ -24,6 +24,10 @@ REPORT_CONTRASTS = (
     "compare_diet_imagenetsize",
     "compare_goal_contrastive",
     "compare_goal_slip",
+    "compare_goal_taskonomy_tasks",
+    "compare_goal_taskonomy_cluster",
+    "compare_diet_ipcl",
+    "compare_goal_expertise",
     "arch_class",
     "task",
 )
@@ -60,6 +64,8 @@ def build_report(
     seed: int = 0,
     title: str = "zooscope report",
     roi: str | None = None,
+    pair_by: str | None = None,
+    contrast: str | None = None,
 ) -> Path:
     """Write ``out/index.html`` (figures embedded as PNG, SVG copies in ``out/figures/``).
 
@@ -78,6 +84,10 @@ def build_report(
     roi : str, optional
         The ROI every section reports (rankings, contrasts and similarity mix nothing across
         ROIs). Default: ``OTC`` when the database has it, else the first ROI in sort order.
+    pair_by, contrast : str, optional
+        The matched-pairs comparison (e.g. ``"arch"``, ``"task=memorability,classification"``);
+        found in the models table when not given
+        (:func:`zooscope.report.comparisons.auto_contrast`).
 
     Returns
     -------
@@ -244,6 +254,13 @@ def build_report(
         )
     if body:
         sections.append("<h2>Model-to-model similarity</h2>" + "".join(body))
+
+    # --- comparing models with each other (pairs, groups, scaling, unique variance)
+    from zooscope.report.comparisons import comparison_sections
+
+    sections += comparison_sections(
+        db, model_scores, figdir, roi, pair_by=pair_by, contrast=contrast
+    )
 
     # --- provenance
     runs = db.runs()

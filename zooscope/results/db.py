@@ -10,7 +10,9 @@ migration functions in ``_MIGRATIONS``):
     manifest column (``compare_*``, notes, published statistics, ...) in ``metadata`` (JSON).
 ``runs``
     One row per survey or import run: timing, zooscope version, benchmark hash, scoring config
-    (JSON) and its hash, host and manifest.
+    (JSON) and its hash, host and manifest; ``status`` is ``running``, ``finished`` or
+    ``interrupted`` (``finished_at`` is set only for a finished run; a killed one stays
+    ``running`` with no finish time).
 ``layers``
     Per model, benchmark and config: layer index, name, module type, feature count and
     (optionally) effective dimensionality.
@@ -20,12 +22,21 @@ migration functions in ``_MIGRATIONS``):
     benchmark_hash, config_hash) is unique (enforced by :meth:`ResultsDB.write_model`, checked by
     :meth:`ResultsDB.duplicate_score_keys`).
 ``ceilings``
-    Noise ceilings per benchmark, subject, ROI and method (value and interval).
+    Noise ceilings per benchmark, subject, ROI and method (value and interval), with the number
+    of units used (``n_units``) and left out (``n_dropped``: constant, all-NaN, ...; ``note``).
 ``failures``
     Models that raised, with the stage, error and traceback.
 ``rsms``
     Best-layer test RSMs (upper triangle above the diagonal, row-major as ``np.triu_indices(n,
     k=1)``) per model, metric, subject and ROI, for model-to-model similarity.
+``unit_predictions``
+    Per model, metric, subject and ROI: the best layer's predicted test responses of every unit
+    (row-major ``[n_images, n_units]`` float64, the units in the benchmark's group order), for
+    the metrics that predict units (veRSA's ridge, encoding r), so cross-model analyses (unique
+    variance) need no re-extraction.
+``unit_responses``
+    Per benchmark, subject, ROI and split: the measured (repetition-averaged) responses the
+    predictions are scored against, in the same layout, in float32 like the benchmark's.
 ``completions``
     The marker that a model's rows for a (benchmark_hash, config_hash) are complete.
 ``best_layer_scores`` (view)
@@ -49,6 +60,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import shutil
 import socket
 import threading
 import uuid
@@ -60,12 +72,14 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
+from zooscope.errors import SchemaVersionError
+from zooscope.results.locking import connect_waiting
 from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, RSA_METRICS, SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -93,6 +107,11 @@ _LAYER_INPUT = ("layer_index", "layer_name", "module_type", "n_features")
 _SCORE_INPUT = ("layer_index", "layer_name", "subject", "roi", "metric", "split", "score")
 _RSM_INPUT = ("metric", "subject", "roi", "layer_name", "split", "rsm")
 _CEILING_INPUT = ("subject", "roi", "method", "value", "lower", "upper")
+_PREDICTION_INPUT = ("metric", "subject", "roi", "layer_name", "split", "prediction")
+_RESPONSE_INPUT = ("subject", "roi", "split", "response")
+_CEILING_OPTIONAL = {"n_units": "Int64", "n_dropped": "Int64", "note": object}
+#: ``runs.status`` values.
+RUN_STATUSES = ("running", "finished", "interrupted")
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,8 +213,42 @@ def _migration_1_initial(con: Any) -> None:
     )
 
 
+def _migration_2_unit_predictions(con: Any) -> None:
+    """Version 2: best-layer per-unit test predictions and the measured responses they predict."""
+    con.execute(
+        """
+        CREATE TABLE unit_predictions (
+            model_uid VARCHAR, metric VARCHAR, subject VARCHAR, roi VARCHAR, layer_name VARCHAR,
+            split VARCHAR, benchmark_hash VARCHAR, config_hash VARCHAR, n_images INTEGER,
+            n_units INTEGER, prediction DOUBLE[])
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE unit_responses (
+            benchmark_hash VARCHAR, subject VARCHAR, roi VARCHAR, split VARCHAR,
+            n_images INTEGER, n_units INTEGER, response FLOAT[])
+        """
+    )
+
+
+def _migration_3_run_status_ceiling_units(con: Any) -> None:
+    """Version 3: ``runs.status`` (an interrupted run is not finished) and ceiling unit counts."""
+    con.execute("ALTER TABLE runs ADD COLUMN status VARCHAR")
+    con.execute(
+        "UPDATE runs SET status = CASE WHEN finished_at IS NULL THEN 'running' ELSE 'finished' END"
+    )
+    con.execute("ALTER TABLE ceilings ADD COLUMN n_units BIGINT")
+    con.execute("ALTER TABLE ceilings ADD COLUMN n_dropped BIGINT")
+    con.execute("ALTER TABLE ceilings ADD COLUMN note VARCHAR")
+
+
 #: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
-_MIGRATIONS: tuple[Callable[[Any], None], ...] = (_migration_1_initial,)
+_MIGRATIONS: tuple[Callable[[Any], None], ...] = (
+    _migration_1_initial,
+    _migration_2_unit_predictions,
+    _migration_3_run_status_ceiling_units,
+)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -293,6 +346,9 @@ class ResultsDB:
         The database file; created (with parent folders) if absent, migrated if older.
     read_only : bool
         Open without write access (no migration; fails on a file that needs one).
+    timeout : float, optional
+        Seconds to wait while another process holds the file's lock (default
+        ``$ZOOSCOPE_DB_TIMEOUT`` or 600); see :mod:`zooscope.results.locking`.
 
     Examples
     --------
@@ -302,16 +358,15 @@ class ResultsDB:
     ...     db.finish_run(run_id)
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
-        import duckdb
-
+    def __init__(self, path: str | Path, read_only: bool = False, timeout: float | None = None) -> None:
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise FileNotFoundError(f"no results database at {self.path}")
         self._lock = threading.RLock()
-        self._con = duckdb.connect(str(self.path), read_only=read_only)
+        self._timeout = timeout
+        self._con = connect_waiting(self.path, read_only=read_only, timeout=timeout)
         self.read_only = read_only
         self._migrate()
 
@@ -366,17 +421,21 @@ class ResultsDB:
     def _migrate(self) -> None:
         version = self.schema_version
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise SchemaVersionError(
                 f"{self.path} has schema version {version}, newer than this zooscope "
-                f"({SCHEMA_VERSION}); upgrade zooscope to read it"
+                f"({SCHEMA_VERSION})\n  upgrade zooscope to read it, or go back to the copy the "
+                f"upgrade kept: {_backup_path(self.path, SCHEMA_VERSION)} (results written since are "
+                "not in it)"
             )
         if version == SCHEMA_VERSION:
             return
         if self.read_only:
-            raise RuntimeError(
-                f"{self.path} has schema version {version} < {SCHEMA_VERSION}; open it once "
-                "without read_only to upgrade it"
+            raise SchemaVersionError(
+                f"{self.path} has schema version {version} < {SCHEMA_VERSION}\n  open it once for "
+                "writing to upgrade it (e.g. zooscope results upgrade --db FILE)"
             )
+        if version > 0:
+            self._backup_before_upgrade(version)
         for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
             logger.info("migrating %s to schema version %d", self.path, target)
             with self._transaction() as con:
@@ -384,6 +443,17 @@ class ResultsDB:
                 con.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)")
                 con.execute("DELETE FROM schema_info")
                 con.execute("INSERT INTO schema_info VALUES (?)", [target])
+
+    def _backup_before_upgrade(self, version: int) -> None:
+        """Copy the file before migrating it: the way back for an older zooscope (a downgrade)."""
+        backup = _backup_path(self.path, version)
+        self._con.close()
+        try:
+            if not backup.exists():
+                shutil.copy2(self.path, backup)
+                logger.info("upgrading %s; the version-%d file is kept as %s", self.path, version, backup)
+        finally:
+            self._con = connect_waiting(self.path, read_only=False, timeout=self._timeout)
 
     def _insert_frame(self, con: Any, table: str, frame: Any, columns: list[str]) -> None:
         """Insert a DataFrame or Arrow table through registration (no values in SQL text)."""
@@ -428,7 +498,9 @@ class ResultsDB:
         run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         with self._lock:
             self.con.execute(
-                "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, started_at, finished_at, zooscope_version, "
+                "benchmark_hash, config_hash, config, host, manifest, status) "
+                "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'running')",
                 [
                     run_id,
                     started,
@@ -442,11 +514,24 @@ class ResultsDB:
             )
         return run_id
 
-    def finish_run(self, run_id: str) -> None:
-        """Stamp a run's finish time."""
+    def finish_run(self, run_id: str, status: str = "finished") -> None:
+        """Set a run's status; a ``finished`` run also gets its finish time.
+
+        Parameters
+        ----------
+        run_id : str
+        status : {"finished", "interrupted"}
+            ``interrupted`` (Ctrl-C, SIGTERM from a scheduler) leaves ``finished_at`` NULL.
+        """
+        if status not in RUN_STATUSES[1:]:
+            raise ValueError(f"status must be one of {RUN_STATUSES[1:]}, got {status!r}")
         with self._lock:
             self._run(run_id)
-            self.con.execute("UPDATE runs SET finished_at = ? WHERE run_id = ?", [_now(), run_id])
+            finished = _now() if status == "finished" else None
+            self.con.execute(
+                "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
+                [finished, status, run_id],
+            )
 
     def _run(self, run_id: str) -> tuple[str, str]:
         row = self.con.execute(
@@ -492,6 +577,7 @@ class ResultsDB:
         scores: pd.DataFrame,
         rsms: pd.DataFrame | None,
         seconds: float,
+        predictions: pd.DataFrame | None = None,
     ) -> None:
         """Write every row of one model in ONE transaction (all or nothing).
 
@@ -515,12 +601,18 @@ class ResultsDB:
             length n (n - 1) / 2 (upper triangle, ``np.triu_indices(n, k=1)`` order).
         seconds : float
             Time the model took (stored with the completion marker).
+        predictions : DataFrame or None, shape (n_groups, 6)
+            Columns ``metric, subject, roi, layer_name, split, prediction``; ``prediction`` holds
+            2-D arrays ``[n_images, n_units]`` (the best layer's predicted responses).
         """
         row = model_row(model)
         uid = row["model_uid"]
         layer_frame = self._prepare_layers(layers, uid)
         score_frame = self._prepare_scores(scores, uid)
         rsm_table = self._prepare_rsms(rsms, uid)
+        prediction_table = _matrix_table(
+            predictions, _PREDICTION_INPUT, "prediction", f"predictions of {uid!r}"
+        )
         with self._lock:
             benchmark_hash, config_hash = self._run(run_id)
             for frame in (layer_frame, score_frame):
@@ -532,7 +624,7 @@ class ResultsDB:
                     f"INSERT OR REPLACE INTO models VALUES ({', '.join('?' * (len(MODEL_COLUMNS) + 1))})",
                     [row[c] for c in (*MODEL_COLUMNS, "metadata")],
                 )
-                for table in ("layers", "scores", "rsms"):
+                for table in ("layers", "scores", "rsms", "unit_predictions"):
                     con.execute(
                         f"DELETE FROM {table} WHERE model_uid = ? AND benchmark_hash = ? "
                         "AND config_hash = ?",
@@ -550,6 +642,13 @@ class ResultsDB:
                         "benchmark_hash", pa.array([benchmark_hash] * n, pa.string())
                     ).append_column("config_hash", pa.array([config_hash] * n, pa.string()))
                     self._insert_frame(con, "rsms", rsm_table, rsm_table.column_names)
+                if prediction_table is not None:
+                    keys = {"model_uid": uid, "benchmark_hash": benchmark_hash,
+                            "config_hash": config_hash}  # fmt: skip
+                    prediction_table = _with_constants(prediction_table, keys)
+                    self._insert_frame(
+                        con, "unit_predictions", prediction_table, prediction_table.column_names
+                    )
                 con.execute(
                     "INSERT INTO completions VALUES (?, ?, ?, ?, ?, ?)",
                     [uid, benchmark_hash, config_hash, run_id, _now(), float(seconds)],
@@ -649,14 +748,18 @@ class ResultsDB:
         """All recorded failures, oldest first."""
         return self._query("SELECT * FROM failures ORDER BY time")
 
-    def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame) -> None:
-        """Replace the noise ceilings of a benchmark.
+    def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame, groups_only: bool = False) -> None:
+        """Replace the noise ceilings of a benchmark (or, with ``groups_only``, of the given groups).
 
         Parameters
         ----------
         benchmark_hash : str
-        df : DataFrame, shape (n_rows, 6)
-            Columns ``subject, roi, method, value, lower, upper`` (``lower``/``upper`` may be NaN).
+        df : DataFrame, shape (n_rows, 6 to 9)
+            Columns ``subject, roi, method, value, lower, upper`` (``lower``/``upper`` may be NaN),
+            optionally ``n_units, n_dropped, note``.
+        groups_only : bool
+            Replace only the rows of the (subject, roi, method) keys in ``df``, keeping the others
+            (a ceiling stored as soon as it is computed).
         """
         _require_columns(df, _CEILING_INPUT, "ceilings")
         frame = pd.DataFrame(
@@ -670,11 +773,65 @@ class ResultsDB:
                 "upper": df["upper"].astype(float),
             }
         )
+        for column, dtype in _CEILING_OPTIONAL.items():
+            if column in df.columns:
+                frame[column] = df[column].astype(dtype)
         if frame.duplicated(["subject", "roi", "method"]).any():
             raise ValueError("ceilings repeat a (subject, roi, method)")
         with self._transaction() as con:
-            con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
+            if groups_only:
+                for subject, roi, method in frame[["subject", "roi", "method"]].itertuples(index=False):
+                    con.execute(
+                        "DELETE FROM ceilings WHERE benchmark_hash = ? AND subject = ? AND roi = ? "
+                        "AND method = ?",
+                        [benchmark_hash, subject, roi, method],
+                    )
+            else:
+                con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
             self._insert_frame(con, "ceilings", frame, list(frame.columns))
+
+    def write_responses(self, benchmark_hash: str, df: pd.DataFrame) -> None:
+        """Store the measured responses that a benchmark's unit predictions are scored against.
+
+        Rows with the same (subject, roi, split) as a row of ``df`` are replaced.
+
+        Parameters
+        ----------
+        benchmark_hash : str
+        df : DataFrame, shape (n_groups, 4)
+            Columns ``subject, roi, split, response``; ``response`` holds 2-D arrays
+            ``[n_images, n_units]`` (stored as float32, the benchmark's precision).
+        """
+        table = _matrix_table(df, _RESPONSE_INPUT, "response", "responses", np.float32)
+        if table is None:
+            return
+        frame = df[["subject", "roi", "split"]].astype(str)
+        if frame.duplicated().any():
+            raise ValueError("responses repeat a (subject, roi, split)")
+        with self._transaction() as con:
+            for subject, roi, split in frame.itertuples(index=False):
+                con.execute(
+                    "DELETE FROM unit_responses WHERE benchmark_hash = ? AND subject = ? "
+                    "AND roi = ? AND split = ?",
+                    [benchmark_hash, subject, roi, split],
+                )
+            table = _with_constants(table, {"benchmark_hash": benchmark_hash})
+            self._insert_frame(con, "unit_responses", table, table.column_names)
+
+    def unit_predictions(self, **filters: Any) -> pd.DataFrame:
+        """Stored best-layer unit predictions; ``prediction`` holds ``[n_images, n_units]`` arrays."""
+        return _matrices(
+            self._select("unit_predictions", filters, " ORDER BY model_uid, metric, roi, subject"),
+            "prediction",
+        )
+
+    def unit_responses(self, **filters: Any) -> pd.DataFrame:
+        """Stored measured responses; ``response`` holds ``[n_images, n_units]`` float32 arrays."""
+        return _matrices(
+            self._select("unit_responses", filters, " ORDER BY benchmark_hash, roi, subject"),
+            "response",
+            np.float32,
+        )
 
     # ---------------------------------------------------------------- reading
     def _select(self, table: str, filters: dict[str, Any], order: str = "") -> pd.DataFrame:
@@ -815,7 +972,12 @@ class ResultsDB:
         return agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
 
     # ---------------------------------------------------------------- export
-    TABLES = ("models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions")
+    TABLES = (
+        "models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions",
+        "unit_predictions", "unit_responses",
+    )  # fmt: skip
+    #: Tables with array columns: exported as Parquet only.
+    ARRAY_TABLES = ("rsms", "unit_predictions", "unit_responses")
 
     def tidy_scores(self) -> pd.DataFrame:
         """Every score row joined with its model's columns (metadata expanded)."""
@@ -849,13 +1011,13 @@ class ResultsDB:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for table in (*self.TABLES, "best_layer_scores"):
-            if table == "rsms" and fmt == "csv":
-                logger.info("CSV export skips the rsms table (use parquet to keep RSMs)")
+            if table in self.ARRAY_TABLES and fmt == "csv":
+                logger.info("CSV export skips the %s table (use parquet to keep arrays)", table)
                 continue
             path = out / f"{table}.{fmt}"
-            if table == "rsms":
+            if table in self.ARRAY_TABLES:
                 with self._lock:
-                    self.con.execute(f"COPY rsms TO '{_sql_path(path)}' (FORMAT parquet)")
+                    self.con.execute(f"COPY {table} TO '{_sql_path(path)}' (FORMAT parquet)")
             else:
                 self._write(self._query(f"SELECT * FROM {table}"), path)
             written.append(path)
@@ -869,6 +1031,63 @@ class ResultsDB:
             df.to_csv(path, index=False)
 
 
+def _backup_path(path: Path, version: int) -> Path:
+    """Where an upgrade keeps the version-``version`` copy of a results database."""
+    return path.with_name(f"{path.name}.schema{version}.bak")
+
+
 def _sql_path(path: Path) -> str:
     """A path quoted for a DuckDB string literal (COPY does not take parameters)."""
     return str(path).replace("'", "''")
+
+
+def _matrix_table(
+    df: pd.DataFrame | None,
+    columns: tuple[str, ...],
+    array: str,
+    what: str,
+    dtype: type = np.float64,
+) -> Any:
+    """An Arrow table of the key columns plus 2-D arrays flattened row-major into a list column.
+
+    Adds ``n_images`` and ``n_units`` (the arrays' shape); None for an empty or absent frame.
+    """
+    if df is None or len(df) == 0:
+        return None
+    import pyarrow as pa
+
+    _require_columns(df, columns, what)
+    if "metric" in columns:
+        _check_values(df["metric"], METRICS, f"{what}: metric")
+    _check_values(df["split"], SPLITS, f"{what}: split")
+    matrices = [np.asarray(v, dtype=dtype) for v in df[array]]
+    if any(m.ndim != 2 for m in matrices):
+        raise ValueError(f"{what}: each {array} must be a 2-D array [n_images, n_units]")
+    offsets = np.concatenate([[0], np.cumsum([m.size for m in matrices])]).astype(np.int64)
+    values = np.concatenate([m.ravel() for m in matrices])
+    keys = [c for c in columns if c != array]
+    table = {c: pa.array(df[c].astype(str).tolist(), pa.string()) for c in keys}
+    table["n_images"] = pa.array([m.shape[0] for m in matrices], pa.int32())
+    table["n_units"] = pa.array([m.shape[1] for m in matrices], pa.int32())
+    # Flat values + offsets: no per-element Python conversion (large lists: > 2**31 values fit).
+    values = pa.array(values, pa.float32() if dtype == np.float32 else pa.float64())
+    table[array] = pa.LargeListArray.from_arrays(pa.array(offsets), values)
+    return pa.table(table)
+
+
+def _with_constants(table: Any, constants: dict[str, str]) -> Any:
+    """``table`` with one constant string column per item of ``constants``."""
+    import pyarrow as pa
+
+    for name, value in constants.items():
+        table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+    return table
+
+
+def _matrices(df: pd.DataFrame, array: str, dtype: type = np.float64) -> pd.DataFrame:
+    """Reshape the flat list column ``array`` into ``[n_images, n_units]`` arrays."""
+    df[array] = [
+        np.asarray(v, dtype=dtype).reshape(int(i), int(u))
+        for v, i, u in zip(df[array], df["n_images"], df["n_units"], strict=True)
+    ]
+    return df
