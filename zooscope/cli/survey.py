@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         rois: str = typer.Option(None, help="Comma-separated ROIs (default: all in the benchmark)."),
         layers: str = typer.Option(None, help="Regex: score only matching layers (default: every layer)."),
         rsm_from: str = typer.Option("full", help="cRSA RSMs from full features (exact) or from SRP features."),
+        profile: str = typer.Option("default", "--profile", help="Scoring profile: default, or conwell2024 (the published procedure step for step; docs/profiles.md)."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry models whose last attempt failed."),
         n_sims: int = typer.Option(50, help="Monte Carlo simulations per GSN noise ceiling."),
         ceilings: bool = typer.Option(True, "--ceilings/--no-ceilings", help="Compute GSN noise ceilings if missing."),
@@ -66,7 +67,10 @@ def register(app: typer.Typer) -> None:
 
         if sum(bool(x) for x in (workers, scheduler, slurm)) > 1:
             raise typer.BadParameter("choose one of --workers, --scheduler and --slurm")
-        config = ScoringConfig(metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
+        try:
+            config = ScoringConfig.from_profile(profile, metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
+        except (KeyError, ValueError) as error:
+            raise typer.BadParameter(str(error)) from None
         options = RunOptions(device=device, batch_size=batch_size, memory_budget=memory_budget)
         client = None
         if workers or scheduler or slurm:
@@ -164,6 +168,7 @@ def register(app: typer.Typer) -> None:
         n_sims: int = typer.Option(20, help="Monte Carlo simulations per noise ceiling."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
         memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory)."),
+        profile: str = typer.Option("default", "--profile", help="Scoring profile: default or conwell2024."),
     ) -> None:
         """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
 
@@ -185,15 +190,17 @@ def register(app: typer.Typer) -> None:
             logger.info("preparing the benchmark %s", bench_path)
             prepare(root, bench_path, subjects=subject_ids, rois=("OTC", "EVC"))
         report_ = survey(
-            "demo", bench_path, db_path, ScoringConfig(layers=layers), RunOptions(device="auto", memory_budget=memory_budget),
+            "demo", bench_path, db_path, ScoringConfig.from_profile(profile, layers=layers), RunOptions(device="auto", memory_budget=memory_budget),
             models=_split(models), n_sims=n_sims,
         )
         with ResultsDB(db_path, read_only=True) as database:
-            table = database.summary()
+            from zooscope.stats.degenerate import profile_best_layer_scores
+
+            table = database.summary(best=profile_best_layer_scores(database, profile))
             keep = [c for c in ("metric", "roi", "rank", "model_uid", "display_name", "score", "n_subjects", "ceiling", "explained_variance") if c in table.columns]
             typer.echo(table[keep].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
             if report:
-                index = build_report(database, out / "report")
+                index = build_report(database, out / "report", profile=profile)
                 typer.echo(f"report: {index}")
         typer.echo(f"scored {len(report_.scored)} models, {len(report_.failed)} failed; results in {db_path}")
         if report_.failed or report_.ceiling_failures:

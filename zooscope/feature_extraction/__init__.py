@@ -11,12 +11,15 @@ from zooscope.feature_extraction.extract import (
     LayerFeatures,
     default_consumers,
     extract,
+    list_layers,
     parse_bytes,
     plan_passes,
 )
 from zooscope.feature_extraction.gram import GramAccumulator
 from zooscope.feature_extraction.images import ImageSet
 from zooscope.feature_extraction.layers import (
+    LAYER_POLICIES,
+    LayerPolicy,
     LayerSelection,
     LayerSpec,
     discover_layers,
@@ -25,12 +28,14 @@ from zooscope.feature_extraction.layers import (
 from zooscope.feature_extraction.projection import SparseRandomProjector, jl_components
 
 __all__ = [
+    "LAYER_POLICIES",
     "FeatureCache",
     "GramAccumulator",
     "GramConsumer",
     "ImageSet",
     "LayerConsumer",
     "LayerFeatures",
+    "LayerPolicy",
     "LayerSelection",
     "LayerSink",
     "LayerSpec",
@@ -40,6 +45,7 @@ __all__ = [
     "discover_layers",
     "extract",
     "jl_components",
+    "list_layers",
     "make_non_inplace",
     "parse_bytes",
     "plan_passes",

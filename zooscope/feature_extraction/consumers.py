@@ -4,8 +4,9 @@ The extraction streams every layer's activations past a list of consumers, one b
 inside the forward hooks. A consumer says what it holds (so passes can be planned within the
 memory budget), and opens a :class:`LayerSink` per layer that receives the batches and returns
 the layer's outputs once every image (and every feature chunk) has been seen. The pass loop knows
-nothing about any particular consumer, so a new one (say, a layer's centred Gram matrix for CKA)
-is a new class here, passed to ``extract(..., consumers=[...])``.
+nothing about any particular consumer, so a new one (such as
+:class:`~zooscope.feature_extraction.cka_consumer.CKAGramConsumer`, the feature-centred Gram
+matrices of linear CKA) is a new class, passed to ``extract(..., consumers=[...])``.
 
 Two kinds of consumer:
 
@@ -216,7 +217,9 @@ class GramConsumer(LayerConsumer):
     ----------
     outputs : sequence of {"rsm", "centred_gram"}
         ``"rsm"``: the Pearson RSM [n, n] float32; ``"centred_gram"``: the row-centred Gram matrix
-        ``(X - m 1^T)(X - m 1^T)^T`` [n, n] float64 (what linear CKA needs).
+        ``(X - m 1^T)(X - m 1^T)^T`` [n, n] float64 (each image's features centred: the RSM's
+        numerator). Linear CKA centres each feature over images instead: see
+        :class:`~zooscope.feature_extraction.cka_consumer.CKAGramConsumer`.
     """
 
     chunked = True

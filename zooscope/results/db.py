@@ -545,6 +545,18 @@ class ResultsDB:
         """All runs, oldest first."""
         return self._query("SELECT * FROM runs ORDER BY started_at")
 
+    def config_profiles(self) -> pd.DataFrame:
+        """``config_hash -> profile`` of every run's scoring config (``default`` when it names none)."""
+        return self._query(
+            "SELECT DISTINCT config_hash, coalesce(json_extract_string(config, '$.profile'), 'default') "
+            "AS profile FROM runs ORDER BY config_hash"
+        )
+
+    def profile_config_hashes(self, profile: str) -> list[str]:
+        """Config hashes of the runs made under scoring profile ``profile``."""
+        table = self.config_profiles()
+        return sorted(table.loc[table["profile"] == profile, "config_hash"])
+
     # ---------------------------------------------------------------- resumability
     def completed_models(self, benchmark_hash: str, config_hash: str) -> set[str]:
         """Models whose rows for this benchmark and config are complete."""
@@ -881,9 +893,9 @@ class ResultsDB:
         return self._select("scores", filters)
 
     def best_layer_scores(
-        self, benchmark_hash: str | None = None, config_hash: str | None = None
+        self, benchmark_hash: str | None = None, config_hash: str | list[str] | None = None
     ) -> pd.DataFrame:
-        """The ``best_layer_scores`` view (see the module docstring)."""
+        """The ``best_layer_scores`` view (see the module docstring); ``config_hash`` may be a list."""
         return self._select(
             "best_layer_scores",
             {"benchmark_hash": benchmark_hash, "config_hash": config_hash},
@@ -907,6 +919,8 @@ class ResultsDB:
         benchmark_hash: str | None = None,
         roi: str | None = None,
         ceiling_method: str = RSA_CEILING_METHOD,
+        profile: str | None = None,
+        best: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Models ranked by their subject-mean best-layer test score, per metric.
 
@@ -916,15 +930,29 @@ class ResultsDB:
         benchmark for published means) of the ``ceiling_method`` ceiling, for the RSA metrics only;
         ``explained_variance = score**2 / ceiling**2``.
 
+        Parameters
+        ----------
+        profile : str, optional
+            Only results made under this scoring profile (see :meth:`config_profiles`).
+        best : DataFrame, optional
+            Best-layer rows shaped like the ``best_layer_scores`` view, chosen elsewhere (e.g.
+            by a profile's selection rule, :func:`zooscope.stats.degenerate.profile_best_layer_scores`);
+            the view is used when None.
+
         Returns
         -------
         DataFrame
-            Columns ``metric, rank, model_uid, display_name, benchmark_hash, config_hash, roi,
-            score, n_subjects, ceiling, explained_variance``, sorted by metric, ROI and rank.
+            Columns ``metric, rank, model_uid, display_name, benchmark_hash, config_hash,
+            profile, roi, score, n_subjects, ceiling, explained_variance``, sorted by metric,
+            ROI and rank.
         """
         if metric is not None and metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
-        best = self.best_layer_scores(benchmark_hash=benchmark_hash)
+        if best is None:
+            hashes = None if profile is None else self.profile_config_hashes(profile)
+            best = self.best_layer_scores(benchmark_hash=benchmark_hash, config_hash=hashes)
+        elif benchmark_hash is not None:
+            best = best[best["benchmark_hash"] == benchmark_hash]
         if roi is not None:
             best = best[best["roi"] == roi]
         if metric is not None:
@@ -932,7 +960,7 @@ class ResultsDB:
         keys = ["model_uid", "metric", "roi", "benchmark_hash", "config_hash"]
         columns = [
             "metric", "rank", "model_uid", "display_name", "benchmark_hash", "config_hash",
-            "roi", "score", "n_subjects", "ceiling", "explained_variance",
+            "profile", "roi", "score", "n_subjects", "ceiling", "explained_variance",
         ]  # fmt: skip
         if best.empty:
             return pd.DataFrame(columns=columns)
@@ -969,6 +997,9 @@ class ResultsDB:
         )
         names = self._query("SELECT model_uid, display_name FROM models")
         agg = agg.merge(names, on="model_uid", how="left")
+        # Imported (published) scores have runs too; a config without a run reads "default".
+        agg = agg.merge(self.config_profiles(), on="config_hash", how="left")
+        agg["profile"] = agg["profile"].fillna("default")
         return agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
 
     # ---------------------------------------------------------------- export

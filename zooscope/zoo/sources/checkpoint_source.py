@@ -25,8 +25,8 @@ from zooscope.zoo.checkpoints import checkpoint_path, fetch_checkpoint, is_url
 from zooscope.zoo.hub import url_host
 from zooscope.zoo.manifest import ModelEntry
 from zooscope.zoo.sources.base import Source, Transform, register_source
-from zooscope.zoo.sources.timm_source import build_timm
-from zooscope.zoo.sources.torchvision_source import build_torchvision
+from zooscope.zoo.sources.timm_source import build_timm, uncropped
+from zooscope.zoo.sources.torchvision_source import build_torchvision, conwell2024_torchvision
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +198,13 @@ class CheckpointSource(Source):
         tensors = unwrap_state_dict(state, entry.metadata.get("checkpoint_key"))
         load_checkpoint_into(module, tensors, entry.metadata.get("strip_prefix", ""))
         return module, transform
+
+    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        # The architecture library's rule: timm's uncropped eval transform, or the torchvision
+        # rule (the paper's VISSL and DINO checkpoints: Resize((224, 224)) + ImageNet statistics).
+        if (entry.arch or "").startswith("timm:"):
+            return uncropped(transform)
+        return conwell2024_torchvision(pretrained)
 
     def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:
         return (url_host(entry.name),) if is_url(entry.name) else ()

@@ -8,6 +8,7 @@ files, so their random init works offline.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -45,6 +46,16 @@ class TransformersSource(Source):
             model = AutoModel.from_config(AutoConfig.from_pretrained(files))
         processor = AutoImageProcessor.from_pretrained(files)
         return vision_backbone(model), HFImageTransform(processor)
+
+    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        # "Their published transform without a crop": the processor's own steps, its resize set
+        # to the crop size and the centre crop switched off.
+        processor = copy.deepcopy(transform.processor)
+        if getattr(processor, "do_center_crop", False):
+            crop = processor.crop_size
+            processor.size = {"height": crop["height"], "width": crop["width"]}
+            processor.do_center_crop = False
+        return HFImageTransform(processor)
 
     def random_needs_files(self, entry: ModelEntry) -> bool:
         return not Path(entry.name).is_dir() and vendored_config(entry.name) is None
