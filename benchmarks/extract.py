@@ -36,8 +36,8 @@ from typing import Any
 
 from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory, use_huge_pages
 
-# What the zooscope command sets (--keep-freed-memory, --huge-pages: its opt-in allocator
-# settings); all must precede torch's import, so they are read before argparse runs.
+# What the zooscope command sets (OMP_WAIT_POLICY), plus the opt-in allocator settings of
+# docs/performance.md; all must precede torch's import, so they are read before argparse runs.
 quiet_openmp_waits()
 if "--keep-freed-memory" in sys.argv:
     reuse_freed_memory()
@@ -291,9 +291,11 @@ def main() -> None:
     ap.add_argument("--memory-images", type=int, default=256)
     ap.add_argument("--memory-budget", default="2GB")
     ap.add_argument(
-        "--keep-freed-memory", action="store_true", help="measure with `zooscope --keep-freed-memory`"
+        "--keep-freed-memory", action="store_true", help="measure with zooscope.runtime.reuse_freed_memory() (docs/performance.md)"
     )
-    ap.add_argument("--huge-pages", action="store_true", help="measure with `zooscope --huge-pages`")
+    ap.add_argument(
+        "--huge-pages", action="store_true", help="measure with zooscope.runtime.use_huge_pages() (docs/performance.md)"
+    )
     ap.add_argument("--child", choices=["bare", "extract"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -13,8 +13,12 @@ from torch import nn
 from torchvision.transforms import ToTensor
 
 from zooscope.feature_extraction import (
+    FeatureCache,
     GramAccumulator,
+    GramConsumer,
+    LayerConsumer,
     LayerSelection,
+    LayerSink,
     SparseRandomProjector,
     discover_layers,
     extract,
@@ -22,7 +26,7 @@ from zooscope.feature_extraction import (
     parse_bytes,
     plan_passes,
 )
-from zooscope.feature_extraction.extract import forward_reserve
+from zooscope.feature_extraction.extract import default_consumers, forward_reserve
 from zooscope.feature_extraction.layers import HookSet, hookable_modules
 from zooscope.zoo import LoadedModel, ModelInfo, get_entry, load_model, parse_manifest
 from zooscope.zoo.preprocess import Preprocess
@@ -171,7 +175,7 @@ def test_exact_rsms_with_feature_chunking_equal_corrcoef(resnet):
     pixels = images()
     reference, layers = flat_reference(resnet, pixels)
     k, budget = 16, 780_000
-    passes = plan_passes(layers, N_IMAGES, k, budget, srp=True, exact=True, upsample=False)
+    passes = plan_passes(layers, N_IMAGES, budget, default_consumers(k))
     # The budget forces the big early layers into feature chunks spread over passes...
     chunked = {w.layer.name for p in passes for w in p if not (w.start == 0 and w.last)}
     assert {"conv1", "bn1", "relu"} <= chunked
@@ -279,3 +283,72 @@ def test_budget_too_small_raises_an_actionable_error(resnet):
 def test_invalid_rsm_from_is_rejected_before_any_work(resnet):
     with pytest.raises(ValueError, match="rsm_from"):
         list(extract(resnet, images(n=4), rsm_from="approx", progress=False))  # type: ignore[arg-type]
+
+
+class SquaredNorms(LayerConsumer):
+    """A consumer written outside the package: each image's squared norm, summed over chunks."""
+
+    chunked = True
+
+    def fixed_nbytes(self, layer: Any, n_images: int) -> int:
+        return 8 * n_images
+
+    def column_nbytes(self, n_images: int) -> int:
+        return 0  # reads the columns as they pass, keeps none
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def open(self, layer: Any, n_images: int, place: Any) -> LayerSink:
+        return SquaredNormSink(n_images)
+
+
+class SquaredNormSink(LayerSink):
+    def __init__(self, n_images: int) -> None:
+        self.total = np.zeros(n_images)
+        self.columns_seen = 0
+
+    def begin_pass(self, start: int, stop: int) -> None:
+        self.columns_seen += stop - start
+
+    def update(self, rows: slice, batch: Any) -> None:
+        self.total[rows] += np.square(batch, dtype=np.float64).sum(1)
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        return {"squared_norm": self.total, "columns_seen": np.array(self.columns_seen)}
+
+
+def test_extra_consumers_join_the_same_passes_chunks_included(resnet, tmp_path):
+    pixels = images()
+    reference, layers = flat_reference(resnet, pixels)
+    k, budget = 16, 780_000
+    consumers = [GramConsumer(("centred_gram",)), SquaredNorms()]
+    # The Gram consumer's buffers force the big early layers into chunks over several passes.
+    passes = plan_passes(layers, N_IMAGES, budget, default_consumers(k) + consumers)
+    assert any(not (piece.first and piece.last) for work in passes for piece in work)
+    total = budget + forward_reserve(layers, 5)
+    cache = FeatureCache(tmp_path)
+    run = dict(n_components=k, memory_budget=total, batch_size=5, progress=False, cache=cache)
+    results = list(extract(resnet, pixels, consumers=consumers, **run))
+    assert [r.name for r in results] == [layer.name for layer in layers]
+    for result in results:
+        X = reference[result.name]
+        centred = X - X.mean(1, keepdims=True)
+        np.testing.assert_allclose(
+            result.outputs["centred_gram"], centred @ centred.T, rtol=1e-5, atol=1e-6 * np.abs(X).max() ** 2
+        )
+        assert result.outputs["centred_gram"].dtype == np.float64
+        np.testing.assert_allclose(result.outputs["squared_norm"], (X**2).sum(1), rtol=1e-5)
+        assert int(result.outputs["columns_seen"]) == X.shape[1]  # every chunk, once
+        np.testing.assert_allclose(result.rsm, np.corrcoef(X), rtol=1e-5, atol=1e-5)
+    # Extra consumers are part of the cache key, and their outputs come back from the cache.
+    again = {r.name: r for r in extract(resnet, pixels, consumers=consumers, **run)}
+    assert all(r.from_cache for r in again.values())
+    np.testing.assert_array_equal(again["conv1"].outputs["squared_norm"], results[0].outputs["squared_norm"])
+    plain = list(extract(resnet, pixels, **run))
+    assert not any(r.from_cache for r in plain) and all(not r.outputs for r in plain)
+
+
+def test_gram_consumer_rejects_unknown_outputs():
+    with pytest.raises(ValueError, match="outputs must be among"):
+        GramConsumer(("cka",))

@@ -1,12 +1,13 @@
-"""Process-wide settings for feature extraction on CPU, made by the ``zooscope`` command at start.
+"""Process-wide settings for feature extraction on CPU (see ``docs/performance.md``).
 
 These are choices a library must not make behind its caller's back, so :mod:`zooscope`'s
-packages never call them. The command line always applies :func:`quiet_openmp_waits`, and
-applies :func:`reuse_freed_memory` (``zooscope --keep-freed-memory ...``) and
-:func:`use_huge_pages` (``zooscope --huge-pages ...``) on request, before torch is imported.
-``benchmarks/extract.py`` does the same so that it measures what the command does. Each leaves a
-setting the user made alone, and child processes (Dask workers) inherit it through the
-environment.
+packages never call them. The ``zooscope`` command always applies :func:`quiet_openmp_waits`
+before torch is imported. :func:`reuse_freed_memory` and :func:`use_huge_pages` are opt-in
+allocator tuning, measured on one 2-core machine only: call them first thing in a script, or set
+the environment variables they set before starting Python (``docs/performance.md``). The
+command's ``--keep-freed-memory`` and ``--huge-pages`` flags still apply them but are deprecated.
+Each leaves a setting the user made alone, and child processes (Dask workers) inherit it through
+the environment.
 """
 
 from __future__ import annotations
@@ -109,5 +110,5 @@ def use_huge_pages() -> bool:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     available = transparent_huge_pages_mode() in ("always", "madvise")
     if not available:
-        log.warning("transparent huge pages are not available here (%s); --huge-pages changes nothing", THP_SETTING)
+        log.warning("transparent huge pages are not available here (%s); use_huge_pages changes nothing", THP_SETTING)
     return available

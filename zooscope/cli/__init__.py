@@ -31,6 +31,14 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _deprecated(flag: str, environment: str) -> None:
+    typer.echo(
+        f"zooscope {flag} is deprecated and will be removed; set {environment} in the environment "
+        "instead (docs/performance.md)",
+        err=True,
+    )
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(
@@ -40,25 +48,17 @@ def _root(
     debug: bool = typer.Option(
         False, "--debug", envvar="ZOOSCOPE_DEBUG", help="Show the Python traceback of an error."
     ),
-    keep_freed_memory: bool = typer.Option(
-        False,
-        "--keep-freed-memory",
-        help="glibc: serve large tensors from the heap and keep freed memory. CPU extraction runs up "
-        "to ~2x faster (fewer page faults) at a higher peak RSS (ResNet-50, 2 GB budget: 3.6 GB "
-        "instead of 3.0 GB).",
-    ),
-    huge_pages: bool = typer.Option(
-        False,
-        "--huge-pages",
-        help="Back large CPU tensors with transparent huge pages (Linux; torch's "
-        "THP_MEM_ALLOC_ENABLE): far fewer page faults. ResNet-50 on 2 cores: extraction batches "
-        "~15% faster, exact-RSM memory benchmark 388 s -> 253 s at the same 3.0 GB peak.",
-    ),
+    keep_freed_memory: bool = typer.Option(False, "--keep-freed-memory", hidden=True),
+    huge_pages: bool = typer.Option(False, "--huge-pages", hidden=True),
 ) -> None:
     """Score vision models against brain data and compare their inductive biases."""
+    # Deprecated allocator flags: still honoured (before the command imports torch), but the
+    # tuning now lives in docs/performance.md as environment variables.
     if keep_freed_memory:
-        reuse_freed_memory()  # before the command imports torch
+        _deprecated("--keep-freed-memory", "MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647")
+        reuse_freed_memory()
     if huge_pages:
+        _deprecated("--huge-pages", "THP_MEM_ALLOC_ENABLE=1")
         use_huge_pages()
     from rich.console import Console
     from rich.logging import RichHandler

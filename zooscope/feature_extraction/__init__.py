@@ -1,8 +1,15 @@
 """Feature extraction: hooks on every layer, streaming sparse random projection, exact RSMs."""
 
 from zooscope.feature_extraction.cache import FeatureCache
+from zooscope.feature_extraction.consumers import (
+    GramConsumer,
+    LayerConsumer,
+    LayerSink,
+    SRPConsumer,
+)
 from zooscope.feature_extraction.extract import (
     LayerFeatures,
+    default_consumers,
     extract,
     list_layers,
     parse_bytes,
@@ -24,12 +31,17 @@ __all__ = [
     "LAYER_POLICIES",
     "FeatureCache",
     "GramAccumulator",
+    "GramConsumer",
     "ImageSet",
+    "LayerConsumer",
     "LayerFeatures",
     "LayerPolicy",
     "LayerSelection",
+    "LayerSink",
     "LayerSpec",
+    "SRPConsumer",
     "SparseRandomProjector",
+    "default_consumers",
     "discover_layers",
     "extract",
     "jl_components",

@@ -1,20 +1,24 @@
 """``extract``: stream every layer of a model over an image set as SRP features and exact RSMs.
 
-Memory is planned, not hoped for. Each layer needs an ``n x k`` buffer for its projected features
-and, for its exact RSM, the ``n x p`` full activations (all images, since a Gram matrix pairs every
-image with every other). Layers are packed, in execution order, into *passes* whose buffers fit
-``memory_budget``; a layer larger than the budget is split into feature chunks whose Gram
-contributions are accumulated across passes (:class:`GramAccumulator`). Each pass runs the images
-through the network once and stops the forward pass right after the last layer it needs, so the
-passes over early (large) layers are cheap. A layer is yielded as soon as it is complete, so the
-caller can score it and drop it.
+What is computed from each layer is a list of *consumers*
+(:mod:`zooscope.feature_extraction.consumers`): by default an :class:`SRPConsumer` (projected
+features, ``n x k``) and a :class:`GramConsumer` (exact RSMs from the ``n x p`` full activations of
+all images, since a Gram matrix pairs every image with every other). The pass loop here only
+plans, hooks and routes batches; it knows no consumer in particular.
+
+Memory is planned, not hoped for. Layers are packed, in execution order, into *passes* whose
+consumer buffers fit ``memory_budget``; a layer larger than the budget is split into feature
+chunks, one per pass, for the chunked consumers. Each pass runs the images through the network
+once and stops the forward pass right after the last layer it needs, so the passes over early
+(large) layers are cheap. A layer is yielded as soon as it is complete, so the caller can score
+it and drop it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,9 +26,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zooscope._backend import get_backend
 from zooscope.feature_extraction.cache import FeatureCache
-from zooscope.feature_extraction.gram import GramAccumulator
+from zooscope.feature_extraction.consumers import (
+    GramConsumer,
+    LayerConsumer,
+    LayerSink,
+    Placement,
+    SRPConsumer,
+)
 from zooscope.feature_extraction.images import ImageSet, PreprocessedImages
 from zooscope.feature_extraction.layers import (
     HookSet,
@@ -37,17 +46,22 @@ from zooscope.feature_extraction.layers import (
 from zooscope.feature_extraction.layers import (
     layer_policy as resolve_layer_policy,
 )
-from zooscope.feature_extraction.projection import (
-    SparseRandomProjector,
-    expected_nbytes,
-    generator_id,
-    jl_components,
-)
+from zooscope.feature_extraction.projection import generator_id, jl_components
 from zooscope.zoo.loader import LoadedModel
 
 logger = logging.getLogger(__name__)
 
-_UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "b": 1,
+    "kb": 1e3,
+    "mb": 1e6,
+    "gb": 1e9,
+    "tb": 1e12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_bytes(size: int | float | str) -> int:
@@ -84,6 +98,8 @@ class LayerFeatures:
         True when the layer was read from the :class:`FeatureCache` instead of computed.
     cache_key : str or None
         The layer's key in the cache (None when extracting without a cache).
+    outputs : dict of str to numpy.ndarray
+        Outputs of extra consumers (``extract(..., consumers=...)``), by name.
     """
 
     name: str
@@ -95,74 +111,109 @@ class LayerFeatures:
     label: str = ""
     from_cache: bool = False
     cache_key: str | None = None
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_outputs(
+        cls, layer: LayerSpec, outputs: dict[str, np.ndarray], **kwargs: Any
+    ) -> LayerFeatures:
+        """Collect consumer outputs: ``"srp"`` and ``"rsm"`` as attributes, the rest in ``outputs``."""
+        extra = {name: array for name, array in outputs.items() if name not in ("srp", "rsm")}
+        return cls(
+            layer.name,
+            layer.index,
+            layer.module_type,
+            layer.n_features,
+            outputs.get("srp"),
+            outputs.get("rsm"),
+            layer.label,
+            outputs=extra,
+            **kwargs,
+        )
 
 
 @dataclass
-class _Work:
-    """One pass's share of a layer: SRP and/or the feature columns ``[start, stop)``."""
+class Piece:
+    """One pass's share of a layer: the feature columns ``[start, stop)`` for chunked consumers."""
 
     layer: LayerSpec
     position: int
-    do_srp: bool
+    first: bool  # the layer's first pass: its sinks open, whole consumers see its batches
     start: int
     stop: int
     nbytes: int
     last: bool  # the layer is complete after this piece
 
 
-@dataclass
-class _LayerState:
-    projector: SparseRandomProjector | None = None
-    srp: np.ndarray | None = None
-    means: np.ndarray | None = None  # per-image feature means, for approximate RSMs
-    gram: GramAccumulator | None = None
-    full: Any = None  # this pass's [n, stop-start] columns
-    work: _Work | None = None
-    extra: list[_Work] = field(default_factory=list)
-
-
 class _StopForward(Exception):
     """Raised by a hook once the current pass has what it needs from this forward pass."""
 
 
+def default_consumers(
+    n_components: int,
+    *,
+    seed: int = 0,
+    srp: bool = True,
+    rsm: bool = True,
+    rsm_from: Literal["full", "srp"] = "full",
+    upsample: bool = False,
+    srp_mode: Literal["fast", "sklearn"] = "fast",
+) -> list[LayerConsumer]:
+    """The consumers behind ``extract``'s ``srp``/``rsm`` options.
+
+    SRP features come from an :class:`SRPConsumer`; exact RSMs (``rsm_from="full"``) from a
+    :class:`GramConsumer`, approximate ones (``"srp"``) from the projection's by-product.
+    """
+    if rsm_from not in ("full", "srp"):
+        raise ValueError(f"rsm_from must be 'full' or 'srp', got {rsm_from!r}")
+    consumers: list[LayerConsumer] = []
+    approximate = rsm and rsm_from == "srp"
+    if srp or approximate:
+        consumers.append(
+            SRPConsumer(
+                n_components, seed, upsample, srp_mode, keep_srp=srp, approximate_rsm=approximate
+            )
+        )
+    if rsm and rsm_from == "full":
+        consumers.append(GramConsumer(("rsm",)))
+    return consumers
+
+
 def plan_passes(
-    layers: list[LayerSpec], n_images: int, n_components: int, budget: int, srp: bool, exact: bool, upsample: bool
-) -> list[list[_Work]]:
+    layers: list[LayerSpec], n_images: int, budget: int, consumers: Sequence[LayerConsumer]
+) -> list[list[Piece]]:
     """Pack layers (and feature chunks of big layers) into passes that fit ``budget`` bytes.
 
-    Per layer, the fixed cost is its projected buffer (``n x k`` float32), its projection matrix
-    (3 bytes per non-zero, :func:`expected_nbytes`) and its Gram accumulator (``n x n`` float64);
-    the full activations (``n x p`` float32) can be chunked by columns.
+    Per layer, the fixed cost is what its consumers hold until it completes
+    (:meth:`LayerConsumer.fixed_nbytes`: an SRP buffer and matrix, a Gram accumulator); the full
+    activations the chunked consumers hold (:meth:`LayerConsumer.column_nbytes` per feature) can
+    be split by columns, one piece per pass.
     """
-    passes: list[list[_Work]] = [[]]
+    per_column = sum(c.column_nbytes(n_images) for c in consumers if c.chunked)
+    passes: list[list[Piece]] = [[]]
     used = 0
     for position, layer in enumerate(layers):
-        p = layer.n_features
-        width = p if (p <= n_components and not upsample) else n_components
-        fixed = 0
-        if srp:
-            fixed += 4 * n_images * width
-            fixed += 0 if width == p else expected_nbytes(p, n_components)
-        if exact:
-            fixed += 8 * n_images * n_images
-        per_column = 4 * n_images if exact else 0
-        columns = p if exact else 0
+        fixed = sum(c.fixed_nbytes(layer, n_images) for c in consumers)
+        columns = layer.n_features if per_column else 0
         if fixed + per_column > budget:
             raise ValueError(
                 f"memory budget {budget / 1e6:.1f} MB is too small for layer {layer.name} "
                 f"({fixed / 1e6:.1f} MB of fixed buffers); raise memory_budget"
             )
         if fixed + per_column * columns <= budget:
-            pieces = [(0, columns)]
+            spans = [(0, columns)]
         else:
             step = (budget - fixed) // per_column
-            pieces = [(s, min(s + step, columns)) for s in range(0, columns, step)]
-        for i, (start, stop) in enumerate(pieces):
+            spans = [(s, min(s + step, columns)) for s in range(0, columns, step)]
+        for i, (start, stop) in enumerate(spans):
             cost = fixed + per_column * (stop - start)
-            if used + cost > budget and passes[-1]:
+            # A chunked sink holds one piece per pass, so later pieces always start a new pass.
+            if (used + cost > budget or i > 0) and passes[-1]:
                 passes.append([])
                 used = 0
-            passes[-1].append(_Work(layer, position, srp and i == 0, start, stop, cost, i == len(pieces) - 1))
+            passes[-1].append(
+                Piece(layer, position, i == 0, start, stop, cost, i == len(spans) - 1)
+            )
             used += cost
     return [p for p in passes if p]
 
@@ -212,7 +263,11 @@ def list_layers(
     -------
     list of LayerSpec
     """
-    dataset = images if isinstance(images, PreprocessedImages) else PreprocessedImages(ImageSet(images), model.preprocess)
+    dataset = (
+        images
+        if isinstance(images, PreprocessedImages)
+        else PreprocessedImages(ImageSet(images), model.preprocess)
+    )
     device = torch.device(model.device)
     probe = torch.stack([dataset[i] for i in range(min(3, len(dataset)))]).to(device)
     with torch.autocast(device.type, enabled=amp):
@@ -230,6 +285,7 @@ def extract(
     srp: bool = True,
     rsm: bool = True,
     rsm_from: Literal["full", "srp"] = "full",
+    consumers: Sequence[LayerConsumer] = (),
     memory_budget: int | float | str | None = None,
     batch_size: int = 32,
     num_workers: int = 0,
@@ -262,6 +318,9 @@ def extract(
     rsm_from : {"full", "srp"}
         Exact RSMs from the full activations (default), or one-pass approximate RSMs from the
         projected features.
+    consumers : sequence of LayerConsumer
+        Extra per-layer consumers (:mod:`zooscope.feature_extraction.consumers`), run in the
+        same passes; their outputs land in :attr:`LayerFeatures.outputs`.
     memory_budget : bytes or str, optional
         Bound on the memory the extraction adds to the loaded model: the forward pass of a batch
         (:func:`forward_reserve`) plus the buffers held at once (default: half the free memory
@@ -296,22 +355,36 @@ def extract(
     image_set = ImageSet(images)
     n = len(image_set)
     k = n_components or jl_components(n, eps)
-    exact = rsm and rsm_from == "full"
-    project = srp or (rsm and rsm_from == "srp")
-    if rsm_from not in ("full", "srp"):
-        raise ValueError(f"rsm_from must be 'full' or 'srp', got {rsm_from!r}")
+    chosen = default_consumers(
+        k, seed=seed, srp=srp, rsm=rsm, rsm_from=rsm_from, upsample=upsample, srp_mode=srp_mode
+    )
+    chosen += list(consumers)
     # The model is used as it is, in-place activations included: every hook reads its output
     # (projects it, copies its columns) before the forward pass runs the next operation, so an
     # in-place ReLU or a residual `out += identity` cannot change what an earlier layer yields.
     # Making them non-inplace would cost an extra tensor per activation (ResNet-50, 32 images:
     # 20% more page faults and ~0.3 s more per batch on 2 cores) and change the caller's model.
     module = model.module
-    device = torch.device(model.device)
+    place = Placement.of(model.device)
     dataset = PreprocessedImages(image_set, model.preprocess)
     specs = list_layers(model, dataset, layers, policy, amp)
     logger.info("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
 
-    params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp, "generator": generator_id(srp_mode), "layer_policy": policy.to_dict(), **({"profile": profile} if profile else {})}
+    params = {
+        "srp": srp,
+        "rsm": rsm,
+        "rsm_from": rsm_from,
+        "k": k,
+        "seed": seed,
+        "upsample": upsample,
+        "srp_mode": srp_mode,
+        "amp": amp,
+        "generator": generator_id(srp_mode),
+        "layer_policy": policy.to_dict(),
+        **({"profile": profile} if profile else {}),
+    }
+    if consumers:  # the default consumers keep the keys they always had
+        params["consumers"] = [[type(c).__name__, c.params()] for c in consumers]
     keys: dict[str, str] = {}
     if cache is not None:
         image_id = image_set_id or image_set.content_hash()
@@ -319,13 +392,21 @@ def extract(
         for spec in specs:
             stored = cache.get(keys[spec.name])  # None when absent or unreadable (then recomputed)
             if stored is not None:
-                yield LayerFeatures(spec.name, spec.index, spec.module_type, spec.n_features, stored.get("srp"), stored.get("rsm"), spec.label, True, keys[spec.name])
+                arrays = {
+                    name: value for name, value in stored.items() if isinstance(value, np.ndarray)
+                }
+                yield LayerFeatures.from_outputs(
+                    spec, arrays, from_cache=True, cache_key=keys[spec.name]
+                )
         specs = [s for s in specs if keys[s.name] not in cache]
     if not specs:
         return
 
-    backend = get_backend("torch_cuda" if device.type == "cuda" else "numpy")
-    budget = parse_bytes(memory_budget) if memory_budget is not None else backend.free_memory_bytes() // 2
+    budget = (
+        parse_bytes(memory_budget)
+        if memory_budget is not None
+        else place.backend.free_memory_bytes() // 2
+    )
     first_batch = min(batch_size, n)
     reserve = forward_reserve(specs, first_batch)
     if reserve >= budget:
@@ -333,122 +414,116 @@ def extract(
             f"memory budget {budget / 1e6:.1f} MB is too small: a forward pass of {first_batch} images "
             f"needs about {reserve / 1e6:.1f} MB; lower batch_size or raise memory_budget"
         )
-    passes = plan_passes(specs, n, k, budget - reserve, project, exact, upsample)
+    passes = plan_passes(specs, n, budget - reserve, chosen)
     logger.info(
         "%s: %d pass(es) within a %.2f GB budget (%.2f GB of it kept for the forward pass)",
-        model.entry.model_uid, len(passes), budget / 1e9, reserve / 1e9,
+        model.entry.model_uid,
+        len(passes),
+        budget / 1e9,
+        reserve / 1e9,
     )
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    states: dict[str, _LayerState] = {}
-    bar = tqdm(total=len(passes) * len(loader), desc=f"{model.entry.model_uid}", unit="batch", disable=not progress, leave=False)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False
+    )
+    bar = tqdm(
+        total=len(passes) * len(loader),
+        desc=f"{model.entry.model_uid}",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    )
+    run = _PassRunner(module, loader, n, chosen, place, amp, bar)
     try:
-        for number, work in enumerate(passes, 1):
-            yield from _run_pass(module, loader, work, states, n, k, seed, upsample, srp_mode, exact, device, amp, bar, number, len(passes), cache, keys, rsm, srp)
+        for number, pieces in enumerate(passes, 1):
+            bar.set_postfix_str(f"pass {number}/{len(passes)}, {len(pieces)} layer piece(s)")
+            for layer, outputs in run(pieces):
+                features = LayerFeatures.from_outputs(
+                    layer, outputs, cache_key=keys.get(layer.name)
+                )
+                if cache is not None:
+                    cache.save(
+                        keys[layer.name], outputs, {"name": layer.name, "index": layer.index}
+                    )
+                yield features
     finally:
         bar.close()
 
 
-def _run_pass(
-    module: torch.nn.Module, loader: Any, work: list[_Work], states: dict[str, _LayerState], n: int, k: int, seed: int,
-    upsample: bool, srp_mode: str, exact: bool, device: torch.device, amp: bool, bar: Any, number: int, total: int,
-    cache: FeatureCache | None, keys: dict[str, str], want_rsm: bool, want_srp: bool,
-) -> Iterator[LayerFeatures]:
-    """Run all images through the network once, filling this pass's buffers; yield finished layers."""
-    by_key: dict[tuple[Any, ...], list[_Work]] = {}
-    for item in work:
-        by_key.setdefault(item.layer.key, []).append(item)
-        state = states.setdefault(item.layer.name, _LayerState())
-        if item.do_srp:
-            state.projector = SparseRandomProjector(item.layer.n_features, k, seed, item.layer.name, upsample=upsample, mode=srp_mode)
-            state.srp = np.empty((n, state.projector.n_output), dtype=np.float32)
-            if want_rsm and not exact:
-                state.means = np.empty(n, dtype=np.float64)
-        if exact:
-            if state.gram is None:
-                state.gram = GramAccumulator(n, item.layer.n_features)
-            shape = (n, item.stop - item.start)
-            state.full = torch.empty(shape, dtype=torch.float32, device=device) if device.type != "cpu" else np.empty(shape, np.float32)
-    last_key = max(work, key=lambda w: w.position).layer.key
-    rows = slice(0, 0)
+@dataclass
+class _PassRunner:
+    """Runs passes over the images for one extraction: hooks the pieces' layers, feeds the sinks.
 
-    def on_output(path: str, call: int, part: tuple[Any, ...], tensor: torch.Tensor) -> None:
-        items = by_key.get((path, call, part))
-        if not items:
-            return
-        layer = items[0].layer
-        flat = tensor.detach().movedim(layer.batch_axis, 0).reshape(tensor.shape[layer.batch_axis], -1).float()
-        host = flat.numpy() if device.type == "cpu" else None  # CPU: scipy SRP and numpy buffers
-        for item in items:
-            state = states[layer.name]
-            if item.do_srp:
-                projected = state.projector.transform(flat if device.type != "cpu" else host)
-                state.srp[rows] = projected.cpu().numpy() if isinstance(projected, torch.Tensor) else projected
-                if state.means is not None:
-                    state.means[rows] = (flat.sum(1, dtype=torch.float64) / flat.shape[1]).cpu().numpy()
-            if exact:
-                state.full[rows] = (flat if device.type != "cpu" else host)[:, item.start : item.stop]
-        if (path, call, part) == last_key:
-            raise _StopForward
-
-    paths = {w.layer.module_path for w in work}
-    modules = [(p, m) for p, m in hookable_modules(module, include_root=True) if p in paths]
-    bar.set_postfix_str(f"pass {number}/{total}, {len(work)} layer piece(s)")
-    with HookSet(modules, on_output) as hooks, torch.no_grad(), torch.autocast(device.type, enabled=amp):
-        start = 0
-        for batch in loader:
-            rows = slice(start, start + batch.shape[0])
-            hooks.new_forward()
-            try:
-                module(batch.to(device, non_blocking=True))
-            except _StopForward:
-                pass
-            start = rows.stop
-            bar.update(1)
-    for item in sorted(work, key=lambda w: w.position):
-        state = states[item.layer.name]
-        if exact:
-            state.gram.add(state.full, overwrite=True)  # centring in a copy would double the peak
-            state.full = None
-        if not item.last:
-            continue
-        layer = item.layer
-        rsm = None
-        if want_rsm:
-            rsm = state.gram.rsm() if exact else _approximate_rsm(state.srp, state.means, state.projector)
-        srp_out = state.srp if want_srp else None
-        features = LayerFeatures(layer.name, layer.index, layer.module_type, layer.n_features, srp_out, rsm, layer.label, cache_key=keys.get(layer.name))
-        if cache is not None:
-            cache.save(keys[layer.name], {"srp": features.srp, "rsm": features.rsm}, {"name": layer.name, "index": layer.index})
-        del states[layer.name]
-        yield features
-
-
-def _approximate_rsm(
-    projected: np.ndarray, means: np.ndarray, projector: SparseRandomProjector
-) -> np.ndarray:
-    """One-pass approximation of the Pearson RSM from projected features.
-
-    Pearson correlation is the cosine of the row-centred activations ``c_i = x_i - m_i 1``. The
-    projection is linear, so ``R^T c_i = R^T x_i - m_i R^T 1`` is available from the projected
-    features, the per-image means ``m`` and the projected ones vector; JL preserves the inner
-    products of the ``c_i``. (The Pearson RSM of ``R^T x_i`` itself would not remove the
-    per-image offsets ``m_i``, which ``R^T 1`` spreads over every component: a large bias for
-    post-ReLU layers.)
-
-    Parameters
-    ----------
-    projected : numpy.ndarray, shape [n, k]
-    means : numpy.ndarray, shape [n]
-    projector : SparseRandomProjector
-
-    Returns
-    -------
-    numpy.ndarray, shape [n, n], float32
+    Sinks live from a layer's first piece to its last, across passes.
     """
-    centred = projected.astype(np.float64) - means[:, None] * projector.project_ones()[None, :]
-    gram = centred @ centred.T
-    norms = np.sqrt(np.diag(gram))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rsm = gram / np.outer(norms, norms)
-    np.fill_diagonal(rsm, np.where(norms > 0, 1.0, np.nan))
-    return rsm.astype(np.float32)
+
+    module: torch.nn.Module
+    loader: Any
+    n_images: int
+    consumers: list[LayerConsumer]
+    place: Placement
+    amp: bool
+    bar: Any
+    sinks: dict[str, list[LayerSink]] = field(default_factory=dict)
+
+    def __call__(self, pieces: list[Piece]) -> Iterator[tuple[LayerSpec, dict[str, np.ndarray]]]:
+        """Run every image through the network once; yield ``(layer, outputs)`` of completed layers."""
+        by_key: dict[tuple[Any, ...], list[Piece]] = {}
+        for piece in pieces:
+            by_key.setdefault(piece.layer.key, []).append(piece)
+            if piece.first:
+                self.sinks[piece.layer.name] = [
+                    c.open(piece.layer, self.n_images, self.place) for c in self.consumers
+                ]
+            for consumer, sink in self._routes(piece):
+                if consumer.chunked:
+                    sink.begin_pass(piece.start, piece.stop)
+        last_key = max(pieces, key=lambda piece: piece.position).layer.key
+        rows = slice(0, 0)
+
+        def on_output(path: str, call: int, part: tuple[Any, ...], tensor: torch.Tensor) -> None:
+            mine = by_key.get((path, call, part))
+            if not mine:
+                return
+            axis = mine[0].layer.batch_axis
+            flat = tensor.detach().movedim(axis, 0).reshape(tensor.shape[axis], -1).float()
+            batch = self.place.batch(flat)
+            for piece in mine:
+                for consumer, sink in self._routes(piece):
+                    sink.update(
+                        rows, batch[:, piece.start : piece.stop] if consumer.chunked else batch
+                    )
+            if (path, call, part) == last_key:
+                raise _StopForward
+
+        paths = {piece.layer.module_path for piece in pieces}
+        modules = [(p, m) for p, m in hookable_modules(self.module, include_root=True) if p in paths]
+        with (
+            HookSet(modules, on_output) as hooks,
+            torch.no_grad(),
+            torch.autocast(self.place.device.type, enabled=self.amp),
+        ):
+            start = 0
+            for images in self.loader:
+                rows = slice(start, start + images.shape[0])
+                hooks.new_forward()
+                try:
+                    self.module(images.to(self.place.device, non_blocking=True))
+                except _StopForward:
+                    pass
+                start = rows.stop
+                self.bar.update(1)
+        for piece in sorted(pieces, key=lambda piece: piece.position):
+            for _, sink in self._routes(piece):
+                sink.end_pass()
+            if piece.last:
+                outputs: dict[str, np.ndarray] = {}
+                for sink in self.sinks.pop(piece.layer.name):
+                    outputs.update(sink.outputs())
+                yield piece.layer, outputs
+
+    def _routes(self, piece: Piece) -> list[tuple[LayerConsumer, LayerSink]]:
+        """The (consumer, sink) pairs that take part in this piece: chunked ones always, whole ones first."""
+        sinks = self.sinks[piece.layer.name]
+        return [
+            (c, s) for c, s in zip(self.consumers, sinks, strict=True) if c.chunked or piece.first
+        ]

@@ -84,9 +84,17 @@ class GramAccumulator:
 
     def rsm(self, dtype: str = "float32") -> np.ndarray:
         """The Pearson RSM [n, n] of the rows (constant rows give NaN, like ``np.corrcoef``)."""
-        gram = self.centred_gram()
-        norms = np.sqrt(np.diag(gram))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rsm = gram / np.outer(norms, norms)
-        np.fill_diagonal(rsm, np.where(norms > 0, 1.0, np.nan))
-        return rsm.astype(dtype)
+        return correlation_from_gram(self.centred_gram(), dtype)
+
+
+def correlation_from_gram(gram: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """``G_ij / sqrt(G_ii G_jj)`` of a centred Gram matrix [n, n]: the Pearson RSM of its rows.
+
+    A row with ``G_ii = 0`` (constant activations) gives NaN in its row and column, diagonal
+    included, like ``np.corrcoef``.
+    """
+    norms = np.sqrt(np.diag(gram))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rsm = gram / np.outer(norms, norms)
+    np.fill_diagonal(rsm, np.where(norms > 0, 1.0, np.nan))
+    return rsm.astype(dtype)

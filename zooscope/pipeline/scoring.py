@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
+from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.pipeline.predictions import UNIT_METRICS, BestPredictions, KeepBest
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
@@ -384,7 +385,8 @@ def score_model(
     started = time.perf_counter()
     brain = brain or BrainData.from_benchmark(benchmark, config)
     try:
-        loaded = load_model(entry, device=options.device, preprocessing=config.preprocessing)
+        with stage("load"):
+            loaded = load_model(entry, device=options.device, preprocessing=config.preprocessing)
     except Exception as error:
         raise ScoringError("load", error) from error
     need_srp = bool({"versa", "encoding_r", "predictivity"} & set(config.metrics))
@@ -423,20 +425,22 @@ def score_model(
     )
     while True:
         try:
-            features = next(stream)
+            with stage("forward"):  # the stream's own work; its SRP and Gram stages count apart
+                features = next(stream)
         except StopIteration:
             break
         except Exception as error:
             raise ScoringError("extract", error) from error
         try:
             unit_predictions: dict[tuple[str, str], Any] | None = None if kept is None else {}
-            rows, test_rsms = score_layer(features, brain, config, ridge_backend, unit_predictions)
-            if "predictivity" in config.metrics:
-                from zooscope.pipeline.neural import score_predictivity
+            with stage("rsa"):  # ridge, inside it, counts apart
+                rows, test_rsms = score_layer(features, brain, config, ridge_backend, unit_predictions)
+                if "predictivity" in config.metrics:
+                    from zooscope.pipeline.neural import score_predictivity
 
-                neural_rows, units = score_predictivity(features, brain, config)
-                rows += neural_rows
-                unit_frames.append(units.assign(layer_index=features.index, layer_name=features.name))
+                    neural_rows, units = score_predictivity(features, brain, config)
+                    rows += neural_rows
+                    unit_frames.append(units.assign(layer_index=features.index, layer_name=features.name))
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:

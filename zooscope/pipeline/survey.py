@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.errors import InputFileError
 from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
@@ -288,7 +289,7 @@ def survey(
                         report.failed.append(outcome)
                         logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
                     else:
-                        with session.open() as results:
+                        with stage("db"), session.open() as results:
                             results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions, unit_scores=outcome.unit_scores)
                         uid = outcome.model["model_uid"]
                         report.scored.append(uid)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zooscope._timing import stage
 from zooscope.rsa.ridge import DEFAULT_ALPHAS, RidgeGCV
 from zooscope.rsa.rsm import CompareMethod, RSMComparator, pearson_columns, rsm
 from zooscope.rsa.vocabulary import SPLITS as _SPLITS
@@ -267,11 +268,12 @@ def versa(
 
     if train_predictions not in TRAIN_PREDICTIONS:
         raise ValueError(f"train_predictions must be one of {TRAIN_PREDICTIONS}, got {train_predictions!r}")
-    model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
-    loo = model.loo_predictions_
-    if train_predictions == "loo_centred":
-        loo = loo - model.y_mean_
-    pred = {"train": loo, "test": model.predict(Xte)}
+    with stage("ridge"):
+        model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
+        loo = model.loo_predictions_
+        if train_predictions == "loo_centred":
+            loo = loo - model.y_mean_
+        pred = {"train": loo, "test": model.predict(Xte)}
     actual = {"train": Y_train, "test": Y_test}
     unit_r = {split: pearson_columns(pred[split], actual[split]) for split in _SPLITS}
 
