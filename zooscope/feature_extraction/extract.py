@@ -271,7 +271,7 @@ def extract(
     probe = torch.stack([dataset[i] for i in range(min(3, n))]).to(device)
     with torch.autocast(device.type, enabled=amp):
         specs = discover_layers(module, probe, layers)
-    logger.info("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
+    logger.debug("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
 
     params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp, "generator": generator_id(srp_mode)}
     keys: dict[str, str] = {}
@@ -296,7 +296,7 @@ def extract(
             f"needs about {reserve / 1e6:.1f} MB; lower batch_size or raise memory_budget"
         )
     passes = plan_passes(specs, n, k, budget - reserve, project, exact, upsample)
-    logger.info(
+    logger.debug(
         "%s: %d pass(es) within a %.2f GB budget (%.2f GB of it kept for the forward pass)",
         model.entry.model_uid, len(passes), budget / 1e9, reserve / 1e9,
     )

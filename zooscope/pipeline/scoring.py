@@ -18,6 +18,7 @@ import pandas as pd
 from zooscope._hashing import hash_json
 from zooscope.benchmark import Benchmark
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
+from zooscope.rsa.encoding import ALL_UNITS
 from zooscope.rsa.vocabulary import METRICS
 from zooscope.zoo.manifest import ModelEntry
 
@@ -149,17 +150,15 @@ class ModelScores:
     rsms: pd.DataFrame
     seconds: float
 
-    def best(self, split: str = "test") -> dict[str, float]:
-        """Mean over groups of the best-train-layer score per metric (for log lines)."""
-        from zooscope.rsa import select_layer
+    def best(self) -> dict[str, float]:
+        """Mean over groups of the best-train-layer test score per metric (for log lines)."""
+        from zooscope.rsa.selection import select_best_layers
 
         if self.scores.empty:
             return {}
-        frame = self.scores.rename(columns={"layer_name": "layer"})
-        frame["group"] = frame["subject"].astype(str) + "|" + frame["roi"]
-        best = select_layer(frame[["layer", "group", "metric", "split", "score"]])
-        column = "test_score" if "test_score" in best.columns else "score"
-        return best.groupby("metric")[column].mean().to_dict()
+        columns = ["subject", "roi", "metric", "layer_index", "layer_name", "split", "score"]
+        best = select_best_layers(self.scores[columns], ["subject", "roi", "metric"])
+        return best.groupby("metric")["test_score"].mean().to_dict()
 
 
 class ScoringError(RuntimeError):
@@ -208,9 +207,20 @@ class _BestRSMs:
 
 
 def score_layer(
-    features: Any, brain: BrainData, config: ScoringConfig, ridge_backend: str = "numpy"
+    features: Any,
+    brain: BrainData,
+    config: ScoringConfig,
+    ridge_backend: str = "numpy",
+    diagnostics: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
     """Score one layer (a :class:`~zooscope.feature_extraction.LayerFeatures`).
+
+    Parameters
+    ----------
+    diagnostics : dict, optional
+        Filled with ``alpha_edge_fraction``: the fraction of all units whose ridge alpha is at
+        the edge of the grid (veRSA/encoding only; NaN for a layer constant on the training
+        images).
 
     Returns
     -------
@@ -250,6 +260,8 @@ def score_layer(
             backend=ridge_backend,
             return_rsms="versa" in config.metrics,
         )
+        if diagnostics is not None:
+            diagnostics["alpha_edge_fraction"] = float(result.alpha_edge_fraction[ALL_UNITS])
         for row in result.scores.itertuples(index=False):
             if row.metric not in config.metrics:
                 continue
@@ -350,7 +362,8 @@ def score_model(
         except Exception as error:
             raise ScoringError("extract", error) from error
         try:
-            rows, test_rsms = score_layer(features, brain, config, ridge_backend)
+            diagnostics: dict[str, Any] = {}
+            rows, test_rsms = score_layer(features, brain, config, ridge_backend, diagnostics)
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:
@@ -365,6 +378,7 @@ def score_model(
                 "module_type": features.module_type,
                 "n_features": features.n_features,
                 "effective_dim": effective_dim,
+                "alpha_edge_fraction": diagnostics.get("alpha_edge_fraction", np.nan),
             }
         )
         del features  # stream: only one layer's features are alive at a time
@@ -377,7 +391,14 @@ def score_model(
         model=model,
         layers=pd.DataFrame(
             layer_rows,
-            columns=["layer_index", "layer_name", "module_type", "n_features", "effective_dim"],
+            columns=[
+                "layer_index",
+                "layer_name",
+                "module_type",
+                "n_features",
+                "effective_dim",
+                "alpha_edge_fraction",
+            ],
         ),
         scores=pd.DataFrame(
             score_rows,

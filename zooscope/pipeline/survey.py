@@ -8,6 +8,7 @@ recorded in ``failures`` with its stage and traceback, and the survey goes on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -15,6 +16,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from zooscope.benchmark import Benchmark
+from zooscope.logs import current_log_file, log_to_file
+from zooscope.pipeline.diagnostics import model_summary_lines
 from zooscope.pipeline.scoring import (
     BrainData,
     ModelScores,
@@ -59,6 +63,7 @@ class SurveyReport:
     unavailable: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    log_file: Path | None = None  # where the detail went
 
 
 @functools.lru_cache(maxsize=2)
@@ -88,8 +93,9 @@ def compute_ceilings(
     Returns
     -------
     DataFrame
-        Columns ``subject, roi, method, value, lower, upper``: the median Monte Carlo ceiling and
-        the 2.5/97.5 percentiles of its simulations.
+        Columns ``subject, roi, method, value, lower, upper, note``: the median Monte Carlo
+        ceiling, the 2.5/97.5 percentiles of its simulations, and how the GSN scale grid was
+        widened where it had to be (None otherwise).
     """
     from zooscope.pipeline.scoring import _subjects, split_label
     from zooscope.rsa import rsa_noise_ceiling
@@ -107,9 +113,17 @@ def compute_ceilings(
         result = rsa_noise_ceiling(data, n_sims=n_sims, seed=seed, backend=backend)
         low, high = np.percentile(result.ncdist, [2.5, 97.5])
         subject, roi = split_label(label)
-        rows.append({"subject": subject, "roi": roi, "method": RSA_CEILING_METHOD, "value": float(result.nc), "lower": float(low), "upper": float(high)})
-        logger.info("ceiling %s: %.3f [%.3f, %.3f]", label, result.nc, low, high)
-    return pd.DataFrame(rows, columns=["subject", "roi", "method", "value", "lower", "upper"])
+        rows.append({"subject": subject, "roi": roi, "method": RSA_CEILING_METHOD, "value": float(result.nc), "lower": float(low), "upper": float(high), "note": result.note})
+        logger.debug("ceiling %s: %.3f [%.3f, %.3f]%s", label, result.nc, low, high, f" ({result.note})" if result.note else "")
+    table = pd.DataFrame(rows, columns=["subject", "roi", "method", "value", "lower", "upper", "note"])
+    if len(table):
+        widened = int(table["note"].notna().sum())
+        logger.info(
+            "noise ceilings of %d subject x ROI group(s): %.3f to %.3f%s",
+            len(table), table["value"].min(), table["value"].max(),
+            f"; {widened} needed a wider GSN scale grid (noted in the ceilings table)" if widened else "",
+        )
+    return table
 
 
 def _in_process(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions) -> Iterator[ModelScores | Failure]:
@@ -164,6 +178,7 @@ def survey(
     n_sims: int = 50,
     client: Any = None,
     gpu_resources: bool = False,
+    log_file: str | os.PathLike[str] | bool | None = None,
 ) -> SurveyReport:
     """Score every model of a manifest that is not yet complete for this benchmark and config.
 
@@ -188,6 +203,10 @@ def survey(
         Run models on this Dask cluster (see :func:`make_client`); in-process when None.
     gpu_resources : bool
         Ask Dask for a ``GPU`` worker resource per model.
+    log_file : path or bool, optional
+        Where the survey's full detail (per-layer diagnostics, at debug level) is appended.
+        Default: next to the database (``results.duckdb`` -> ``results.log``), unless logging
+        already writes to a file (``zooscope --log-file``); False: nowhere.
 
     Returns
     -------
@@ -205,6 +224,24 @@ def survey(
         entries = [e for e in entries if e.model_uid in set(models)]
     bench = Benchmark.open(benchmark)
     results = db if isinstance(db, ResultsDB) else ResultsDB(db)
+    if log_file is None and current_log_file() is None:
+        log_file = results.path.with_suffix(".log")
+    try:
+        with log_to_file(log_file) if log_file else contextlib.nullcontext():
+            report = _survey(entries, benchmark, bench, results, config, options, retry_failed, ceilings, n_sims, client, gpu_resources)
+    finally:
+        if not isinstance(db, ResultsDB):
+            results.close()
+    report.seconds = time.perf_counter() - started
+    report.log_file = Path(log_file) if log_file else current_log_file()
+    return report
+
+
+def _survey(
+    entries: list[ModelEntry], benchmark: str | os.PathLike[str], bench: Benchmark, results: ResultsDB, config: ScoringConfig,
+    options: RunOptions, retry_failed: bool, ceilings: bool, n_sims: int, client: Any, gpu_resources: bool,
+) -> SurveyReport:
+    """The body of :func:`survey`, with its log file attached."""
     manifest_name = entries[0].manifest if entries else None
     run_id = results.start_run(bench.content_hash, config.to_dict(), manifest_name)
     report = SurveyReport(run_id)
@@ -240,11 +277,11 @@ def survey(
                     uid = outcome.model["model_uid"]
                     report.scored.append(uid)
                     best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
-                    logger.info("%s: %d layers in %.1fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
+                    logger.info("%s: %d layers in %.0fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
+                    random_init = outcome.model.get("weights") == "random"
+                    for line in model_summary_lines(uid, outcome.layers, outcome.scores, random_init=random_init):
+                        logger.info(line)
                 bar.update(1)
     finally:
         results.finish_run(run_id)
-        if not isinstance(db, ResultsDB):
-            results.close()
-    report.seconds = time.perf_counter() - started
     return report

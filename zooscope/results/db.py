@@ -20,7 +20,8 @@ migration functions in ``_MIGRATIONS``):
     benchmark_hash, config_hash) is unique (enforced by :meth:`ResultsDB.write_model`, checked by
     :meth:`ResultsDB.duplicate_score_keys`).
 ``ceilings``
-    Noise ceilings per benchmark, subject, ROI and method (value and interval).
+    Noise ceilings per benchmark, subject, ROI and method (value and interval, and a ``note`` on
+    how the value was obtained where that differs from the default).
 ``failures``
     Models that raised, with the stage, error and traceback.
 ``rsms``
@@ -28,9 +29,11 @@ migration functions in ``_MIGRATIONS``):
     k=1)``) per model, metric, subject and ROI, for model-to-model similarity.
 ``completions``
     The marker that a model's rows for a (benchmark_hash, config_hash) are complete.
-``best_layer_scores`` (view)
-    Per (model, subject, roi, metric, benchmark_hash, config_hash): the layer with the best *train*
-    score (ties: lowest layer index; NaN scores never win) and that layer's *test* score.
+
+Best layers (:meth:`ResultsDB.best_layer_scores`, computed by
+:func:`zooscope.rsa.select_best_layers`, not stored): per (model, subject, roi, metric,
+benchmark_hash, config_hash) the layer with the best *train* score (ties: lowest layer index; NaN
+scores never win) and that layer's *test* score.
 
 Published scores without layers
 -------------------------------
@@ -60,12 +63,12 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
-from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, RSA_METRICS, SPLITS
+from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -93,6 +96,8 @@ _LAYER_INPUT = ("layer_index", "layer_name", "module_type", "n_features")
 _SCORE_INPUT = ("layer_index", "layer_name", "subject", "roi", "metric", "split", "score")
 _RSM_INPUT = ("metric", "subject", "roi", "layer_name", "split", "rsm")
 _CEILING_INPUT = ("subject", "roi", "method", "value", "lower", "upper")
+#: Key of a best-layer selection in the ``scores`` table.
+_BEST_LAYER_KEY = ("model_uid", "subject", "roi", "metric", "benchmark_hash", "config_hash")
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,8 +199,25 @@ def _migration_1_initial(con: Any) -> None:
     )
 
 
+def _migration_quiet_diagnostics(con: Any) -> None:
+    """Per-layer alpha-edge diagnostic, a note on each ceiling, best layers chosen in Python.
+
+    ``layers.alpha_edge_fraction``: the fraction of units whose ridge alpha sits at an edge of
+    the grid. ``ceilings.note``: how a ceiling was obtained where that differs from the default
+    (e.g. a widened GSN scale grid). The ``best_layer_scores`` view goes: the one best-layer
+    rule is :func:`zooscope.rsa.select_best_layers`, which :meth:`ResultsDB.best_layer_scores`
+    calls (a view frozen into each file would become a second rule).
+    """
+    con.execute("ALTER TABLE layers ADD COLUMN alpha_edge_fraction DOUBLE")
+    con.execute("ALTER TABLE ceilings ADD COLUMN note VARCHAR")
+    con.execute("DROP VIEW IF EXISTS best_layer_scores")
+
+
 #: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
-_MIGRATIONS: tuple[Callable[[Any], None], ...] = (_migration_1_initial,)
+_MIGRATIONS: tuple[Callable[[Any], None], ...] = (
+    _migration_1_initial,
+    _migration_quiet_diagnostics,
+)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -378,7 +400,13 @@ class ResultsDB:
                 "without read_only to upgrade it"
             )
         for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
-            logger.info("migrating %s to schema version %d", self.path, target)
+            # A new file passes through every migration: only upgrades of old files are news.
+            logger.log(
+                logging.INFO if version else logging.DEBUG,
+                "migrating %s to schema version %d",
+                self.path,
+                target,
+            )
             with self._transaction() as con:
                 migration(con)
                 con.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)")
@@ -505,8 +533,9 @@ class ResultsDB:
             From :meth:`start_run`; gives benchmark_hash and config_hash.
         model : dict
             Manifest row; needs ``model_uid`` (see :func:`model_row`).
-        layers : DataFrame, shape (n_layers, 4 or 5)
-            Columns ``layer_index, layer_name, module_type, n_features[, effective_dim]``.
+        layers : DataFrame, shape (n_layers, 4 to 6)
+            Columns ``layer_index, layer_name, module_type, n_features[, effective_dim]
+            [, alpha_edge_fraction]``.
         scores : DataFrame, shape (n_rows, 7)
             Columns ``layer_index, layer_name, subject, roi, metric, split, score``;
             ``layer_index`` may be missing (NA) for published scores without layers.
@@ -567,11 +596,14 @@ class ResultsDB:
                 "layer_name": layers["layer_name"].astype(object),
                 "module_type": layers["module_type"].astype(object),
                 "n_features": pd.array(layers["n_features"], dtype="Int64"),
-                "effective_dim": (
-                    layers["effective_dim"].astype(float)
-                    if "effective_dim" in layers
-                    else np.full(len(layers), np.nan)
-                ),
+                **{
+                    column: (
+                        layers[column].astype(float)
+                        if column in layers
+                        else np.full(len(layers), np.nan)
+                    )
+                    for column in ("effective_dim", "alpha_edge_fraction")
+                },
             }
         )
         if out["layer_index"].duplicated().any():
@@ -655,10 +687,12 @@ class ResultsDB:
         Parameters
         ----------
         benchmark_hash : str
-        df : DataFrame, shape (n_rows, 6)
-            Columns ``subject, roi, method, value, lower, upper`` (``lower``/``upper`` may be NaN).
+        df : DataFrame, shape (n_rows, 6 or 7)
+            Columns ``subject, roi, method, value, lower, upper`` (``lower``/``upper`` may be NaN)
+            and optionally ``note`` (how the value was obtained, where it matters).
         """
         _require_columns(df, _CEILING_INPUT, "ceilings")
+        notes = df["note"] if "note" in df else pd.Series([None] * len(df), index=df.index)
         frame = pd.DataFrame(
             {
                 "benchmark_hash": benchmark_hash,
@@ -668,6 +702,7 @@ class ResultsDB:
                 "value": df["value"].astype(float),
                 "lower": df["lower"].astype(float),
                 "upper": df["upper"].astype(float),
+                "note": notes.astype(object).where(notes.notna(), None),
             }
         )
         if frame.duplicated(["subject", "roi", "method"]).any():
@@ -726,12 +761,38 @@ class ResultsDB:
     def best_layer_scores(
         self, benchmark_hash: str | None = None, config_hash: str | None = None
     ) -> pd.DataFrame:
-        """The ``best_layer_scores`` view (see the module docstring)."""
-        return self._select(
-            "best_layer_scores",
-            {"benchmark_hash": benchmark_hash, "config_hash": config_hash},
-            " ORDER BY model_uid, metric, roi, subject",
+        """Best layer per model, subject, ROI, metric, benchmark and config.
+
+        The rule is :func:`zooscope.rsa.select_best_layers`; published rows pass through (see
+        the module docstring).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``model_uid, subject, roi, metric, benchmark_hash, config_hash, layer_index,
+            layer_name, train_score, test_score, selection`` (``"best_train_layer"`` or
+            ``"published"``), sorted by model, metric, ROI and subject.
+        """
+        from zooscope.rsa.selection import select_best_layers
+
+        keys = list(_BEST_LAYER_KEY)
+        scores = self.scores(benchmark_hash=benchmark_hash, config_hash=config_hash)
+        layered = scores["layer_index"].notna()
+        best = select_best_layers(
+            scores.loc[layered, [*keys, "layer_index", "layer_name", "split", "score"]], keys
+        ).assign(selection="best_train_layer")
+        published = scores[~layered & (scores["split"] == "test")]
+        published = published[~published.set_index(keys).index.isin(best.set_index(keys).index)]
+        published = published[[*keys, "score"]].rename(columns={"score": "test_score"})
+        published = published.assign(
+            layer_index=pd.NA, layer_name=None, train_score=np.nan, selection="published"
         )
+        frames = [f for f in (best, published) if len(f)]
+        if not frames:
+            return pd.DataFrame(columns=[*best.columns])
+        out = pd.concat(frames, ignore_index=True)[list(best.columns)]
+        out["layer_index"] = out["layer_index"].astype("Int32")
+        return out.sort_values(["model_uid", "metric", "roi", "subject"]).reset_index(drop=True)
 
     def duplicate_score_keys(self) -> pd.DataFrame:
         """Score keys that occur more than once (always empty unless the file was edited by hand)."""
@@ -753,66 +814,22 @@ class ResultsDB:
     ) -> pd.DataFrame:
         """Models ranked by their subject-mean best-layer test score, per metric.
 
-        ``score`` is the mean over subjects of the best-layer test score; where a model has no
-        per-subject rows, the published subject mean (subject :data:`SUBJECT_MEAN`) is used and
-        ``n_subjects`` is 0. ``ceiling`` is the mean over the same subjects (all subjects of the
-        benchmark for published means) of the ``ceiling_method`` ceiling, for the RSA metrics only;
-        ``explained_variance = score**2 / ceiling**2``.
-
-        Returns
-        -------
-        DataFrame
-            Columns ``metric, rank, model_uid, display_name, benchmark_hash, config_hash, roi,
-            score, n_subjects, ceiling, explained_variance``, sorted by metric, ROI and rank.
+        Reads the best layers, ceilings and display names and hands them to
+        :func:`zooscope.stats.ranking.rank_models` (the statistics live there).
         """
+        from zooscope.stats.ranking import rank_models
+
         if metric is not None and metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
-        best = self.best_layer_scores(benchmark_hash=benchmark_hash)
-        if roi is not None:
-            best = best[best["roi"] == roi]
-        if metric is not None:
-            best = best[best["metric"] == metric]
-        keys = ["model_uid", "metric", "roi", "benchmark_hash", "config_hash"]
-        columns = [
-            "metric", "rank", "model_uid", "display_name", "benchmark_hash", "config_hash",
-            "roi", "score", "n_subjects", "ceiling", "explained_variance",
-        ]  # fmt: skip
-        if best.empty:
-            return pd.DataFrame(columns=columns)
-        ceil = self.ceilings(benchmark_hash)
-        ceil = ceil[ceil["method"] == ceiling_method]
-        is_mean = best["subject"] == SUBJECT_MEAN
-        per_subject = best[~is_mean].merge(
-            ceil[["benchmark_hash", "subject", "roi", "value"]],
-            on=["benchmark_hash", "subject", "roi"],
-            how="left",
+        return rank_models(
+            self.best_layer_scores(benchmark_hash=benchmark_hash),
+            self.ceilings(benchmark_hash),
+            self._query("SELECT model_uid, display_name FROM models"),
+            metric=metric,
+            roi=roi,
+            ceiling_method=ceiling_method,
+            subject_mean=SUBJECT_MEAN,
         )
-        agg = (
-            per_subject.groupby(keys, dropna=False)
-            .agg(
-                score=("test_score", "mean"),
-                n_subjects=("subject", "nunique"),
-                ceiling=("value", "mean"),
-            )
-            .reset_index()
-        )
-        published = best[is_mean].rename(columns={"test_score": "score"})
-        published = published[~published.set_index(keys).index.isin(agg.set_index(keys).index)]
-        if len(published):
-            bench_ceil = ceil.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")
-            published = published.join(bench_ceil, on=["benchmark_hash", "roi"])
-            published = published.assign(n_subjects=0)[[*keys, "score", "n_subjects", "ceiling"]]
-            agg = pd.concat([agg, published], ignore_index=True)
-        agg.loc[~agg["metric"].isin(RSA_METRICS), "ceiling"] = np.nan
-        agg["explained_variance"] = agg["score"] ** 2 / agg["ceiling"] ** 2
-        agg["rank"] = (
-            agg.groupby(["metric", "roi", "benchmark_hash", "config_hash"])["score"]
-            .rank(ascending=False, method="min")
-            .astype("Int64")
-        )
-        names = self._query("SELECT model_uid, display_name FROM models")
-        agg = agg.merge(names, on="model_uid", how="left")
-        return agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
 
     # ---------------------------------------------------------------- export
     TABLES = ("models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions")
@@ -853,7 +870,9 @@ class ResultsDB:
                 logger.info("CSV export skips the rsms table (use parquet to keep RSMs)")
                 continue
             path = out / f"{table}.{fmt}"
-            if table == "rsms":
+            if table == "best_layer_scores":
+                self._write(self.best_layer_scores(), path)
+            elif table == "rsms":
                 with self._lock:
                     self.con.execute(f"COPY rsms TO '{_sql_path(path)}' (FORMAT parquet)")
             else:

@@ -85,14 +85,16 @@ def explained_variance(score: Any, ceiling: Any) -> float | np.ndarray:
     Returns
     -------
     ev : float or np.ndarray
-        NaN where the ceiling is not positive (logged).
+        NaN where the ceiling is missing (NaN) or not positive (the latter logged: data whose
+        noise ceiling is not positive cannot be explained).
     """
     s = np.asarray(score, dtype=np.float64)
     c = np.asarray(ceiling, dtype=np.float64)
     bad = ~(c > 0)
-    if np.any(bad):
+    non_positive = int(np.sum(c <= 0))
+    if non_positive:
         logger.warning(
-            "explained_variance: %d non-positive or NaN ceiling(s); result is NaN", int(np.sum(bad))
+            "explained_variance: %d non-positive ceiling(s); result is NaN", non_positive
         )
     with np.errstate(invalid="ignore", divide="ignore"):
         ev = np.where(bad, np.nan, s**2 / np.where(bad, 1.0, c) ** 2)
