@@ -263,8 +263,12 @@ def test_version_one_file_upgrades_keeping_rows(tmp_path):
     db_module._MIGRATIONS[0](con)  # a file as version 1 wrote it, with one model's rows
     con.execute("CREATE TABLE schema_info (version INTEGER); INSERT INTO schema_info VALUES (1)")
     con.execute("INSERT INTO layers VALUES ('m', 'b', 'c', 0, 'l0', 'Conv2d', 10, NULL, 'r')")
-    con.execute("INSERT INTO scores VALUES ('m', 0, 'l0', '1', 'OTC', 'crsa', 'train', 0.5, 'b', 'c', 'r')")
-    con.execute("INSERT INTO scores VALUES ('m', 0, 'l0', '1', 'OTC', 'crsa', 'test', 0.4, 'b', 'c', 'r')")
+    con.execute(
+        "INSERT INTO scores VALUES ('m', 0, 'l0', '1', 'OTC', 'crsa', 'train', 0.5, 'b', 'c', 'r')"
+    )
+    con.execute(
+        "INSERT INTO scores VALUES ('m', 0, 'l0', '1', 'OTC', 'crsa', 'test', 0.4, 'b', 'c', 'r')"
+    )
     con.execute("INSERT INTO ceilings VALUES ('b', '1', 'OTC', 'gsn_rsa', 0.8, 0.7, 0.9)")
     con.close()
     with ResultsDB(path) as db:
@@ -272,7 +276,9 @@ def test_version_one_file_upgrades_keeping_rows(tmp_path):
         assert np.isnan(db.layers().loc[0, "alpha_edge_fraction"])
         assert pd.isna(db.ceilings().loc[0, "note"])
         best = db.best_layer_scores()
-        assert best[["layer_name", "train_score", "test_score"]].values.tolist() == [["l0", 0.5, 0.4]]
+        assert best[["layer_name", "train_score", "test_score"]].values.tolist() == [
+            ["l0", 0.5, 0.4]
+        ]
         views = db.con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone()
         assert views[0] == 0  # the best-layer rule lives in Python only
 

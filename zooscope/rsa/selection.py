@@ -43,7 +43,9 @@ def select_best_layers(scores: pd.DataFrame, keys: Sequence[str] | None = None) 
     missing = [c for c in (*_LAYER_COLUMNS, *(keys or ())) if c not in scores.columns]
     if missing:
         raise ValueError(f"scores lacks columns {missing}; it has {list(scores.columns)}")
-    keys = list(keys) if keys is not None else [c for c in scores.columns if c not in _LAYER_COLUMNS]
+    keys = (
+        list(keys) if keys is not None else [c for c in scores.columns if c not in _LAYER_COLUMNS]
+    )
     bad = set(scores["split"].dropna().unique()) - set(SPLITS)
     if bad:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {sorted(bad)}")
