@@ -12,7 +12,7 @@ import pandas as pd
 
 from zooscope.rsa.selection import select_best_layers
 
-__all__ = ["ALPHA_EDGE_CONCERN", "model_summary_lines"]
+__all__ = ["ALPHA_EDGE_CONCERN", "alpha_edge_table", "model_summary_lines"]
 
 #: A layer is reported when more than this fraction of its units chose an alpha-grid edge.
 ALPHA_EDGE_CONCERN = 0.2
@@ -85,3 +85,59 @@ def model_summary_lines(
             f"images; {why})"
         )
     return lines
+
+
+def alpha_edge_table(
+    layers: pd.DataFrame,
+    best: pd.DataFrame,
+    *,
+    metric: str = "versa",
+    edge_concern: float = ALPHA_EDGE_CONCERN,
+) -> pd.DataFrame:
+    """Per model: how many layers had many units at an alpha-grid edge, and the best layer.
+
+    Parameters
+    ----------
+    layers : DataFrame
+        :meth:`~zooscope.results.db.ResultsDB.layers` rows (``model_uid, layer_index,
+        layer_name, alpha_edge_fraction``).
+    best : DataFrame
+        :meth:`~zooscope.results.db.ResultsDB.best_layer_scores` rows (one ROI or all).
+    metric : str
+        Whose best layer to report (``versa`` or ``encoding_r``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model_uid, layers, layers_over, median_fraction, best_layer,
+        best_layer_fraction`` (``layers_over``: layers with more than ``edge_concern`` of their
+        units at an edge; the best layer is the one chosen in most subject x ROI groups).
+        Models without the diagnostic are left out.
+    """
+    columns = [
+        "model_uid", "layers", "layers_over", "median_fraction", "best_layer",
+        "best_layer_fraction",
+    ]  # fmt: skip
+    have = layers.dropna(subset=["alpha_edge_fraction"])
+    if have.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    chosen = best[(best["metric"] == metric) & best["layer_index"].notna()]
+    for uid, group in have.groupby("model_uid", sort=True):
+        fraction = group.set_index("layer_index")["alpha_edge_fraction"]
+        picks = chosen.loc[chosen["model_uid"] == uid, "layer_index"]
+        best_index = picks.value_counts().sort_index().idxmax() if len(picks) else None
+        names = group.set_index("layer_index")["layer_name"]
+        rows.append(
+            {
+                "model_uid": uid,
+                "layers": len(group),
+                "layers_over": int((fraction > edge_concern).sum()),
+                "median_fraction": float(fraction.median()),
+                "best_layer": names.get(best_index) if best_index is not None else None,
+                "best_layer_fraction": (
+                    float(fraction.get(best_index, np.nan)) if best_index is not None else np.nan
+                ),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
