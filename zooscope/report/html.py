@@ -284,5 +284,5 @@ def build_report(
     )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
-    logger.info("report written to %s", index)
+    logger.debug("report written to %s", index)
     return index
