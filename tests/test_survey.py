@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from zooscope.analyses import ResultsDB, ScoringConfig, survey
+from zooscope.pipeline import ScoringConfig, survey
+from zooscope.results import ResultsDB
 from zooscope.benchmark import Benchmark
 from zooscope.cli import app
 from zooscope.pipeline.scoring import BrainData, RunOptions

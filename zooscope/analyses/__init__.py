@@ -1,68 +1,39 @@
-"""zooscope.analyses: a facade over the rooms that do the work, kept for existing code.
+"""Deprecated: ``zooscope.analyses`` was split into rooms with one job each.
 
-New code imports from the room itself: :mod:`zooscope.pipeline` (scoring, survey, ceilings),
+Import from the room instead: :mod:`zooscope.pipeline` (scoring, survey, ceilings),
 :mod:`zooscope.results` (database, importers), :mod:`zooscope.stats` (contrasts, correlates,
-similarity) and :mod:`zooscope.report` (plots, HTML report).
+similarity) and :mod:`zooscope.report` (plots, HTML report). Old imports keep working, with a
+``DeprecationWarning`` naming the new home.
 """
 
-from zooscope.pipeline import (
-    BrainData,
-    ModelScores,
-    RunOptions,
-    ScoringConfig,
-    SurveyReport,
-    compute_ceilings,
-    make_client,
-    score_model,
-    survey,
-)
-from zooscope.report import build_report
-from zooscope.results import ResultsDB, import_conwell2024, import_scores_table
-from zooscope.stats import (
-    classical_mds,
-    cluster_models,
-    effective_dimensionality,
-    group_summary,
-    mixed_contrast,
-    normalize_within_subject,
-    ols_contrast,
-    pairs_to_matrix,
-    pairwise_contrasts,
-    participation_ratio,
-    rank_stability,
-    rsm_similarity,
-    score_frame,
-    similarity_from_db,
-    spearman_correlates,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BrainData",
-    "ModelScores",
-    "ResultsDB",
-    "RunOptions",
-    "ScoringConfig",
-    "SurveyReport",
-    "build_report",
-    "classical_mds",
-    "cluster_models",
-    "compute_ceilings",
-    "effective_dimensionality",
-    "group_summary",
-    "import_conwell2024",
-    "import_scores_table",
-    "make_client",
-    "mixed_contrast",
-    "normalize_within_subject",
-    "ols_contrast",
-    "pairs_to_matrix",
-    "pairwise_contrasts",
-    "participation_ratio",
-    "rank_stability",
-    "rsm_similarity",
-    "score_frame",
-    "score_model",
-    "similarity_from_db",
-    "spearman_correlates",
-    "survey",
-]
+import importlib
+import warnings
+from typing import Any
+
+_ROOMS = ("zooscope.pipeline", "zooscope.results", "zooscope.stats", "zooscope.report")
+
+
+def _home(name: str) -> str | None:
+    """The room whose public API exports ``name``, or None."""
+    for room in _ROOMS:
+        if name in importlib.import_module(room).__all__:
+            return room
+    return None
+
+
+def __getattr__(name: str) -> Any:
+    room = _home(name)
+    if room is None:
+        raise AttributeError(f"module 'zooscope.analyses' has no attribute {name!r}")
+    warnings.warn(
+        f"zooscope.analyses.{name} moved to {room}.{name}; import it from there",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(room), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(name for room in _ROOMS for name in importlib.import_module(room).__all__)

@@ -160,6 +160,10 @@ def register(app: typer.Typer) -> None:
         ),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
         roi: str = typer.Option(None, help="ROI to report (default: OTC when present)."),
+        pair_by: str = typer.Option(None, "--pair-by", help="Column matching models into pairs."),
+        contrast: str = typer.Option(
+            None, "--contrast", help="COLUMN=A,B to compare (default: found in the models table)."
+        ),
     ) -> None:
         """Write an offline HTML report (tables, figures, run provenance)."""
         from zooscope.report.html import build_report
@@ -174,7 +178,10 @@ def register(app: typer.Typer) -> None:
                 for m in ("crsa", "versa")
             }
         with ResultsDB(db, read_only=True) as database:
-            index = build_report(database, out, model_similarity=sims, n_boot=n_boot, roi=roi)
+            index = build_report(
+                database, out, model_similarity=sims, n_boot=n_boot, roi=roi,
+                pair_by=pair_by, contrast=contrast,
+            )  # fmt: skip
         typer.echo(f"report: {index}")
 
     @results.command("summary")
@@ -210,6 +217,9 @@ def register(app: typer.Typer) -> None:
             paths = database.export(out, fmt=fmt)
         typer.echo("\n".join(str(p) for p in paths))
 
+    from zooscope.cli import compare
+
+    compare.register(analyze)  # paired, groups, scaling, unique-variance
     app.add_typer(imports, name="import-scores")
     app.add_typer(analyze, name="analyze")
     app.add_typer(results, name="results")

@@ -7,6 +7,7 @@ leave-one-out Pearson r on the training images; best layer chosen by its train s
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ import pandas as pd
 
 from zooscope._hashing import hash_json
 from zooscope.benchmark import Benchmark
+from zooscope.pipeline.predictions import UNIT_METRICS, BestPredictions, KeepBest
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
 from zooscope.rsa.encoding import ALL_UNITS
 from zooscope.rsa.vocabulary import METRICS
@@ -70,6 +72,7 @@ class RunOptions:
     memory_budget: int | str | None = None
     ridge_backend: str = "auto"
     progress: bool = True
+    keep_predictions: bool = True  # store the best layer's per-unit test predictions
 
 
 @dataclass
@@ -149,6 +152,7 @@ class ModelScores:
     scores: pd.DataFrame
     rsms: pd.DataFrame
     seconds: float
+    predictions: pd.DataFrame | None = None
 
     def best(self) -> dict[str, float]:
         """Mean over groups of the best-train-layer test score per metric (for log lines)."""
@@ -170,22 +174,12 @@ class ScoringError(RuntimeError):
         super().__init__(f"{stage}: {type(error).__name__}: {error}")
 
 
-class _BestRSMs:
+class _BestRSMs(KeepBest):
     """Keep, per (metric, group), the test RSM of the layer with the best train score so far."""
 
     def __init__(self) -> None:
-        self.best: dict[tuple[str, str], tuple[float, str, np.ndarray]] = {}
-
-    def offer(self, metric: str, group: str, train_score: float, layer: str, test_rsm: Any) -> None:
-        current = self.best.get((metric, group))
-        if np.isfinite(train_score) and (current is None or train_score > current[0]):
-            # The matrix is materialised only when it becomes the best (a callable defers it).
-            matrix = test_rsm() if callable(test_rsm) else test_rsm
-            self.best[(metric, group)] = (
-                train_score,
-                layer,
-                upper_triangle(matrix).astype(np.float32),
-            )
+        # The matrix is materialised only when it becomes the best (a callable defers it).
+        super().__init__(lambda matrix: upper_triangle(matrix).astype(np.float32))
 
     def frame(self) -> pd.DataFrame:
         rows = []
@@ -211,16 +205,16 @@ def score_layer(
     brain: BrainData,
     config: ScoringConfig,
     ridge_backend: str = "numpy",
+    predictions: dict[tuple[str, str], Any] | None = None,
     diagnostics: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
     """Score one layer (a :class:`~zooscope.feature_extraction.LayerFeatures`).
 
-    Parameters
-    ----------
-    diagnostics : dict, optional
-        Filled with ``alpha_edge_fraction``: the fraction of all units whose ridge alpha is at
-        the edge of the grid (veRSA/encoding only; NaN for a layer constant on the training
-        images).
+    ``predictions``, when given, receives ``(metric, group) -> (train score, predicted test
+    responses [n_test, n_units of the group])`` for the unit-predicting metrics.
+    ``diagnostics``, when given, receives ``alpha_edge_fraction``: the fraction of all units
+    whose ridge alpha is at an edge of the grid (veRSA/encoding only; NaN for a layer constant
+    on the training images).
 
     Returns
     -------
@@ -259,6 +253,7 @@ def score_layer(
             compare=config.compare,
             backend=ridge_backend,
             return_rsms="versa" in config.metrics,
+            return_predictions=predictions is not None,
         )
         if diagnostics is not None:
             diagnostics["alpha_edge_fraction"] = float(result.alpha_edge_fraction[ALL_UNITS])
@@ -281,6 +276,14 @@ def score_layer(
             )["score"]
             for label, predicted in result.rsms.items():
                 test_rsms[("versa", label)] = (float(train_scores[label]), predicted)
+        if predictions is not None:
+            train = result.scores[result.scores["split"] == "train"]
+            train = train.set_index(["metric", "group"])["score"]
+            for metric in set(UNIT_METRICS) & set(config.metrics):
+                for label, idx in brain.groups.items():
+                    # a callable: the group's columns are copied only if this layer is kept
+                    value = functools.partial(np.take, result.predictions, idx, axis=1)
+                    predictions[(metric, label)] = (float(train[(metric, label)]), value)
     return rows, test_rsms
 
 
@@ -330,6 +333,7 @@ def score_model(
     layer_rows: list[dict[str, Any]] = []
     score_rows: list[dict[str, Any]] = []
     best = _BestRSMs()
+    kept = BestPredictions() if options.keep_predictions else None
     from zooscope.feature_extraction import LayerSelection
 
     selection = LayerSelection(include=config.layers) if config.layers else None
@@ -362,14 +366,19 @@ def score_model(
         except Exception as error:
             raise ScoringError("extract", error) from error
         try:
+            unit_predictions: dict[tuple[str, str], Any] | None = None if kept is None else {}
             diagnostics: dict[str, Any] = {}
-            rows, test_rsms = score_layer(features, brain, config, ridge_backend, diagnostics)
+            rows, test_rsms = score_layer(
+                features, brain, config, ridge_backend, unit_predictions, diagnostics=diagnostics
+            )
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:
             score_rows.append({"layer_index": features.index, "layer_name": features.name, **row})
         for (metric, label), (train_score, matrix) in test_rsms.items():
             best.offer(metric, label, train_score, features.name, matrix)
+        for (metric, label), (train_score, predicted) in (unit_predictions or {}).items():
+            kept.offer(metric, label, train_score, features.name, predicted)
         effective_dim = effective_dimensionality(features.srp) if features.srp is not None else None
         layer_rows.append(
             {
@@ -406,4 +415,5 @@ def score_model(
         ),
         rsms=best.frame(),
         seconds=time.perf_counter() - started,
+        predictions=None if kept is None else kept.frame(),
     )

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from zooscope.benchmark import Benchmark
 from zooscope.logs import current_log_file, log_to_file
 from zooscope.pipeline.diagnostics import model_summary_lines
+from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
 from zooscope.pipeline.scoring import (
     BrainData,
     ModelScores,
@@ -248,6 +249,9 @@ def _survey(
     try:
         if ceilings and results.ceilings(bench.content_hash).empty:
             results.write_ceilings(bench.content_hash, compute_ceilings(bench, config, n_sims=n_sims))
+        if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
+            brain = _brain_for(str(benchmark), bench.content_hash, config)
+            results.write_responses(bench.content_hash, observed_responses(brain))
         done = results.completed_models(bench.content_hash, config.hash)
         failed_before = set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
         todo = []
@@ -273,7 +277,7 @@ def _survey(
                     report.failed.append(outcome)
                     logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
                 else:
-                    results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds)
+                    results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions)
                     uid = outcome.model["model_uid"]
                     report.scored.append(uid)
                     best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))

@@ -61,6 +61,8 @@ def build_report(
     seed: int = 0,
     title: str = "zooscope report",
     roi: str | None = None,
+    pair_by: str | None = None,
+    contrast: str | None = None,
 ) -> Path:
     """Write ``out/index.html`` (figures embedded as PNG, SVG copies in ``out/figures/``).
 
@@ -79,6 +81,10 @@ def build_report(
     roi : str, optional
         The ROI every section reports (rankings, contrasts and similarity mix nothing across
         ROIs). Default: ``OTC`` when the database has it, else the first ROI in sort order.
+    pair_by, contrast : str, optional
+        The matched-pairs comparison (e.g. ``"arch"``, ``"task=memorability,classification"``);
+        found in the models table when not given
+        (:func:`zooscope.report.comparisons.auto_contrast`).
 
     Returns
     -------
@@ -257,6 +263,13 @@ def build_report(
             f"median fraction over layers, and the fraction at the best veRSA layer ({html.escape(roi)}).</p>"
             + _table(edges, "{:.2f}")
         )
+
+    # --- comparing models with each other (pairs, groups, scaling, unique variance)
+    from zooscope.report.comparisons import comparison_sections
+
+    sections += comparison_sections(
+        db, model_scores, figdir, roi, pair_by=pair_by, contrast=contrast
+    )
 
     # --- provenance
     runs = db.runs()

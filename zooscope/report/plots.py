@@ -1,6 +1,6 @@
 """Figures of the analyses (matplotlib/seaborn), each saved as PNG and SVG.
 
-Every function takes tidy DataFrames (as returned by the other ``zooscope.analyses`` modules),
+Every function takes tidy DataFrames (as returned by :mod:`zooscope.stats` and :mod:`zooscope.results`),
 draws one figure, writes ``<out>.png`` and ``<out>.svg`` and returns the two paths.
 """
 
@@ -432,3 +432,134 @@ def rsm_square(vector: np.ndarray) -> np.ndarray:
     m[iu] = v
     m.T[iu] = v
     return m
+
+
+# --------------------------------------------------------------------------------------------
+# comparing models with each other (zooscope.stats.compare, unique_variance, layer_cka)
+# --------------------------------------------------------------------------------------------
+def plot_paired(
+    pairs: pd.DataFrame, out: str | Path, *, level_a: str, level_b: str, title: str = ""
+) -> list[Path]:
+    """Matched pairs: one line per pair from level ``a`` to level ``b``, one panel per metric.
+
+    Parameters
+    ----------
+    pairs : DataFrame
+        :func:`~zooscope.stats.compare.paired_scores` output (``metric, pair, score_a,
+        score_b``; several subjects per pair are averaged here).
+    """
+    plt = _pyplot()
+    import seaborn as sns
+
+    metrics = _metric_order(pairs["metric"].unique()) if "metric" in pairs.columns else [None]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 1, 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sub = pairs[pairs["metric"] == metric] if metric is not None else pairs
+        sub = sub.groupby("pair")[["score_a", "score_b"]].mean()
+        for _, row in sub.iterrows():
+            up = row["score_a"] > row["score_b"]
+            ax.plot([0, 1], [row["score_a"], row["score_b"]], "-o", ms=3, lw=1,
+                    color="C3" if up else "C0", alpha=0.7)  # fmt: skip
+        ax.set_xticks([0, 1], [level_a, level_b], fontsize=8)
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_title(f"{_label(metric)}\n{len(sub)} pairs", fontsize=9)
+        sns.despine(ax=ax)
+    axes[0][0].set_ylabel("score (one line per matched pair)")
+    if title:
+        fig.suptitle(title, y=1.03, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_scaling(
+    points: pd.DataFrame, band: pd.DataFrame, out: str | Path, *, x: str = "train_data_size"
+) -> list[Path]:
+    """Score against training-set size (log axis) with the OLS fit and its confidence band.
+
+    Parameters
+    ----------
+    points : DataFrame
+        :func:`~zooscope.stats.compare.scaling_frame` output (``metric, x, score``).
+    band : DataFrame
+        :func:`~zooscope.stats.compare.scaling_band` output (``metric, x, fit, ci_low, ci_high``).
+    """
+    plt = _pyplot()
+    import seaborn as sns
+
+    metrics = _metric_order(points["metric"].unique()) if "metric" in points.columns else [None]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 0.6, 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        sub = points[points["metric"] == metric] if metric is not None else points
+        ax.scatter(sub["x"], sub["score"], s=14, color="0.3")
+        line = band[band["metric"] == metric] if metric is not None and len(band) else band
+        if len(line):
+            ax.plot(line["x"], line["fit"], color="C0", lw=1.5)
+            ax.fill_between(line["x"], line["ci_low"], line["ci_high"], color="C0", alpha=0.25, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(_label(metric))
+        ax.set_title(f"{_label(metric)}: fit and 95% CI of the mean", fontsize=9)
+        sns.despine(ax=ax)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_unique_variance(units: pd.DataFrame, out: str | Path, *, model: str = "model") -> list[Path]:
+    """Controlled against uncontrolled predictivity: ``partial_model`` vs ``r_model`` per unit.
+
+    One panel per unit group (ROI, and time bin when present), one colour per control; points
+    on the diagonal owe nothing to the control, points near 0 are explained by it.
+    """
+    plt = _pyplot()
+    import seaborn as sns
+
+    keys = [k for k in ("roi", "time_bin") if k in units.columns]
+    panels = list(units.groupby(keys, sort=True)) if keys else [("all", units)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1, 3.6), squeeze=False)
+    for ax, (key, sub) in zip(axes[0], panels, strict=True):
+        sns.scatterplot(data=sub, x="r_model", y="partial_model", hue="control", s=10, ax=ax,
+                        linewidth=0, alpha=0.6, legend=ax is axes[0][-1])  # fmt: skip
+        lim = [min(0.0, float(np.nanmin(sub[["r_model", "partial_model"]].to_numpy()))), 1.0]
+        ax.plot(lim, lim, color="0.6", lw=0.8, ls="--")
+        ax.axhline(0, color="0.8", lw=0.8)
+        ax.set_xlabel(f"r(y, {model})")
+        ax.set_ylabel(f"partial r(y, {model} | control)")
+        ax.set_title(" / ".join(map(str, key if isinstance(key, tuple) else (key,))), fontsize=9)
+        sns.despine(ax=ax)
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1, 1), frameon=False, fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_layer_cka(curves: pd.DataFrame, out: str | Path, *, title: str = "") -> list[Path]:
+    """CKA against relative depth: mean ± s.e.m. over model pairs, one line per group.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        Columns ``depth`` (0-1), ``cka``, ``pair`` (e.g. "A vs B") and optionally ``group``
+        (e.g. within vs across objectives); pairs are averaged on a common depth grid.
+    """
+    plt = _pyplot()
+    import seaborn as sns
+
+    df = curves.copy()
+    if "group" not in df.columns:
+        df["group"] = "pairs"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (group, sub) in enumerate(df.groupby("group", sort=True)):
+        grid = np.linspace(0, 1, 21)
+        lines = np.array([np.interp(grid, p["depth"], p["cka"]) for _, p in sub.groupby("pair")])
+        mean = lines.mean(axis=0)
+        sem = lines.std(axis=0, ddof=1) / np.sqrt(len(lines)) if len(lines) > 1 else 0 * mean
+        label = f"{group} ({len(lines)} pair{'s' if len(lines) != 1 else ''})"
+        ax.plot(grid, mean, color=f"C{i}", lw=1.8, label=label)
+        ax.fill_between(grid, mean - sem, mean + sem, color=f"C{i}", alpha=0.25, lw=0)
+    ax.set_xlabel("relative depth (0 = first layer, 1 = last)")
+    ax.set_ylabel("linear CKA")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(title or "Layer-by-layer CKA (mean ± s.e.m. over pairs)", fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    sns.despine(ax=ax)
+    return _save(fig, out)

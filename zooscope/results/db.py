@@ -27,6 +27,14 @@ migration functions in ``_MIGRATIONS``):
 ``rsms``
     Best-layer test RSMs (upper triangle above the diagonal, row-major as ``np.triu_indices(n,
     k=1)``) per model, metric, subject and ROI, for model-to-model similarity.
+``unit_predictions``
+    Per model, metric, subject and ROI: the best layer's predicted test responses of every unit
+    (row-major ``[n_images, n_units]`` float64, the units in the benchmark's group order), for
+    the metrics that predict units (veRSA's ridge, encoding r), so cross-model analyses (unique
+    variance) need no re-extraction.
+``unit_responses``
+    Per benchmark, subject, ROI and split: the measured (repetition-averaged) responses the
+    predictions are scored against, in the same layout, in float32 like the benchmark's.
 ``completions``
     The marker that a model's rows for a (benchmark_hash, config_hash) are complete.
 
@@ -68,7 +76,7 @@ from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -96,6 +104,8 @@ _LAYER_INPUT = ("layer_index", "layer_name", "module_type", "n_features")
 _SCORE_INPUT = ("layer_index", "layer_name", "subject", "roi", "metric", "split", "score")
 _RSM_INPUT = ("metric", "subject", "roi", "layer_name", "split", "rsm")
 _CEILING_INPUT = ("subject", "roi", "method", "value", "lower", "upper")
+_PREDICTION_INPUT = ("metric", "subject", "roi", "layer_name", "split", "prediction")
+_RESPONSE_INPUT = ("subject", "roi", "split", "response")
 #: Key of a best-layer selection in the ``scores`` table.
 _BEST_LAYER_KEY = ("model_uid", "subject", "roi", "metric", "benchmark_hash", "config_hash")
 
@@ -199,6 +209,25 @@ def _migration_1_initial(con: Any) -> None:
     )
 
 
+def _migration_2_unit_predictions(con: Any) -> None:
+    """Version 2: best-layer per-unit test predictions and the measured responses they predict."""
+    con.execute(
+        """
+        CREATE TABLE unit_predictions (
+            model_uid VARCHAR, metric VARCHAR, subject VARCHAR, roi VARCHAR, layer_name VARCHAR,
+            split VARCHAR, benchmark_hash VARCHAR, config_hash VARCHAR, n_images INTEGER,
+            n_units INTEGER, prediction DOUBLE[])
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE unit_responses (
+            benchmark_hash VARCHAR, subject VARCHAR, roi VARCHAR, split VARCHAR,
+            n_images INTEGER, n_units INTEGER, response FLOAT[])
+        """
+    )
+
+
 def _migration_quiet_diagnostics(con: Any) -> None:
     """Per-layer alpha-edge diagnostic, a note on each ceiling, best layers chosen in Python.
 
@@ -216,6 +245,7 @@ def _migration_quiet_diagnostics(con: Any) -> None:
 #: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
 _MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_1_initial,
+    _migration_2_unit_predictions,
     _migration_quiet_diagnostics,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -520,6 +550,7 @@ class ResultsDB:
         scores: pd.DataFrame,
         rsms: pd.DataFrame | None,
         seconds: float,
+        predictions: pd.DataFrame | None = None,
     ) -> None:
         """Write every row of one model in ONE transaction (all or nothing).
 
@@ -544,12 +575,18 @@ class ResultsDB:
             length n (n - 1) / 2 (upper triangle, ``np.triu_indices(n, k=1)`` order).
         seconds : float
             Time the model took (stored with the completion marker).
+        predictions : DataFrame or None, shape (n_groups, 6)
+            Columns ``metric, subject, roi, layer_name, split, prediction``; ``prediction`` holds
+            2-D arrays ``[n_images, n_units]`` (the best layer's predicted responses).
         """
         row = model_row(model)
         uid = row["model_uid"]
         layer_frame = self._prepare_layers(layers, uid)
         score_frame = self._prepare_scores(scores, uid)
         rsm_table = self._prepare_rsms(rsms, uid)
+        prediction_table = _matrix_table(
+            predictions, _PREDICTION_INPUT, "prediction", f"predictions of {uid!r}"
+        )
         with self._lock:
             benchmark_hash, config_hash = self._run(run_id)
             for frame in (layer_frame, score_frame):
@@ -561,7 +598,7 @@ class ResultsDB:
                     f"INSERT OR REPLACE INTO models VALUES ({', '.join('?' * (len(MODEL_COLUMNS) + 1))})",
                     [row[c] for c in (*MODEL_COLUMNS, "metadata")],
                 )
-                for table in ("layers", "scores", "rsms"):
+                for table in ("layers", "scores", "rsms", "unit_predictions"):
                     con.execute(
                         f"DELETE FROM {table} WHERE model_uid = ? AND benchmark_hash = ? "
                         "AND config_hash = ?",
@@ -579,6 +616,13 @@ class ResultsDB:
                         "benchmark_hash", pa.array([benchmark_hash] * n, pa.string())
                     ).append_column("config_hash", pa.array([config_hash] * n, pa.string()))
                     self._insert_frame(con, "rsms", rsm_table, rsm_table.column_names)
+                if prediction_table is not None:
+                    keys = {"model_uid": uid, "benchmark_hash": benchmark_hash,
+                            "config_hash": config_hash}  # fmt: skip
+                    prediction_table = _with_constants(prediction_table, keys)
+                    self._insert_frame(
+                        con, "unit_predictions", prediction_table, prediction_table.column_names
+                    )
                 con.execute(
                     "INSERT INTO completions VALUES (?, ?, ?, ?, ?, ?)",
                     [uid, benchmark_hash, config_hash, run_id, _now(), float(seconds)],
@@ -711,6 +755,49 @@ class ResultsDB:
             con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
             self._insert_frame(con, "ceilings", frame, list(frame.columns))
 
+    def write_responses(self, benchmark_hash: str, df: pd.DataFrame) -> None:
+        """Store the measured responses that a benchmark's unit predictions are scored against.
+
+        Rows with the same (subject, roi, split) as a row of ``df`` are replaced.
+
+        Parameters
+        ----------
+        benchmark_hash : str
+        df : DataFrame, shape (n_groups, 4)
+            Columns ``subject, roi, split, response``; ``response`` holds 2-D arrays
+            ``[n_images, n_units]`` (stored as float32, the benchmark's precision).
+        """
+        table = _matrix_table(df, _RESPONSE_INPUT, "response", "responses", np.float32)
+        if table is None:
+            return
+        frame = df[["subject", "roi", "split"]].astype(str)
+        if frame.duplicated().any():
+            raise ValueError("responses repeat a (subject, roi, split)")
+        with self._transaction() as con:
+            for subject, roi, split in frame.itertuples(index=False):
+                con.execute(
+                    "DELETE FROM unit_responses WHERE benchmark_hash = ? AND subject = ? "
+                    "AND roi = ? AND split = ?",
+                    [benchmark_hash, subject, roi, split],
+                )
+            table = _with_constants(table, {"benchmark_hash": benchmark_hash})
+            self._insert_frame(con, "unit_responses", table, table.column_names)
+
+    def unit_predictions(self, **filters: Any) -> pd.DataFrame:
+        """Stored best-layer unit predictions; ``prediction`` holds ``[n_images, n_units]`` arrays."""
+        return _matrices(
+            self._select("unit_predictions", filters, " ORDER BY model_uid, metric, roi, subject"),
+            "prediction",
+        )
+
+    def unit_responses(self, **filters: Any) -> pd.DataFrame:
+        """Stored measured responses; ``response`` holds ``[n_images, n_units]`` float32 arrays."""
+        return _matrices(
+            self._select("unit_responses", filters, " ORDER BY benchmark_hash, roi, subject"),
+            "response",
+            np.float32,
+        )
+
     # ---------------------------------------------------------------- reading
     def _select(self, table: str, filters: dict[str, Any], order: str = "") -> pd.DataFrame:
         columns = set(self._query(f"SELECT * FROM {table} LIMIT 0").columns)
@@ -832,7 +919,12 @@ class ResultsDB:
         )
 
     # ---------------------------------------------------------------- export
-    TABLES = ("models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions")
+    TABLES = (
+        "models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions",
+        "unit_predictions", "unit_responses",
+    )  # fmt: skip
+    #: Tables with array columns: exported as Parquet only.
+    ARRAY_TABLES = ("rsms", "unit_predictions", "unit_responses")
 
     def tidy_scores(self) -> pd.DataFrame:
         """Every score row joined with its model's columns (metadata expanded)."""
@@ -866,15 +958,15 @@ class ResultsDB:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for table in (*self.TABLES, "best_layer_scores"):
-            if table == "rsms" and fmt == "csv":
-                logger.info("CSV export skips the rsms table (use parquet to keep RSMs)")
+            if table in self.ARRAY_TABLES and fmt == "csv":
+                logger.info("CSV export skips the %s table (use parquet to keep arrays)", table)
                 continue
             path = out / f"{table}.{fmt}"
             if table == "best_layer_scores":
                 self._write(self.best_layer_scores(), path)
-            elif table == "rsms":
+            elif table in self.ARRAY_TABLES:
                 with self._lock:
-                    self.con.execute(f"COPY rsms TO '{_sql_path(path)}' (FORMAT parquet)")
+                    self.con.execute(f"COPY {table} TO '{_sql_path(path)}' (FORMAT parquet)")
             else:
                 self._write(self._query(f"SELECT * FROM {table}"), path)
             written.append(path)
@@ -891,3 +983,55 @@ class ResultsDB:
 def _sql_path(path: Path) -> str:
     """A path quoted for a DuckDB string literal (COPY does not take parameters)."""
     return str(path).replace("'", "''")
+
+
+def _matrix_table(
+    df: pd.DataFrame | None,
+    columns: tuple[str, ...],
+    array: str,
+    what: str,
+    dtype: type = np.float64,
+) -> Any:
+    """An Arrow table of the key columns plus 2-D arrays flattened row-major into a list column.
+
+    Adds ``n_images`` and ``n_units`` (the arrays' shape); None for an empty or absent frame.
+    """
+    if df is None or len(df) == 0:
+        return None
+    import pyarrow as pa
+
+    _require_columns(df, columns, what)
+    if "metric" in columns:
+        _check_values(df["metric"], METRICS, f"{what}: metric")
+    _check_values(df["split"], SPLITS, f"{what}: split")
+    matrices = [np.asarray(v, dtype=dtype) for v in df[array]]
+    if any(m.ndim != 2 for m in matrices):
+        raise ValueError(f"{what}: each {array} must be a 2-D array [n_images, n_units]")
+    offsets = np.concatenate([[0], np.cumsum([m.size for m in matrices])]).astype(np.int64)
+    values = np.concatenate([m.ravel() for m in matrices])
+    keys = [c for c in columns if c != array]
+    table = {c: pa.array(df[c].astype(str).tolist(), pa.string()) for c in keys}
+    table["n_images"] = pa.array([m.shape[0] for m in matrices], pa.int32())
+    table["n_units"] = pa.array([m.shape[1] for m in matrices], pa.int32())
+    # Flat values + offsets: no per-element Python conversion (large lists: > 2**31 values fit).
+    values = pa.array(values, pa.float32() if dtype == np.float32 else pa.float64())
+    table[array] = pa.LargeListArray.from_arrays(pa.array(offsets), values)
+    return pa.table(table)
+
+
+def _with_constants(table: Any, constants: dict[str, str]) -> Any:
+    """``table`` with one constant string column per item of ``constants``."""
+    import pyarrow as pa
+
+    for name, value in constants.items():
+        table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+    return table
+
+
+def _matrices(df: pd.DataFrame, array: str, dtype: type = np.float64) -> pd.DataFrame:
+    """Reshape the flat list column ``array`` into ``[n_images, n_units]`` arrays."""
+    df[array] = [
+        np.asarray(v, dtype=dtype).reshape(int(i), int(u))
+        for v, i, u in zip(df[array], df["n_images"], df["n_units"], strict=True)
+    ]
+    return df

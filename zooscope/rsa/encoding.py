@@ -54,6 +54,8 @@ class VersaResult:
         LOO (train) encoding r per unit.
     rsms : dict or None
         ``{group: predicted test RSM [n_test, n_test]}`` if ``return_rsms``.
+    predictions : np.ndarray or None, shape (n_test, n_units)
+        Predicted test responses of every unit if ``return_predictions``.
     """
 
     scores: pd.DataFrame
@@ -62,6 +64,7 @@ class VersaResult:
     unit_r: np.ndarray
     unit_r_train: np.ndarray
     rsms: dict[Any, np.ndarray] | None = field(default=None)
+    predictions: np.ndarray | None = field(default=None, repr=False)
 
 
 def standardize(X_train: Any, X_test: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +175,7 @@ def versa(
     backend: str = "numpy",
     return_rsms: bool = False,
     edge_warning: float = 0.2,
+    return_predictions: bool = False,
 ) -> VersaResult:
     """veRSA and encoding scores of one model layer.
 
@@ -199,6 +203,8 @@ def versa(
         Log (at debug level) when more than this fraction of units (in any group, or overall)
         chose the smallest or largest alpha; ``alpha_edge_fraction`` of the result holds the
         fractions, and the survey reports them per model.
+    return_predictions : bool, default=False
+        Also return the predicted test responses of every unit (NaN for a constant layer).
 
     Returns
     -------
@@ -236,7 +242,10 @@ def versa(
             columns=["group", "metric", "split", "score"],
         )
         edge = pd.Series(dict.fromkeys([*index, ALL_UNITS], np.nan), name="alpha_edge_fraction")
-        return VersaResult(scores, nan, edge, nan, nan.copy(), {} if return_rsms else None)
+        predictions = np.full(Y_test.shape, np.nan) if return_predictions else None
+        return VersaResult(
+            scores, nan, edge, nan, nan.copy(), {} if return_rsms else None, predictions
+        )
 
     model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
     pred = {"train": model.loo_predictions_, "test": model.predict(Xte)}
@@ -287,4 +296,5 @@ def versa(
         unit_r=unit_r["test"],
         unit_r_train=unit_r["train"],
         rsms=rsms,
+        predictions=pred["test"] if return_predictions else None,
     )

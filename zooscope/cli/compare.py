@@ -1,0 +1,151 @@
+"""``zooscope analyze paired | groups | scaling | unique-variance``: comparing models with each other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
+CONTRAST_OPTION = typer.Option(
+    ..., "--contrast", help="COLUMN=A,B of the models table, e.g. task=memorability,classification."
+)
+METRIC_OPTION = typer.Option(None, "--metric", help="Only this metric (default: every metric).")
+ROI_OPTION = typer.Option(None, "--roi", help="Only this ROI (default: every ROI).")
+OUT_OPTION = typer.Option(None, "--out", help="Folder for the table (CSV) and the figure.")
+FORMAT_OPTION = typer.Option("table", "--format", help="table or csv.")
+
+
+def _scores(db: Path, metric: str | None, roi: str | None, level: str = "model"):
+    from zooscope.results.db import ResultsDB
+    from zooscope.stats.contrasts import score_frame
+
+    if level not in ("model", "subject"):
+        raise typer.BadParameter("--level must be model or subject")
+    with ResultsDB(db, read_only=True) as database:
+        return score_frame(database, metric=metric, level=level, roi=roi)
+
+
+def _contrast(text: str) -> tuple[str, tuple[str, str]]:
+    from zooscope.stats.compare import parse_contrast
+
+    try:
+        return parse_contrast(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--contrast") from err
+
+
+def _write(out: Path | None, name: str, table) -> None:
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / f"{name}.csv", index=False)
+
+
+def register(analyze: typer.Typer) -> None:
+    """Add the model-comparison commands to the ``analyze`` group."""
+    from zooscope.cli.analyze import _emit
+
+    @analyze.command("paired")
+    def paired(
+        db: Path = DB_OPTION,
+        pair_by: str = typer.Option(..., "--pair-by", help="Column matching models (e.g. arch)."),
+        contrast: str = CONTRAST_OPTION,
+        metric: str = METRIC_OPTION,
+        roi: str = ROI_OPTION,
+        level: str = typer.Option(
+            "model", help="model (subject means) or subject (pairs matched within subjects)."
+        ),
+        out: Path = OUT_OPTION,
+        fmt: str = FORMAT_OPTION,
+    ) -> None:
+        """Paired t-test and Wilcoxon signed-rank test across matched pairs of models."""
+        from zooscope.report import plots
+        from zooscope.stats import compare
+
+        column, levels = _contrast(contrast)
+        scores = _scores(db, metric, roi, level)
+        try:
+            tests = compare.paired_tests(scores, pair_by, column, levels)
+            pairs = compare.paired_scores(scores, pair_by, column, levels)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+        _write(out, f"paired_{column}", tests)
+        if out is not None and len(pairs):
+            _write(out, f"pairs_{column}", pairs)
+            plots.plot_paired(pairs, out / f"paired_{column}", level_a=levels[0], level_b=levels[1])
+        _emit(tests.drop(columns=["contrast", "pair_by"]), fmt)
+
+    @analyze.command("groups")
+    def groups(
+        db: Path = DB_OPTION,
+        contrast: str = CONTRAST_OPTION,
+        metric: str = METRIC_OPTION,
+        roi: str = ROI_OPTION,
+        out: Path = OUT_OPTION,
+        fmt: str = FORMAT_OPTION,
+    ) -> None:
+        """Mann-Whitney U test between two groups of models (e.g. seeds of two objectives)."""
+        from zooscope.stats import compare
+
+        column, levels = _contrast(contrast)
+        try:
+            table = compare.group_tests(_scores(db, metric, roi), column, levels)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+        _write(out, f"groups_{column}", table)
+        _emit(table, fmt)
+
+    @analyze.command("scaling")
+    def scaling(
+        db: Path = DB_OPTION,
+        x: str = typer.Option("train_data_size", "--x", help="Size column of the models table."),
+        metric: str = METRIC_OPTION,
+        roi: str = ROI_OPTION,
+        out: Path = OUT_OPTION,
+        fmt: str = FORMAT_OPTION,
+    ) -> None:
+        """OLS of score on log10(training-set size), slope CI, and the fit's confidence band."""
+        from zooscope.report import plots
+        from zooscope.stats import compare
+
+        scores = _scores(db, metric, roi)
+        try:
+            fit = compare.scaling_fit(scores, x)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+        if out is not None:
+            _write(out, f"scaling_{x}", fit)
+            band = compare.scaling_band(scores, x)
+            _write(out, f"scaling_{x}_band", band)
+            plots.plot_scaling(compare.scaling_frame(scores, x), band, out / f"scaling_{x}", x=x)
+        _emit(fit, fmt)
+
+    @analyze.command("unique-variance")
+    def unique_variance_cmd(
+        db: Path = DB_OPTION,
+        model: str = typer.Option(..., "--model", help="Model A (model_uid)."),
+        control: list[str] = typer.Option(
+            ..., "--control", help="Control model B (repeat for several; each analysed alone)."
+        ),
+        metric: str = typer.Option(
+            "encoding_r", help="Whose best layer's predictions: encoding_r or versa."
+        ),
+        out: Path = OUT_OPTION,
+        fmt: str = FORMAT_OPTION,
+    ) -> None:
+        """Per-unit r and partial r of model A's predictions controlling for each control's."""
+        from zooscope.report import plots
+        from zooscope.results.db import ResultsDB
+        from zooscope.stats import unique_variance
+
+        with ResultsDB(db, read_only=True) as database:
+            try:
+                units = unique_variance.unique_variance(database, model, control, metric=metric)
+            except ValueError as err:
+                raise typer.BadParameter(str(err)) from err
+        summary = unique_variance.summarize_unique_variance(units)
+        if out is not None:
+            _write(out, f"unique_variance_{model}_units", units)
+            _write(out, f"unique_variance_{model}", summary)
+            plots.plot_unique_variance(units, out / f"unique_variance_{model}", model=model)
+        _emit(summary, fmt)

@@ -1,0 +1,204 @@
+"""Report sections that compare models with each other: matched pairs, groups, training-set size
+scaling and unique variance (:mod:`zooscope.stats.compare`, :mod:`zooscope.stats.unique_variance`).
+
+Where the caller names no contrast, one is found in the models table (:func:`auto_contrast`), so
+the demo database gets every section its data allow; a section whose data do not suffice says so.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from zooscope.report import plots
+from zooscope.results.db import ResultsDB
+from zooscope.stats import compare, unique_variance
+
+logger = logging.getLogger(__name__)
+
+#: Columns that match models into pairs, and columns whose levels are contrasted, in the order
+#: :func:`auto_contrast` tries them.
+PAIR_COLUMNS = ("arch", "name")
+CONTRAST_COLUMNS = ("task", "weights", "training", "train_data")
+
+
+def auto_contrast(scores: pd.DataFrame) -> tuple[str, str, tuple[str, str]] | None:
+    """The first (pair_by, column, (a, b)) of the known columns that yields at least one pair.
+
+    ``a`` and ``b`` are the two levels of ``column`` that most pairs have both of (ties: sorted
+    order); None when no pair exists.
+    """
+    for pair_by, column in itertools.product(PAIR_COLUMNS, CONTRAST_COLUMNS):
+        if pair_by not in scores.columns or column not in scores.columns:
+            continue
+        data = scores.dropna(subset=[pair_by, column])
+        levels = data.groupby(pair_by)[column].agg(lambda s: tuple(sorted(set(map(str, s)))))
+        counts: dict[tuple[str, str], int] = {}
+        for present in levels:
+            for pair in itertools.combinations(present, 2):
+                counts[pair] = counts.get(pair, 0) + 1
+        if counts:
+            best = max(sorted(counts), key=lambda p: counts[p])
+            return pair_by, column, best
+    return None
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def comparison_sections(
+    db: ResultsDB,
+    scores: pd.DataFrame,
+    figdir: Path,
+    roi: str,
+    *,
+    pair_by: str | None = None,
+    contrast: str | None = None,
+    scaling_x: str = "train_data_size",
+) -> list[str]:
+    """HTML sections (``<h2>`` and body) comparing models; empty list when nothing applies.
+
+    Parameters
+    ----------
+    db : ResultsDB
+    scores : DataFrame
+        Model-level scores of the report's ROI with the model columns
+        (:func:`~zooscope.stats.contrasts.score_frame`).
+    figdir : Path
+        Where figures go.
+    roi : str
+    pair_by, contrast : str, optional
+        E.g. ``"arch"`` and ``"task=memorability,classification"``; found automatically when
+        not given (:func:`auto_contrast`).
+    scaling_x : str
+        The training-set size column.
+    """
+    from zooscope.report.html import _img, _table
+    from zooscope.stats import contrasts
+
+    sections = []
+    spec = None
+    if contrast is not None:
+        column, levels = compare.parse_contrast(contrast)
+        spec = (pair_by, column, levels)
+    else:
+        found = auto_contrast(scores)
+        if found is not None and pair_by in (None, found[0]):
+            spec = found
+    if spec is not None:
+        pair_col, column, levels = spec
+        a, b = levels
+        body = [
+            _note(
+                f"{a} against {b} ({column}); models matched by {pair_col or '(none)'}; one score "
+                "per model (mean over subjects; seeds of one cell averaged). Paired t-test and "
+                "Wilcoxon signed-rank test across pairs; NaN where there are fewer than 2 pairs."
+            )
+        ]
+        if pair_col is not None:
+            pairs = compare.paired_scores(scores, pair_col, column, levels)
+            tests = compare.paired_tests(scores, pair_col, column, levels)
+            if len(pairs):
+                paths = plots.plot_paired(
+                    pairs, figdir / f"paired_{column}", level_a=a, level_b=b,
+                    title=f"{a} vs {b}, matched by {pair_col}",
+                )  # fmt: skip
+                body.append(_img(paths, f"Matched pairs: {a} vs {b} by {pair_col}"))
+                cols = ["metric", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+                        "t", "df", "p_t", "cohen_dz", "w", "p_wilcoxon"]  # fmt: skip
+                body.append(_table(tests[cols], "{:.3g}"))
+                if len(pairs) <= 40:
+                    body.append(_table(pairs.drop(columns=["roi"], errors="ignore"), "{:.3f}"))
+            else:
+                body.append(_note(f"No {pair_col} value has models at both levels."))
+        groups = compare.group_tests(scores, column, levels)
+        summary = contrasts.group_summary(scores, column, groups=list(levels), n_boot=200)
+        paths = plots.plot_contrast(
+            scores[scores[column].astype(str).isin(levels)], summary, column,
+            figdir / f"groups_{column}",
+        )  # fmt: skip
+        body.append(
+            f"<h3>Groups: Mann–Whitney U, {html.escape(a)} vs {html.escape(b)}</h3>"
+            + _img(paths, f"{a} vs {b} ({column})")
+            + _table(groups.drop(columns=["roi"], errors="ignore"), "{:.3g}")
+        )
+        sections.append("<h2>Matched pairs and groups</h2>" + "".join(body))
+
+    # --- scaling with training-set size
+    body = []
+    if scaling_x in scores.columns:
+        points = compare.scaling_frame(scores, scaling_x)
+        fit = compare.scaling_fit(scores, scaling_x)
+        usable = fit.dropna(subset=["slope"])
+        if len(usable):
+            band = compare.scaling_band(scores, scaling_x)
+            paths = plots.plot_scaling(points, band, figdir / f"scaling_{scaling_x}", x=scaling_x)
+            body.append(_img(paths, f"Score against log10 {scaling_x}"))
+            body.append(_table(fit.drop(columns=["roi", "x"], errors="ignore"), "{:.3g}"))
+        else:
+            n = points.groupby("metric")["model_uid"].nunique().max() if len(points) else 0
+            body.append(
+                _note(
+                    f"Needs at least 3 models with a known {scaling_x} (and two distinct sizes); "
+                    f"this ROI has {int(n)}."
+                )
+            )
+        sections.append(
+            "<h2>Training-set size</h2>"
+            + _note(
+                f"OLS of score on log10({scaling_x}), one point per model; band: 95% CI of the mean."
+            )
+            + "".join(body)
+        )
+
+    # --- unique variance
+    section = _unique_variance_section(db, scores, figdir, roi, spec)
+    if section:
+        sections.append(section)
+    return sections
+
+
+def _unique_variance_section(
+    db: ResultsDB, scores: pd.DataFrame, figdir: Path, roi: str, spec
+) -> str:
+    """The best encoding model against its matched partner(s), or else the runner-up."""
+    from zooscope.report.html import _img, _table
+
+    metric = "encoding_r"
+    stored = db.con.execute(
+        "SELECT DISTINCT model_uid FROM unit_predictions WHERE metric = ? AND roi = ?",
+        [metric, roi],
+    ).df()["model_uid"]
+    ranked = scores[(scores["metric"] == metric) & scores["model_uid"].isin(stored)]
+    ranked = ranked.sort_values("score", ascending=False)["model_uid"].tolist()
+    if len(ranked) < 2:
+        return ""
+    model, controls = ranked[0], []
+    if spec is not None and spec[0] is not None and spec[0] in scores.columns:
+        key = scores.set_index("model_uid")[spec[0]].drop_duplicates()
+        if pd.notna(key.get(model)):
+            controls = [m for m in ranked[1:] if key.get(m) == key.get(model)]
+    controls = controls or ranked[1:2]
+    units = unique_variance.unique_variance(db, model, controls, metric=metric)
+    units = units[units["roi"] == roi]
+    if units.empty:
+        return ""
+    summary = unique_variance.summarize_unique_variance(units)
+    paths = plots.plot_unique_variance(units, figdir / "unique_variance", model=model)
+    return (
+        "<h2>Unique variance</h2>"
+        + _note(
+            f"Per unit: r of the measured test responses with {model}'s held-out predictions "
+            f"(best {metric} layer), and the partial r controlling for each control model's. "
+            "p_partial: Wilcoxon of the partial r against 0 across units; p_model_vs_control: "
+            "paired Wilcoxon of the model's against the control's partial r. Choose models with "
+            "`zooscope analyze unique-variance`."
+        )
+        + _img(paths, f"Unique variance of {model} beyond {', '.join(controls)}")
+        + _table(summary, "{:.3g}")
+    )
