@@ -135,3 +135,17 @@ def test_alpha_edge_table():
         }
     ]
     assert alpha_edge_table(layers.assign(alpha_edge_fraction=np.nan), chosen).empty
+
+
+def test_open_clip_random_init_notice_goes_to_debug(caplog):
+    from zooscope.zoo.sources.open_clip_source import _random_init_expected
+
+    with caplog.at_level(logging.DEBUG), _random_init_expected():
+        logging.warning(
+            "No pretrained weights loaded for model 'RN50'. Model initialized randomly."
+        )
+        logging.warning("something else")
+    levels = {r.getMessage(): r.levelno for r in caplog.records}
+    assert levels["something else"] == logging.WARNING
+    notice = [m for m in levels if "No pretrained" in m]
+    assert notice and all(levels[m] == logging.DEBUG for m in notice)
