@@ -58,6 +58,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from zooscope.zoo.manifest import FAMILY_SOURCES
+
 logger = logging.getLogger("build_conwell2024_manifest")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +93,7 @@ EXTRA_COLUMNS = [
     "paper_source",
     "checkpoint_key",
     "strip_prefix",
+    "checkpoint",
 ]
 
 RANDOM_SEED = 0
@@ -383,10 +386,9 @@ TASKONOMY_FILES = {
 _TASKONOMY_URL = (
     "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch/{task}_encoder-{sha}.pth"
 )
-_TASKONOMY_REASON = (
-    "needs the taskonomy/visualpriors library: TaskonomyEncoder differs from torchvision "
-    "resnet50 (layer1/layer2 downsample in their last block, layer3/layer4 unstrided, "
-    "ceil-mode stem max-pool, extra 2048->8 compress conv + BN + GroupNorm)"
+_TASKONOMY_NOTE = (
+    "visualpriors TaskonomyEncoder (a ResNet-50 variant: layer1/layer2 downsample in their last "
+    "block, layer3/layer4 unstrided, ceil-mode stem max-pool, 2048->8 compress conv + BN + GroupNorm)"
 )
 
 _DETECTRON = "https://dl.fbaipublicfiles.com/detectron2/"
@@ -396,14 +398,14 @@ _DETECTRON_REASON = (
 )
 
 _IPCL = "https://visionlab-pretrainedmodels.s3.amazonaws.com/project_instancenet/ipcl/"
-_IPCL_REASON = (
-    "needs harvard-visionlab/open_ipcl: AlexNet with GroupNorm and a 128-d L2-normalised "
-    "embedding head (alexnet_gn), not a torchvision/timm architecture"
+_IPCL_NOTE = (
+    "open_ipcl alexnet_gn (AlexNet with GroupNorm, 128-d L2-normalised embedding), written in "
+    "zooscope/zoo/sources/ipcl_source.py with open_ipcl's parameter names"
 )
 
-_YOLO_REASON = (
-    "needs the ultralytics/yolov5 code: the checkpoint is a pickled yolov5 Model "
-    "(CSP-Darknet backbone + PANet + Detect head), no timm/torchvision equivalent"
+_YOLO_NOTE = (
+    "YOLOv5 (CSP-Darknet + PANet + Detect) written in zooscope/zoo/sources/yolo_source.py with "
+    "yolov5's parameter names; the pickled checkpoint is read without running its code"
 )
 
 _BIT_REASON = (
@@ -497,17 +499,15 @@ def _special_mappings() -> dict[str, Mapping]:
 
     for task, sha in TASKONOMY_FILES.items():
         m[task] = Mapping(
-            "checkpoint",
-            _TASKONOMY_URL.format(task=task, sha=sha),
-            available=False,
-            reason=_TASKONOMY_REASON,
+            "taskonomy",
+            "encoder",
+            notes=_TASKONOMY_NOTE,
+            extra={"checkpoint": _TASKONOMY_URL.format(task=task, sha=sha)},
         )
     m["random_weights"] = Mapping(
-        "checkpoint",
-        "https://github.com/alexsax/visual-prior",
+        "taskonomy",
+        "encoder",
         weights="random",
-        available=False,
-        reason=_TASKONOMY_REASON,
         notes="randomly initialised TaskonomyEncoder (no checkpoint)",
     )
 
@@ -546,30 +546,35 @@ def _special_mappings() -> dict[str, Mapping]:
     }
     for model, (fname, note) in ipcl.items():
         m[model] = Mapping(
-            "checkpoint", _IPCL + fname, available=False, reason=_IPCL_REASON, notes=note
+            "ipcl", "alexnet_gn", notes=f"{note}; {_IPCL_NOTE}", extra={"checkpoint": _IPCL + fname}
         )
 
     for size in ("s", "m", "l"):
         m[f"yolov5{size}"] = Mapping(
-            "checkpoint",
-            f"https://github.com/ultralytics/yolov5/releases/download/v6.0/yolov5{size}.pt",
-            available=False,
-            reason=_YOLO_REASON,
-            notes="the paper loaded torch.hub ultralytics/yolov5 (release at extraction time unknown; v6.0 URL given)",
+            "yolo",
+            f"yolov5{size}",
+            notes="the paper loaded torch.hub ultralytics/yolov5 (release at extraction time unknown; "
+            "v6.0 URL given); " + _YOLO_NOTE,
+            extra={
+                "checkpoint": f"https://github.com/ultralytics/yolov5/releases/download/v6.0/yolov5{size}.pt"
+            },
         )
 
     m["DPT_Hybrid"] = Mapping(
         "transformers",
         "Intel/dpt-hybrid-midas",
         notes="HF port of MiDaS v3.0 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the paper's torch.hub "
-        "intel-isl/MiDaS 'DPT_Hybrid'); random init offline needs the repo's config.json in the HF cache",
+        "intel-isl/MiDaS 'DPT_Hybrid'); random init uses the config and image-processor files zooscope "
+        "ships (zooscope/zoo/configs), so it works offline",
     )
     m["MiDaS"] = Mapping(
-        "checkpoint",
-        "https://github.com/AlexeyAB/MiDaS/releases/download/midas_dpt/midas_v21-f6b98070.pt",
-        available=False,
-        reason="needs the isl-org/MiDaS code: MiDaS v2.1 MidasNet (ResNeXt-101 WSL encoder + "
-        "RefineNet-style depth decoder); the full network has no timm/torchvision/transformers equivalent",
+        "midas",
+        "midas_v21",
+        notes="MiDaS v2.1 MidasNet (ResNeXt-101 WSL encoder + RefineNet decoder), written in "
+        "zooscope/zoo/sources/midas_source.py with MiDaS's parameter names",
+        extra={
+            "checkpoint": "https://github.com/AlexeyAB/MiDaS/releases/download/midas_dpt/midas_v21-f6b98070.pt"
+        },
     )
 
     for expert in (
@@ -705,6 +710,10 @@ def build_meta_module(source: str, name: str, weights: str, arch: str = ""):
         weights = "random"
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if source in FAMILY_SOURCES:
+            from zooscope.zoo.sources import get_source
+
+            return get_source(source).models[name].build()
         if source == "torchvision":
             import torchvision
 
@@ -799,6 +808,10 @@ KNOWN_PARAM_MISMATCH = {
         "timm's orig_in21k weights drop the paper-era pre-logits layer and 21843-class head "
         "(num_classes=0); results_summary's count 115125907 = library + pre-logits + head - "
         "pos_embed/cls_token"
+    ),
+    "MiDaS": (
+        "the paper counted the parameters used in the forward pass: MiDaS never calls "
+        "refinenet4.resConfUnit1 (1180160 parameters)"
     ),
     **{
         f"RegNet-{size}-SEER{suffix}": _SEER_COUNT
@@ -915,6 +928,7 @@ def build_conwell2024(reference: Path, count_params: bool = True) -> pd.DataFram
             "paper_source": row["model_source"],
             "checkpoint_key": spec.state_key,
             "strip_prefix": spec.key_prefix,
+            "checkpoint": spec.extra.get("checkpoint", ""),
         }
         if count_params:
             module = build_meta_module(spec.source, spec.name, weights, spec.arch)

@@ -6,6 +6,7 @@ once by running ``zooscope demo`` in its reduced form; the other tests survey th
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -18,11 +19,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from zooscope.pipeline import ScoringConfig, survey
-from zooscope.results import ResultsDB
 from zooscope.benchmark import Benchmark
 from zooscope.cli import app
+from zooscope.pipeline import ScoringConfig, survey
 from zooscope.pipeline.scoring import BrainData, RunOptions
+from zooscope.results import ResultsDB
 from zooscope.zoo import load_manifest
 
 # Block outputs only (16 of EfficientNet-Lite0's ~130 layers) keep the module fast.
@@ -101,6 +102,41 @@ def test_trained_model_beats_its_random_twin(demo: tuple[Path, str]) -> None:
     # The voxels were generated from the trained network's features: it must win clearly.
     assert otc["effnet_lite0"] > 0.5
     assert otc["effnet_lite0"] > otc["effnet_lite0_random"] + 0.1
+
+
+def test_demo_keeps_best_layer_predictions_that_reproduce_the_scores(
+    demo: tuple[Path, str],
+) -> None:
+    from zooscope.rsa import RSMComparator, rsm
+    from zooscope.rsa.rsm import pearson_columns
+    from zooscope.stats.unique_variance import summarize_unique_variance, unique_variance
+
+    out, _ = demo
+    with ResultsDB(out / "results.duckdb", read_only=True) as db:
+        best = db.best_layer_scores().set_index(["model_uid", "metric", "subject", "roi"])
+        predictions = db.unit_predictions(split="test")
+        measured = db.unit_responses(split="test").set_index(["subject", "roi"])["response"]
+        # 2 models x {versa, encoding_r} x {OTC, EVC} x subject 1
+        assert len(predictions) == 8
+        for row in predictions.itertuples(index=False):
+            stored = best.loc[(row.model_uid, row.metric, row.subject, row.roi)]
+            assert row.layer_name == stored["layer_name"]
+            y = measured[(row.subject, row.roi)]
+            if row.metric == "encoding_r":
+                recomputed = float(np.nanmean(pearson_columns(row.prediction, y)))
+            else:
+                recomputed = RSMComparator(rsm(y, dtype="float64")).score(rsm(row.prediction))
+            # equal to the last bits (BLAS rounding depends on memory alignment)
+            assert recomputed == pytest.approx(stored["test_score"], rel=1e-13, abs=1e-15)
+        summary = summarize_unique_variance(
+            unique_variance(db, "effnet_lite0", "effnet_lite0_random")
+        ).set_index("roi")
+    # the voxels were planted from the trained network: most of it is unique to it
+    assert summary.loc["OTC", "median_partial_model"] > 0.3
+    assert summary.loc["OTC", "median_partial_model"] > summary.loc["OTC", "median_partial_control"]
+    page = (out / "report" / "index.html").read_text(encoding="utf-8")
+    for section in ("Matched pairs and groups", "Training-set size", "Unique variance"):
+        assert f"<h2>{section}</h2>" in page
 
 
 def stored_score(scores: pd.DataFrame, **key: str) -> float:
@@ -374,3 +410,34 @@ def test_report_shows_one_roi_at_a_time(demo: tuple[Path, str], tmp_path: Path) 
         assert "ROI: <b>EVC</b>" in evc
         with pytest.raises(ValueError, match="no scores for ROI 'V9'"):
             build_report(db, tmp_path / "bad", roi="V9")
+
+
+def test_survey_cli_profile_conwell2024_end_to_end(demo: tuple[Path, str], tmp_path: Path) -> None:
+    """``zooscope survey --manifest demo --profile conwell2024`` on the demo's synthetic NSD: both
+    profiles in one database, every row traceable to its profile, summaries choose one."""
+    out, _ = demo
+    db_path = out / "results.duckdb"
+    copy = tmp_path / "both.duckdb"
+    copy.write_bytes(db_path.read_bytes())  # the demo's default-profile results
+    args = ["survey", "--manifest", "demo", "--benchmark", str(out / "benchmark.h5"), "--db", str(copy),
+            "--models", "effnet_lite0", "--layers", EFFNET_LAYERS, "--n-sims", "5", "--batch-size", "16"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--profile", "conwell2024"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "scored 1, failed 0" in result.output
+    with ResultsDB(copy, read_only=True) as db:
+        profiles = db.config_profiles().set_index("config_hash")["profile"]
+        assert set(profiles) == {"default", "conwell2024"}
+        scores = db.scores(model_uid="effnet_lite0")
+        assert set(scores["config_hash"].map(profiles)) == {"default", "conwell2024"}
+        paper = db.layers(model_uid="effnet_lite0", config_hash=db.profile_config_hashes("conwell2024"))
+        default = db.layers(model_uid="effnet_lite0", config_hash=db.profile_config_hashes("default"))
+        # the second half of the layers: the regex keeps only the later block outputs
+        assert paper["layer_index"].min() > 60 and len(paper) < len(default)
+    summary = CliRunner().invoke(
+        app, ["results", "summary", "--db", str(copy), "--profile", "conwell2024", "--format", "csv"]
+    )
+    assert summary.exit_code == 0, summary.output
+    table = pd.read_csv(io.StringIO(summary.output))
+    assert set(table["profile"]) == {"conwell2024"} and set(table["model_uid"]) == {"effnet_lite0"}
+    again = CliRunner().invoke(app, [*args, "--profile", "conwell2024"])
+    assert "already complete 1" in again.output  # the profile is part of the results' identity

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from zooscope._files import remove_stale_temporaries, temporary_path
 from zooscope._hashing import hash_array
+from zooscope.errors import corrupt_file, reading
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +52,7 @@ __all__ = ["FORMAT_VERSION", "Benchmark", "default_splits"]
 
 FORMAT_VERSION = 1
 _STIMULI_BATCH = 64
+_WHAT = "a zooscope Benchmark file (HDF5)"
 
 
 def default_splits(n_images: int) -> dict[str, np.ndarray]:
@@ -243,7 +245,10 @@ class Benchmark:
         if self._file is None or not self._file.id.valid:
             import h5py
 
-            self._file = h5py.File(self._path, "r")
+            try:
+                self._file = h5py.File(self._path, "r")
+            except OSError as error:  # h5py's message names no file
+                raise corrupt_file(self._path, _WHAT, error) from error
         return self._file
 
     def close(self) -> None:
@@ -362,7 +367,10 @@ class Benchmark:
         """
         ds = self._h5()["responses"]
         u = self._index(units, ds.shape[0], "units")
-        data = ds[()] if u is None else _read_rows(ds, u)
+        try:
+            data = ds[()] if u is None else _read_rows(ds, u)
+        except OSError as error:  # a truncated or damaged file fails only when read
+            raise corrupt_file(self._path, f"{_WHAT}, dataset /responses", error) from error
         i = self._index(images, ds.shape[1], "images")
         if i is not None:
             data = data[:, i]
@@ -437,9 +445,10 @@ class Benchmark:
     def verify(self) -> bool:
         """Recompute the content hash from the stored data and compare with the stored one."""
         f = self._h5()
-        actual = _content_hash(
-            f["responses"], f["stimuli"], self.units, self.image_ids, self.splits
-        )
+        with reading(self._path, _WHAT):  # a damaged dataset fails only when read
+            actual = _content_hash(
+                f["responses"], f["stimuli"], self.units, self.image_ids, self.splits
+            )
         return actual == self.content_hash
 
     @staticmethod
@@ -505,11 +514,8 @@ class _AtomicBenchmarkWriter:
         except TypeError as err:
             raise ValueError(f"attrs must be JSON-serialisable: {err}") from err
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
+        remove_stale_temporaries(self.path.parent, self.path.name)  # left by a killed writer
+        self._tmp = temporary_path(self.path.parent, self.path.name)
         f = self._file = h5py.File(self._tmp, "w")
         row_bytes = max(1, self.n_images * self.n_reps * 4)
         row_chunk = max(1, (1 << 20) // row_bytes)

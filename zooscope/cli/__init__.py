@@ -13,11 +13,13 @@ import typer
 
 from zooscope import __version__
 from zooscope.cli import analyze, benchmark, extract, models, nsd, survey
+from zooscope.cli.errors import ErrorBoundaryGroup
 from zooscope.logs import configure_logging
 from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory, use_huge_pages
 
 app = typer.Typer(
     name="zooscope",
+    cls=ErrorBoundaryGroup,
     help="Score vision models against brain data and compare their inductive biases.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -49,6 +51,9 @@ def _root(
         dir_okay=False,
         help="Append the full detail (zooscope's debug records, other libraries' INFO) to this file. "
         "A survey writes one next to its database when this is not given.",
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", envvar="ZOOSCOPE_DEBUG", help="Show the Python traceback of an error."
     ),
     keep_freed_memory: bool = typer.Option(
         False,

@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
+PROFILE_OPTION = typer.Option(
+    None, "--profile", help="Only results of this scoring profile (default, conwell2024), best layers by its rule."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -84,6 +87,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("table", "--format", help="table or csv."),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
         seed: int = typer.Option(0, help="Bootstrap/permutation seed."),
+        profile: str = PROFILE_OPTION,
     ) -> None:
         """Compare groups of models on one metric."""
         from zooscope.results.db import ResultsDB
@@ -91,7 +95,7 @@ def register(app: typer.Typer) -> None:
 
         keep = [g for g in groups.split(",") if g] or None
         with ResultsDB(db, read_only=True) as database:
-            frame = _frame(database, metric, level, by, keep)
+            frame = _frame(database, metric, level, by, keep, profile)
         if model == "groups":
             out = contrasts.group_summary(frame, by, groups=keep, n_boot=n_boot, seed=seed)
             out = out[["metric", "group", "n_models", "mean", "ci_low", "ci_high"]]
@@ -160,6 +164,7 @@ def register(app: typer.Typer) -> None:
         ),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
         roi: str = typer.Option(None, help="ROI to report (default: OTC when present)."),
+        profile: str = PROFILE_OPTION,
         pair_by: str = typer.Option(None, "--pair-by", help="Column matching models into pairs."),
         contrast: str = typer.Option(
             None, "--contrast", help="COLUMN=A,B to compare (default: found in the models table)."
@@ -180,7 +185,7 @@ def register(app: typer.Typer) -> None:
         with ResultsDB(db, read_only=True) as database:
             index = build_report(
                 database, out, model_similarity=sims, n_boot=n_boot, roi=roi,
-                pair_by=pair_by, contrast=contrast,
+                pair_by=pair_by, contrast=contrast, profile=profile,
             )  # fmt: skip
         typer.echo(f"report: {index}")
 
@@ -190,15 +195,42 @@ def register(app: typer.Typer) -> None:
         metric: str = typer.Option(None, help="Only this metric."),
         top: int = typer.Option(20, help="Rows per metric and ROI (0: all)."),
         fmt: str = typer.Option("table", "--format", help="table or csv."),
+        profile: str = PROFILE_OPTION,
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
         from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
-            table = database.summary(metric=metric)
+            table = database.summary(metric=metric, best=_profile_best(database, profile))
         if top:
             table = table.groupby(["metric", "roi"], group_keys=False).head(top)
         _emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
+
+    @results.command("failures")
+    def failures(
+        db: Path = DB_OPTION,
+        run: str = typer.Option(None, help="Only this run id (default: every run)."),
+        fmt: str = typer.Option("table", "--format", help="table or csv."),
+    ) -> None:
+        """Models (and noise-ceiling groups) that failed: run, stage and the error's first line."""
+        from zooscope.results.db import ResultsDB
+
+        with ResultsDB(db, read_only=True) as database:
+            table = database.failures()
+        if run is not None:
+            table = table[table["run_id"] == run]
+        table = table.assign(error=table["error"].astype(str).str.split("\n").str[0])
+        _emit(table[["time", "run_id", "model_uid", "stage", "error"]], fmt)
+
+    @results.command("upgrade")
+    def upgrade(db: Path = DB_OPTION) -> None:
+        """Upgrade a results database to this zooscope's schema (keeps a copy of the old file)."""
+        from zooscope.results.db import ResultsDB
+
+        if not db.is_file():
+            raise FileNotFoundError(f"no results database at {db}")
+        with ResultsDB(db) as database:
+            typer.echo(f"{db}: schema version {database.schema_version}")
 
     @results.command("export")
     def export(
@@ -219,22 +251,36 @@ def register(app: typer.Typer) -> None:
 
     from zooscope.cli import compare
 
-    compare.register(analyze)  # paired, groups, scaling, unique-variance
+    compare.register(analyze)  # paired, groups, scaling, unique-variance, layer-cka
     app.add_typer(imports, name="import-scores")
     app.add_typer(analyze, name="analyze")
     app.add_typer(results, name="results")
 
 
-def _frame(database, metric: str, level: str, by: str, keep: list[str] | None):
+def _profile_best(database, profile: str | None):
+    """Best-layer rows of one profile (its own selection rule), or None for every result."""
+    if profile is None:
+        return None
+    from zooscope.pipeline.profiles import get_profile
+    from zooscope.stats.degenerate import profile_best_layer_scores
+
+    try:
+        get_profile(profile)
+    except KeyError as error:
+        raise typer.BadParameter(str(error.args[0]), param_hint="--profile") from None
+    return profile_best_layer_scores(database, profile)
+
+
+def _frame(database, metric: str, level: str, by: str, keep: list[str] | None, profile: str | None = None):
     """Score frame at subject level when every kept model has per-subject scores, else model level."""
     from zooscope.stats.contrasts import score_frame
 
     if level not in ("auto", "subject", "model"):
         raise typer.BadParameter("--level must be auto, subject or model")
     if level != "auto":
-        return score_frame(database, metric=metric, level=level)
-    models = score_frame(database, metric=metric, level="model")
-    subjects = score_frame(database, metric=metric, level="subject")
+        return score_frame(database, metric=metric, level=level, profile=profile)
+    models = score_frame(database, metric=metric, level="model", profile=profile)
+    subjects = score_frame(database, metric=metric, level="subject", profile=profile)
     wanted = models.dropna(subset=[by]) if by in models.columns else models
     if keep is not None and by in wanted.columns:
         wanted = wanted[wanted[by].astype(str).isin(keep)]

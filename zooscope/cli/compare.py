@@ -1,4 +1,4 @@
-"""``zooscope analyze paired | groups | scaling | unique-variance``: comparing models with each other."""
+"""``zooscope analyze paired | groups | scaling | unique-variance | layer-cka``: comparing models."""
 
 from __future__ import annotations
 
@@ -149,3 +149,77 @@ def register(analyze: typer.Typer) -> None:
             _write(out, f"unique_variance_{model}", summary)
             plots.plot_unique_variance(units, out / f"unique_variance_{model}", model=model)
         _emit(summary, fmt)
+
+    @analyze.command("layer-cka")
+    def layer_cka_cmd(
+        db: Path = DB_OPTION,
+        model: list[str] = typer.Option(
+            ..., "--model", help="Model uid (at least 2; every pair with the first is compared)."
+        ),
+        benchmark: Path = typer.Option(
+            None, help="Benchmark file: extract the Grams of models missing from the store."
+        ),
+        manifest: str = typer.Option(None, "--manifest", "-m", help="Manifest of the models."),
+        layers: str = typer.Option(None, help="Regex: only matching layers when extracting."),
+        depth: float = typer.Option(1.0, help="Relative depth of the model x model matrix."),
+        memory_budget: str = typer.Option(None, help="Extraction memory budget, e.g. 2GB."),
+        device: str = typer.Option("auto", help="Extraction device."),
+        out: Path = OUT_OPTION,
+        fmt: str = FORMAT_OPTION,
+    ) -> None:
+        """Layer-by-layer linear CKA (biased and debiased), aligned by relative depth.
+
+        Reads the Gram store next to the database (``results.grams.h5``); with ``--benchmark``
+        and ``--manifest``, first extracts the Gram matrices of models not yet in it.
+        """
+        import pandas as pd
+
+        from zooscope.report import plots
+        from zooscope.results.grams import GramStore, grams_path
+        from zooscope.stats import layer_cka
+
+        if len(model) < 2:
+            raise typer.BadParameter("name at least two models", param_hint="--model")
+        store = GramStore(grams_path(db))
+        if benchmark is not None:
+            _extract_grams(store, model, benchmark, manifest, layers, memory_budget, device)
+        try:
+            tables = [layer_cka.layer_cka(store, model[0], other) for other in model[1:]]
+        except KeyError as err:
+            raise typer.BadParameter(str(err.args[0])) from err
+        table = pd.concat(tables, ignore_index=True)
+        if out is not None:
+            _write(out, "layer_cka", table)
+            curves = table.assign(pair=table["model_a"] + " vs " + table["model_b"])
+            curves = curves.rename(columns={"depth_a": "depth"})
+            plots.plot_layer_cka(curves, out / "layer_cka")
+            matrix = layer_cka.model_cka_matrix(store, model, depth=depth)
+            matrix.to_csv(out / "model_cka.csv")
+            plots.plot_matrix(matrix, out / "model_cka", title=f"Linear CKA at depth {depth:g}",
+                              label="CKA")  # fmt: skip
+        _emit(table, fmt)
+
+
+def _extract_grams(store, models, benchmark, manifest, layers, memory_budget, device) -> None:
+    """Extract and store the Gram matrices of the models the store lacks."""
+    from zooscope.benchmark import Benchmark
+    from zooscope.feature_extraction import LayerSelection
+    from zooscope.feature_extraction.cka_consumer import store_layer_grams
+    from zooscope.zoo import load_manifest, load_model
+
+    if manifest is None:
+        raise typer.BadParameter("--benchmark needs --manifest to load the models")
+    bench = Benchmark.open(benchmark)
+    present = set(store.models(bench.content_hash).get(bench.content_hash, []))
+    entries = {e.model_uid: e for e in load_manifest(manifest)}
+    for uid in models:
+        if uid in present:
+            continue
+        if uid not in entries:
+            raise typer.BadParameter(f"{uid!r} is not in the manifest", param_hint="--model")
+        selection = LayerSelection(include=layers) if layers else None
+        n = store_layer_grams(
+            load_model(entries[uid], device=device), bench.stimuli, store, bench.content_hash,
+            layers=selection, memory_budget=memory_budget,
+        )  # fmt: skip
+        typer.echo(f"{uid}: {n} layers")

@@ -208,6 +208,16 @@ def show_model(
         None, "--weights", help="'random': load the seeded random init instead."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto (with --load)."),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="Also load the model and print the exact transform and the scored layer list of this scoring profile (default, conwell2024).",
+    ),
+    images: str | None = typer.Option(
+        None,
+        "--images",
+        help="With --profile: the probe images (folder, .npy or benchmark .h5; the first 3 are used), as a survey on them would. Default: 3 seeded noise images.",
+    ),
 ) -> None:
     """Show every column of one manifest row, where its weights live and how to fetch them."""
     from rich.table import Table
@@ -230,6 +240,9 @@ def show_model(
     table.add_row("fetch command", fetch_command(entry))
     console = _console()
     console.print(table)
+    if profile is not None:
+        _show_profile(entry, profile, images, weights, device, console)
+        return
     if not load:
         return
     try:
@@ -247,6 +260,50 @@ def show_model(
     info.add_row("load_seconds", f"{loaded.info.load_seconds:.2f}")
     info.add_row("device", loaded.device)
     console.print(info)
+
+
+def _show_profile(
+    entry: ModelEntry, profile: str, images: str | None, weights: str | None, device: str, console: Console
+) -> None:
+    """Print the transform and the layers a survey under ``profile`` would score for ``entry``."""
+    from pathlib import Path
+
+    import numpy as np
+    from rich.table import Table
+
+    from zooscope.cli.extract import open_images
+    from zooscope.feature_extraction import LayerSelection, list_layers
+    from zooscope.pipeline.scoring import ScoringConfig
+    from zooscope.zoo import ModelUnavailable, WeightsUnavailable, load_model
+
+    try:
+        config = ScoringConfig.from_profile(profile)
+    except (KeyError, ValueError) as error:
+        raise typer.BadParameter(str(error), param_hint="--profile") from None
+    try:
+        loaded = load_model(entry, device=device, weights=weights, preprocessing=config.preprocessing)
+    except (WeightsUnavailable, ModelUnavailable) as error:
+        raise _fail(f"error: {error}", code=1) from None
+    selection = LayerSelection(include=config.layers) if config.layers else None
+    if images is None:
+        probe = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+        layers = list_layers(loaded, probe, selection, config.layer_policy)
+        source = "3 seeded noise images (a survey probes with the benchmark's first 3)"
+    else:
+        with open_images(Path(images)) as (data, _):
+            layers = list_layers(loaded, data, selection, config.layer_policy)
+        source = f"the first 3 images of {images}"
+    console.print(f"[bold]profile[/bold] {profile}; [bold]transform[/bold] {loaded.info.preprocess}")
+    title = f"{len(layers)} scored layers ({config.layer_policy} layer policy; duplicates judged on {source})"
+    listing = Table(title=title)
+    for column in ("index", "name", "module_type", "shape", "n_features", "aliases"):
+        listing.add_column(column, overflow="fold")
+    for layer in layers:
+        listing.add_row(
+            str(layer.index), layer.name, layer.module_type, "x".join(map(str, layer.shape)) or "-",
+            f"{layer.n_features:,}", ", ".join(layer.aliases),
+        )  # fmt: skip
+    console.print(listing)
 
 
 def _check_weights_option(weights: str | None) -> None:
@@ -371,3 +428,21 @@ def fetch_model(
     except (WeightsUnavailable, ModelUnavailable) as error:
         raise _fail(f"error: {error}", code=1) from None
     typer.echo(f"{entry.model_uid}: {location}")
+
+
+@models_app.command("cache-path")
+def cache_path(
+    uid: str = typer.Argument(..., help="The model_uid of the row."),
+    manifest: str = MANIFEST_OPTION,
+) -> None:
+    """Print where zooscope reads a model's weights (copy them there on an offline machine).
+
+    For a URL checkpoint this is the file `zooscope models fetch` downloads to; for a local
+    checkpoint the file itself; for hub models (timm, open_clip, transformers) their library's cache.
+    """
+    from zooscope.zoo.sources import get_source
+
+    entry = _find(_read_manifest(manifest), uid, manifest)
+    if entry.is_random:
+        raise _fail(f"error: model {uid!r} is a seeded random init: it reads no weights", code=1)
+    typer.echo(get_source(entry.source).cache_location(entry))

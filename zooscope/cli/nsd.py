@@ -16,17 +16,40 @@ nsd_app = typer.Typer(
 def info(
     root: Path = typer.Argument(..., help="NSD root (holds nsddata/, nsddata_betas/, ...)."),
     beta_version: str = typer.Option("betas_fithrf_GLMdenoise_RR", help="Beta folder."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Open and read every file listed (slow: decompresses each beta file)."
+    ),
 ) -> None:
-    """Show what is present per subject: sessions per beta format, ROI files, ncsnr."""
-    from zooscope.nsd.layout import NSDLayout
+    """Show what is present per subject: sessions per beta format, ROI files, ncsnr.
+
+    Without --verify a file counts as present when it exists; with --verify each one is read
+    through, and unreadable (truncated, damaged) files are listed; exit code 1 if any.
+    """
+    from zooscope.nsd.layout import BETA_FORMATS, NSDLayout
+    from zooscope.nsd.verify import check_file
 
     layout = NSDLayout(root, beta_version=beta_version)
+    checked, broken = 0, []
+
+    def status(path: Path) -> str:
+        nonlocal checked
+        if not path.exists():
+            return "MISSING"
+        if not verify:
+            return "ok"
+        checked += 1
+        problem = check_file(path)
+        if problem is None:
+            return "ok"
+        broken.append(path)
+        return f"UNREADABLE ({problem})"
+
     for label, path in (
         ("design", layout.expdesign),
         ("stim info", layout.stim_info),
         ("stimuli", layout.stimuli),
     ):
-        typer.echo(f"{label:10s} {'ok' if path.exists() else 'MISSING'}  {path}")
+        typer.echo(f"{label:10s} {status(path)}  {path}")
     subjects = layout.subjects()
     if not subjects:
         typer.echo(f"no subject has betas under {layout.root / 'nsddata_betas' / 'ppdata'}")
@@ -55,6 +78,20 @@ def info(
             f"subj{subject:02d}  sessions {'; '.join(parts)}  "
             f"ROI files {'complete' if not missing else 'missing ' + ', '.join(missing)}"
         )
+        if verify:
+            files = [layout.betas(subject, s, fmt) for fmt in BETA_FORMATS for s in sessions[fmt]]
+            files += [layout.roi(subject, r) for r in rois]
+            files += [layout.floc_tval(subject, d) for d in ("faces", "bodies", "places", "words")]
+            files += [layout.ncsnr(subject)]
+            for path in files:
+                state = status(path)
+                if state.startswith("UNREADABLE"):
+                    typer.echo(f"  {state}  {path}")
+    if verify:
+        if broken:
+            typer.echo(f"error: {len(broken)} of {checked} files unreadable; fetch them again", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"verified: all {checked} files present are readable")
 
 
 def _ranges(values: list[int]) -> str:

@@ -14,6 +14,14 @@ def _split(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
 
 
+def _failed_line(n_models: int, n_failed: int, n_ceilings: int, db: Path) -> str:
+    """The last line of a command that ran but left work undone (exit code 1)."""
+    parts = [f"{n_failed} of {n_models} model(s)"] if n_failed else []
+    if n_ceilings:
+        parts.append(f"{n_ceilings} noise-ceiling group(s)")
+    return f"error: {' and '.join(parts)} failed; details: zooscope results failures --db {db}"
+
+
 def register(app: typer.Typer) -> None:
     """Add ``survey``, ``ceiling`` and ``demo`` to ``app``."""
 
@@ -28,6 +36,7 @@ def register(app: typer.Typer) -> None:
         rois: str = typer.Option(None, help="Comma-separated ROIs (default: all in the benchmark)."),
         layers: str = typer.Option(None, help="Regex: score only matching layers (default: every layer)."),
         rsm_from: str = typer.Option("full", help="cRSA RSMs from full features (exact) or from SRP features."),
+        profile: str = typer.Option("default", "--profile", help="Scoring profile: default, or conwell2024 (the published procedure step for step; docs/profiles.md)."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry models whose last attempt failed."),
         n_sims: int = typer.Option(50, help="Monte Carlo simulations per GSN noise ceiling."),
         ceilings: bool = typer.Option(True, "--ceilings/--no-ceilings", help="Compute GSN noise ceilings if missing."),
@@ -43,18 +52,25 @@ def register(app: typer.Typer) -> None:
         slurm_memory: str = typer.Option("32GB", help="--slurm: memory per job."),
         slurm_walltime: str = typer.Option("04:00:00", help="--slurm: walltime per job."),
         slurm_gpus: int = typer.Option(0, help="--slurm: GPUs per job (declared as the Dask resource GPU)."),
+        verify: bool = typer.Option(True, "--verify/--no-verify", help="Check the benchmark's content hash once at the start."),
     ) -> None:
         """Score every model of a manifest against a benchmark into a results database.
 
         Resumable: models already complete for this benchmark and scoring config are skipped,
-        so rerunning after a crash or kill continues where it stopped.
+        so rerunning after a crash or kill continues where it stopped. Exit code 0 when every
+        model was scored (or already complete), 1 when some failed (the last line says how many),
+        2 for bad input. The database is opened only to write, so `zooscope results summary`
+        can watch progress meanwhile.
         """
         from zooscope.pipeline.scoring import RunOptions, ScoringConfig
         from zooscope.pipeline.survey import make_client, survey
 
         if sum(bool(x) for x in (workers, scheduler, slurm)) > 1:
             raise typer.BadParameter("choose one of --workers, --scheduler and --slurm")
-        config = ScoringConfig(metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
+        try:
+            config = ScoringConfig.from_profile(profile, metrics=_split(metrics) or (), subjects=_split(subjects), rois=_split(rois), layers=layers, rsm_from=rsm_from)
+        except (KeyError, ValueError) as error:
+            raise typer.BadParameter(str(error)) from None
         options = RunOptions(device=device, batch_size=batch_size, memory_budget=memory_budget)
         client = None
         if workers or scheduler or slurm:
@@ -71,7 +87,7 @@ def register(app: typer.Typer) -> None:
         try:
             report = survey(
                 manifest, benchmark, db, config, options, models=_split(models), retry_failed=retry_failed,
-                ceilings=ceilings, n_sims=n_sims, client=client, gpu_resources=bool(slurm_gpus),
+                ceilings=ceilings, n_sims=n_sims, client=client, gpu_resources=bool(slurm_gpus), verify=verify,
             )
         finally:
             if client is not None:
@@ -81,8 +97,12 @@ def register(app: typer.Typer) -> None:
             f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "
             f"in {report.seconds:.0f}s" + (f"; detail in {report.log_file}" if report.log_file else "")
         )
-        for failure in report.failed:
-            typer.echo(f"  failed {failure.model_uid} at {failure.stage}: {failure.error}", err=True)
+        for failure in [*report.ceiling_failures, *report.failed]:
+            typer.echo(f"  failed {failure.model_uid} at {failure.stage}: {failure.error.splitlines()[0]}", err=True)
+        if report.failed or report.ceiling_failures:
+            n_models = len(report.scored) + len(report.failed)
+            typer.echo(_failed_line(n_models, len(report.failed), len(report.ceiling_failures), db), err=True)
+            raise typer.Exit(1)
 
     @app.command("ceiling")
     def ceiling_command(
@@ -93,19 +113,50 @@ def register(app: typer.Typer) -> None:
         n_sims: int = typer.Option(50, help="Monte Carlo simulations."),
         seed: int = typer.Option(0, help="Seed of the simulations."),
     ) -> None:
-        """GSN RSA noise ceilings (test images) of each subject x ROI of a benchmark."""
+        """GSN RSA noise ceilings (test images) of each subject x ROI of a benchmark.
+
+        Units that cannot enter GSN (constant, all-NaN, ...) are left out and counted; with --db
+        each group's ceiling is stored as soon as it is computed, and a group that fails is
+        recorded in the failures table (exit code 1) while the others go on.
+        """
+        import pandas as pd
+
         from zooscope.benchmark import Benchmark
+        from zooscope.pipeline.ceilings import CEILING_COLUMNS, iter_ceilings, store_ceiling
         from zooscope.pipeline.scoring import ScoringConfig
-        from zooscope.pipeline.survey import compute_ceilings
-        from zooscope.results.db import ResultsDB
+        from zooscope.results.session import ShortWrites
 
         bench = Benchmark.open(benchmark)
-        table = compute_ceilings(bench, ScoringConfig(subjects=_split(subjects), rois=_split(roi)), n_sims=n_sims, seed=seed)
-        typer.echo(table.to_string(index=False))
+        config = ScoringConfig(subjects=_split(subjects), rois=_split(roi))
+        session = ShortWrites(db) if db is not None else None
+        run_id = None
+        if session is not None:
+            with session.open() as database:
+                run_id = database.start_run(bench.content_hash, {"command": "ceiling", "n_sims": n_sims, "seed": seed})
+        rows, failed, status = [], [], "interrupted"
+        try:
+            for result in iter_ceilings(bench, config, n_sims=n_sims, seed=seed):
+                if result.ok:
+                    rows.append(result.row)
+                else:
+                    failed.append(result)
+                if session is not None:
+                    with session.open() as database:
+                        store_ceiling(database, run_id, bench.content_hash, result)
+            status = "finished"
+        finally:
+            if session is not None:
+                with session.open() as database:
+                    database.finish_run(run_id, status)
+        typer.echo(pd.DataFrame(rows, columns=CEILING_COLUMNS).to_string(index=False))
         if db is not None:
-            with ResultsDB(db) as database:
-                database.write_ceilings(bench.content_hash, table)
-            typer.echo(f"stored in {db}")
+            typer.echo(f"stored {len(rows)} ceiling(s) in {db}")
+        for result in failed:
+            typer.echo(f"  no ceiling: {result.error}", err=True)
+        if failed:
+            where = f"; details: zooscope results failures --db {db}" if db is not None else ""
+            typer.echo(f"error: {len(failed)} of {len(rows) + len(failed)} group(s) got no ceiling{where}", err=True)
+            raise typer.Exit(1)
 
     @app.command("demo")
     def demo_command(
@@ -117,6 +168,7 @@ def register(app: typer.Typer) -> None:
         n_sims: int = typer.Option(20, help="Monte Carlo simulations per noise ceiling."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
         memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory)."),
+        profile: str = typer.Option("default", "--profile", help="Scoring profile: default or conwell2024."),
     ) -> None:
         """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
 
@@ -137,11 +189,13 @@ def register(app: typer.Typer) -> None:
             write_synthetic(root, subjects=subject_ids, n_images=n_images, n_sessions=3, image_size=224)
             prepare(root, bench_path, subjects=subject_ids, rois=("OTC", "EVC"))
         report_ = survey(
-            "demo", bench_path, db_path, ScoringConfig(layers=layers), RunOptions(device="auto", memory_budget=memory_budget),
+            "demo", bench_path, db_path, ScoringConfig.from_profile(profile, layers=layers), RunOptions(device="auto", memory_budget=memory_budget),
             models=_split(models), n_sims=n_sims,
         )
         with ResultsDB(db_path, read_only=True) as database:
-            table = database.summary()
+            from zooscope.stats.degenerate import profile_best_layer_scores
+
+            table = database.summary(best=profile_best_layer_scores(database, profile))
             # One row per model (a long table per metric and ROI would fill the screen).
             wide = table.pivot_table(index="model_uid", columns=["roi", "metric"], values="score")
             wide.columns = [f"{roi} {metric}" for roi, metric in wide.columns]
@@ -149,7 +203,11 @@ def register(app: typer.Typer) -> None:
             typer.echo("best-layer test scores, mean over subjects (explained variance: see the report)")
             typer.echo(wide.to_string(float_format=lambda v: f"{v:.3f}", index_names=False))
             if report:
-                index = build_report(database, out / "report")
+                index = build_report(database, out / "report", profile=profile)
                 typer.echo(f"report: {index}")
         detail = f"; detail in {report_.log_file}" if report_.log_file else ""
         typer.echo(f"scored {len(report_.scored)} models, {len(report_.failed)} failed; results in {db_path}{detail}")
+        if report_.failed or report_.ceiling_failures:
+            n_models = len(report_.scored) + len(report_.failed)
+            typer.echo(_failed_line(n_models, len(report_.failed), len(report_.ceiling_failures), db_path), err=True)
+            raise typer.Exit(1)

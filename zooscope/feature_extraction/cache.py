@@ -2,20 +2,25 @@
 
 One HDF5 file per layer, named by a content hash of everything that determines its features
 (model uid, weights identity, preprocessing, image set, layer, projection and RSM parameters).
-Files are written to a temporary name and renamed into place, so a file that exists is complete.
+Files are written to a temporary name and renamed into place, so a file that exists is complete
+unless something outside zooscope damaged it: :meth:`FeatureCache.get` discards an unreadable
+entry (zero bytes, truncated, not HDF5) with a warning, so the layer is simply recomputed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from zooscope._files import remove_stale_temporaries, temporary_path
 from zooscope._hashing import hash_json
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureCache:
@@ -30,6 +35,9 @@ class FeatureCache:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        for folder in self.root.iterdir():  # temporaries of killed extractions
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
 
     @staticmethod
     def key(**identity: Any) -> str:
@@ -49,12 +57,23 @@ class FeatureCache:
             out.update({k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()})
         return out
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        """Like :meth:`load`, but None for a missing entry; an unreadable one is deleted (warning)."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            return self.load(key)
+        except (OSError, KeyError, ValueError) as error:
+            logger.warning("discarding unreadable feature-cache entry %s (%s); recomputing it", path, error)
+            path.unlink(missing_ok=True)
+            return None
+
     def save(self, key: str, arrays: dict[str, np.ndarray | None], attrs: dict[str, Any]) -> Path:
         """Store a layer atomically (temporary file + rename)."""
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        os.close(fd)
+        tmp = temporary_path(target.parent, target.name)
         try:
             with h5py.File(tmp, "w") as f:
                 for name, array in arrays.items():
@@ -64,6 +83,6 @@ class FeatureCache:
                     f.attrs[name] = value
             os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return target

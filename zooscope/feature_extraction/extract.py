@@ -28,10 +28,14 @@ from zooscope.feature_extraction.gram import GramAccumulator
 from zooscope.feature_extraction.images import ImageSet, PreprocessedImages
 from zooscope.feature_extraction.layers import (
     HookSet,
+    LayerPolicy,
     LayerSelection,
     LayerSpec,
     discover_layers,
     hookable_modules,
+)
+from zooscope.feature_extraction.layers import (
+    layer_policy as resolve_layer_policy,
 )
 from zooscope.feature_extraction.projection import (
     SparseRandomProjector,
@@ -188,6 +192,33 @@ def _cache_key(model: LoadedModel, image_id: str, layer: LayerSpec, params: dict
     )
 
 
+def list_layers(
+    model: LoadedModel,
+    images: Any,
+    layers: LayerSelection | Callable[[LayerSpec], bool] | None = None,
+    layer_policy: LayerPolicy | str | None = None,
+    amp: bool = False,
+) -> list[LayerSpec]:
+    """The layers :func:`extract` would extract: discovered on the first 3 images as a probe.
+
+    Parameters
+    ----------
+    model : LoadedModel
+    images : image set (see :func:`extract`), or a dataset of preprocessed images
+    layers, layer_policy, amp
+        As for :func:`extract`.
+
+    Returns
+    -------
+    list of LayerSpec
+    """
+    dataset = images if isinstance(images, PreprocessedImages) else PreprocessedImages(ImageSet(images), model.preprocess)
+    device = torch.device(model.device)
+    probe = torch.stack([dataset[i] for i in range(min(3, len(dataset)))]).to(device)
+    with torch.autocast(device.type, enabled=amp):
+        return discover_layers(model.module, probe, layers, policy=layer_policy)
+
+
 def extract(
     model: LoadedModel,
     images: Any,
@@ -205,6 +236,8 @@ def extract(
     amp: bool = False,
     upsample: bool = False,
     srp_mode: Literal["fast", "sklearn"] = "fast",
+    layer_policy: LayerPolicy | str | None = None,
+    profile: str | None = None,
     cache: FeatureCache | None = None,
     image_set_id: str | None = None,
     progress: bool = True,
@@ -241,6 +274,12 @@ def extract(
         Project layers with ``p <= k`` too (see :class:`SparseRandomProjector`).
     srp_mode : {"fast", "sklearn"}
         ``"sklearn"`` reproduces scikit-learn's ``SparseRandomProjection`` exactly.
+    layer_policy : LayerPolicy or str, optional
+        Which tensors are layers and which are extracted (default ``"all"``; see
+        :data:`~zooscope.feature_extraction.layers.LAYER_POLICIES`). Part of the cache key.
+    profile : str, optional
+        Name of the scoring profile the caller extracts for; part of the cache key when given
+        (its settings are already there through the transform, layer policy and projection).
     cache : FeatureCache, optional
         Completed layers are stored there and reused on a rerun.
     image_set_id : str, optional
@@ -253,6 +292,7 @@ def extract(
     LayerFeatures
         Cached layers first, then in the order layers complete (execution order).
     """
+    policy = resolve_layer_policy(layer_policy)
     image_set = ImageSet(images)
     n = len(image_set)
     k = n_components or jl_components(n, eps)
@@ -268,19 +308,17 @@ def extract(
     module = model.module
     device = torch.device(model.device)
     dataset = PreprocessedImages(image_set, model.preprocess)
-    probe = torch.stack([dataset[i] for i in range(min(3, n))]).to(device)
-    with torch.autocast(device.type, enabled=amp):
-        specs = discover_layers(module, probe, layers)
+    specs = list_layers(model, dataset, layers, policy, amp)
     logger.debug("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
 
-    params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp, "generator": generator_id(srp_mode)}
+    params = {"srp": srp, "rsm": rsm, "rsm_from": rsm_from, "k": k, "seed": seed, "upsample": upsample, "srp_mode": srp_mode, "amp": amp, "generator": generator_id(srp_mode), "layer_policy": policy.to_dict(), **({"profile": profile} if profile else {})}
     keys: dict[str, str] = {}
     if cache is not None:
         image_id = image_set_id or image_set.content_hash()
         keys = {s.name: _cache_key(model, image_id, s, params) for s in specs}
         for spec in specs:
-            if keys[spec.name] in cache:
-                stored = cache.load(keys[spec.name])
+            stored = cache.get(keys[spec.name])  # None when absent or unreadable (then recomputed)
+            if stored is not None:
                 yield LayerFeatures(spec.name, spec.index, spec.module_type, spec.n_features, stored.get("srp"), stored.get("rsm"), spec.label, True, keys[spec.name])
         specs = [s for s in specs if keys[s.name] not in cache]
     if not specs:
@@ -353,7 +391,7 @@ def _run_pass(
             raise _StopForward
 
     paths = {w.layer.module_path for w in work}
-    modules = [(p, m) for p, m in hookable_modules(module) if p in paths]
+    modules = [(p, m) for p, m in hookable_modules(module, include_root=True) if p in paths]
     bar.set_postfix_str(f"pass {number}/{total}, {len(work)} layer piece(s)")
     with HookSet(modules, on_output) as hooks, torch.no_grad(), torch.autocast(device.type, enabled=amp):
         start = 0

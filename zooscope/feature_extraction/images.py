@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from zooscope.errors import corrupt_file
 from zooscope.zoo.preprocess import Preprocess
 
+logger = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: Images with a side shorter than this are upsampled a lot by any model's resize: say so.
+TINY_SIDE = 16
 
 
 class ImageSet:
@@ -47,6 +53,24 @@ class ImageSet:
         else:
             raise TypeError(f"cannot read images from a {type(images).__name__}")
         self._handle: Any = None
+        self._noted: set[str] = set()
+
+    def _note(self, kind: str, message: str, *args: Any) -> None:
+        """Log a silent conversion once per image set (and kind), not once per image."""
+        if kind not in self._noted:
+            self._noted.add(kind)
+            logger.warning(message + " (logged once per image set)", *args)
+
+    def _from_file(self, path: Path) -> Image.Image:
+        try:
+            with Image.open(path) as image:
+                if image.mode != "RGB":
+                    self._note(f"mode {image.mode}", "%s: %s image converted to RGB", path, image.mode)
+                if min(image.size) < TINY_SIDE:
+                    self._note("tiny", "%s: only %dx%d pixels, upsampled by the model's resize", path, *image.size)
+                return image.convert("RGB")
+        except (OSError, ValueError) as error:  # PIL's messages name no file
+            raise corrupt_file(path, "an image", error) from error
 
     def __len__(self) -> int:
         if self._files is not None:
@@ -57,18 +81,21 @@ class ImageSet:
 
     def __getitem__(self, index: int) -> Image.Image | np.ndarray:
         if self._files is not None:
-            with Image.open(self._files[index]) as image:
-                return image.convert("RGB")
+            return self._from_file(self._files[index])
         if self._h5 is not None:
             if self._handle is None:
                 import h5py
 
                 self._handle = h5py.File(self._h5[0], "r")[self._h5[1]]
             return np.asarray(self._handle[index])
-        return self._array[index]
+        item = self._array[index]
+        if isinstance(item, Image.Image) and item.mode != "RGB":
+            self._note(f"mode {item.mode}", "image %d: %s image converted to RGB", index, item.mode)
+            item = item.convert("RGB")
+        return item
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_handle": None}
+        return {**self.__dict__, "_handle": None, "_noted": set()}
 
     def content_hash(self) -> str:
         """sha256 of every image's pixels, in order (keys the feature cache)."""

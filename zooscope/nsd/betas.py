@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
+from zooscope.errors import reading
+
 __all__ = ["BETA_SCALE", "beta_file_shape", "read_session_betas", "zscore_session"]
 
 logger = logging.getLogger(__name__)
@@ -25,9 +27,18 @@ BETA_SCALE = 300.0
 _BLOCK_BYTES = 64 << 20
 
 
+def _what(path: Path) -> str:
+    return f"an NSD beta file ({'HDF5' if path.name.endswith('.hdf5') else 'gzip NIfTI'})"
+
+
 def beta_file_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
     """(X, Y, Z, T) of a beta file (``.hdf5`` or ``.nii.gz``), read from its header."""
     path = Path(path)
+    with reading(path, _what(path)):
+        return _beta_file_shape(path)
+
+
+def _beta_file_shape(path: Path) -> tuple[int, int, int, int]:
     if path.name.endswith(".hdf5"):
         import h5py
 
@@ -70,6 +81,11 @@ def read_session_betas(
         ``int16 / 300``.
     """
     path = Path(path)
+    with reading(path, _what(path)):
+        return _read_session_betas(path, voxels, block_trials)
+
+
+def _read_session_betas(path: Path, voxels: ArrayLike, block_trials: int | None) -> np.ndarray:
     xyz = np.asarray(voxels, dtype=np.int64)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise ValueError(f"voxels must be [n_voxels, 3] (x, y, z), got shape {xyz.shape}")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
+from zooscope.errors import reading
 from zooscope.nsd.layout import NSDLayout
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ class NSDDesign:
         from scipy.io import loadmat
 
         path = layout.require(layout.expdesign, "the trial-to-image mapping (design)")
-        mat = loadmat(path)
+        with reading(path, "nsd_expdesign.mat (MATLAB file)"):
+            mat = loadmat(path)
         missing = [k for k in ("masterordering", "subjectim", "sharedix") if k not in mat]
         if missing:
             raise ValueError(f"{path} lacks the field(s) {missing}; is it nsd_expdesign.mat?")

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from zooscope.benchmark import Benchmark, _AtomicBenchmarkWriter, _read_rows, default_splits
+from zooscope.errors import reading
 from zooscope.nsd.betas import BETA_SCALE, beta_file_shape, read_session_betas, zscore_session
 from zooscope.nsd.design import NSDDesign, repetition_index
 from zooscope.nsd.layout import BETA_FORMATS, NSDLayout
@@ -252,7 +253,9 @@ def prepare(
 
     import h5py
 
-    with h5py.File(stim_path, "r") as stim_file:
+    with reading(stim_path, "nsd_stimuli.hdf5 (HDF5)"):
+        stim_file = h5py.File(stim_path, "r")  # only the opening: later errors are not its fault
+    with stim_file:
         if "imgBrick" not in stim_file:
             raise ValueError(f"{stim_path} has no dataset 'imgBrick'")
         brick = stim_file["imgBrick"]

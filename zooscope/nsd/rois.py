@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from zooscope.errors import reading
 from zooscope.nsd.layout import FLOC_DOMAINS, NSDLayout
 
 __all__ = [
@@ -88,7 +89,7 @@ def read_ctab(path: str | Any) -> dict[int, str]:
         Label index -> name; lines that do not start with an integer are skipped.
     """
     names: dict[int, str] = {}
-    with open(path) as fh:
+    with reading(path, "a FreeSurfer colour table (.ctab)"), open(path, encoding="utf-8") as fh:
         for line in fh:
             parts = line.split()
             if len(parts) < 2 or parts[0].startswith("#"):
@@ -123,8 +124,10 @@ class ROIVolumes:
 
         key = str(path)
         if key not in self._cache:
-            img = nib.load(self.layout.require(path, purpose))
-            data = np.asarray(img.dataobj)
+            self.layout.require(path, purpose)
+            with reading(path, f"a NIfTI volume ({purpose})"):
+                img = nib.load(path)
+                data = np.asarray(img.dataobj)
             if data.ndim == 4 and data.shape[3] == 1:
                 data = data[..., 0]
             if data.ndim != 3:

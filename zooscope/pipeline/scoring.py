@@ -1,8 +1,10 @@
 """Score one model against a benchmark: every layer, cRSA + veRSA + encoding r, per subject x ROI.
 
-The defaults reproduce Conwell et al. (2024): cRSA on full-feature RSMs; veRSA on sparse random
-projections (eps=0.1, seed 0) with per-voxel ridge over logspace(-1, 5, 7) chosen by exact
-leave-one-out Pearson r on the training images; best layer chosen by its train score.
+cRSA on full-feature RSMs; veRSA on sparse random projections (eps=0.1, seed 0) with per-voxel
+ridge over logspace(-1, 5, 7) chosen by exact leave-one-out Pearson r on the training images;
+best layer chosen by its train score. The defaults differ from the published procedure of Conwell
+et al. (2024) in a few documented settings; ``ScoringConfig.conwell2024()`` is that procedure
+step for step (:mod:`zooscope.pipeline.profiles`, ``docs/profiles.md``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from zooscope._hashing import hash_json
 from zooscope.benchmark import Benchmark
 from zooscope.pipeline.predictions import UNIT_METRICS, BestPredictions, KeepBest
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
-from zooscope.rsa.encoding import ALL_UNITS
+from zooscope.rsa.encoding import ALL_UNITS, TRAIN_PREDICTIONS
 from zooscope.rsa.vocabulary import METRICS
 from zooscope.zoo.manifest import ModelEntry
 
@@ -48,11 +50,49 @@ class ScoringConfig:
     layers: str | None = None  # regex: score only matching layer names (None: every layer)
     train_split: str = "train"
     test_split: str = "test"
+    # Settings a profile names (zooscope.pipeline.profiles); the defaults are profile "default".
+    profile: str = "default"
+    preprocessing: str = "library"  # zoo.sources.base.PREPROCESSING
+    layer_policy: str = "all"  # feature_extraction.layers.LAYER_POLICIES
+    srp_mode: str = "fast"  # "sklearn": SparseRandomProjection(k, random_state=srp_seed) per layer
+    srp_upsample: bool = False  # project layers with p <= k too
+    train_predictions: str = "loo"  # "loo_centred": LOO predictions without the voxel mean
+    degenerate_z: float | None = None  # best-layer selection drops rows with z(test - train) below
 
     def __post_init__(self) -> None:
+        from zooscope.feature_extraction.layers import LAYER_POLICIES
+        from zooscope.pipeline.profiles import PROFILES
+        from zooscope.zoo.sources.base import PREPROCESSING
+
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+        choices = {
+            "profile": tuple(PROFILES),
+            "preprocessing": PREPROCESSING,
+            "layer_policy": tuple(LAYER_POLICIES),
+            "srp_mode": ("fast", "sklearn"),
+            "train_predictions": TRAIN_PREDICTIONS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_profile(cls, name: str, **overrides: Any) -> ScoringConfig:
+        """The config of profile ``name`` (:data:`~zooscope.pipeline.profiles.PROFILES`).
+
+        ``overrides`` set other fields (metrics, subjects, ROIs, a layer regex...); the profile's
+        name stays on the config, and every setting enters its hash.
+        """
+        from zooscope.pipeline.profiles import get_profile
+
+        return cls(**{**get_profile(name).settings, **overrides, "profile": name})
+
+    @classmethod
+    def conwell2024(cls, **overrides: Any) -> ScoringConfig:
+        """The published procedure of Conwell et al. (2024), step for step (``docs/profiles.md``)."""
+        return cls.from_profile("conwell2024", **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,6 +293,7 @@ def score_layer(
             compare=config.compare,
             backend=ridge_backend,
             return_rsms="versa" in config.metrics,
+            train_predictions=config.train_predictions,
             return_predictions=predictions is not None,
         )
         if diagnostics is not None:
@@ -326,7 +367,7 @@ def score_model(
     started = time.perf_counter()
     brain = brain or BrainData.from_benchmark(benchmark, config)
     try:
-        loaded = load_model(entry, device=options.device)
+        loaded = load_model(entry, device=options.device, preprocessing=config.preprocessing)
     except Exception as error:
         raise ScoringError("load", error) from error
     need_srp = bool({"versa", "encoding_r"} & set(config.metrics))
@@ -344,6 +385,10 @@ def score_model(
         eps=config.eps,
         n_components=config.n_components,
         seed=config.srp_seed,
+        srp_mode=config.srp_mode,  # type: ignore[arg-type]
+        upsample=config.srp_upsample,
+        layer_policy=config.layer_policy,
+        profile=config.profile,
         srp=need_srp,
         rsm="crsa" in config.metrics,
         rsm_from=config.rsm_from,  # type: ignore[arg-type]

@@ -3,7 +3,11 @@
 The unit of work is one model. Models already complete for this benchmark hash and scoring
 config are skipped, so a killed survey resumes where it stopped; each model's rows are written in
 one transaction by the client only (Dask workers return score tables); a model that raises is
-recorded in ``failures`` with its stage and traceback, and the survey goes on.
+recorded in ``failures`` with its stage and traceback, and the survey goes on. The client opens the
+database only for each write (:class:`~zooscope.results.session.ShortWrites`), so readers and a
+second survey can use the file while this one runs; a run ended by Ctrl-C or SIGTERM is marked
+``interrupted``, not finished. Noise ceilings are computed per group and stored as each is done; a
+group that fails is recorded like a model failure (``ceiling <group>``) and never stops the survey.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import contextlib
 import functools
 import logging
 import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -20,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from zooscope.benchmark import Benchmark
+from zooscope.errors import InputFileError
 from zooscope.logs import current_log_file, log_to_file
+from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
 from zooscope.pipeline.diagnostics import model_summary_lines
 from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
 from zooscope.pipeline.scoring import (
@@ -36,11 +43,13 @@ from zooscope.pipeline.scoring import (
     score_model,
 )
 from zooscope.results.db import ResultsDB
+from zooscope.results.session import ShortWrites
 from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["Failure", "SurveyReport", "compute_ceilings", "make_client", "score_task", "survey"]
 
 
 @dataclass
@@ -63,6 +72,7 @@ class SurveyReport:
     skipped_failed: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    ceiling_failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     log_file: Path | None = None  # where the detail went
 
@@ -86,45 +96,74 @@ def score_task(entry: ModelEntry, benchmark_path: str, config: ScoringConfig, op
         return Failure(entry.model_uid, "setup", f"{type(error).__name__}: {error}", traceback.format_exc())
 
 
-def compute_ceilings(
-    benchmark: Benchmark, config: ScoringConfig, n_sims: int = 50, seed: int = 0, backend: str = "auto"
-) -> pd.DataFrame:
-    """GSN RSA noise ceilings of every subject x ROI group on the test images.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``subject, roi, method, value, lower, upper, note``: the median Monte Carlo
-        ceiling, the 2.5/97.5 percentiles of its simulations, and how the GSN scale grid was
-        widened where it had to be (None otherwise).
-    """
-    from zooscope.pipeline.scoring import _subjects, split_label
-    from zooscope.rsa import rsa_noise_ceiling
-
-    groups = benchmark.groups(subjects=_subjects(benchmark, config.subjects), rois=list(config.rois) if config.rois else None)
-    test = benchmark.splits[config.test_split]
-    rows = []
-    for label, units in tqdm(groups.items(), desc="noise ceilings", unit="group", disable=None):
-        data = benchmark.responses(units, test)
-        complete = ~np.isnan(data).any(axis=(0, 1))
-        data = data[:, :, complete]  # GSN needs complete trials: keep repetitions present for all
-        if data.shape[2] < 2:
-            logger.warning("group %s has fewer than 2 complete repetitions: no ceiling", label)
-            continue
-        result = rsa_noise_ceiling(data, n_sims=n_sims, seed=seed, backend=backend)
-        low, high = np.percentile(result.ncdist, [2.5, 97.5])
-        subject, roi = split_label(label)
-        rows.append({"subject": subject, "roi": roi, "method": RSA_CEILING_METHOD, "value": float(result.nc), "lower": float(low), "upper": float(high), "note": result.note})
-        logger.debug("ceiling %s: %.3f [%.3f, %.3f]%s", label, result.nc, low, high, f" ({result.note})" if result.note else "")
-    table = pd.DataFrame(rows, columns=["subject", "roi", "method", "value", "lower", "upper", "note"])
-    if len(table):
-        widened = int(table["note"].notna().sum())
-        logger.info(
-            "noise ceilings of %d subject x ROI group(s): %.3f to %.3f%s",
-            len(table), table["value"].min(), table["value"].max(),
-            f"; {widened} needed a wider GSN scale grid (noted in the ceilings table)" if widened else "",
+def _verify(bench: Benchmark) -> None:
+    """Refuse a benchmark whose data no longer matches its content hash."""
+    started = time.perf_counter()
+    if not bench.verify():
+        raise InputFileError(
+            bench.path,
+            "a Benchmark file",
+            f"its data no longer match its content hash {bench.content_hash} (changed or damaged "
+            "since it was written)",
+            "restore a good copy or write it again (zooscope nsd prepare); --no-verify skips this check",
         )
-    return table
+    logger.debug("benchmark %s verified in %.1fs", bench.path, time.perf_counter() - started)
+
+
+def _check_scorable(bench: Benchmark, config: ScoringConfig) -> None:
+    """Refuse, once and before any model, units that every model would fail on (no data at all)."""
+    from zooscope.pipeline.scoring import _subjects
+
+    groups = bench.groups(subjects=_subjects(bench, config.subjects), rois=list(config.rois) if config.rois else None)
+    units = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, np.int64)
+    bad = units[np.isnan(bench.mean_responses(units)).any(axis=1)] if units.size else units
+    if bad.size:
+        labels = [label for label, idx in groups.items() if np.isin(idx, bad).any()]
+        raise InputFileError(
+            bench.path,
+            "a Benchmark file to score",
+            f"{bad.size} unit(s) (e.g. {bad[:5].tolist()}) have no repetition at all for some images, "
+            f"in group(s) {', '.join(labels)}",
+            "drop them when preparing the benchmark, or leave their groups out (--subjects/--rois)",
+        )
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Treat SIGTERM (Slurm's scancel or time limit) like Ctrl-C, so the run is marked interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _store_ceilings(
+    session: ShortWrites, run_id: str, bench: Benchmark, config: ScoringConfig, n_sims: int,
+    have: set[str], report: SurveyReport,
+) -> None:  # fmt: skip
+    """Compute the missing ceilings, storing each group's as soon as it is done."""
+    values, noted = [], 0
+    for result in iter_ceilings(bench, config, n_sims=n_sims, skip=have):
+        with session.open() as results:
+            store_ceiling(results, run_id, bench.content_hash, result)
+        if not result.ok:
+            report.ceiling_failures.append(Failure(f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""))
+        else:
+            values.append((result.row or {})["value"])
+            noted += bool((result.row or {}).get("note"))
+    if values:
+        logger.info(
+            "noise ceilings of %d subject x ROI group(s): %.3f to %.3f%s", len(values), min(values), max(values),
+            f"; {noted} with a note in the ceilings table (e.g. a widened GSN scale grid)" if noted else "",
+        )
 
 
 def _in_process(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions) -> Iterator[ModelScores | Failure]:
@@ -179,6 +218,7 @@ def survey(
     n_sims: int = 50,
     client: Any = None,
     gpu_resources: bool = False,
+    verify: bool = True,
     log_file: str | os.PathLike[str] | bool | None = None,
 ) -> SurveyReport:
     """Score every model of a manifest that is not yet complete for this benchmark and config.
@@ -204,6 +244,9 @@ def survey(
         Run models on this Dask cluster (see :func:`make_client`); in-process when None.
     gpu_resources : bool
         Ask Dask for a ``GPU`` worker resource per model.
+    verify : bool
+        Check the benchmark's content hash against its data once at the start (bit rot in
+        ``/responses`` or ``/stimuli`` would otherwise go unnoticed).
     log_file : path or bool, optional
         Where the survey's full detail (per-layer diagnostics, at debug level) is appended.
         Default: next to the database (``results.duckdb`` -> ``results.log``), unless logging
@@ -224,68 +267,71 @@ def survey(
             raise KeyError(f"model(s) not in the manifest: {', '.join(missing)}")
         entries = [e for e in entries if e.model_uid in set(models)]
     bench = Benchmark.open(benchmark)
-    results = db if isinstance(db, ResultsDB) else ResultsDB(db)
-    if log_file is None and current_log_file() is None:
-        log_file = results.path.with_suffix(".log")
-    try:
-        with log_to_file(log_file) if log_file else contextlib.nullcontext():
-            report = _survey(entries, benchmark, bench, results, config, options, retry_failed, ceilings, n_sims, client, gpu_resources)
-    finally:
-        if not isinstance(db, ResultsDB):
-            results.close()
-    report.seconds = time.perf_counter() - started
-    report.log_file = Path(log_file) if log_file else current_log_file()
-    return report
-
-
-def _survey(
-    entries: list[ModelEntry], benchmark: str | os.PathLike[str], bench: Benchmark, results: ResultsDB, config: ScoringConfig,
-    options: RunOptions, retry_failed: bool, ceilings: bool, n_sims: int, client: Any, gpu_resources: bool,
-) -> SurveyReport:
-    """The body of :func:`survey`, with its log file attached."""
+    if verify:
+        _verify(bench)
+    _check_scorable(bench, config)
+    session = ShortWrites(db)
     manifest_name = entries[0].manifest if entries else None
-    run_id = results.start_run(bench.content_hash, config.to_dict(), manifest_name)
-    report = SurveyReport(run_id)
-    try:
-        if ceilings and results.ceilings(bench.content_hash).empty:
-            results.write_ceilings(bench.content_hash, compute_ceilings(bench, config, n_sims=n_sims))
-        if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
-            brain = _brain_for(str(benchmark), bench.content_hash, config)
-            results.write_responses(bench.content_hash, observed_responses(brain))
+    with session.open() as results:
+        run_id = results.start_run(bench.content_hash, config.to_dict(), manifest_name)
         done = results.completed_models(bench.content_hash, config.hash)
         failed_before = set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
-        todo = []
-        for entry in entries:
-            if not entry.available:
-                report.unavailable.append(entry.model_uid)
-                logger.warning("skipping %s: marked unavailable (%s)", entry.model_uid, entry.unavailable_reason)
-            elif entry.model_uid in done:
-                report.skipped_complete.append(entry.model_uid)
-            elif entry.model_uid in failed_before:
-                report.skipped_failed.append(entry.model_uid)
-            else:
-                todo.append(entry)
-        logger.info(
-            "survey %s: %d to score, %d complete, %d failed before (use --retry-failed), %d unavailable",
-            run_id, len(todo), len(report.skipped_complete), len(report.skipped_failed), len(report.unavailable),
-        )
-        stream = _on_dask(todo, str(benchmark), config, options, client, gpu_resources) if client is not None else _in_process(todo, str(benchmark), config, options)
-        with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
-            for outcome in stream:
-                if isinstance(outcome, Failure):
-                    results.record_failure(run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback)
-                    report.failed.append(outcome)
-                    logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
+        stored = results.ceilings(bench.content_hash)
+    have_ceilings = {f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == RSA_CEILING_METHOD}
+    logs = contextlib.ExitStack()
+    if log_file is None and current_log_file() is None:
+        log_file = session.path.with_suffix(".log")
+    if log_file:
+        logs.enter_context(log_to_file(log_file))
+    report = SurveyReport(run_id)
+    status = "interrupted"
+    try:
+        with _sigterm_interrupts():
+            if ceilings:
+                _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
+            if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
+                brain = _brain_for(str(benchmark), bench.content_hash, config)
+                with session.open() as results:
+                    results.write_responses(bench.content_hash, observed_responses(brain))
+            todo = []
+            for entry in entries:
+                if not entry.available:
+                    report.unavailable.append(entry.model_uid)
+                    logger.warning("skipping %s: marked unavailable (%s)", entry.model_uid, entry.unavailable_reason)
+                elif entry.model_uid in done:
+                    report.skipped_complete.append(entry.model_uid)
+                elif entry.model_uid in failed_before:
+                    report.skipped_failed.append(entry.model_uid)
                 else:
-                    results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions)
-                    uid = outcome.model["model_uid"]
-                    report.scored.append(uid)
-                    best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
-                    logger.info("%s: %d layers in %.0fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
-                    random_init = outcome.model.get("weights") == "random"
-                    for line in model_summary_lines(uid, outcome.layers, outcome.scores, random_init=random_init):
-                        logger.info(line)
-                bar.update(1)
+                    todo.append(entry)
+            logger.info(
+                "survey %s: %d to score, %d complete, %d failed before (use --retry-failed), %d unavailable",
+                run_id, len(todo), len(report.skipped_complete), len(report.skipped_failed), len(report.unavailable),
+            )
+            stream = _on_dask(todo, str(benchmark), config, options, client, gpu_resources) if client is not None else _in_process(todo, str(benchmark), config, options)
+            with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
+                for outcome in stream:
+                    if isinstance(outcome, Failure):
+                        with session.open() as results:
+                            results.record_failure(run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback)
+                        report.failed.append(outcome)
+                        logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
+                    else:
+                        with session.open() as results:
+                            results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions)
+                        uid = outcome.model["model_uid"]
+                        report.scored.append(uid)
+                        best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
+                        logger.info("%s: %d layers in %.0fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
+                        random_init = outcome.model.get("weights") == "random"
+                        for line in model_summary_lines(uid, outcome.layers, outcome.scores, random_init=random_init):
+                            logger.info(line)
+                    bar.update(1)
+        status = "finished"
     finally:
-        results.finish_run(run_id)
+        with session.open() as results:
+            results.finish_run(run_id, status)
+        logs.close()
+    report.seconds = time.perf_counter() - started
+    report.log_file = Path(log_file) if log_file else current_log_file()
     return report

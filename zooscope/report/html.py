@@ -25,6 +25,10 @@ REPORT_CONTRASTS = (
     "compare_diet_imagenetsize",
     "compare_goal_contrastive",
     "compare_goal_slip",
+    "compare_goal_taskonomy_tasks",
+    "compare_goal_taskonomy_cluster",
+    "compare_diet_ipcl",
+    "compare_goal_expertise",
     "arch_class",
     "task",
 )
@@ -61,6 +65,7 @@ def build_report(
     seed: int = 0,
     title: str = "zooscope report",
     roi: str | None = None,
+    profile: str | None = None,
     pair_by: str | None = None,
     contrast: str | None = None,
 ) -> Path:
@@ -81,6 +86,9 @@ def build_report(
     roi : str, optional
         The ROI every section reports (rankings, contrasts and similarity mix nothing across
         ROIs). Default: ``OTC`` when the database has it, else the first ROI in sort order.
+    profile : str, optional
+        Report only the results of this scoring profile, best layers chosen by its rule (all
+        results when None).
     pair_by, contrast : str, optional
         The matched-pairs comparison (e.g. ``"arch"``, ``"task=memorability,classification"``);
         found in the models table when not given
@@ -95,14 +103,19 @@ def build_report(
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     models = db.models()
-    summary = db.summary()
+    best = None
+    if profile is not None:
+        from zooscope.stats.degenerate import profile_best_layer_scores
+
+        best = profile_best_layer_scores(db, profile)
+    summary = db.summary(best=best)
     rois = sorted(summary["roi"].dropna().unique())
     roi = roi or ("OTC" if "OTC" in rois or not rois else rois[0])
     if rois and roi not in rois:
         raise ValueError(f"no scores for ROI {roi!r}; the database has {', '.join(rois)}")
     summary = summary[summary["roi"] == roi]
     metrics = tuple(m for m in metrics if m in set(summary["metric"]))
-    model_scores = contrasts.score_frame(db, metric=list(metrics), level="model", roi=roi)
+    model_scores = contrasts.score_frame(db, metric=list(metrics), level="model", roi=roi, profile=profile)
     sections: list[str] = []
 
     # --- ranked models

@@ -10,7 +10,9 @@ migration functions in ``_MIGRATIONS``):
     manifest column (``compare_*``, notes, published statistics, ...) in ``metadata`` (JSON).
 ``runs``
     One row per survey or import run: timing, zooscope version, benchmark hash, scoring config
-    (JSON) and its hash, host and manifest.
+    (JSON) and its hash, host and manifest; ``status`` is ``running``, ``finished`` or
+    ``interrupted`` (``finished_at`` is set only for a finished run; a killed one stays
+    ``running`` with no finish time).
 ``layers``
     Per model, benchmark and config: layer index, name, module type, feature count and
     (optionally) effective dimensionality.
@@ -20,8 +22,8 @@ migration functions in ``_MIGRATIONS``):
     benchmark_hash, config_hash) is unique (enforced by :meth:`ResultsDB.write_model`, checked by
     :meth:`ResultsDB.duplicate_score_keys`).
 ``ceilings``
-    Noise ceilings per benchmark, subject, ROI and method (value and interval, and a ``note`` on
-    how the value was obtained where that differs from the default).
+    Noise ceilings per benchmark, subject, ROI and method (value and interval), with the number
+    of units used (``n_units``) and left out (``n_dropped``: constant, all-NaN, ...; ``note``).
 ``failures``
     Models that raised, with the stage, error and traceback.
 ``rsms``
@@ -60,6 +62,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import shutil
 import socket
 import threading
 import uuid
@@ -71,12 +74,14 @@ import numpy as np
 import pandas as pd
 
 from zooscope._hashing import hash_json
-from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, SPLITS
+from zooscope.errors import SchemaVersionError
+from zooscope.results.locking import connect_waiting
+from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, RSA_METRICS, SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -106,6 +111,9 @@ _RSM_INPUT = ("metric", "subject", "roi", "layer_name", "split", "rsm")
 _CEILING_INPUT = ("subject", "roi", "method", "value", "lower", "upper")
 _PREDICTION_INPUT = ("metric", "subject", "roi", "layer_name", "split", "prediction")
 _RESPONSE_INPUT = ("subject", "roi", "split", "response")
+_CEILING_OPTIONAL = {"n_units": "Int64", "n_dropped": "Int64", "note": object}
+#: ``runs.status`` values.
+RUN_STATUSES = ("running", "finished", "interrupted")
 #: Key of a best-layer selection in the ``scores`` table.
 _BEST_LAYER_KEY = ("model_uid", "subject", "roi", "metric", "benchmark_hash", "config_hash")
 
@@ -228,17 +236,26 @@ def _migration_2_unit_predictions(con: Any) -> None:
     )
 
 
+def _migration_3_run_status_ceiling_units(con: Any) -> None:
+    """Version 3: ``runs.status`` (an interrupted run is not finished) and ceiling unit counts."""
+    con.execute("ALTER TABLE runs ADD COLUMN status VARCHAR")
+    con.execute(
+        "UPDATE runs SET status = CASE WHEN finished_at IS NULL THEN 'running' ELSE 'finished' END"
+    )
+    con.execute("ALTER TABLE ceilings ADD COLUMN n_units BIGINT")
+    con.execute("ALTER TABLE ceilings ADD COLUMN n_dropped BIGINT")
+    con.execute("ALTER TABLE ceilings ADD COLUMN note VARCHAR")
+
+
 def _migration_quiet_diagnostics(con: Any) -> None:
-    """Per-layer alpha-edge diagnostic, a note on each ceiling, best layers chosen in Python.
+    """Per-layer alpha-edge diagnostic; best layers chosen in Python, not by a view.
 
     ``layers.alpha_edge_fraction``: the fraction of units whose ridge alpha sits at an edge of
-    the grid. ``ceilings.note``: how a ceiling was obtained where that differs from the default
-    (e.g. a widened GSN scale grid). The ``best_layer_scores`` view goes: the one best-layer
+    the grid. The ``best_layer_scores`` view goes: the one best-layer
     rule is :func:`zooscope.rsa.select_best_layers`, which :meth:`ResultsDB.best_layer_scores`
     calls (a view frozen into each file would become a second rule).
     """
     con.execute("ALTER TABLE layers ADD COLUMN alpha_edge_fraction DOUBLE")
-    con.execute("ALTER TABLE ceilings ADD COLUMN note VARCHAR")
     con.execute("DROP VIEW IF EXISTS best_layer_scores")
 
 
@@ -246,6 +263,7 @@ def _migration_quiet_diagnostics(con: Any) -> None:
 _MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_1_initial,
     _migration_2_unit_predictions,
+    _migration_3_run_status_ceiling_units,
     _migration_quiet_diagnostics,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
@@ -345,6 +363,9 @@ class ResultsDB:
         The database file; created (with parent folders) if absent, migrated if older.
     read_only : bool
         Open without write access (no migration; fails on a file that needs one).
+    timeout : float, optional
+        Seconds to wait while another process holds the file's lock (default
+        ``$ZOOSCOPE_DB_TIMEOUT`` or 600); see :mod:`zooscope.results.locking`.
 
     Examples
     --------
@@ -354,16 +375,15 @@ class ResultsDB:
     ...     db.finish_run(run_id)
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
-        import duckdb
-
+    def __init__(self, path: str | Path, read_only: bool = False, timeout: float | None = None) -> None:
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise FileNotFoundError(f"no results database at {self.path}")
         self._lock = threading.RLock()
-        self._con = duckdb.connect(str(self.path), read_only=read_only)
+        self._timeout = timeout
+        self._con = connect_waiting(self.path, read_only=read_only, timeout=timeout)
         self.read_only = read_only
         self._migrate()
 
@@ -418,17 +438,21 @@ class ResultsDB:
     def _migrate(self) -> None:
         version = self.schema_version
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise SchemaVersionError(
                 f"{self.path} has schema version {version}, newer than this zooscope "
-                f"({SCHEMA_VERSION}); upgrade zooscope to read it"
+                f"({SCHEMA_VERSION})\n  upgrade zooscope to read it, or go back to the copy the "
+                f"upgrade kept: {_backup_path(self.path, SCHEMA_VERSION)} (results written since are "
+                "not in it)"
             )
         if version == SCHEMA_VERSION:
             return
         if self.read_only:
-            raise RuntimeError(
-                f"{self.path} has schema version {version} < {SCHEMA_VERSION}; open it once "
-                "without read_only to upgrade it"
+            raise SchemaVersionError(
+                f"{self.path} has schema version {version} < {SCHEMA_VERSION}\n  open it once for "
+                "writing to upgrade it (e.g. zooscope results upgrade --db FILE)"
             )
+        if version > 0:
+            self._backup_before_upgrade(version)
         for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
             # A new file passes through every migration: only upgrades of old files are news.
             logger.log(
@@ -442,6 +466,17 @@ class ResultsDB:
                 con.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)")
                 con.execute("DELETE FROM schema_info")
                 con.execute("INSERT INTO schema_info VALUES (?)", [target])
+
+    def _backup_before_upgrade(self, version: int) -> None:
+        """Copy the file before migrating it: the way back for an older zooscope (a downgrade)."""
+        backup = _backup_path(self.path, version)
+        self._con.close()
+        try:
+            if not backup.exists():
+                shutil.copy2(self.path, backup)
+                logger.info("upgrading %s; the version-%d file is kept as %s", self.path, version, backup)
+        finally:
+            self._con = connect_waiting(self.path, read_only=False, timeout=self._timeout)
 
     def _insert_frame(self, con: Any, table: str, frame: Any, columns: list[str]) -> None:
         """Insert a DataFrame or Arrow table through registration (no values in SQL text)."""
@@ -486,7 +521,9 @@ class ResultsDB:
         run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         with self._lock:
             self.con.execute(
-                "INSERT INTO runs VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, started_at, finished_at, zooscope_version, "
+                "benchmark_hash, config_hash, config, host, manifest, status) "
+                "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'running')",
                 [
                     run_id,
                     started,
@@ -500,11 +537,24 @@ class ResultsDB:
             )
         return run_id
 
-    def finish_run(self, run_id: str) -> None:
-        """Stamp a run's finish time."""
+    def finish_run(self, run_id: str, status: str = "finished") -> None:
+        """Set a run's status; a ``finished`` run also gets its finish time.
+
+        Parameters
+        ----------
+        run_id : str
+        status : {"finished", "interrupted"}
+            ``interrupted`` (Ctrl-C, SIGTERM from a scheduler) leaves ``finished_at`` NULL.
+        """
+        if status not in RUN_STATUSES[1:]:
+            raise ValueError(f"status must be one of {RUN_STATUSES[1:]}, got {status!r}")
         with self._lock:
             self._run(run_id)
-            self.con.execute("UPDATE runs SET finished_at = ? WHERE run_id = ?", [_now(), run_id])
+            finished = _now() if status == "finished" else None
+            self.con.execute(
+                "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
+                [finished, status, run_id],
+            )
 
     def _run(self, run_id: str) -> tuple[str, str]:
         row = self.con.execute(
@@ -517,6 +567,18 @@ class ResultsDB:
     def runs(self) -> pd.DataFrame:
         """All runs, oldest first."""
         return self._query("SELECT * FROM runs ORDER BY started_at")
+
+    def config_profiles(self) -> pd.DataFrame:
+        """``config_hash -> profile`` of every run's scoring config (``default`` when it names none)."""
+        return self._query(
+            "SELECT DISTINCT config_hash, coalesce(json_extract_string(config, '$.profile'), 'default') "
+            "AS profile FROM runs ORDER BY config_hash"
+        )
+
+    def profile_config_hashes(self, profile: str) -> list[str]:
+        """Config hashes of the runs made under scoring profile ``profile``."""
+        table = self.config_profiles()
+        return sorted(table.loc[table["profile"] == profile, "config_hash"])
 
     # ---------------------------------------------------------------- resumability
     def completed_models(self, benchmark_hash: str, config_hash: str) -> set[str]:
@@ -725,15 +787,18 @@ class ResultsDB:
         """All recorded failures, oldest first."""
         return self._query("SELECT * FROM failures ORDER BY time")
 
-    def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame) -> None:
-        """Replace the noise ceilings of a benchmark.
+    def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame, groups_only: bool = False) -> None:
+        """Replace the noise ceilings of a benchmark (or, with ``groups_only``, of the given groups).
 
         Parameters
         ----------
         benchmark_hash : str
-        df : DataFrame, shape (n_rows, 6 or 7)
-            Columns ``subject, roi, method, value, lower, upper`` (``lower``/``upper`` may be NaN)
-            and optionally ``note`` (how the value was obtained, where it matters).
+        df : DataFrame, shape (n_rows, 6 to 9)
+            Columns ``subject, roi, method, value, lower, upper`` (``lower``/``upper`` may be NaN),
+            optionally ``n_units, n_dropped, note``.
+        groups_only : bool
+            Replace only the rows of the (subject, roi, method) keys in ``df``, keeping the others
+            (a ceiling stored as soon as it is computed).
         """
         _require_columns(df, _CEILING_INPUT, "ceilings")
         notes = df["note"] if "note" in df else pd.Series([None] * len(df), index=df.index)
@@ -749,10 +814,21 @@ class ResultsDB:
                 "note": notes.astype(object).where(notes.notna(), None),
             }
         )
+        for column, dtype in _CEILING_OPTIONAL.items():
+            if column in df.columns:
+                frame[column] = df[column].astype(dtype)
         if frame.duplicated(["subject", "roi", "method"]).any():
             raise ValueError("ceilings repeat a (subject, roi, method)")
         with self._transaction() as con:
-            con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
+            if groups_only:
+                for subject, roi, method in frame[["subject", "roi", "method"]].itertuples(index=False):
+                    con.execute(
+                        "DELETE FROM ceilings WHERE benchmark_hash = ? AND subject = ? AND roi = ? "
+                        "AND method = ?",
+                        [benchmark_hash, subject, roi, method],
+                    )
+            else:
+                con.execute("DELETE FROM ceilings WHERE benchmark_hash = ?", [benchmark_hash])
             self._insert_frame(con, "ceilings", frame, list(frame.columns))
 
     def write_responses(self, benchmark_hash: str, df: pd.DataFrame) -> None:
@@ -846,12 +922,12 @@ class ResultsDB:
         return self._select("scores", filters)
 
     def best_layer_scores(
-        self, benchmark_hash: str | None = None, config_hash: str | None = None
+        self, benchmark_hash: str | None = None, config_hash: str | list[str] | None = None
     ) -> pd.DataFrame:
         """Best layer per model, subject, ROI, metric, benchmark and config.
 
         The rule is :func:`zooscope.rsa.select_best_layers`; published rows pass through (see
-        the module docstring).
+        the module docstring); ``config_hash`` may be a list.
 
         Returns
         -------
@@ -898,25 +974,93 @@ class ResultsDB:
         benchmark_hash: str | None = None,
         roi: str | None = None,
         ceiling_method: str = RSA_CEILING_METHOD,
+        profile: str | None = None,
+        best: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
         """Models ranked by their subject-mean best-layer test score, per metric.
 
-        Reads the best layers, ceilings and display names and hands them to
-        :func:`zooscope.stats.ranking.rank_models` (the statistics live there).
+        ``score`` is the mean over subjects of the best-layer test score; where a model has no
+        per-subject rows, the published subject mean (subject :data:`SUBJECT_MEAN`) is used and
+        ``n_subjects`` is 0. ``ceiling`` is the mean over the same subjects (all subjects of the
+        benchmark for published means) of the ``ceiling_method`` ceiling, for the RSA metrics only;
+        ``explained_variance`` is :func:`zooscope.rsa.explained_variance` (score² / ceiling², NaN
+        where the ceiling is missing or not positive).
+
+        Parameters
+        ----------
+        profile : str, optional
+            Only results made under this scoring profile (see :meth:`config_profiles`).
+        best : DataFrame, optional
+            Best-layer rows shaped like the ``best_layer_scores`` view, chosen elsewhere (e.g.
+            by a profile's selection rule, :func:`zooscope.stats.degenerate.profile_best_layer_scores`);
+            the view is used when None.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``metric, rank, model_uid, display_name, benchmark_hash, config_hash,
+            profile, roi, score, n_subjects, ceiling, explained_variance``, sorted by metric,
+            ROI and rank.
         """
-        from zooscope.stats.ranking import rank_models
+        from zooscope.rsa.partial import explained_variance
 
         if metric is not None and metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
-        return rank_models(
-            self.best_layer_scores(benchmark_hash=benchmark_hash),
-            self.ceilings(benchmark_hash),
-            self._query("SELECT model_uid, display_name FROM models"),
-            metric=metric,
-            roi=roi,
-            ceiling_method=ceiling_method,
-            subject_mean=SUBJECT_MEAN,
+        if best is None:
+            hashes = None if profile is None else self.profile_config_hashes(profile)
+            best = self.best_layer_scores(benchmark_hash=benchmark_hash, config_hash=hashes)
+        elif benchmark_hash is not None:
+            best = best[best["benchmark_hash"] == benchmark_hash]
+        if roi is not None:
+            best = best[best["roi"] == roi]
+        if metric is not None:
+            best = best[best["metric"] == metric]
+        keys = ["model_uid", "metric", "roi", "benchmark_hash", "config_hash"]
+        columns = [
+            "metric", "rank", "model_uid", "display_name", "benchmark_hash", "config_hash",
+            "profile", "roi", "score", "n_subjects", "ceiling", "explained_variance",
+        ]  # fmt: skip
+        if best.empty:
+            return pd.DataFrame(columns=columns)
+        ceil = self.ceilings(benchmark_hash)
+        ceil = ceil[ceil["method"] == ceiling_method]
+        is_mean = best["subject"] == SUBJECT_MEAN
+        per_subject = best[~is_mean].merge(
+            ceil[["benchmark_hash", "subject", "roi", "value"]],
+            on=["benchmark_hash", "subject", "roi"],
+            how="left",
         )
+        agg = (
+            per_subject.groupby(keys, dropna=False)
+            .agg(
+                score=("test_score", "mean"),
+                n_subjects=("subject", "nunique"),
+                ceiling=("value", "mean"),
+            )
+            .reset_index()
+        )
+        published = best[is_mean].rename(columns={"test_score": "score"})
+        published = published[~published.set_index(keys).index.isin(agg.set_index(keys).index)]
+        if len(published):
+            bench_ceil = ceil.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")
+            published = published.join(bench_ceil, on=["benchmark_hash", "roi"])
+            published = published.assign(n_subjects=0)[[*keys, "score", "n_subjects", "ceiling"]]
+            agg = pd.concat([agg, published], ignore_index=True)
+        agg.loc[~agg["metric"].isin(RSA_METRICS), "ceiling"] = np.nan
+        agg["explained_variance"] = explained_variance(
+            agg["score"].to_numpy(float), agg["ceiling"].to_numpy(float)
+        )
+        agg["rank"] = (
+            agg.groupby(["metric", "roi", "benchmark_hash", "config_hash"])["score"]
+            .rank(ascending=False, method="min")
+            .astype("Int64")
+        )
+        names = self._query("SELECT model_uid, display_name FROM models")
+        agg = agg.merge(names, on="model_uid", how="left")
+        # Imported (published) scores have runs too; a config without a run reads "default".
+        agg = agg.merge(self.config_profiles(), on="config_hash", how="left")
+        agg["profile"] = agg["profile"].fillna("default")
+        return agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
 
     # ---------------------------------------------------------------- export
     TABLES = (
@@ -978,6 +1122,11 @@ class ResultsDB:
             df.to_parquet(path, index=False)
         else:
             df.to_csv(path, index=False)
+
+
+def _backup_path(path: Path, version: int) -> Path:
+    """Where an upgrade keeps the version-``version`` copy of a results database."""
+    return path.with_name(f"{path.name}.schema{version}.bak")
 
 
 def _sql_path(path: Path) -> str:

@@ -26,7 +26,19 @@ from zooscope.rsa.vocabulary import SPLITS as _SPLITS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ALL_UNITS", "VersaResult", "groups_to_indices", "standardize", "versa"]
+__all__ = [
+    "ALL_UNITS",
+    "TRAIN_PREDICTIONS",
+    "VersaResult",
+    "groups_to_indices",
+    "standardize",
+    "versa",
+]
+
+#: What the train scores are computed from: exact leave-one-out predictions ("loo"), or the same
+#: predictions without each unit's training mean ("loo_centred"), as Conwell et al. (2024) stored
+#: them (scikit-learn's RidgeCV kept LOO values in the centred frame).
+TRAIN_PREDICTIONS = ("loo", "loo_centred")
 
 #: Index label of the all-units entry of :attr:`VersaResult.alpha_edge_fraction`.
 ALL_UNITS = "__all__"
@@ -175,6 +187,7 @@ def versa(
     backend: str = "numpy",
     return_rsms: bool = False,
     edge_warning: float = 0.2,
+    train_predictions: str = "loo",
     return_predictions: bool = False,
 ) -> VersaResult:
     """veRSA and encoding scores of one model layer.
@@ -203,6 +216,11 @@ def versa(
         Log (at debug level) when more than this fraction of units (in any group, or overall)
         chose the smallest or largest alpha; ``alpha_edge_fraction`` of the result holds the
         fractions, and the survey reports them per model.
+    train_predictions : {"loo", "loo_centred"}, default="loo"
+        Train scores from the exact LOO predictions, or from the LOO predictions minus each
+        unit's training mean (Conwell et al. 2024). Per-unit r is the same either way; the
+        predicted RSM, and so the train veRSA, is not (adding a per-unit offset changes the
+        correlation between two images' predicted patterns).
     return_predictions : bool, default=False
         Also return the predicted test responses of every unit (NaN for a constant layer).
 
@@ -247,8 +265,13 @@ def versa(
             scores, nan, edge, nan, nan.copy(), {} if return_rsms else None, predictions
         )
 
+    if train_predictions not in TRAIN_PREDICTIONS:
+        raise ValueError(f"train_predictions must be one of {TRAIN_PREDICTIONS}, got {train_predictions!r}")
     model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
-    pred = {"train": model.loo_predictions_, "test": model.predict(Xte)}
+    loo = model.loo_predictions_
+    if train_predictions == "loo_centred":
+        loo = loo - model.y_mean_
+    pred = {"train": loo, "test": model.predict(Xte)}
     actual = {"train": Y_train, "test": Y_test}
     unit_r = {split: pearson_columns(pred[split], actual[split]) for split in _SPLITS}
 

@@ -135,6 +135,9 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         Dual coefficients :math:`c` on the centred training features.
     intercept_ : np.ndarray, shape (t,)
         So that ``predict(X) = X @ coef_.T + intercept_``.
+    y_mean_ : np.ndarray, shape (t,)
+        Training mean of each target (0 without ``fit_intercept``): ``loo_predictions_ -
+        y_mean_`` are the LOO predictions in the centred frame (scikit-learn's ``cv_values_``).
     cv_values_ : np.ndarray, shape (n, t, n_alphas)
         Only if ``store_cv_values``.
     X_fit_ : np.ndarray, shape (n, p)
@@ -244,6 +247,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         self.loo_predictions_ = np.full((n, t), np.nan)
         self.dual_coef_ = np.zeros((n, t))
         self.intercept_ = np.full(t, np.nan)
+        self.y_mean_ = np.full(t, np.nan)
         self.cv_values_ = np.full((n, t, alphas.size), np.nan) if self.store_cv_values else None
         # x_mean @ Xc^T, so that intercept_ = y_mean - (Xc x_mean) . c (sklearn's intercept)
         xmean_proj = Xc @ self.X_mean_
@@ -267,6 +271,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
                 self.loo_predictions_[:, cols] = res.loo_pred
                 self.dual_coef_[:, cols] = res.dual
                 self.intercept_[cols] = y_mean - xmean_proj @ res.dual
+                self.y_mean_[cols] = y_mean
                 if res.cv is not None:
                     res.cv += y_mean[None, :, None]
                     self.cv_values_[:, cols, :] = res.cv

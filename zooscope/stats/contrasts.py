@@ -45,6 +45,7 @@ def score_frame(
     level: str = "subject",
     benchmark_hash: str | None = None,
     roi: str | None = None,
+    profile: str | None = None,
 ) -> pd.DataFrame:
     """Best-layer test scores joined with every model column.
 
@@ -57,6 +58,9 @@ def score_frame(
         are left out). ``"model"``: one row per model, the subject mean (or the published mean;
         see :meth:`ResultsDB.summary`), with ``subject`` set to ``"mean"``.
     benchmark_hash, roi : str, optional
+    profile : str, optional
+        Only results of this scoring profile, best layers chosen by its rule
+        (:func:`zooscope.stats.degenerate.profile_best_layer_scores`); all results when None.
 
     Returns
     -------
@@ -66,11 +70,16 @@ def score_frame(
     from zooscope.results.db import SUBJECT_MEAN
 
     metrics = [metric] if isinstance(metric, str) else metric
+    best = None
+    if profile is not None:
+        from zooscope.stats.degenerate import profile_best_layer_scores
+
+        best = profile_best_layer_scores(db, profile, benchmark_hash=benchmark_hash)
     if level == "subject":
-        df = db.best_layer_scores(benchmark_hash=benchmark_hash)
+        df = db.best_layer_scores(benchmark_hash=benchmark_hash) if best is None else best
         df = df[df["subject"] != SUBJECT_MEAN].rename(columns={"test_score": "score"})
     elif level == "model":
-        df = db.summary(benchmark_hash=benchmark_hash).assign(subject=SUBJECT_MEAN)
+        df = db.summary(benchmark_hash=benchmark_hash, best=best).assign(subject=SUBJECT_MEAN)
         df = df.drop(columns=["display_name"])
     else:
         raise ValueError(f"level must be 'subject' or 'model', got {level!r}")

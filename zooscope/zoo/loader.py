@@ -107,7 +107,9 @@ def _build(source: Source, entry: ModelEntry, pretrained: bool):
         raise
 
 
-def load_model(entry: ModelEntry, device: str = "cpu", weights: str | None = None) -> LoadedModel:
+def load_model(
+    entry: ModelEntry, device: str = "cpu", weights: str | None = None, preprocessing: str = "library"
+) -> LoadedModel:
     """Load the vision network of a manifest row with its own test-time preprocessing.
 
     Parameters
@@ -119,6 +121,9 @@ def load_model(entry: ModelEntry, device: str = "cpu", weights: str | None = Non
     weights : {"random"} or None
         ``"random"`` overrides the row's weights with its seeded random init (the row's
         preprocessing is kept); None uses the row as written.
+    preprocessing : {"library", "conwell2024"}
+        The library's own test-time transform, or the rule Conwell et al. (2024) used for the
+        row's source (:meth:`~zooscope.zoo.sources.base.Source.conwell2024_transform`).
 
     Returns
     -------
@@ -138,6 +143,7 @@ def load_model(entry: ModelEntry, device: str = "cpu", weights: str | None = Non
     source = get_source(entry.source)
     pretrained = not (entry.is_random or weights == "random")
     module, transform = _build(source, entry, pretrained)
+    transform = source.policy_transform(preprocessing, entry, transform, pretrained)
     device = resolve_device(device)
     module = module.eval().to(device)
     for parameter in module.parameters():

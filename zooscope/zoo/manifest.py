@@ -16,9 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zooscope.zoo.checkpoints import check_package_reference
 from zooscope.zoo.errors import ManifestError
 
-SOURCES = ("torchvision", "timm", "open_clip", "transformers", "checkpoint")
+# Libraries, then the model families whose code lives in zooscope/zoo/sources/ (one module each).
+SOURCES = (
+    "torchvision",
+    "timm",
+    "open_clip",
+    "transformers",
+    "checkpoint",
+    "taskonomy",
+    "ipcl",
+    "yolo",
+    "midas",
+)
+FAMILY_SOURCES = ("taskonomy", "ipcl", "yolo", "midas")
 ARCH_CLASSES = ("Convolutional", "Transformer", "MLP-Mixer", "Hybrid")
 REQUIRED_COLUMNS = (
     "model_uid",
@@ -61,6 +74,7 @@ _WEIGHTS = {
     ),
     "transformers": (re.compile(r"^pretrained$"), "'pretrained'"),
     "checkpoint": (re.compile(r"^pretrained$"), "'pretrained'"),
+    **{family: (re.compile(r"^pretrained$"), "'pretrained'") for family in FAMILY_SOURCES},
 }
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
@@ -74,7 +88,8 @@ class ModelEntry:
     ----------
     model_uid : str
         Unique identifier within the manifest (and the results database).
-    source : {"torchvision", "timm", "open_clip", "transformers", "checkpoint"}
+    source : str
+        One of :data:`SOURCES`.
     name : str
         The source's own identifier (for ``checkpoint``: the checkpoint location).
     weights : str
@@ -181,6 +196,16 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
             )
         elif arch and not _ARCH.match(arch):
             bad("arch", f"expected timm:<name> or torchvision:<name>, got {arch!r}")
+
+    # A manifest is data: a package: reference must be declared before anything may import it.
+    location_columns = ("name", "checkpoint") if source == "checkpoint" else ("checkpoint",)
+    for column in location_columns:
+        problem = check_package_reference(values.get(column, ""))
+        if problem:
+            bad(column, problem)
+    needs_checkpoint = source in FAMILY_SOURCES and weights not in ("", "random")
+    if needs_checkpoint and not values.get("checkpoint") and not unavailable:
+        bad("checkpoint", f"{source} rows with trained weights need the checkpoint's location (URL or file)")
 
     parsed_int: dict[str, int | None] = {}
     for column, default in (("seed", 0), ("train_data_size", None)):
@@ -294,16 +319,24 @@ def manifest_dir() -> Path:
 
 
 def resolve_manifest(path_or_name: str | os.PathLike[str]) -> Path:
-    """Resolve a manifest path, or the name of a built-in manifest such as ``"demo"``."""
+    """Resolve a manifest path, or the name of a built-in manifest such as ``"demo"``.
+
+    The rule: a bare name (no folder part, no ``.csv`` suffix) that names a built-in manifest is
+    that built-in manifest, whatever the working folder holds (``zooscope demo --out demo``
+    creates a folder ``demo``); anything else is a file path. Write ``./demo`` for a local file
+    named like a built-in manifest.
+    """
+    text = str(path_or_name)
     path = Path(path_or_name)
-    if path.exists():
-        return path
     builtin = manifest_dir() / f"{path.name.removesuffix('.csv')}.csv"
-    if path.suffix in ("", ".csv") and builtin.exists() and len(path.parts) == 1:
+    bare = len(path.parts) == 1 and path.suffix == "" and not text.startswith(".")
+    if bare and builtin.is_file():
         return builtin
-    raise FileNotFoundError(
-        f"manifest {str(path_or_name)!r} not found (also looked for the built-in {builtin})"
-    )
+    if path.is_file():
+        return path
+    if path.exists():
+        raise IsADirectoryError(f"manifest {text!r} is a folder; give a CSV file (one row per model)")
+    raise FileNotFoundError(f"manifest {text!r} not found (also looked for the built-in {builtin})")
 
 
 def load_manifest(path: str | os.PathLike[str]) -> list[ModelEntry]:
@@ -325,8 +358,15 @@ def load_manifest(path: str | os.PathLike[str]) -> list[ModelEntry]:
         If anything in the file is malformed; nothing is returned for a bad manifest.
     """
     resolved = resolve_manifest(path)
-    with open(resolved, newline="", encoding="utf-8") as handle:
-        return parse_manifest(handle, str(path if Path(path).exists() else resolved))
+    shown = str(resolved if resolved.parent == manifest_dir() else path)
+    try:
+        with open(resolved, newline="", encoding="utf-8") as handle:
+            return parse_manifest(handle, shown)
+    except UnicodeDecodeError as error:
+        line = resolved.read_bytes()[: error.start].count(b"\n") + 1
+        raise ManifestError(
+            shown, [f"{shown}:{line}:-: not UTF-8 text (byte {error.object[error.start:error.start + 1]!r}); save the file as UTF-8"]
+        ) from None
 
 
 def find_entry(

@@ -2,10 +2,14 @@
 
 from zooscope.zoo.sources import (
     checkpoint_source,
+    ipcl_source,
+    midas_source,
     open_clip_source,
+    taskonomy_source,
     timm_source,
     torchvision_source,
     transformers_source,
+    yolo_source,
 )
 from zooscope.zoo.sources.base import Source, get_source, register_source
 
@@ -13,9 +17,13 @@ __all__ = [
     "Source",
     "checkpoint_source",
     "get_source",
+    "ipcl_source",
+    "midas_source",
     "open_clip_source",
     "register_source",
+    "taskonomy_source",
     "timm_source",
     "torchvision_source",
     "transformers_source",
+    "yolo_source",
 ]

@@ -13,6 +13,10 @@ from zooscope.zoo.manifest import ModelEntry
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
+#: Preprocessing policies: the library's own test-time transform, or the one Conwell et al.
+#: (2024) used (no centre crop: the whole image is resized to the model's input size).
+PREPROCESSING = ("library", "conwell2024")
+
 
 class Source(ABC):
     """A library that models come from (timm, torchvision, ...).
@@ -50,6 +54,38 @@ class Source(ABC):
     def library_versions(self) -> dict[str, str]:
         """Versions of the libraries this source uses (recorded with every loaded model)."""
         return {"torch": torch.__version__}
+
+    def policy_transform(self, policy: str, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        """The test-time transform of ``entry`` under a preprocessing policy.
+
+        Parameters
+        ----------
+        policy : {"library", "conwell2024"}
+            ``"library"`` keeps ``transform`` (what :meth:`load` returned); ``"conwell2024"``
+            asks :meth:`conwell2024_transform`.
+        entry : ModelEntry
+        transform : callable
+            The library's own transform, from :meth:`load`.
+        pretrained : bool
+            Whether the network carries trained weights (some published rules differ for
+            random-init networks).
+        """
+        if policy == "library":
+            return transform
+        if policy == "conwell2024":
+            return self.conwell2024_transform(entry, transform, pretrained)
+        raise ValueError(f"unknown preprocessing policy {policy!r}; choose from {', '.join(PREPROCESSING)}")
+
+    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        """The transform Conwell et al. (2024) used for this source's models (no centre crop).
+
+        Each source (or model family) that the paper used overrides this next to its loader,
+        so the published rule lives with the code that builds the model.
+        """
+        raise ValueError(
+            f"source {self.name!r} has no conwell2024 preprocessing rule; "
+            "use the library's own transform (preprocessing='library')"
+        )
 
 
 _REGISTRY: dict[str, Source] = {}

@@ -1,5 +1,6 @@
-"""Checkpoints (local file, URL, or a file shipped inside an installed package) loaded into a
-named timm or torchvision architecture (the manifest's ``arch`` column).
+"""Checkpoints (local file, URL, or a declared file inside an installed package, see
+:mod:`zooscope.zoo.checkpoints`) loaded into a named timm or torchvision architecture (the
+manifest's ``arch`` column).
 
 Checkpoints published by other projects rarely use the architecture library's parameter names.
 Keys are matched by name after stripping a prefix (``module.``, or the ``strip_prefix`` column);
@@ -15,49 +16,21 @@ mapped positionally, each pair checked by shape. Optional manifest columns:
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
-from zooscope.zoo.hub import torch_checkpoint_dir, url_host
+from zooscope.zoo.checkpoints import checkpoint_path, fetch_checkpoint, is_url
+from zooscope.zoo.hub import url_host
 from zooscope.zoo.manifest import ModelEntry
 from zooscope.zoo.sources.base import Source, Transform, register_source
-from zooscope.zoo.sources.timm_source import build_timm
-from zooscope.zoo.sources.torchvision_source import build_torchvision
+from zooscope.zoo.sources.timm_source import build_timm, uncropped
+from zooscope.zoo.sources.torchvision_source import build_torchvision, conwell2024_torchvision
 
 logger = logging.getLogger(__name__)
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state", "state", "net", "module")
-
-
-def resolve_location(location: str, manifest: str = "") -> Path | str:
-    """Turn a checkpoint location into a local path, or return the URL unchanged.
-
-    ``package:<module>:<attr.path>`` imports ``module`` and follows ``attr.path``; a callable at the
-    end is called. Relative paths are tried against the manifest's folder, then the working folder.
-    """
-    if location.startswith(("http://", "https://")):
-        return location
-    if location.startswith("package:"):
-        try:
-            _, module_name, attr_path = location.split(":", 2)
-        except ValueError:
-            raise ValueError(f"expected package:<module>:<attribute>, got {location!r}") from None
-        target: object = importlib.import_module(module_name)
-        for part in attr_path.split("."):
-            target = getattr(target, part)
-        path = Path(target() if callable(target) else target)  # type: ignore[arg-type]
-    else:
-        path = Path(location.removeprefix("file:")).expanduser()
-        if not path.is_absolute() and manifest:
-            beside = Path(manifest).parent / path
-            path = beside if beside.exists() else path
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint file not found: {path} (from {location!r})")
-    return path
 
 
 def unwrap_state_dict(obj: object, key: str | None = None) -> dict[str, torch.Tensor]:
@@ -197,6 +170,21 @@ def build_architecture(arch: str, pretrained_tag: str | None = None) -> tuple[to
     return build_torchvision(name, None)
 
 
+def checkpoint_location(location: str, manifest: str) -> str:
+    """The file a checkpoint location is read from, or why it cannot be (for messages)."""
+    try:
+        return str(checkpoint_path(location, manifest))
+    except (ImportError, AttributeError, ValueError) as error:
+        return f"{location} (cannot resolve: {error})"
+
+
+def checkpoint_cached(location: str, manifest: str) -> bool:
+    """Whether the checkpoint file is on this machine (a declared package file counts as local)."""
+    if location.startswith("package:"):
+        return True  # resolved (with a clear error) when loaded; never imported just to look
+    return checkpoint_path(location, manifest).exists()
+
+
 @register_source
 class CheckpointSource(Source):
     name = "checkpoint"
@@ -205,30 +193,27 @@ class CheckpointSource(Source):
         module, transform = build_architecture(entry.arch or "")
         if not pretrained:
             return module, transform
-        location = resolve_location(entry.name, entry.manifest)
-        if isinstance(location, str):  # URL: torch.hub's own cache and download
-            state = torch.hub.load_state_dict_from_url(location, map_location="cpu", weights_only=True)
-        else:
-            state = torch.load(location, map_location="cpu", weights_only=True)
+        path = fetch_checkpoint(entry.name, entry.manifest)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         tensors = unwrap_state_dict(state, entry.metadata.get("checkpoint_key"))
         load_checkpoint_into(module, tensors, entry.metadata.get("strip_prefix", ""))
         return module, transform
 
+    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        # The architecture library's rule: timm's uncropped eval transform, or the torchvision
+        # rule (the paper's VISSL and DINO checkpoints: Resize((224, 224)) + ImageNet statistics).
+        if (entry.arch or "").startswith("timm:"):
+            return uncropped(transform)
+        return conwell2024_torchvision(pretrained)
+
     def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:
-        return (url_host(entry.name),) if entry.name.startswith(("http://", "https://")) else ()
+        return (url_host(entry.name),) if is_url(entry.name) else ()
 
     def cache_location(self, entry: ModelEntry) -> str:
-        if entry.name.startswith(("http://", "https://")):
-            return str(torch_checkpoint_dir() / entry.name.rsplit("/", 1)[-1])
-        try:
-            return str(resolve_location(entry.name, entry.manifest))
-        except (ImportError, AttributeError, ValueError, FileNotFoundError) as error:
-            return f"{entry.name} (not found: {error})"
+        return checkpoint_location(entry.name, entry.manifest)
 
     def is_cached(self, entry: ModelEntry) -> bool:
-        if entry.name.startswith(("http://", "https://")):
-            return (torch_checkpoint_dir() / entry.name.rsplit("/", 1)[-1]).exists()
-        return True  # local files and package files are checked (with a clear error) when loaded
+        return checkpoint_cached(entry.name, entry.manifest)
 
     def library_versions(self) -> dict[str, str]:
         import timm

@@ -25,12 +25,41 @@ def build_timm(name: str, pretrained: bool) -> tuple[torch.nn.Module, Transform]
     return module, timm.data.create_transform(**config, is_training=False)
 
 
+def uncropped(transform: Transform) -> Transform:
+    """timm's eval transform with its ``Resize`` set to the crop size and ``CenterCrop`` removed.
+
+    Conwell et al. (2024) kept every other step (interpolation, ``ToTensor``, normalisation), so
+    the whole image is squeezed to the model's input size instead of its centre being cut out.
+    """
+    from torchvision import transforms
+
+    steps = list(transform.transforms)
+    crops = [t for t in steps if isinstance(t, transforms.CenterCrop)]
+    if not crops:
+        return transform  # nothing is cut away already
+    size = tuple(crops[0].size)
+    out = []
+    for step in steps:
+        if isinstance(step, transforms.CenterCrop):
+            continue
+        if "Resize" in type(step).__name__:
+            interpolation = getattr(step, "interpolation", transforms.InterpolationMode.BICUBIC)
+            if isinstance(interpolation, list | tuple):  # timm's random-interpolation variants
+                interpolation = interpolation[0]
+            step = transforms.Resize(size, interpolation=interpolation)
+        out.append(step)
+    return transforms.Compose(out)
+
+
 @register_source
 class TimmSource(Source):
     name = "timm"
 
     def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
         return build_timm(timm_name(entry.name, entry.weights), pretrained)
+
+    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        return uncropped(transform)  # the same rule for trained and random-init models
 
     def _cfg(self, entry: ModelEntry):
         from timm.models import get_pretrained_cfg

@@ -23,6 +23,22 @@ def weights_enum(builder: str, tag: str) -> Any:
         raise ValueError(f"torchvision model {builder!r} has no weights {tag!r}; expected one of {names}") from None
 
 
+#: ImageNet channel statistics (torchvision's, and the paper's normalisation).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def conwell2024_torchvision(pretrained: bool, size: int = 224) -> Transform:
+    """Conwell et al.'s torchvision rule: ``Resize((224, 224))``, ``ToTensor``, and ImageNet
+    normalisation for trained models only (random-init models saw unnormalised pixels)."""
+    from torchvision import transforms
+
+    steps: list[Any] = [transforms.Resize((size, size)), transforms.ToTensor()]
+    if pretrained:
+        steps.append(transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return transforms.Compose(steps)
+
+
 def build_torchvision(builder: str, tag: str | None) -> tuple[torch.nn.Module, Transform]:
     """Build a torchvision model and the test-time transform of weights ``tag`` (random init if None).
 
@@ -49,6 +65,9 @@ class TorchvisionSource(Source):
         # Random twin of a pretrained row: keep the transform of the row's own weights.
         module, _ = build_torchvision(entry.name, None)
         return module, weights_enum(entry.name, entry.weights).transforms()
+
+    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+        return conwell2024_torchvision(pretrained)
 
     def _url(self, entry: ModelEntry) -> str:
         return weights_enum(entry.name, entry.weights).url

@@ -1,0 +1,97 @@
+"""The extraction consumer that keeps every layer's feature-centred Gram matrix (for CKA).
+
+Off unless asked: pass ``extract(..., consumers=[CKAGramConsumer()])``; each yielded
+:class:`~zooscope.feature_extraction.LayerFeatures` then carries ``outputs["cka_gram"]``
+(``H X X^T H``, [n, n] float64; :class:`~zooscope.feature_extraction.cka_gram.CentredGramAccumulator`).
+The planner counts its ``n x n`` float64 per layer against the memory budget like the exact RSMs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from zooscope.feature_extraction.cka_gram import BLOCK, CentredGramAccumulator
+from zooscope.feature_extraction.consumers import LayerConsumer, LayerSink, Placement
+from zooscope.feature_extraction.layers import LayerSpec
+
+__all__ = ["CKAGramConsumer"]
+
+
+class CKAGramConsumer(LayerConsumer):
+    """Each layer's feature-centred Gram matrix, output as ``"cka_gram"`` [n, n] float64."""
+
+    chunked = True
+
+    def fixed_nbytes(self, layer: LayerSpec, n_images: int) -> int:
+        # the accumulated Gram, plus one float64 block and its product while a chunk is folded in
+        return 8 * n_images * n_images * 2 + 8 * n_images * min(BLOCK, layer.n_features)
+
+    def column_nbytes(self, n_images: int) -> int:
+        return 4 * n_images
+
+    def params(self) -> dict[str, Any]:
+        return {"cka_gram": "feature-centred"}
+
+    def open(self, layer: LayerSpec, n_images: int, place: Placement) -> LayerSink:
+        return _CKAGramSink(CentredGramAccumulator(n_images, layer.n_features), place)
+
+
+class _CKAGramSink(LayerSink):
+    def __init__(self, accumulator: CentredGramAccumulator, place: Placement) -> None:
+        self.accumulator = accumulator
+        self.place = place
+        self.columns: Any = None
+
+    def begin_pass(self, start: int, stop: int) -> None:
+        self.columns = self.place.empty((self.accumulator.n_samples, stop - start))
+
+    def update(self, rows: slice, batch: Any) -> None:
+        self.columns[rows] = batch
+
+    def end_pass(self) -> None:
+        self.accumulator.add(self.columns)
+        self.columns = None
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        return {"cka_gram": self.accumulator.gram()}
+
+
+def store_layer_grams(
+    loaded: Any,
+    images: Any,
+    store: Any,
+    benchmark_hash: str,
+    *,
+    layers: Any = None,
+    memory_budget: int | str | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> int:
+    """Extract every (selected) layer's centred Gram matrix of one model into a GramStore.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    images : array [n, H, W, 3] uint8 or anything :func:`extract` takes
+    store : GramStore
+    benchmark_hash : str
+        Key of the image set (the benchmark's content hash).
+    layers : LayerSelection, optional
+    memory_budget, batch_size, progress
+        As for :func:`extract`; a layer larger than the budget is accumulated in column chunks.
+
+    Returns
+    -------
+    int
+        Layers stored.
+    """
+    from zooscope.feature_extraction import extract
+
+    stream = extract(
+        loaded, images, layers=layers, srp=False, rsm=False, consumers=[CKAGramConsumer()],
+        memory_budget=memory_budget, batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    found = sorted(((f.index, f.name, f.outputs["cka_gram"]) for f in stream), key=lambda t: t[0])
+    return store.write(benchmark_hash, loaded.entry.model_uid, found)
