@@ -255,6 +255,55 @@ def test_migration_from_version_zero_and_newer_refused(tmp_path):
         ResultsDB(path)
 
 
+def test_version_one_file_upgrades_keeping_rows(tmp_path):
+    from zooscope.results import db as db_module
+
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    db_module._MIGRATIONS[0](con)  # a file as version 1 wrote it, with one model's rows
+    con.execute("CREATE TABLE schema_info (version INTEGER); INSERT INTO schema_info VALUES (1)")
+    con.execute("INSERT INTO layers VALUES ('m', 'b', 'c', 0, 'l0', 'Conv2d', 10, NULL, 'r')")
+    con.execute(
+        "INSERT INTO scores VALUES ('m', 0, 'l0', '1', 'OTC', 'crsa', 'train', 0.5, 'b', 'c', 'r')"
+    )
+    con.execute(
+        "INSERT INTO scores VALUES ('m', 0, 'l0', '1', 'OTC', 'crsa', 'test', 0.4, 'b', 'c', 'r')"
+    )
+    con.execute("INSERT INTO ceilings VALUES ('b', '1', 'OTC', 'gsn_rsa', 0.8, 0.7, 0.9)")
+    con.close()
+    with ResultsDB(path) as db:
+        assert db.schema_version == SCHEMA_VERSION
+        assert np.isnan(db.layers().loc[0, "alpha_edge_fraction"])
+        assert pd.isna(db.ceilings().loc[0, "note"])
+        best = db.best_layer_scores()
+        assert best[["layer_name", "train_score", "test_score"]].values.tolist() == [
+            ["l0", 0.5, 0.4]
+        ]
+        views = db.con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone()
+        assert views[0] == 0  # the best-layer rule lives in Python only
+
+
+def test_alpha_edge_and_ceiling_note_are_stored(db):
+    run = db.start_run("b", {})
+    layers = _layers(2).assign(alpha_edge_fraction=[0.25, np.nan])
+    db.write_model(run, {"model_uid": "m"}, layers, _scores(np.random.default_rng(0), 2), None, 0)
+    np.testing.assert_array_equal(db.layers()["alpha_edge_fraction"], [0.25, np.nan])
+    ceilings = pd.DataFrame(
+        {
+            "subject": ["1", "2"],
+            "roi": "OTC",
+            "method": "gsn_rsa",
+            "value": [0.8, 0.9],
+            "lower": np.nan,
+            "upper": np.nan,
+            "note": ["scale grid widened to 0..4", None],
+        }
+    )
+    db.write_ceilings("b", ceilings)
+    notes = db.ceilings()["note"]
+    assert notes.iloc[0] == "scale grid widened to 0..4" and pd.isna(notes.iloc[1])
+
+
 def test_export(db, tmp_path):
     rng = np.random.default_rng(5)
     run = db.start_run("b", {})

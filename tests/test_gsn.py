@@ -268,3 +268,21 @@ def test_rsa_noise_ceiling_rejects_missing_trials():
         rsa_noise_ceiling(data)
     with pytest.raises(ValueError, match="rdm"):
         rsa_noise_ceiling(np.nan_to_num(data), rdm="cosine")
+
+
+def test_rsa_noise_ceiling_widens_a_too_narrow_scale_grid(caplog):
+    data = _planted(0, c=300)[0]
+    default = rsa_noise_ceiling(data, n_sims=100, seed=0)
+    assert default.note is None and 0.5 < default.sc < 2.0  # the planted signal needs sc ~ 1
+    narrow = [0.0, 0.1, 0.2]
+    # grid 0..0.2 widened to 0..0.4, 0..0.8, 0..1.6 as needed, and the row says so
+    res = rsa_noise_ceiling(data, n_sims=100, seed=0, scales=narrow)
+    assert res.note is not None and "widened from 0..0.2" in res.note
+    assert res.scales.max() > res.sc and res.model_splitr.max() >= res.splitr
+    assert abs(res.sc - default.sc) <= 0.15  # the coarser steps of the wider grid
+    assert abs(res.nc - default.nc) <= 0.02
+    assert not [r for r in caplog.records if r.levelno >= 30]
+    # without widening: the reference's behaviour, a warning and an underestimated ceiling
+    stuck = rsa_noise_ceiling(data, n_sims=100, seed=0, scales=narrow, widen_scales=0)
+    assert stuck.note is None and stuck.sc == 0.2 and stuck.nc < default.nc - 0.05
+    assert "exceeds every simulated one" in caplog.text

@@ -93,3 +93,40 @@ def test_rsm_square_roundtrip():
     m = np.corrcoef(rng.normal(size=(6, 10)))
     iu = np.triu_indices(6, k=1)
     np.testing.assert_allclose(plots.rsm_square(m[iu]), m)
+
+
+def _crowded(n=30, seed=0):
+    """30 models, most of them in one tight cluster (as random-init twins end up in MDS)."""
+    rng = np.random.default_rng(seed)
+    xy = np.concatenate([0.02 * rng.standard_normal((n - 5, 2)), rng.standard_normal((5, 2))])
+    names = [f"model_{i:02d}_with_a_long_name" for i in range(n)]
+    return xy, names
+
+
+def test_labels_of_a_crowded_scatter_do_not_overlap():
+    plt = plots._pyplot()
+    xy, names = _crowded()
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    ax.scatter(xy[:, 0], xy[:, 1], s=22)
+    # without placement the cluster's labels pile up (the case this guards against)
+    piled = [ax.text(x, y, n, fontsize=6) for (x, y), n in zip(xy, names, strict=True)]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert plots._overlaps([t.get_window_extent(renderer) for t in piled])
+    for t in piled:
+        t.remove()
+    texts = plots.label_points(ax, xy[:, 0], xy[:, 1], names)
+    fig.canvas.draw()
+    shown = [t for t in texts if t.get_visible()]
+    boxes = [t.get_window_extent(renderer) for t in shown]
+    assert plots._overlaps(boxes) == []
+    assert len(shown) >= 0.8 * len(names)  # placement, not mass hiding, does the work
+    plt.close(fig)
+
+
+def test_mds_with_crowded_labels_draws(tmp_path):
+    xy, names = _crowded()
+    uids = [f"m{i}" for i in range(len(names))]
+    coords = pd.DataFrame(xy, index=uids, columns=["dim1", "dim2"])
+    paths = plots.plot_mds(coords, tmp_path / "mds", labels=pd.Series(names, index=uids))
+    assert all(p.exists() for p in paths)

@@ -131,14 +131,16 @@ def test_groups_as_dict_with_overlap_and_precomputed_brain_rsms(planted):
         versa(Xtr, Xte, Ytr, Yte, {"x": np.arange(5)}, alphas=ALPHAS, brain_rsms=brain)
 
 
-def test_alpha_edge_fraction_and_warning(planted, caplog):
+def test_alpha_edge_fraction_and_debug_record(planted, caplog):
     (Xtr, Xte), (Ytr, Yte) = planted["good"], planted["Y"]
-    with caplog.at_level(logging.WARNING, logger="zooscope.rsa.encoding"):
+    # per layer this is detail for the log file, never a terminal warning
+    with caplog.at_level(logging.DEBUG, logger="zooscope.rsa.encoding"):
         # far too strong penalties: LOO MSE falls monotonically towards the smallest
         res = versa(Xtr, Xte, Ytr, Yte, planted["groups"], alphas=[1e6, 1e7, 1e8], criterion="mse")
     assert res.alpha_edge_fraction[ALL_UNITS] == 1.0
     assert set(res.alpha_edge_fraction.index) == {"1|OTC", "2|OTC", ALL_UNITS}
     assert "edge of the grid" in caplog.text
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if "edge" in r.getMessage())
     np.testing.assert_array_equal(res.alpha_, 1e6)
     quiet = versa(Xtr, Xte, Ytr, Yte, planted["groups"], alphas=ALPHAS)
     edges = np.isin(quiet.alpha_, [ALPHAS[0], ALPHAS[-1]])

@@ -64,3 +64,5 @@ def test_explained_variance(caplog):
     ev = explained_variance([0.4, 0.2], [0.0, np.nan])
     assert np.isnan(ev).all()
     assert "ceiling" in caplog.text
+    caplog.clear()  # a missing (NaN) ceiling, e.g. of a non-RSA metric, is no news
+    assert np.isnan(explained_variance(0.4, np.nan)) and not caplog.records

@@ -713,7 +713,7 @@ class _AtomicBenchmarkWriter:
                 f.attrs["format_version"] = FORMAT_VERSION
                 f.close()
                 os.replace(self._tmp, self.path)
-                logger.info("wrote benchmark %s (hash %s)", self.path, digest)
+                logger.debug("wrote benchmark %s (hash %s)", self.path, digest)
         finally:
             if f.id.valid:
                 f.close()

@@ -7,13 +7,14 @@ that ``zooscope --help`` stays instant. A module joins the CLI by exposing ``reg
 
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 import typer
 
 from zooscope import __version__
 from zooscope.cli import analyze, benchmark, extract, models, nsd, survey
 from zooscope.cli.errors import ErrorBoundaryGroup
+from zooscope.logs import configure_logging
 from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory, use_huge_pages
 
 app = typer.Typer(
@@ -44,7 +45,21 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-vv: debug)."),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="More on the terminal: zooscope's per-layer detail and other libraries' INFO (-vv: all debug).",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on the terminal."),
+    log_file: Path | None = typer.Option(
+        None,
+        "--log-file",
+        dir_okay=False,
+        help="Append the full detail (zooscope's debug records, other libraries' INFO) to this file. "
+        "A survey writes one next to its database when this is not given.",
+    ),
     debug: bool = typer.Option(
         False, "--debug", envvar="ZOOSCOPE_DEBUG", help="Show the Python traceback of an error."
     ),
@@ -60,15 +75,10 @@ def _root(
     if huge_pages:
         _deprecated("--huge-pages", "THP_MEM_ALLOC_ENABLE=1")
         use_huge_pages()
-    from rich.console import Console
-    from rich.logging import RichHandler
-
-    # Third-party libraries log chatter at INFO on the root logger (open_clip, timm): keep the root
-    # at WARNING and show zooscope's own progress lines at INFO (-v: debug). Logs go to stderr so
-    # that a command's results on stdout can be piped.
-    handler = RichHandler(console=Console(stderr=True), show_path=False)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", datefmt="[%X]", handlers=[handler])
-    logging.getLogger("zooscope").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if quiet and verbose:
+        raise typer.BadParameter("choose one of --quiet and --verbose")
+    # Logs go to stderr so that a command's results on stdout can be piped.
+    configure_logging(-1 if quiet else verbose, log_file)
 
 
 # Each module adds its commands; keep this list in CLI-help order.

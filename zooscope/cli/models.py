@@ -64,12 +64,13 @@ def _read_manifest(manifest: str) -> list[ModelEntry]:
 
 
 def _find(entries: Sequence[ModelEntry], uid: str, manifest: str) -> ModelEntry:
-    for entry in entries:
-        if entry.model_uid == uid:
-            return entry
-    close = [e.model_uid for e in entries if uid.lower() in e.model_uid.lower()][:5]
-    hint = f" (similar: {', '.join(close)})" if close else ""
-    raise _fail(f"error: no model {uid!r} in manifest {manifest}{hint}")
+    """:func:`zooscope.zoo.manifest.find_entry`, its KeyError turned into a clean CLI exit."""
+    from zooscope.zoo.manifest import find_entry
+
+    try:
+        return find_entry(entries, uid, manifest)
+    except KeyError as error:
+        raise _fail(f"error: {error.args[0]}") from None
 
 
 def sample_entries(entries: Sequence[ModelEntry], n: int, seed: int = 0) -> list[ModelEntry]:

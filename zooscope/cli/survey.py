@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"scored {len(report.scored)}, failed {len(report.failed)}, already complete {len(report.skipped_complete)}, "
             f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "
-            f"in {report.seconds:.0f}s"
+            f"in {report.seconds:.0f}s" + (f"; detail in {report.log_file}" if report.log_file else "")
         )
         for failure in [*report.ceiling_failures, *report.failed]:
             typer.echo(f"  failed {failure.model_uid} at {failure.stage}: {failure.error.splitlines()[0]}", err=True)
@@ -229,9 +229,8 @@ def register(app: typer.Typer) -> None:
         subject_ids = tuple(int(s) for s in _split(subjects) or ())
         root, bench_path, db_path = out / "nsd", out / "benchmark.h5", out / "results.duckdb"
         if not bench_path.exists():
-            logger.info("writing a synthetic NSD tree to %s", root)
+            logger.info("writing a synthetic NSD tree to %s and its benchmark %s", root, bench_path)
             write_synthetic(root, subjects=subject_ids, n_images=n_images, n_sessions=3, image_size=224)
-            logger.info("preparing the benchmark %s", bench_path)
             prepare(root, bench_path, subjects=subject_ids, rois=("OTC", "EVC"))
         report_ = survey(
             "demo", bench_path, db_path, ScoringConfig.from_profile(profile, layers=layers), RunOptions(device="auto", memory_budget=memory_budget),
@@ -241,12 +240,17 @@ def register(app: typer.Typer) -> None:
             from zooscope.stats.degenerate import profile_best_layer_scores
 
             table = database.summary(best=profile_best_layer_scores(database, profile))
-            keep = [c for c in ("metric", "roi", "rank", "model_uid", "display_name", "score", "n_subjects", "ceiling", "explained_variance") if c in table.columns]
-            typer.echo(table[keep].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            # One row per model (a long table per metric and ROI would fill the screen).
+            wide = table.pivot_table(index="model_uid", columns=["roi", "metric"], values="score")
+            wide.columns = [f"{roi} {metric}" for roi, metric in wide.columns]
+            wide = wide.sort_values(list(wide.columns), ascending=False)
+            typer.echo("best-layer test scores, mean over subjects (explained variance: see the report)")
+            typer.echo(wide.to_string(float_format=lambda v: f"{v:.3f}", index_names=False))
             if report:
                 index = build_report(database, out / "report", profile=profile)
                 typer.echo(f"report: {index}")
-        typer.echo(f"scored {len(report_.scored)} models, {len(report_.failed)} failed; results in {db_path}")
+        detail = f"; detail in {report_.log_file}" if report_.log_file else ""
+        typer.echo(f"scored {len(report_.scored)} models, {len(report_.failed)} failed; results in {db_path}{detail}")
         if report_.failed or report_.ceiling_failures:
             n_models = len(report_.scored) + len(report_.failed)
             typer.echo(_failed_line(n_models, len(report_.failed), len(report_.ceiling_failures), db_path), err=True)

@@ -368,7 +368,7 @@ def extract(
     place = Placement.of(model.device)
     dataset = PreprocessedImages(image_set, model.preprocess)
     specs = list_layers(model, dataset, layers, policy, amp)
-    logger.info("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
+    logger.debug("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
 
     params = {
         "srp": srp,
@@ -415,7 +415,7 @@ def extract(
             f"needs about {reserve / 1e6:.1f} MB; lower batch_size or raise memory_budget"
         )
     passes = plan_passes(specs, n, budget - reserve, chosen)
-    logger.info(
+    logger.debug(
         "%s: %d pass(es) within a %.2f GB budget (%.2f GB of it kept for the forward pass)",
         model.entry.model_uid,
         len(passes),

@@ -299,7 +299,7 @@ def prepare(
                         f"subject {subject}: ROI grid {volumes.shape} differs from the beta "
                         f"grid {sessions.grid}; use ROIs of space {space!r}"
                     )
-                logger.info(
+                logger.debug(
                     "subject %d: %d voxels (%s), %d sessions (%s)",
                     subject, len(xyz), {k: int(v.sum()) for k, v in flags.items()},
                     len(sessions.sessions), sessions.fmt,
@@ -337,5 +337,5 @@ def prepare(
             for start in range(0, image_ids.size, _STIM_BATCH):
                 ids = image_ids[start : start + _STIM_BATCH]
                 writer.write_stimuli(start, _read_rows(brick, ids))
-    logger.info("wrote %s", Path(out))
+    logger.debug("wrote %s", Path(out))
     return Benchmark.open(out)

@@ -623,7 +623,7 @@ def write_synthetic(
         "stored int16(round(300 * beta))",
     }
     (root / TRUTH_JSON).write_text(json.dumps(settings, indent=2))
-    logger.info("wrote synthetic NSD at %s", root)
+    logger.debug("wrote synthetic NSD at %s", root)
     return SyntheticNSD(root, root / TRUTH_NPZ, root / TRUTH_JSON)
 
 

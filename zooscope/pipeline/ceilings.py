@@ -163,7 +163,8 @@ def _one_group(label: str, data: np.ndarray, n_sims: int, seed: int, backend: st
     result.row = {
         "subject": subject, "roi": roi, "method": RSA_CEILING_METHOD, "value": float(nc.nc),
         "lower": float(low), "upper": float(high), "n_units": result.n_units,
-        "n_dropped": int(sum(dropped.values())), "note": _note(dropped) or None,
+        "n_dropped": int(sum(dropped.values())),
+        "note": "; ".join(n for n in (_note(dropped), nc.note) if n) or None,
     }  # fmt: skip
     return result
 
@@ -213,7 +214,7 @@ def iter_ceilings(
                 if any(result.dropped.values())
                 else ""
             )
-            logger.info(
+            logger.debug(  # per group: detail; the survey sums the ceilings up in one line
                 "ceiling %s: %.3f [%.3f, %.3f] from %d units%s",
                 label,
                 row["value"],

@@ -23,7 +23,7 @@ from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.pipeline.predictions import UNIT_METRICS, BestPredictions, KeepBest
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
-from zooscope.rsa.encoding import TRAIN_PREDICTIONS
+from zooscope.rsa.encoding import ALL_UNITS, TRAIN_PREDICTIONS
 from zooscope.rsa.vocabulary import DEFAULT_METRICS, METRICS
 from zooscope.zoo.manifest import ModelEntry
 
@@ -216,17 +216,15 @@ class ModelScores:
     predictions: pd.DataFrame | None = None
     unit_scores: pd.DataFrame | None = None  # per-neuron predictivity of every layer
 
-    def best(self, split: str = "test") -> dict[str, float]:
-        """Mean over groups of the best-train-layer score per metric (for log lines)."""
-        from zooscope.rsa import select_layer
+    def best(self) -> dict[str, float]:
+        """Mean over groups of the best-train-layer test score per metric (for log lines)."""
+        from zooscope.rsa.selection import select_best_layers
 
         if self.scores.empty:
             return {}
-        frame = self.scores.rename(columns={"layer_name": "layer"})
-        frame["group"] = frame["subject"].astype(str) + "|" + frame["roi"]
-        best = select_layer(frame[["layer", "group", "metric", "split", "score"]])
-        column = "test_score" if "test_score" in best.columns else "score"
-        return best.groupby("metric")[column].mean().to_dict()
+        columns = ["subject", "roi", "metric", "layer_index", "layer_name", "split", "score"]
+        best = select_best_layers(self.scores[columns], ["subject", "roi", "metric"])
+        return best.groupby("metric")["test_score"].mean().to_dict()
 
 
 class ScoringError(RuntimeError):
@@ -270,11 +268,15 @@ def score_layer(
     config: ScoringConfig,
     ridge_backend: str = "numpy",
     predictions: dict[tuple[str, str], Any] | None = None,
+    diagnostics: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
     """Score one layer (a :class:`~zooscope.feature_extraction.LayerFeatures`).
 
     ``predictions``, when given, receives ``(metric, group) -> (train score, predicted test
     responses [n_test, n_units of the group])`` for the unit-predicting metrics.
+    ``diagnostics``, when given, receives ``alpha_edge_fraction``: the fraction of all units
+    whose ridge alpha is at an edge of the grid (veRSA/encoding only; NaN for a layer constant
+    on the training images).
 
     Returns
     -------
@@ -316,6 +318,8 @@ def score_layer(
             train_predictions=config.train_predictions,
             return_predictions=predictions is not None,
         )
+        if diagnostics is not None:
+            diagnostics["alpha_edge_fraction"] = float(result.alpha_edge_fraction[ALL_UNITS])
         for row in result.scores.itertuples(index=False):
             if row.metric not in config.metrics:
                 continue
@@ -433,8 +437,11 @@ def score_model(
             raise ScoringError("extract", error) from error
         try:
             unit_predictions: dict[tuple[str, str], Any] | None = None if kept is None else {}
+            diagnostics: dict[str, Any] = {}
             with stage("rsa"):  # ridge, inside it, counts apart
-                rows, test_rsms = score_layer(features, brain, config, ridge_backend, unit_predictions)
+                rows, test_rsms = score_layer(
+                    features, brain, config, ridge_backend, unit_predictions, diagnostics=diagnostics
+                )
                 if "predictivity" in config.metrics:
                     from zooscope.pipeline.neural import score_predictivity
 
@@ -457,6 +464,7 @@ def score_model(
                 "module_type": features.module_type,
                 "n_features": features.n_features,
                 "effective_dim": effective_dim,
+                "alpha_edge_fraction": diagnostics.get("alpha_edge_fraction", np.nan),
             }
         )
         del features  # stream: only one layer's features are alive at a time
@@ -469,7 +477,14 @@ def score_model(
         model=model,
         layers=pd.DataFrame(
             layer_rows,
-            columns=["layer_index", "layer_name", "module_type", "n_features", "effective_dim"],
+            columns=[
+                "layer_index",
+                "layer_name",
+                "module_type",
+                "n_features",
+                "effective_dim",
+                "alpha_edge_fraction",
+            ],
         ),
         scores=pd.DataFrame(
             score_rows,

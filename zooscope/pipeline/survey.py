@@ -22,6 +22,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,10 @@ from tqdm.auto import tqdm
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.errors import InputFileError
+from zooscope.logs import current_log_file, log_to_file
 from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
+from zooscope.pipeline.diagnostics import model_summary_lines
 from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
 from zooscope.pipeline.scoring import (
     BrainData,
@@ -74,6 +77,7 @@ class SurveyReport:
     ceiling_failures: list[Failure] = field(default_factory=list)
     workers_lost: list[WorkerLost] = field(default_factory=list)
     seconds: float = 0.0
+    log_file: Path | None = None  # where the detail went
 
 
 @functools.lru_cache(maxsize=2)
@@ -149,11 +153,20 @@ def _store_ceilings(
     have: set[str], report: SurveyReport,
 ) -> None:  # fmt: skip
     """Compute the missing ceilings, storing each group's as soon as it is done."""
+    values, noted = [], 0
     for result in iter_ceilings(bench, config, n_sims=n_sims, skip=have):
         with session.open() as results:
             store_ceiling(results, run_id, bench.content_hash, result)
         if not result.ok:
             report.ceiling_failures.append(Failure(f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""))
+        else:
+            values.append((result.row or {})["value"])
+            noted += bool((result.row or {}).get("note"))
+    if values:
+        logger.info(
+            "noise ceilings of %d subject x ROI group(s): %.3f to %.3f%s", len(values), min(values), max(values),
+            f"; {noted} with a note in the ceilings table (e.g. a widened GSN scale grid)" if noted else "",
+        )
 
 
 def _in_process(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions) -> Iterator[ModelScores | Failure]:
@@ -186,6 +199,7 @@ def survey(
     client: Any = None,
     gpu_resources: bool = False,
     verify: bool = True,
+    log_file: str | os.PathLike[str] | bool | None = None,
 ) -> SurveyReport:
     """Score every model of a manifest that is not yet complete for this benchmark and config.
 
@@ -216,6 +230,10 @@ def survey(
     verify : bool
         Check the benchmark's content hash against its data once at the start (bit rot in
         ``/responses`` or ``/stimuli`` would otherwise go unnoticed).
+    log_file : path or bool, optional
+        Where the survey's full detail (per-layer diagnostics, at debug level) is appended.
+        Default: next to the database (``results.duckdb`` -> ``results.log``), unless logging
+        already writes to a file (``zooscope --log-file``); False: nowhere.
 
     Returns
     -------
@@ -243,6 +261,11 @@ def survey(
         failed_before = set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
         stored = results.ceilings(bench.content_hash)
     have_ceilings = {f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == RSA_CEILING_METHOD}
+    logs = contextlib.ExitStack()
+    if log_file is None and current_log_file() is None:
+        log_file = session.path.with_suffix(".log")
+    if log_file:
+        logs.enter_context(log_to_file(log_file))
     report = SurveyReport(run_id)
     status = "interrupted"
     try:
@@ -294,11 +317,16 @@ def survey(
                         uid = outcome.model["model_uid"]
                         report.scored.append(uid)
                         best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
-                        logger.info("%s: %d layers in %.1fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
+                        logger.info("%s: %d layers in %.0fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
+                        random_init = outcome.model.get("weights") == "random"
+                        for line in model_summary_lines(uid, outcome.layers, outcome.scores, random_init=random_init):
+                            logger.info(line)
                     bar.update(1)
         status = "finished"
     finally:
         with session.open() as results:
             results.finish_run(run_id, status)
+        logs.close()
     report.seconds = time.perf_counter() - started
+    report.log_file = Path(log_file) if log_file else current_log_file()
     return report

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from zooscope.pipeline.diagnostics import ALPHA_EDGE_CONCERN, alpha_edge_table
 from zooscope.report import plots
 from zooscope.results.db import ResultsDB
 from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
@@ -279,6 +280,18 @@ def build_report(
     if body:
         sections.append("<h2>Model-to-model similarity</h2>" + "".join(body))
 
+    # --- ridge diagnostics
+    edges = alpha_edge_table(db.layers(), db.best_layer_scores().query("roi == @roi"))
+    if len(edges):
+        sections.append(
+            "<h2>Ridge diagnostics</h2>"
+            f'<p class="note">Per model: layers in which more than {100 * ALPHA_EDGE_CONCERN:.0f}% '
+            "of the units chose the smallest or largest ridge alpha of the grid (their score may "
+            "be limited by the grid; units without predictable signal choose the largest), the "
+            f"median fraction over layers, and the fraction at the best veRSA layer ({html.escape(roi)}).</p>"
+            + _table(edges, "{:.2f}")
+        )
+
     # --- comparing models with each other (pairs, groups, scaling, unique variance)
     from zooscope.report.comparisons import comparison_sections
 
@@ -312,5 +325,5 @@ def build_report(
     )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
-    logger.info("report written to %s", index)
+    logger.debug("report written to %s", index)
     return index

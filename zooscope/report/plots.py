@@ -48,6 +48,69 @@ def _label(metric: str | None) -> str:
     return METRIC_LABELS.get(metric or "", metric or "score")
 
 
+def _overlaps(boxes: list) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of display-space bounding boxes that overlap."""
+    return [
+        (i, j)
+        for i in range(len(boxes))
+        for j in range(i + 1, len(boxes))
+        if boxes[i].overlaps(boxes[j])
+    ]
+
+
+def label_points(ax, x, y, labels, *, fontsize: float = 6) -> list:
+    """Name scatter points with labels that do not overlap one another.
+
+    adjustText moves the labels apart (with a thin line back to their point where one moved);
+    a label it could not free is hidden rather than drawn over another (logged).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    x, y : array-like, shape (n_points,)
+        Data coordinates of the points.
+    labels : sequence of str, length n_points
+
+    Returns
+    -------
+    list of matplotlib.text.Text
+        The labels, in the order given (hidden ones have ``get_visible() == False``).
+    """
+    from adjustText import adjust_text
+
+    texts = [
+        ax.text(xi, yi, str(name), fontsize=fontsize, color="0.25")
+        for xi, yi, name in zip(x, y, labels, strict=True)
+    ]
+    if len(texts) < 2:
+        return texts
+    adjust_text(
+        texts,
+        x=np.asarray(x, float),
+        y=np.asarray(y, float),
+        ax=ax,
+        expand=(1.1, 1.3),
+        iter_lim=2000,
+        arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5},
+    )
+    renderer = ax.figure.canvas.get_renderer()
+    hidden = []
+    for _ in range(len(texts)):
+        boxes = [t.get_window_extent(renderer) if t.get_visible() else None for t in texts]
+        clashes = _overlaps([b for b in boxes if b is not None])
+        if not clashes:
+            break
+        visible = [k for k, b in enumerate(boxes) if b is not None]
+        worst = visible[max(j for _, j in clashes)]  # keep earlier labels, hide a later one
+        texts[worst].set_visible(False)
+        hidden.append(str(texts[worst].get_text()))
+    if hidden:
+        logger.debug(
+            "hid %d crowded label(s) that would overlap: %s", len(hidden), ", ".join(hidden)
+        )
+    return texts
+
+
 def plot_ranked_models(
     summary: pd.DataFrame,
     out: str | Path,
@@ -277,15 +340,10 @@ def plot_mds(
             if labels is not None
             else pd.Series(df.index, index=df.index)
         )
-        for uid, row in df.iterrows():
-            ax.annotate(
-                str(names[uid]),
-                (row["dim1"], row["dim2"]),
-                xytext=(3, 3),
-                textcoords="offset points",
-                fontsize=6,
-                color="0.25",
-            )
+        ax.set_aspect(
+            "equal", adjustable="datalim"
+        )  # before placing: placement is in display space
+        label_points(ax, df["dim1"], df["dim2"], [names[uid] for uid in df.index])
     ax.set_xlabel("MDS dimension 1")
     ax.set_ylabel("MDS dimension 2")
     ax.set_title(title or "Model-to-model similarity (classical MDS of √(2(1 − r)))", fontsize=10)

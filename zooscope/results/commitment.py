@@ -14,6 +14,8 @@ import pandas as pd
 
 from zooscope.benchmark import split_region
 from zooscope.results.db import ResultsDB
+from zooscope.rsa.partial import explained_variance
+from zooscope.rsa.selection import select_best_layers
 from zooscope.rsa.vocabulary import CEILING_METHODS, PREDICTIVITY_CEILING_METHOD
 
 __all__ = ["COMMITMENT_COLUMNS", "committed_layers"]
@@ -50,19 +52,9 @@ def committed_layers(
     if scores.empty:
         return pd.DataFrame(columns=COMMITMENT_COLUMNS)
     keys = ["model_uid", "benchmark_hash", "config_hash", "roi"]
-    mean = (
-        scores.groupby([*keys, "layer_index", "layer_name", "split"])["score"]
-        .mean()
-        .unstack("split")
-        .reset_index()
-    )
-    for split in ("train", "test"):
-        if split not in mean:
-            mean[split] = np.nan
-    ranked = mean.assign(_rank=mean["train"].fillna(-np.inf)).sort_values(
-        [*keys, "_rank", "layer_index"], ascending=[True] * len(keys) + [False, True]
-    )
-    best = ranked.groupby(keys, sort=False).head(1).drop(columns="_rank")
+    # Subject means first, then the one best-layer rule of the project.
+    mean = scores.groupby([*keys, "layer_index", "layer_name", "split"])["score"].mean().reset_index()
+    best = select_best_layers(mean, keys).rename(columns={"train_score": "train", "test_score": "test"})
     layers = db.layers(benchmark_hash=benchmark_hash)
     layers = layers.assign(
         position=layers.groupby(["model_uid", "benchmark_hash", "config_hash"])["layer_index"].rank(
@@ -84,7 +76,7 @@ def committed_layers(
     ceiling = ceilings.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")
     best = best.join(ceiling, on=["benchmark_hash", "roi"])
     power = 1 if method == PREDICTIVITY_CEILING_METHOD else 2
-    best["ceiled"] = best["test"] ** 2 / best["ceiling"] ** power
+    best["ceiled"] = explained_variance(best["test"].to_numpy(float), best["ceiling"].to_numpy(float), power)
     regions = best["roi"].map(split_region)
     best["region"] = [r for r, _ in regions]
     best["time_bin"] = [t for _, t in regions]

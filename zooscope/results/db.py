@@ -42,9 +42,11 @@ migration functions in ``_MIGRATIONS``):
 ``unit_scores``
     Per-neuron scores of every layer (``predictivity``: each neuron's r averaged over the
     cross-validation splits), keyed like ``scores`` plus the benchmark ``unit`` index.
-``best_layer_scores`` (view)
-    Per (model, subject, roi, metric, benchmark_hash, config_hash): the layer with the best *train*
-    score (ties: lowest layer index; NaN scores never win) and that layer's *test* score.
+
+Best layers (:meth:`ResultsDB.best_layer_scores`, computed by
+:func:`zooscope.rsa.select_best_layers`, not stored): per (model, subject, roi, metric,
+benchmark_hash, config_hash) the layer with the best *train* score (ties: lowest layer index; NaN
+scores never win) and that layer's *test* score.
 
 Published scores without layers
 -------------------------------
@@ -89,7 +91,7 @@ from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -122,6 +124,8 @@ _RESPONSE_INPUT = ("subject", "roi", "split", "response")
 _CEILING_OPTIONAL = {"n_units": "Int64", "n_dropped": "Int64", "note": object}
 #: ``runs.status`` values.
 RUN_STATUSES = ("running", "finished", "interrupted")
+#: Key of a best-layer selection in the ``scores`` table.
+_BEST_LAYER_KEY = ("model_uid", "subject", "roi", "metric", "benchmark_hash", "config_hash")
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,12 +267,25 @@ def _migration_4_unit_scores(con: Any) -> None:
     )
 
 
+def _migration_5_quiet_diagnostics(con: Any) -> None:
+    """Per-layer alpha-edge diagnostic; best layers chosen in Python, not by a view.
+
+    ``layers.alpha_edge_fraction``: the fraction of units whose ridge alpha sits at an edge of
+    the grid. The ``best_layer_scores`` view goes: the one best-layer
+    rule is :func:`zooscope.rsa.select_best_layers`, which :meth:`ResultsDB.best_layer_scores`
+    calls (a view frozen into each file would become a second rule).
+    """
+    con.execute("ALTER TABLE layers ADD COLUMN alpha_edge_fraction DOUBLE")
+    con.execute("DROP VIEW IF EXISTS best_layer_scores")
+
+
 #: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
 _MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_1_initial,
     _migration_2_unit_predictions,
     _migration_3_run_status_ceiling_units,
     _migration_4_unit_scores,
+    _migration_5_quiet_diagnostics,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -458,7 +475,13 @@ class ResultsDB:
         if version > 0:
             self._backup_before_upgrade(version)
         for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
-            logger.info("migrating %s to schema version %d", self.path, target)
+            # A new file passes through every migration: only upgrades of old files are news.
+            logger.log(
+                logging.INFO if version else logging.DEBUG,
+                "migrating %s to schema version %d",
+                self.path,
+                target,
+            )
             with self._transaction() as con:
                 migration(con)
                 con.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)")
@@ -625,8 +648,9 @@ class ResultsDB:
             From :meth:`start_run`; gives benchmark_hash and config_hash.
         model : dict
             Manifest row; needs ``model_uid`` (see :func:`model_row`).
-        layers : DataFrame, shape (n_layers, 4 or 5)
-            Columns ``layer_index, layer_name, module_type, n_features[, effective_dim]``.
+        layers : DataFrame, shape (n_layers, 4 to 6)
+            Columns ``layer_index, layer_name, module_type, n_features[, effective_dim]
+            [, alpha_edge_fraction]``.
         scores : DataFrame, shape (n_rows, 7)
             Columns ``layer_index, layer_name, subject, roi, metric, split, score``;
             ``layer_index`` may be missing (NA) for published scores without layers.
@@ -705,11 +729,14 @@ class ResultsDB:
                 "layer_name": layers["layer_name"].astype(object),
                 "module_type": layers["module_type"].astype(object),
                 "n_features": pd.array(layers["n_features"], dtype="Int64"),
-                "effective_dim": (
-                    layers["effective_dim"].astype(float)
-                    if "effective_dim" in layers
-                    else np.full(len(layers), np.nan)
-                ),
+                **{
+                    column: (
+                        layers[column].astype(float)
+                        if column in layers
+                        else np.full(len(layers), np.nan)
+                    )
+                    for column in ("effective_dim", "alpha_edge_fraction")
+                },
             }
         )
         if out["layer_index"].duplicated().any():
@@ -825,6 +852,7 @@ class ResultsDB:
             (a ceiling stored as soon as it is computed).
         """
         _require_columns(df, _CEILING_INPUT, "ceilings")
+        notes = df["note"] if "note" in df else pd.Series([None] * len(df), index=df.index)
         frame = pd.DataFrame(
             {
                 "benchmark_hash": benchmark_hash,
@@ -834,6 +862,7 @@ class ResultsDB:
                 "value": df["value"].astype(float),
                 "lower": df["lower"].astype(float),
                 "upper": df["upper"].astype(float),
+                "note": notes.astype(object).where(notes.notna(), None),
             }
         )
         for column, dtype in _CEILING_OPTIONAL.items():
@@ -951,12 +980,38 @@ class ResultsDB:
     def best_layer_scores(
         self, benchmark_hash: str | None = None, config_hash: str | list[str] | None = None
     ) -> pd.DataFrame:
-        """The ``best_layer_scores`` view (see the module docstring); ``config_hash`` may be a list."""
-        return self._select(
-            "best_layer_scores",
-            {"benchmark_hash": benchmark_hash, "config_hash": config_hash},
-            " ORDER BY model_uid, metric, roi, subject",
+        """Best layer per model, subject, ROI, metric, benchmark and config.
+
+        The rule is :func:`zooscope.rsa.select_best_layers`; published rows pass through (see
+        the module docstring); ``config_hash`` may be a list.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``model_uid, subject, roi, metric, benchmark_hash, config_hash, layer_index,
+            layer_name, train_score, test_score, selection`` (``"best_train_layer"`` or
+            ``"published"``), sorted by model, metric, ROI and subject.
+        """
+        from zooscope.rsa.selection import select_best_layers
+
+        keys = list(_BEST_LAYER_KEY)
+        scores = self.scores(benchmark_hash=benchmark_hash, config_hash=config_hash)
+        layered = scores["layer_index"].notna()
+        best = select_best_layers(
+            scores.loc[layered, [*keys, "layer_index", "layer_name", "split", "score"]], keys
+        ).assign(selection="best_train_layer")
+        published = scores[~layered & (scores["split"] == "test")]
+        published = published[~published.set_index(keys).index.isin(best.set_index(keys).index)]
+        published = published[[*keys, "score"]].rename(columns={"score": "test_score"})
+        published = published.assign(
+            layer_index=pd.NA, layer_name=None, train_score=np.nan, selection="published"
         )
+        frames = [f for f in (best, published) if len(f)]
+        if not frames:
+            return pd.DataFrame(columns=[*best.columns])
+        out = pd.concat(frames, ignore_index=True)[list(best.columns)]
+        out["layer_index"] = out["layer_index"].astype("Int32")
+        return out.sort_values(["model_uid", "metric", "roi", "subject"]).reset_index(drop=True)
 
     def unit_scores(self, **filters: Any) -> pd.DataFrame:
         """Per-neuron scores, filtered by equality (or membership for lists) on any column."""
@@ -988,9 +1043,10 @@ class ResultsDB:
         per-subject rows, the published subject mean (subject :data:`SUBJECT_MEAN`) is used and
         ``n_subjects`` is 0. ``ceiling`` is the mean over the same subjects (all subjects of the
         benchmark for published means) of the metric's ceiling: ``ceiling_method`` (GSN) for the
-        RSA metrics, with ``explained_variance = score**2 / ceiling**2``; the internal-consistency
-        ceiling for ``predictivity``, with Brain-Score's ``explained_variance = score**2 / ceiling``.
-        ``encoding_r`` is not ceiled.
+        RSA metrics, ``explained_variance = score**2 / ceiling**2``; the internal-consistency
+        ceiling for ``predictivity``, with Brain-Score's ``explained_variance = score**2 / ceiling``
+        (both :func:`zooscope.rsa.explained_variance`: NaN where the ceiling is missing or not
+        positive). ``encoding_r`` is not ceiled.
 
         Parameters
         ----------
@@ -1008,6 +1064,8 @@ class ResultsDB:
             profile, roi, score, n_subjects, ceiling, explained_variance``, sorted by metric,
             ROI and rank.
         """
+        from zooscope.rsa.partial import explained_variance
+
         if metric is not None and metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
         if best is None:
@@ -1055,8 +1113,8 @@ class ResultsDB:
             agg = pd.concat([agg, published], ignore_index=True)
         agg.loc[~agg["metric"].isin(list(methods)), "ceiling"] = np.nan
         is_neural = agg["metric"].map(methods) == PREDICTIVITY_CEILING_METHOD
-        agg["explained_variance"] = agg["score"] ** 2 / np.where(
-            is_neural, agg["ceiling"], agg["ceiling"] ** 2
+        agg["explained_variance"] = explained_variance(
+            agg["score"].to_numpy(float), agg["ceiling"].to_numpy(float), np.where(is_neural, 1, 2)
         )
         agg["rank"] = (
             agg.groupby(["metric", "roi", "benchmark_hash", "config_hash"])["score"]
@@ -1114,7 +1172,9 @@ class ResultsDB:
                 logger.info("CSV export skips the %s table (use parquet to keep arrays)", table)
                 continue
             path = out / f"{table}.{fmt}"
-            if table in self.ARRAY_TABLES:
+            if table == "best_layer_scores":
+                self._write(self.best_layer_scores(), path)
+            elif table in self.ARRAY_TABLES:
                 with self._lock:
                     self.con.execute(f"COPY {table} TO '{_sql_path(path)}' (FORMAT parquet)")
             else:

@@ -1,7 +1,7 @@
 """Representational similarity analysis: RSMs, cRSA, veRSA (RidgeGCV), CKA, GSN noise ceilings."""
 
 from zooscope.rsa.cka import cka, cka_matrix
-from zooscope.rsa.encoding import VersaResult, select_layer, versa
+from zooscope.rsa.encoding import VersaResult, versa
 from zooscope.rsa.gsn import (
     GSNResult,
     RSANoiseCeiling,
@@ -13,6 +13,7 @@ from zooscope.rsa.gsn import (
 from zooscope.rsa.partial import explained_variance, partial_correlation
 from zooscope.rsa.ridge import RidgeGCV
 from zooscope.rsa.rsm import RSMComparator, compare_rsms, crsa, rsm, upper_triangle
+from zooscope.rsa.selection import select_best_layers, select_layer
 
 __all__ = [
     "GSNResult",
@@ -31,6 +32,7 @@ __all__ = [
     "perform_gsn",
     "rsa_noise_ceiling",
     "rsm",
+    "select_best_layers",
     "select_layer",
     "upper_triangle",
     "versa",

@@ -1,4 +1,4 @@
-"""Voxel-encoding RSA (veRSA), per-unit encoding scores, and best-layer selection.
+"""Voxel-encoding RSA (veRSA) and per-unit encoding scores.
 
 veRSA (Conwell et al. 2024): standardise model features on the training images, fit a ridge
 regression from features to every brain unit at once (one alpha per unit, chosen by exact
@@ -32,7 +32,6 @@ __all__ = [
     "TRAIN_PREDICTIONS",
     "VersaResult",
     "groups_to_indices",
-    "select_layer",
     "standardize",
     "versa",
 ]
@@ -215,8 +214,9 @@ def versa(
     return_rsms : bool, default=False
         Also return the predicted test RSM of every group.
     edge_warning : float, default=0.2
-        Log a warning when more than this fraction of units (in any group, or overall) chose
-        the smallest or largest alpha: the grid is probably too narrow.
+        Log (at debug level) when more than this fraction of units (in any group, or overall)
+        chose the smallest or largest alpha; ``alpha_edge_fraction`` of the result holds the
+        fractions, and the survey reports them per model.
     train_predictions : {"loo", "loo_centred"}, default="loo"
         Train scores from the exact LOO predictions, or from the LOO predictions minus each
         unit's training mean (Conwell et al. 2024). Per-unit r is the same either way; the
@@ -249,7 +249,7 @@ def versa(
     n_units = Y_train.shape[1]
     index = groups_to_indices(groups, n_units)
     if constant.all():
-        logger.info("veRSA: every feature is constant on the training images; scores are NaN")
+        logger.debug("veRSA: every feature is constant on the training images; scores are NaN")
         nan = np.full(n_units, np.nan)
         scores = pd.DataFrame(
             [
@@ -304,9 +304,10 @@ def versa(
     edge_series = pd.Series(edge, name="alpha_edge_fraction")
     worst = edge_series.idxmax()
     if edge_series[worst] > edge_warning:
-        logger.warning(
+        # Per layer this is detail (the survey sums it up per model); at debug level.
+        logger.debug(
             "veRSA: %.0f%% of units in %r chose an alpha at the edge of the grid [%g, %g] "
-            "(%.0f%% overall); widen alphas",
+            "(%.0f%% overall)",
             100 * edge_series[worst],
             worst,
             grid.min(),
@@ -322,59 +323,3 @@ def versa(
         rsms=rsms,
         predictions=pred["test"] if return_predictions else None,
     )
-
-
-def select_layer(scores: pd.DataFrame) -> pd.DataFrame:
-    """Pick, per model x group x metric, the layer with the best train score.
-
-    Parameters
-    ----------
-    scores : pd.DataFrame
-        Columns ``layer``, ``metric``, ``split`` (``"train"``/``"test"``), ``score``, the group
-        key ``group`` or ``subject``/``roi`` (either or both), optionally ``model`` and
-        ``layer_index``. One row per (model, layer, group, metric, split).
-
-    Returns
-    -------
-    pd.DataFrame
-        One row per model x group x metric: the keys, ``layer`` (and ``layer_index`` if given),
-        ``train_score`` and ``test_score`` of that layer. Ties in train score go to the
-        earliest layer: smallest ``layer_index`` if present, else first appearance in
-        ``scores``. Layers with a NaN train score are never chosen (all NaN: first layer).
-    """
-    required = {"layer", "metric", "split", "score"}
-    missing = required - set(scores.columns)
-    if missing:
-        raise ValueError(f"scores lacks columns {sorted(missing)}")
-    group_keys = [c for c in ("group", "subject", "roi") if c in scores.columns]
-    if not group_keys:
-        raise ValueError("scores needs a 'group' column or 'subject'/'roi' columns")
-    keys = (["model"] if "model" in scores.columns else []) + group_keys + ["metric"]
-    layer_keys = ["layer"] + (["layer_index"] if "layer_index" in scores.columns else [])
-    bad = set(scores["split"].unique()) - set(_SPLITS)
-    if bad:
-        raise ValueError(f"split must be 'train' or 'test', got {sorted(bad)}")
-
-    df = scores.copy()
-    # layer order for tie-breaking: layer_index if given, else first appearance
-    if "layer_index" in df.columns:
-        df["_order"] = df["layer_index"]
-    else:
-        df["_order"] = pd.factorize(df["layer"])[0]
-    idx_cols = [*keys, *layer_keys, "_order", "split"]
-    if df.duplicated(idx_cols).any():
-        raise ValueError("scores has duplicate rows for the same model/group/metric/layer/split")
-    wide = df.set_index(idx_cols)["score"].unstack("split").reset_index()
-    wide.columns.name = None
-    for split in _SPLITS:
-        if split not in wide.columns:
-            wide[split] = np.nan
-    wide = wide.sort_values([*keys, "_order"], kind="stable")
-    # NaN train scores sort last within a group; among equal train scores the earliest layer wins
-    wide["_neg_train"] = -wide["train"]
-    wide = wide.sort_values([*keys, "_neg_train", "_order"], kind="stable", na_position="last")
-    best = wide.groupby(keys, sort=True, dropna=False).head(1)
-    out = best[[*keys, *layer_keys, "train", "test"]].rename(
-        columns={"train": "train_score", "test": "test_score"}
-    )
-    return out.reset_index(drop=True)

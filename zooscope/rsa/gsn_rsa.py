@@ -82,6 +82,9 @@ class RSANoiseCeiling:
         Simulations per scale used to match ``sc``.
     gsn : GSNResult
         The signal/noise estimate behind the simulations.
+    note : str or None
+        Set when the scale grid had to be widened (the empirical split-half r lay above every
+        simulated one): says to where and why. None otherwise.
     """
 
     nc: float
@@ -93,6 +96,7 @@ class RSANoiseCeiling:
     data_splitr: np.ndarray
     n_model_sims: int
     gsn: GSNResult
+    note: str | None = None
 
 
 def rsa_noise_ceiling(
@@ -113,6 +117,7 @@ def rsa_noise_ceiling(
     dtype: str = "float64",
     batch_size: int | None = None,
     gsn: GSNResult | None = None,
+    widen_scales: int = 5,
 ) -> RSANoiseCeiling:
     """GSN estimate of the RSA noise ceiling (Kay et al.; cvnlab/GSN v1.2 ``rsa_noise_ceiling``).
 
@@ -147,6 +152,11 @@ def rsa_noise_ceiling(
         Simulations drawn per matrix product; default keeps each batch near 256 MB.
     gsn : GSNResult, optional
         A previous :func:`perform_gsn` result for ``data`` (skips the fit).
+    widen_scales : int, default=5
+        While the empirical split-half r lies above every simulated one, extend the scale grid
+        by 20 steps up to twice its top (2 -> 4 -> 8 ...), at most this many times, and say so in
+        ``note``. The reference only warns; its matched scale would then sit at the grid's top,
+        underestimating the ceiling.
 
     Returns
     -------
@@ -183,26 +193,45 @@ def rsa_noise_ceiling(
     )
     splitr = float(np.median(data_r))
 
-    sim = _Simulator(res, be, dtype, rdm_fn, cmp_fn, n_conditions, seed, batch_size)
-    chunks = []
-    while True:
-        chunks.append(sim.split_reliability(sim_chunk, scales, k))  # (chunk, n_scales)
-        model_r = np.concatenate(chunks, axis=0)
-        robust = _robustness(model_r)
-        if robust > sim_thresh or model_r.shape[0] + sim_chunk > max_split_sims:
-            break
+    def simulate(grid: np.ndarray) -> tuple[_Simulator, np.ndarray]:
+        # A fresh simulator per grid: the same seed gives every grid the same draws.
+        sim = _Simulator(res, be, dtype, rdm_fn, cmp_fn, n_conditions, seed, batch_size)
+        chunks = []
+        while True:
+            chunks.append(sim.split_reliability(sim_chunk, grid, k))  # (chunk, n_scales)
+            model_r = np.concatenate(chunks, axis=0)
+            robust = _robustness(model_r)
+            if robust > sim_thresh or model_r.shape[0] + sim_chunk > max_split_sims:
+                return sim, model_r
+
+    sim, model_r = simulate(scales)
     medians = np.median(model_r, axis=0)
+    first_max, first_top, widened = float(medians.max()), float(scales.max()), 0
+    while splitr > medians.max() and widened < widen_scales:
+        top = float(scales.max()) or 1.0
+        scales = np.concatenate([scales, np.round(top * (1 + np.arange(1, 21) / 20), 12)])
+        sim, model_r = simulate(scales)
+        medians = np.median(model_r, axis=0)
+        widened += 1
+    note = None
+    if widened:
+        note = (
+            f"scale grid widened from 0..{first_top:g} to 0..{scales.max():g}: empirical "
+            f"split-half r {splitr:.3f} exceeded every simulated one (max {first_max:.3f})"
+        )
+        logger.debug("GSN RSA ceiling: %s", note)
     best = int(np.argmin(np.abs(medians - splitr)))
     sc = float(scales[best])
     if splitr > medians.max():
         logger.warning(
-            "empirical split-half r %.3f exceeds every simulated one (max %.3f); "
-            "results may be inaccurate, consider larger scales",
+            "empirical split-half r %.3f exceeds every simulated one (max %.3f) even at signal "
+            "scale %g; the ceiling may be underestimated",
             splitr,
             medians.max(),
+            scales.max(),
         )
     ncdist = sim.ceiling(n_sims, sc, n_trials)
-    logger.info("GSN RSA ceiling: splitr=%.4f sc=%.2f nc=%.4f", splitr, sc, np.median(ncdist))
+    logger.debug("GSN RSA ceiling: splitr=%.4f sc=%.2f nc=%.4f", splitr, sc, np.median(ncdist))
     return RSANoiseCeiling(
         nc=float(np.median(ncdist)),
         ncdist=ncdist,
@@ -213,6 +242,7 @@ def rsa_noise_ceiling(
         data_splitr=data_r,
         n_model_sims=int(model_r.shape[0]),
         gsn=res,
+        note=note,
     )
 
 

@@ -72,28 +72,36 @@ def partial_correlation(y: Any, a: Any, b: Any) -> float | np.ndarray:
     return float(r[0]) if one_d else r
 
 
-def explained_variance(score: Any, ceiling: Any) -> float | np.ndarray:
-    """Noise-corrected explained variance, ``score**2 / ceiling**2``.
+def explained_variance(score: Any, ceiling: Any, ceiling_power: Any = 2) -> float | np.ndarray:
+    """Noise-corrected explained variance, ``score**2 / ceiling**ceiling_power``.
+
+    The RSA metrics are ceiled by a correlation-valued ceiling (GSN), so the ceiling is squared
+    (``ceiling_power=2``); Brain-Score's neural predictivity is ceiled by a split-half
+    reliability that is already a variance ratio, ``r**2 / ceiling`` (``ceiling_power=1``).
 
     Parameters
     ----------
     score : float or array-like
-        A correlation (e.g. a veRSA or cRSA score).
+        A correlation (e.g. a veRSA, cRSA or predictivity score).
     ceiling : float or array-like, broadcastable to ``score``
-        The noise ceiling in the same units (a correlation, e.g. GSN's RSA ceiling).
+        The noise ceiling (e.g. GSN's RSA ceiling, or the internal-consistency ceiling).
+    ceiling_power : {1, 2} or array-like of them, broadcastable to ``score``
+        The power the ceiling is raised to (see above).
 
     Returns
     -------
     ev : float or np.ndarray
-        NaN where the ceiling is not positive (logged).
+        NaN where the ceiling is missing (NaN) or not positive (the latter logged: data whose
+        noise ceiling is not positive cannot be explained).
     """
     s = np.asarray(score, dtype=np.float64)
     c = np.asarray(ceiling, dtype=np.float64)
     bad = ~(c > 0)
-    if np.any(bad):
+    non_positive = int(np.sum(c <= 0))
+    if non_positive:
         logger.warning(
-            "explained_variance: %d non-positive or NaN ceiling(s); result is NaN", int(np.sum(bad))
+            "explained_variance: %d non-positive ceiling(s); result is NaN", non_positive
         )
     with np.errstate(invalid="ignore", divide="ignore"):
-        ev = np.where(bad, np.nan, s**2 / np.where(bad, 1.0, c) ** 2)
+        ev = np.where(bad, np.nan, s**2 / np.where(bad, 1.0, c) ** np.asarray(ceiling_power))
     return float(ev) if ev.ndim == 0 else ev

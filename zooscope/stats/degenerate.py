@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from zooscope.rsa.encoding import select_layer
+from zooscope.rsa.selection import select_layer
 
 if TYPE_CHECKING:
     from zooscope.results.db import ResultsDB

@@ -16,6 +16,8 @@ from scipy import stats
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
+from zooscope.rsa.rsm import tie_codes
+
 if TYPE_CHECKING:
     from zooscope.results.db import ResultsDB
 
@@ -47,7 +49,8 @@ def correlation_matrix(vectors: np.ndarray, method: str = "pearson") -> np.ndarr
     if not np.isfinite(v).all():
         raise ValueError("RSM vectors contain NaN or inf (constant features?); drop those models")
     if method == "spearman":
-        v = stats.rankdata(v, axis=1)
+        # Tie-aware: stored float32 RSMs split exactly equal entries by rounding.
+        v = np.stack([stats.rankdata(tie_codes(row)) for row in v])
     elif method != "pearson":
         raise ValueError(f"method must be 'pearson' or 'spearman', got {method!r}")
     z = v - v.mean(axis=1, keepdims=True)

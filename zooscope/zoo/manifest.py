@@ -60,9 +60,18 @@ _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _ARCH = re.compile(r"^(timm|torchvision):[A-Za-z0-9_\-]+$")
 # What a well-formed weights tag looks like for each source ("random" is valid everywhere).
 _WEIGHTS = {
-    "torchvision": (re.compile(r"^[A-Z][A-Z0-9_]*$"), "a weights enum member such as IMAGENET1K_V1 or DEFAULT"),
-    "timm": (re.compile(r"^[a-z0-9][a-z0-9_]*$"), "a timm pretrained tag such as in1k or augreg_in21k, or 'default'"),
-    "open_clip": (re.compile(r"^[a-z0-9][a-z0-9_.\-]*$"), "an open_clip pretrained tag such as openai or laion2b_s34b_b79k"),
+    "torchvision": (
+        re.compile(r"^[A-Z][A-Z0-9_]*$"),
+        "a weights enum member such as IMAGENET1K_V1 or DEFAULT",
+    ),
+    "timm": (
+        re.compile(r"^[a-z0-9][a-z0-9_]*$"),
+        "a timm pretrained tag such as in1k or augreg_in21k, or 'default'",
+    ),
+    "open_clip": (
+        re.compile(r"^[a-z0-9][a-z0-9_.\-]*$"),
+        "an open_clip pretrained tag such as openai or laion2b_s34b_b79k",
+    ),
     "transformers": (re.compile(r"^pretrained$"), "'pretrained'"),
     "checkpoint": (re.compile(r"^pretrained$"), "'pretrained'"),
     **{family: (re.compile(r"^pretrained$"), "'pretrained'") for family in FAMILY_SOURCES},
@@ -153,7 +162,10 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
 
     uid = values.get("model_uid", "")
     if uid and not _UID.match(uid):
-        bad("model_uid", f"expected letters, digits, '_', '.', '-' (starting with a letter or digit), got {uid!r}")
+        bad(
+            "model_uid",
+            f"expected letters, digits, '_', '.', '-' (starting with a letter or digit), got {uid!r}",
+        )
     source = values.get("source", "")
     if source and source not in SOURCES:
         bad("source", f"expected one of {', '.join(SOURCES)}, got {source!r}")
@@ -168,14 +180,20 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
             bad("weights", f"expected 'random' or {expected} for source {source}, got {weights!r}")
     name = values.get("name", "")
     if source == "timm" and "." in name:
-        bad("name", f"expected a timm model name without a pretrained tag (put {name.split('.', 1)[1]!r} in the weights column), got {name!r}")
+        bad(
+            "name",
+            f"expected a timm model name without a pretrained tag (put {name.split('.', 1)[1]!r} in the weights column), got {name!r}",
+        )
 
     arch = values.get("arch") or None
     # An unavailable row never loads, so it needs no architecture (some have none in timm/torchvision).
     unavailable = values.get("available", "").lower() in _FALSE - {""}
     if source == "checkpoint":
         if not arch and not unavailable:
-            bad("arch", "checkpoint rows need the architecture to load into, as timm:<name> or torchvision:<name>")
+            bad(
+                "arch",
+                "checkpoint rows need the architecture to load into, as timm:<name> or torchvision:<name>",
+            )
         elif arch and not _ARCH.match(arch):
             bad("arch", f"expected timm:<name> or torchvision:<name>, got {arch!r}")
 
@@ -278,7 +296,9 @@ def parse_manifest(lines: Iterable[str], path: str = "<manifest>") -> list[Model
         problems.extend(row_problems)
         uid = fields["model_uid"]
         if uid in first_line:
-            problems.append(f"{path}:{line}:model_uid: duplicate uid {uid!r} (first on line {first_line[uid]})")
+            problems.append(
+                f"{path}:{line}:model_uid: duplicate uid {uid!r} (first on line {first_line[uid]})"
+            )
         elif uid:
             first_line[uid] = line
         if not row_problems and not missing:
@@ -349,12 +369,25 @@ def load_manifest(path: str | os.PathLike[str]) -> list[ModelEntry]:
         ) from None
 
 
-def get_entry(model_uid: str, manifest: str | os.PathLike[str] = "demo") -> ModelEntry:
-    """Return the entry ``model_uid`` of a manifest (default: the built-in demo manifest)."""
-    entries = load_manifest(manifest)
+def find_entry(
+    entries: Iterable[ModelEntry], model_uid: str, manifest: str | os.PathLike[str] = "the manifest"
+) -> ModelEntry:
+    """Return the entry ``model_uid`` among ``entries`` (of the manifest named ``manifest``).
+
+    Raises
+    ------
+    KeyError
+        With up to five similar uids as a hint.
+    """
+    entries = list(entries)
     for entry in entries:
         if entry.model_uid == model_uid:
             return entry
     close = [e.model_uid for e in entries if model_uid.lower() in e.model_uid.lower()][:5]
     hint = f"; similar: {', '.join(close)}" if close else ""
     raise KeyError(f"no model {model_uid!r} in manifest {manifest}{hint}")
+
+
+def get_entry(model_uid: str, manifest: str | os.PathLike[str] = "demo") -> ModelEntry:
+    """Return the entry ``model_uid`` of a manifest (default: the built-in demo manifest)."""
+    return find_entry(load_manifest(manifest), model_uid, manifest)

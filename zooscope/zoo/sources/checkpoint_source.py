@@ -113,7 +113,7 @@ def remap_state_dict(
                 f"vs architecture {dst_key!r} {tuple(expected.shape)}"
             )
         mapped[dst_key] = tensor
-    logger.info("mapped %d checkpoint tensors onto the architecture by position and shape", len(mapped))
+    logger.debug("mapped %d checkpoint tensors onto the architecture by position and shape", len(mapped))
     return mapped
 
 
