@@ -147,10 +147,16 @@ def speed_child(args: argparse.Namespace) -> dict[str, Any]:
     # that scores model after model in one process.
     run_extract(loaded, images[:2], 2, rsm=False, memory_budget="64GB")
     one_batch = args.batch_size
-    _, t_small, _ = timed(run_extract, loaded, images[:one_batch], args.batch_size, rsm=False, memory_budget="64GB")
-    srp_only, t_srp, c_srp = timed(run_extract, loaded, images, args.batch_size, rsm=False, memory_budget="64GB")
+    _, t_small, _ = timed(
+        run_extract, loaded, images[:one_batch], args.batch_size, rsm=False, memory_budget="64GB"
+    )
+    srp_only, t_srp, c_srp = timed(
+        run_extract, loaded, images, args.batch_size, rsm=False, memory_budget="64GB"
+    )
     t_setup = setup_cost(loaded, images, K_PRODUCTION)
-    exact, t_exact, c_exact = timed(run_extract, loaded, images, args.batch_size, memory_budget=args.budget)
+    exact, t_exact, c_exact = timed(
+        run_extract, loaded, images, args.batch_size, memory_budget=args.budget
+    )
     errors = []
     for layer in exact:
         if layer.srp.shape[1] < layer.n_features:  # projected layers only
@@ -159,18 +165,36 @@ def speed_child(args: argparse.Namespace) -> dict[str, Any]:
             errors.append(np.abs(approx - layer.rsm)[upper])
     worst = np.array([e.max() for e in errors])
     return {
-        "layers": len(srp_only), "seconds": t_srp, "cpu": c_srp, "first_batch": t_small,
-        "streaming_images": args.images - one_batch, "setup": t_setup, "exact": t_exact, "exact_cpu": c_exact,
-        "projected": len(errors), "error_mean": float(np.concatenate(errors).mean()),
-        "error_median_max": float(np.median(worst)), "error_max": float(worst.max()),
+        "layers": len(srp_only),
+        "seconds": t_srp,
+        "cpu": c_srp,
+        "first_batch": t_small,
+        "streaming_images": args.images - one_batch,
+        "setup": t_setup,
+        "exact": t_exact,
+        "exact_cpu": c_exact,
+        "projected": len(errors),
+        "error_mean": float(np.concatenate(errors).mean()),
+        "error_median_max": float(np.median(worst)),
+        "error_max": float(worst.max()),
     }
 
 
 def run_child(args: argparse.Namespace, role: str, model: str) -> dict[str, Any]:
     """``speed_child`` in a fresh interpreter (the environment, so the settings, is inherited)."""
     command = [
-        sys.executable, __file__, "--child", role, "--model", model, "--images", str(args.images),
-        "--batch-size", str(args.batch_size), "--budget", args.budget,
+        sys.executable,
+        __file__,
+        "--child",
+        role,
+        "--model",
+        model,
+        "--images",
+        str(args.images),
+        "--batch-size",
+        str(args.batch_size),
+        "--budget",
+        args.budget,
     ]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -186,7 +210,9 @@ def speed(args: argparse.Namespace) -> None:
         f"torch threads {torch.get_num_threads()}, {process_settings()}; each side in a fresh process"
     )
     if args.images <= args.batch_size:
-        raise SystemExit("--images must exceed --batch-size: the streaming cost is what batches after the first add")
+        raise SystemExit(
+            "--images must exceed --batch-size: the streaming cost is what batches after the first add"
+        )
     for name in ("resnet50", "vit_b_16"):
         bare = run_child(args, "bare", name)
         ext = run_child(args, "extract", name)
@@ -194,7 +220,9 @@ def speed(args: argparse.Namespace) -> None:
         # The first batch carries the one-time setup (layer discovery, drawing the matrices);
         # every later batch costs the same, so their time per image is the streaming cost.
         streaming_per_image = (ext["seconds"] - ext["first_batch"]) / ext["streaming_images"]
-        print(f"{name}: {ext['layers']} layers; bare forward {bare['seconds']:.1f}s wall ({bare['cpu']:.1f}s CPU)")
+        print(
+            f"{name}: {ext['layers']} layers; bare forward {bare['seconds']:.1f}s wall ({bare['cpu']:.1f}s CPU)"
+        )
         print(
             f"  hooked+SRP {ext['seconds']:.1f}s wall ({ext['cpu']:.1f}s CPU); one batch alone {ext['first_batch']:.1f}s, "
             f"of which one-time setup ~{ext['setup']:.1f}s"
@@ -291,10 +319,14 @@ def main() -> None:
     ap.add_argument("--memory-images", type=int, default=256)
     ap.add_argument("--memory-budget", default="2GB")
     ap.add_argument(
-        "--keep-freed-memory", action="store_true", help="measure with zooscope.runtime.reuse_freed_memory() (docs/performance.md)"
+        "--keep-freed-memory",
+        action="store_true",
+        help="measure with zooscope.runtime.reuse_freed_memory() (docs/performance.md)",
     )
     ap.add_argument(
-        "--huge-pages", action="store_true", help="measure with zooscope.runtime.use_huge_pages() (docs/performance.md)"
+        "--huge-pages",
+        action="store_true",
+        help="measure with zooscope.runtime.use_huge_pages() (docs/performance.md)",
     )
     ap.add_argument("--child", choices=["bare", "extract"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)

@@ -39,13 +39,21 @@ print(applied, held.hblkhd, held.arena, freed.arena)
 
 def _environment(**env: str) -> dict[str, str]:
     """This process's environment without allocator settings (glibc's, torch's huge pages), plus ``env``."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "THP_MEM_ALLOC_ENABLE"}
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_") and k != "THP_MEM_ALLOC_ENABLE"
+    }
     return inherited | env
 
 
 def _child(mode: str, **env: str) -> tuple[str, int, int, int]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True, env=_environment(**env)
+        [sys.executable, "-c", CHILD, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_environment(**env),
     ).stdout.split()
     if out[0] == "nomallinfo2":
         pytest.skip("glibc older than 2.33 (no mallinfo2)")
@@ -102,7 +110,13 @@ def test_the_deprecated_allocator_flags_still_work_and_say_where_the_settings_we
         "print(result.output.count('deprecated'), result.output.count('docs/performance.md'))\n"
         "print(os.environ.get('MALLOC_MMAP_THRESHOLD_'), os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, *flag], capture_output=True, text=True, check=True, env=_environment())
+    out = subprocess.run(
+        [sys.executable, "-c", code, *flag],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_environment(),
+    )
     lines = out.stdout.splitlines()
     assert lines[-1].split() == expected
     assert lines[-2].split() == (["1", "1"] if flag else ["0", "0"])
@@ -144,15 +158,24 @@ with open("/proc/self/smaps") as smaps:
 
 def _huge_child(mode: str, **env: str) -> int:
     out = subprocess.run(
-        [sys.executable, "-c", HUGE_CHILD, mode], capture_output=True, text=True, check=True, env=_environment(**env)
+        [sys.executable, "-c", HUGE_CHILD, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_environment(**env),
     )
     return int(out.stdout.split()[-1])
 
 
-@pytest.mark.skipif(transparent_huge_pages_mode() not in ("madvise", "always"), reason="no transparent huge pages here")
+@pytest.mark.skipif(
+    transparent_huge_pages_mode() not in ("madvise", "always"),
+    reason="no transparent huge pages here",
+)
 def test_huge_pages_back_large_tensors_only_on_request():
     size = 64 * 2**20
     assert _huge_child("huge") >= size // 2
-    if transparent_huge_pages_mode() == "madvise":  # with "always" every large mapping may get them anyway
+    if (
+        transparent_huge_pages_mode() == "madvise"
+    ):  # with "always" every large mapping may get them anyway
         assert _huge_child("default") == 0
         assert _huge_child("huge", THP_MEM_ALLOC_ENABLE="0") == 0  # the user's own value wins

@@ -148,4 +148,6 @@ def get_backend(name: BackendName | Backend = "numpy") -> Backend:
         if device != "cpu" and resolve_device("auto") != device:
             raise RuntimeError(f"backend {name!r} requested but no {device} device is available")
         return Backend("torch", device, xp_torch)
-    raise ValueError(f"unknown backend {name!r}; expected numpy, torch, torch_cuda, torch_mps or auto")
+    raise ValueError(
+        f"unknown backend {name!r}; expected numpy, torch, torch_cuda, torch_mps or auto"
+    )

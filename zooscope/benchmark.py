@@ -69,6 +69,8 @@ def split_region(roi: str) -> tuple[str, str | None]:
     """``"IT|70-170"`` -> ``("IT", "70-170")``; ``"OTC"`` -> ``("OTC", None)``."""
     region, _, time_bin = roi.partition("|")
     return region, (time_bin or None)
+
+
 _STIMULI_BATCH = 64
 _WHAT = "a zooscope Benchmark file (HDF5)"
 
@@ -177,7 +179,9 @@ def _validate(
             raise ValueError(f"image table has {len(images)} rows for {n_images} images")
         for column in images.columns:
             if not isinstance(column, str) or "/" in column:
-                raise ValueError(f"image-table column names must be strings without '/', got {column!r}")
+                raise ValueError(
+                    f"image-table column names must be strings without '/', got {column!r}"
+                )
 
 
 class Benchmark:

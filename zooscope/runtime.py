@@ -59,7 +59,9 @@ def reuse_freed_memory() -> bool:
     bool
         Whether the thresholds were applied to this process.
     """
-    user_set = any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
+    user_set = any(
+        name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    )
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))
     os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(TRIM_THRESHOLD))
     if user_set:
@@ -69,7 +71,10 @@ def reuse_freed_memory() -> bool:
     if mallopt is None:  # not glibc (macOS, musl): nothing to tune
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    applied = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    applied = (
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+        and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    )
     if not applied:
         log.debug("mallopt refused the thresholds; glibc's defaults stay")
     return applied
@@ -110,5 +115,8 @@ def use_huge_pages() -> bool:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     available = transparent_huge_pages_mode() in ("always", "madvise")
     if not available:
-        log.warning("transparent huge pages are not available here (%s); use_huge_pages changes nothing", THP_SETTING)
+        log.warning(
+            "transparent huge pages are not available here (%s); use_huge_pages changes nothing",
+            THP_SETTING,
+        )
     return available

@@ -1,4 +1,4 @@
-"""Write the Brain-Score fixtures of tests/test_neural.py with Brain-Score's OWN code.
+"""Write the Brain-Score fixtures of tests/test_neural_brainio.py with Brain-Score's OWN code.
 
 Run in a separate environment that has brainscore-brainio and brainscore-vision (their pins clash
 with zooscope's), e.g.::

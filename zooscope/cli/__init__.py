@@ -52,7 +52,9 @@ def _root(
         count=True,
         help="More on the terminal: zooscope's per-layer detail and other libraries' INFO (-vv: all debug).",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on the terminal."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Only warnings and errors on the terminal."
+    ),
     log_file: Path | None = typer.Option(
         None,
         "--log-file",
@@ -70,7 +72,10 @@ def _root(
     # Deprecated allocator flags: still honoured (before the command imports torch), but the
     # tuning now lives in docs/performance.md as environment variables.
     if keep_freed_memory:
-        _deprecated("--keep-freed-memory", "MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647")
+        _deprecated(
+            "--keep-freed-memory",
+            "MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647",
+        )
         reuse_freed_memory()
     if huge_pages:
         _deprecated("--huge-pages", "THP_MEM_ALLOC_ENABLE=1")

@@ -8,7 +8,9 @@ import typer
 
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 PROFILE_OPTION = typer.Option(
-    None, "--profile", help="Only results of this scoring profile (default, conwell2024), best layers by its rule."
+    None,
+    "--profile",
+    help="Only results of this scoring profile (default, conwell2024), best layers by its rule.",
 )
 
 
@@ -210,7 +212,15 @@ def register(app: typer.Typer) -> None:
         if committed is not None and len(committed) and fmt == "table":
             # Region commitment: each model's best predictivity layer per region x time bin.
             typer.echo("\ncommitted layers (best on train images, scored on test images):")
-            columns = ["model_uid", "region", "time_bin", "layer_name", "relative_depth", "test_score", "ceiled"]
+            columns = [
+                "model_uid",
+                "region",
+                "time_bin",
+                "layer_name",
+                "relative_depth",
+                "test_score",
+                "ceiled",
+            ]
             _emit(committed[columns], fmt)
 
     @results.command("failures")
@@ -278,7 +288,9 @@ def _profile_best(database, profile: str | None):
     return profile_best_layer_scores(database, profile)
 
 
-def _frame(database, metric: str, level: str, by: str, keep: list[str] | None, profile: str | None = None):
+def _frame(
+    database, metric: str, level: str, by: str, keep: list[str] | None, profile: str | None = None
+):
     """Score frame at subject level when every kept model has per-subject scores, else model level."""
     from zooscope.stats.contrasts import score_frame
 

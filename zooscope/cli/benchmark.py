@@ -46,11 +46,19 @@ def info(
 
 @benchmark_app.command("import-brainio")
 def import_brainio_command(
-    assembly: Path = typer.Argument(..., exists=True, dir_okay=False, help="brainio NetCDF assembly (.nc)."),
-    stimuli: Path = typer.Option(..., "--stimuli", exists=True, dir_okay=False, help="Stimulus-set CSV."),
-    images: Path = typer.Option(..., "--images", exists=True, help="Folder or zip of the stimulus images."),
+    assembly: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="brainio NetCDF assembly (.nc)."
+    ),
+    stimuli: Path = typer.Option(
+        ..., "--stimuli", exists=True, dir_okay=False, help="Stimulus-set CSV."
+    ),
+    images: Path = typer.Option(
+        ..., "--images", exists=True, help="Folder or zip of the stimulus images."
+    ),
     out: Path = typer.Option(..., "--out", help="Benchmark .h5 to write."),
-    time_bins: str = typer.Option(None, "--time-bins", help="Comma-separated time bins to keep, e.g. 70-170 (default: all)."),
+    time_bins: str = typer.Option(
+        None, "--time-bins", help="Comma-separated time bins to keep, e.g. 70-170 (default: all)."
+    ),
     image_size: int = typer.Option(224, help="Side of the stored square RGB images."),
 ) -> None:
     """Convert a Brain-Score assembly + stimulus set into a Benchmark file (time bins kept)."""

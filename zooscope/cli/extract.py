@@ -81,7 +81,8 @@ def extract_cmd(
     n_components: int | None = typer.Option(None, help="Projection width k (overrides --eps)."),
     seed: int = typer.Option(0, help="Projection seed (each layer's matrix: seed + layer name)."),
     memory_budget: str | None = typer.Option(
-        None, help="Memory the extraction may add to the loaded model (forward pass + buffers), e.g. 4GB (default: half the free device memory)."
+        None,
+        help="Memory the extraction may add to the loaded model (forward pass + buffers), e.g. 4GB (default: half the free device memory).",
     ),
     batch_size: int = typer.Option(32, help="Images per forward pass."),
     workers: int = typer.Option(0, help="DataLoader worker processes."),

@@ -263,7 +263,12 @@ def show_model(
 
 
 def _show_profile(
-    entry: ModelEntry, profile: str, images: str | None, weights: str | None, device: str, console: Console
+    entry: ModelEntry,
+    profile: str,
+    images: str | None,
+    weights: str | None,
+    device: str,
+    console: Console,
 ) -> None:
     """Print the transform and the layers a survey under ``profile`` would score for ``entry``."""
     from pathlib import Path
@@ -281,7 +286,9 @@ def _show_profile(
     except (KeyError, ValueError) as error:
         raise typer.BadParameter(str(error), param_hint="--profile") from None
     try:
-        loaded = load_model(entry, device=device, weights=weights, preprocessing=config.preprocessing)
+        loaded = load_model(
+            entry, device=device, weights=weights, preprocessing=config.preprocessing
+        )
     except (WeightsUnavailable, ModelUnavailable) as error:
         raise _fail(f"error: {error}", code=1) from None
     selection = LayerSelection(include=config.layers) if config.layers else None
@@ -293,7 +300,9 @@ def _show_profile(
         with open_images(Path(images)) as (data, _):
             layers = list_layers(loaded, data, selection, config.layer_policy)
         source = f"the first 3 images of {images}"
-    console.print(f"[bold]profile[/bold] {profile}; [bold]transform[/bold] {loaded.info.preprocess}")
+    console.print(
+        f"[bold]profile[/bold] {profile}; [bold]transform[/bold] {loaded.info.preprocess}"
+    )
     title = f"{len(layers)} scored layers ({config.layer_policy} layer policy; duplicates judged on {source})"
     listing = Table(title=title)
     for column in ("index", "name", "module_type", "shape", "n_features", "aliases"):

@@ -17,7 +17,9 @@ def info(
     root: Path = typer.Argument(..., help="NSD root (holds nsddata/, nsddata_betas/, ...)."),
     beta_version: str = typer.Option("betas_fithrf_GLMdenoise_RR", help="Beta folder."),
     verify: bool = typer.Option(
-        False, "--verify", help="Open and read every file listed (slow: decompresses each beta file)."
+        False,
+        "--verify",
+        help="Open and read every file listed (slow: decompresses each beta file).",
     ),
 ) -> None:
     """Show what is present per subject: sessions per beta format, ROI files, ncsnr.
@@ -89,7 +91,9 @@ def info(
                     typer.echo(f"  {state}  {path}")
     if verify:
         if broken:
-            typer.echo(f"error: {len(broken)} of {checked} files unreadable; fetch them again", err=True)
+            typer.echo(
+                f"error: {len(broken)} of {checked} files unreadable; fetch them again", err=True
+            )
             raise typer.Exit(1)
         typer.echo(f"verified: all {checked} files present are readable")
 

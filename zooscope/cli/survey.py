@@ -27,39 +27,100 @@ def register(app: typer.Typer) -> None:
 
     @app.command("survey")
     def survey_command(
-        manifest: str = typer.Option(..., "--manifest", "-m", help="Manifest CSV or built-in name (demo, conwell2024, openclip)."),
-        benchmark: Path = typer.Option(..., "--benchmark", "-b", exists=True, dir_okay=False, help="Benchmark .h5 file."),
+        manifest: str = typer.Option(
+            ...,
+            "--manifest",
+            "-m",
+            help="Manifest CSV or built-in name (demo, conwell2024, openclip).",
+        ),
+        benchmark: Path = typer.Option(
+            ..., "--benchmark", "-b", exists=True, dir_okay=False, help="Benchmark .h5 file."
+        ),
         db: Path = typer.Option(..., "--db", help="DuckDB results file (created if missing)."),
         models: str = typer.Option(None, help="Comma-separated model uids (default: every model)."),
-        metrics: str = typer.Option(None, "--metrics", "--metric", help="Comma-separated metrics: crsa, versa, encoding_r, predictivity (default: crsa,versa,encoding_r; predictivity on a neural benchmark)."),
-        regression: str = typer.Option("ridge", help="predictivity: Brain-Score regression ridge (Ridge(alpha=1), closed form, fast), pls (Brain-Score's public benchmarks; ~10x slower) or ridgecv."),
-        splits: str = typer.Option("brainscore", "--splits", help="predictivity: cross-validation within each split, brainscore (10 stratified 90/10) or even-odd."),
+        metrics: str = typer.Option(
+            None,
+            "--metrics",
+            "--metric",
+            help="Comma-separated metrics: crsa, versa, encoding_r, predictivity (default: crsa,versa,encoding_r; predictivity on a neural benchmark).",
+        ),
+        regression: str = typer.Option(
+            "ridge",
+            help="predictivity: Brain-Score regression ridge (Ridge(alpha=1), closed form, fast), pls (Brain-Score's public benchmarks; ~10x slower) or ridgecv.",
+        ),
+        splits: str = typer.Option(
+            "brainscore",
+            "--splits",
+            help="predictivity: cross-validation within each split, brainscore (10 stratified 90/10) or even-odd.",
+        ),
         subjects: str = typer.Option(None, help="Comma-separated subjects (default: all)."),
-        rois: str = typer.Option(None, help="Comma-separated ROIs (default: all in the benchmark)."),
-        layers: str = typer.Option(None, help="Regex: score only matching layers (default: every layer)."),
-        rsm_from: str = typer.Option("full", help="cRSA RSMs from full features (exact) or from SRP features."),
-        profile: str = typer.Option("default", "--profile", help="Scoring profile: default, or conwell2024 (the published procedure step for step; docs/profiles.md)."),
-        retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry models whose last attempt failed."),
+        rois: str = typer.Option(
+            None, help="Comma-separated ROIs (default: all in the benchmark)."
+        ),
+        layers: str = typer.Option(
+            None, help="Regex: score only matching layers (default: every layer)."
+        ),
+        rsm_from: str = typer.Option(
+            "full", help="cRSA RSMs from full features (exact) or from SRP features."
+        ),
+        profile: str = typer.Option(
+            "default",
+            "--profile",
+            help="Scoring profile: default, or conwell2024 (the published procedure step for step; docs/profiles.md).",
+        ),
+        retry_failed: bool = typer.Option(
+            False, "--retry-failed", help="Retry models whose last attempt failed."
+        ),
         n_sims: int = typer.Option(50, help="Monte Carlo simulations per GSN noise ceiling."),
-        ceilings: bool = typer.Option(True, "--ceilings/--no-ceilings", help="Compute GSN noise ceilings if missing."),
+        ceilings: bool = typer.Option(
+            True, "--ceilings/--no-ceilings", help="Compute GSN noise ceilings if missing."
+        ),
         device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
         batch_size: int = typer.Option(32, help="Images per forward pass."),
-        memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 8GB (default: half the free memory)."),
+        memory_budget: str = typer.Option(
+            None,
+            help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 8GB (default: half the free memory).",
+        ),
         workers: int = typer.Option(None, help="Start a local Dask cluster of N worker processes."),
-        scheduler: str = typer.Option(None, help="Address of an existing Dask scheduler (tcp://host:8786)."),
-        slurm: bool = typer.Option(False, "--slurm", help="Start Dask workers as Slurm jobs (dask-jobqueue)."),
+        scheduler: str = typer.Option(
+            None, help="Address of an existing Dask scheduler (tcp://host:8786)."
+        ),
+        slurm: bool = typer.Option(
+            False, "--slurm", help="Start Dask workers as Slurm jobs (dask-jobqueue)."
+        ),
         slurm_jobs: int = typer.Option(4, help="--slurm: number of jobs (one worker each)."),
         slurm_queue: str = typer.Option(None, help="--slurm: partition."),
         slurm_cores: int = typer.Option(8, help="--slurm: cores per job."),
         slurm_memory: str = typer.Option("32GB", help="--slurm: memory per job."),
         slurm_walltime: str = typer.Option("04:00:00", help="--slurm: walltime per job."),
-        slurm_gpus: int = typer.Option(0, help="--slurm: GPUs per job (declared as the Dask resource GPU)."),
-        slurm_extra: list[str] = typer.Option([], help="--slurm: another #SBATCH option, e.g. --slurm-extra=--account=lab (repeatable)."),
-        slurm_log_dir: Path = typer.Option(None, help="--slurm: folder of the jobs' .out/.err logs (default: slurm-logs/ next to --db)."),
-        slurm_interface: str = typer.Option(None, help="--slurm: network interface of scheduler and workers (e.g. ib0; lo on one machine)."),
-        slurm_timeout: float = typer.Option(900, help="--slurm: seconds to wait for a first worker before giving up (0: forever)."),
-        slurm_dry_run: bool = typer.Option(False, "--slurm-dry-run", help="Print the Slurm job script that --slurm would submit, and exit."),
-        verify: bool = typer.Option(True, "--verify/--no-verify", help="Check the benchmark's content hash once at the start."),
+        slurm_gpus: int = typer.Option(
+            0, help="--slurm: GPUs per job (declared as the Dask resource GPU)."
+        ),
+        slurm_extra: list[str] = typer.Option(
+            [],
+            help="--slurm: another #SBATCH option, e.g. --slurm-extra=--account=lab (repeatable).",
+        ),
+        slurm_log_dir: Path = typer.Option(
+            None,
+            help="--slurm: folder of the jobs' .out/.err logs (default: slurm-logs/ next to --db).",
+        ),
+        slurm_interface: str = typer.Option(
+            None,
+            help="--slurm: network interface of scheduler and workers (e.g. ib0; lo on one machine).",
+        ),
+        slurm_timeout: float = typer.Option(
+            900, help="--slurm: seconds to wait for a first worker before giving up (0: forever)."
+        ),
+        slurm_dry_run: bool = typer.Option(
+            False,
+            "--slurm-dry-run",
+            help="Print the Slurm job script that --slurm would submit, and exit.",
+        ),
+        verify: bool = typer.Option(
+            True,
+            "--verify/--no-verify",
+            help="Check the benchmark's content hash once at the start.",
+        ),
     ) -> None:
         """Score every model of a manifest against a benchmark into a results database.
 
@@ -86,8 +147,15 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"error: {error}", err=True)
                 raise typer.Exit(2) from None
         slurm_options = SlurmOptions(
-            jobs=slurm_jobs, queue=slurm_queue, cores=slurm_cores, memory=slurm_memory, walltime=slurm_walltime,
-            gpus=slurm_gpus, extra_directives=tuple(slurm_extra), interface=slurm_interface, timeout=slurm_timeout,
+            jobs=slurm_jobs,
+            queue=slurm_queue,
+            cores=slurm_cores,
+            memory=slurm_memory,
+            walltime=slurm_walltime,
+            gpus=slurm_gpus,
+            extra_directives=tuple(slurm_extra),
+            interface=slurm_interface,
+            timeout=slurm_timeout,
             log_directory=str((slurm_log_dir or db.parent / "slurm-logs").absolute()),
         )
         if slurm_dry_run:
@@ -99,8 +167,14 @@ def register(app: typer.Typer) -> None:
 
         try:
             config = ScoringConfig.from_profile(
-                profile, metrics=_split(metrics) or default_metrics(benchmark), subjects=_split(subjects), rois=_split(rois),
-                layers=layers, rsm_from=rsm_from, regression=regression, predictivity_splits=splits,
+                profile,
+                metrics=_split(metrics) or default_metrics(benchmark),
+                subjects=_split(subjects),
+                rois=_split(rois),
+                layers=layers,
+                rsm_from=rsm_from,
+                regression=regression,
+                predictivity_splits=splits,
             )
         except (KeyError, ValueError) as error:
             raise typer.BadParameter(str(error)) from None
@@ -113,10 +187,22 @@ def register(app: typer.Typer) -> None:
                 if not logging.getLogger("zooscope").isEnabledFor(logging.DEBUG):  # -v shows them
                     for name in ("distributed", "dask_jobqueue"):  # ~100 INFO lines per worker
                         logging.getLogger(name).setLevel(logging.WARNING)
-                client = make_client(workers=workers, scheduler=scheduler, slurm=slurm_options if slurm else None)
+                client = make_client(
+                    workers=workers, scheduler=scheduler, slurm=slurm_options if slurm else None
+                )
             report = survey(
-                manifest, benchmark, db, config, options, models=_split(models), retry_failed=retry_failed,
-                ceilings=ceilings, n_sims=n_sims, client=client, gpu_resources=bool(slurm and slurm_gpus), verify=verify,
+                manifest,
+                benchmark,
+                db,
+                config,
+                options,
+                models=_split(models),
+                retry_failed=retry_failed,
+                ceilings=ceilings,
+                n_sims=n_sims,
+                client=client,
+                gpu_resources=bool(slurm and slurm_gpus),
+                verify=verify,
             )
         except ClusterError as error:
             typer.echo(f"error: {error}", err=True)
@@ -131,18 +217,27 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"scored {len(report.scored)}, failed {len(report.failed)}, already complete {len(report.skipped_complete)}, "
             f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "
-            f"in {report.seconds:.0f}s" + (f"; detail in {report.log_file}" if report.log_file else "")
+            f"in {report.seconds:.0f}s"
+            + (f"; detail in {report.log_file}" if report.log_file else "")
         )
         for failure in [*report.ceiling_failures, *report.failed]:
-            typer.echo(f"  failed {failure.model_uid} at {failure.stage}: {failure.error.splitlines()[0]}", err=True)
+            typer.echo(
+                f"  failed {failure.model_uid} at {failure.stage}: {failure.error.splitlines()[0]}",
+                err=True,
+            )
         if report.failed or report.ceiling_failures:
             n_models = len(report.scored) + len(report.failed)
-            typer.echo(_failed_line(n_models, len(report.failed), len(report.ceiling_failures), db), err=True)
+            typer.echo(
+                _failed_line(n_models, len(report.failed), len(report.ceiling_failures), db),
+                err=True,
+            )
             raise typer.Exit(1)
 
     @app.command("ceiling")
     def ceiling_command(
-        benchmark: Path = typer.Argument(..., exists=True, dir_okay=False, help="Benchmark .h5 file."),
+        benchmark: Path = typer.Argument(
+            ..., exists=True, dir_okay=False, help="Benchmark .h5 file."
+        ),
         db: Path = typer.Option(None, "--db", help="Store the ceilings in this results database."),
         subjects: str = typer.Option(None, help="Comma-separated subjects (default: all)."),
         roi: str = typer.Option(None, "--roi", help="Comma-separated ROIs (default: all)."),
@@ -168,7 +263,9 @@ def register(app: typer.Typer) -> None:
         run_id = None
         if session is not None:
             with session.open() as database:
-                run_id = database.start_run(bench.content_hash, {"command": "ceiling", "n_sims": n_sims, "seed": seed})
+                run_id = database.start_run(
+                    bench.content_hash, {"command": "ceiling", "n_sims": n_sims, "seed": seed}
+                )
         rows, failed, status = [], [], "interrupted"
         try:
             for result in iter_ceilings(bench, config, n_sims=n_sims, seed=seed):
@@ -191,21 +288,39 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  no ceiling: {result.error}", err=True)
         if failed:
             where = f"; details: zooscope results failures --db {db}" if db is not None else ""
-            typer.echo(f"error: {len(failed)} of {len(rows) + len(failed)} group(s) got no ceiling{where}", err=True)
+            typer.echo(
+                f"error: {len(failed)} of {len(rows) + len(failed)} group(s) got no ceiling{where}",
+                err=True,
+            )
             raise typer.Exit(1)
 
     @app.command("demo")
     def demo_command(
         out: Path = typer.Option(Path("zooscope-demo"), help="Output folder."),
-        n_images: int = typer.Option(100, help="Shared images of the synthetic NSD (split half train, half test)."),
+        n_images: int = typer.Option(
+            100, help="Shared images of the synthetic NSD (split half train, half test)."
+        ),
         subjects: str = typer.Option("1,2", help="Synthetic subjects."),
-        layers: str = typer.Option(None, help="Regex: score only matching layers (default: every layer)."),
-        models: str = typer.Option(None, help="Comma-separated model uids of the demo manifest (default: all)."),
+        layers: str = typer.Option(
+            None, help="Regex: score only matching layers (default: every layer)."
+        ),
+        models: str = typer.Option(
+            None, help="Comma-separated model uids of the demo manifest (default: all)."
+        ),
         n_sims: int = typer.Option(20, help="Monte Carlo simulations per noise ceiling."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
-        memory_budget: str = typer.Option(None, help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory)."),
-        profile: str = typer.Option("default", "--profile", help="Scoring profile: default or conwell2024."),
-        neural: bool = typer.Option(False, "--neural", help="Instead: a synthetic macaque assembly (brainio format; V1, V4, IT; two time bins) -> import -> predictivity survey of the trained EfficientNet-Lite0 and its random twin (unless --models; 11 block-level layers unless --layers) -> committed layers."),
+        memory_budget: str = typer.Option(
+            None,
+            help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory).",
+        ),
+        profile: str = typer.Option(
+            "default", "--profile", help="Scoring profile: default or conwell2024."
+        ),
+        neural: bool = typer.Option(
+            False,
+            "--neural",
+            help="Instead: a synthetic macaque assembly (brainio format; V1, V4, IT; two time bins) -> import -> predictivity survey of the trained EfficientNet-Lite0 and its random twin (unless --models; 11 block-level layers unless --layers) -> committed layers.",
+        ),
     ) -> None:
         """Run everything offline: synthetic NSD -> benchmark -> ceilings -> survey -> summary -> report.
 
@@ -217,7 +332,13 @@ def register(app: typer.Typer) -> None:
         if neural:
             from zooscope.neural.demo import run_neural_demo
 
-            run_neural_demo(out, models=_split(models), layers=layers, memory_budget=memory_budget, report=report)
+            run_neural_demo(
+                out,
+                models=_split(models),
+                layers=layers,
+                memory_budget=memory_budget,
+                report=report,
+            )
             return
         from zooscope.nsd import prepare, write_synthetic
         from zooscope.pipeline.scoring import RunOptions, ScoringConfig
@@ -230,11 +351,18 @@ def register(app: typer.Typer) -> None:
         root, bench_path, db_path = out / "nsd", out / "benchmark.h5", out / "results.duckdb"
         if not bench_path.exists():
             logger.info("writing a synthetic NSD tree to %s and its benchmark %s", root, bench_path)
-            write_synthetic(root, subjects=subject_ids, n_images=n_images, n_sessions=3, image_size=224)
+            write_synthetic(
+                root, subjects=subject_ids, n_images=n_images, n_sessions=3, image_size=224
+            )
             prepare(root, bench_path, subjects=subject_ids, rois=("OTC", "EVC"))
         report_ = survey(
-            "demo", bench_path, db_path, ScoringConfig.from_profile(profile, layers=layers), RunOptions(device="auto", memory_budget=memory_budget),
-            models=_split(models), n_sims=n_sims,
+            "demo",
+            bench_path,
+            db_path,
+            ScoringConfig.from_profile(profile, layers=layers),
+            RunOptions(device="auto", memory_budget=memory_budget),
+            models=_split(models),
+            n_sims=n_sims,
         )
         with ResultsDB(db_path, read_only=True) as database:
             from zooscope.stats.degenerate import profile_best_layer_scores
@@ -244,14 +372,21 @@ def register(app: typer.Typer) -> None:
             wide = table.pivot_table(index="model_uid", columns=["roi", "metric"], values="score")
             wide.columns = [f"{roi} {metric}" for roi, metric in wide.columns]
             wide = wide.sort_values(list(wide.columns), ascending=False)
-            typer.echo("best-layer test scores, mean over subjects (explained variance: see the report)")
+            typer.echo(
+                "best-layer test scores, mean over subjects (explained variance: see the report)"
+            )
             typer.echo(wide.to_string(float_format=lambda v: f"{v:.3f}", index_names=False))
             if report:
                 index = build_report(database, out / "report", profile=profile)
                 typer.echo(f"report: {index}")
         detail = f"; detail in {report_.log_file}" if report_.log_file else ""
-        typer.echo(f"scored {len(report_.scored)} models, {len(report_.failed)} failed; results in {db_path}{detail}")
+        typer.echo(
+            f"scored {len(report_.scored)} models, {len(report_.failed)} failed; results in {db_path}{detail}"
+        )
         if report_.failed or report_.ceiling_failures:
             n_models = len(report_.scored) + len(report_.failed)
-            typer.echo(_failed_line(n_models, len(report_.failed), len(report_.ceiling_failures), db_path), err=True)
+            typer.echo(
+                _failed_line(n_models, len(report_.failed), len(report_.ceiling_failures), db_path),
+                err=True,
+            )
             raise typer.Exit(1)

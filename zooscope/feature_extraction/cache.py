@@ -54,7 +54,9 @@ class FeatureCache:
         """Arrays and attributes of a stored layer (``srp``/``rsm`` absent when not stored)."""
         with h5py.File(self.path(key), "r") as f:
             out: dict[str, Any] = {name: f[name][()] for name in f}
-            out.update({k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()})
+            out.update(
+                {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+            )
         return out
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -65,7 +67,9 @@ class FeatureCache:
         try:
             return self.load(key)
         except (OSError, KeyError, ValueError) as error:
-            logger.warning("discarding unreadable feature-cache entry %s (%s); recomputing it", path, error)
+            logger.warning(
+                "discarding unreadable feature-cache entry %s (%s); recomputing it", path, error
+            )
             path.unlink(missing_ok=True)
             return None
 

@@ -496,7 +496,9 @@ class _PassRunner:
                 raise _StopForward
 
         paths = {piece.layer.module_path for piece in pieces}
-        modules = [(p, m) for p, m in hookable_modules(self.module, include_root=True) if p in paths]
+        modules = [
+            (p, m) for p, m in hookable_modules(self.module, include_root=True) if p in paths
+        ]
         with (
             HookSet(modules, on_output) as hooks,
             torch.no_grad(),

@@ -75,7 +75,9 @@ class GramAccumulator:
     def centred_gram(self) -> np.ndarray:
         """``(X - m 1^T)(X - m 1^T)^T`` [n, n], float64, once every feature was added."""
         if not self.complete:
-            raise RuntimeError(f"only {self.features_seen} of {self.n_features} features were added")
+            raise RuntimeError(
+                f"only {self.features_seen} of {self.n_features} features were added"
+            )
         sizes = np.asarray(self.chunk_sizes, dtype=np.float64)
         means = np.stack(self.chunk_means, axis=1)  # [n, chunks]
         full_mean = means @ sizes / sizes.sum()

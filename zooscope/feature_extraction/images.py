@@ -38,7 +38,9 @@ class ImageSet:
         self._h5: tuple[str, str] | None = None
         self._array: Any = None
         if isinstance(images, str | os.PathLike) and Path(images).is_dir():
-            self._files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self._files = sorted(
+                p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+            )
             if not self._files:
                 raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {images}")
         elif type(images).__module__.startswith("h5py"):
@@ -46,7 +48,9 @@ class ImageSet:
             self._length = len(images)
         elif isinstance(images, np.ndarray):
             if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-                raise ValueError(f"expected uint8 images [n, H, W, 3], got {images.dtype} {images.shape}")
+                raise ValueError(
+                    f"expected uint8 images [n, H, W, 3], got {images.dtype} {images.shape}"
+                )
             self._array = images
         elif isinstance(images, Sequence):
             self._array = list(images)
@@ -65,9 +69,16 @@ class ImageSet:
         try:
             with Image.open(path) as image:
                 if image.mode != "RGB":
-                    self._note(f"mode {image.mode}", "%s: %s image converted to RGB", path, image.mode)
+                    self._note(
+                        f"mode {image.mode}", "%s: %s image converted to RGB", path, image.mode
+                    )
                 if min(image.size) < TINY_SIDE:
-                    self._note("tiny", "%s: only %dx%d pixels, upsampled by the model's resize", path, *image.size)
+                    self._note(
+                        "tiny",
+                        "%s: only %dx%d pixels, upsampled by the model's resize",
+                        path,
+                        *image.size,
+                    )
                 return image.convert("RGB")
         except (OSError, ValueError) as error:  # PIL's messages name no file
             raise corrupt_file(path, "an image", error) from error
@@ -101,7 +112,9 @@ class ImageSet:
         """sha256 of every image's pixels, in order (keys the feature cache)."""
         h = hashlib.sha256()
         for i in range(len(self)):
-            pixels = np.asarray(self[i].convert("RGB") if isinstance(self[i], Image.Image) else self[i])
+            pixels = np.asarray(
+                self[i].convert("RGB") if isinstance(self[i], Image.Image) else self[i]
+            )
             h.update(str(pixels.shape).encode())
             h.update(np.ascontiguousarray(pixels).tobytes())
         return h.hexdigest()[:16]

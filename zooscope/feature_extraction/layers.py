@@ -80,7 +80,9 @@ def layer_policy(policy: LayerPolicy | str | None) -> LayerPolicy:
     try:
         return LAYER_POLICIES[policy]
     except KeyError:
-        raise ValueError(f"unknown layer policy {policy!r}; choose from {', '.join(LAYER_POLICIES)}") from None
+        raise ValueError(
+            f"unknown layer policy {policy!r}; choose from {', '.join(LAYER_POLICIES)}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,9 @@ def make_non_inplace(module: nn.Module) -> int:
     return changed
 
 
-def iter_tensors(output: Any, part: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], torch.Tensor]]:
+def iter_tensors(
+    output: Any, part: tuple[Any, ...] = ()
+) -> Iterator[tuple[tuple[Any, ...], torch.Tensor]]:
     """Yield ``(part, tensor)`` for every floating tensor inside a module output."""
     if isinstance(output, torch.Tensor):
         if output.is_floating_point() and output.dim() >= 1:
@@ -344,7 +348,9 @@ def discover_layers(
         per_image = tensor.detach().movedim(axis, 0).contiguous().float().cpu()
         if policy.dedup == "values":
             per_image = per_image + 0.0  # -0.0 -> 0.0: equal values, whatever their sign bit
-        digest = hashlib.sha1(b"" if policy.dedup == "values" else str(tuple(per_image.shape)).encode())
+        digest = hashlib.sha1(
+            b"" if policy.dedup == "values" else str(tuple(per_image.shape)).encode()
+        )
         digest.update(per_image.numpy().tobytes())
         found.append(((path, call, part), axis, tuple(per_image.shape[1:]), digest.hexdigest()))
 

@@ -99,12 +99,15 @@ class TiledSigns:
         """``R`` [p, k] as a float32 scipy CSR matrix with sorted indices."""
         features, components, signs = self.coordinates()
         order = np.lexsort((components, features))
-        index_dtype = np.int32 if max(self.nnz, self.n_components) < np.iinfo(np.int32).max else np.int64
+        index_dtype = (
+            np.int32 if max(self.nnz, self.n_components) < np.iinfo(np.int32).max else np.int64
+        )
         indptr = np.zeros(self.n_features + 1, dtype=index_dtype)
         np.cumsum(np.bincount(features, minlength=self.n_features), out=indptr[1:])
         values = (signs[order] * self.scale).astype(np.float32)
         return sp.csr_array(
-            (values, components[order].astype(index_dtype), indptr), shape=(self.n_features, self.n_components)
+            (values, components[order].astype(index_dtype), indptr),
+            shape=(self.n_features, self.n_components),
         )
 
     @classmethod
@@ -115,7 +118,9 @@ class TiledSigns:
         magnitudes = np.abs(coo.data)
         scale = np.float32(magnitudes[0]) if magnitudes.size else np.float32(1)
         if magnitudes.size and not np.allclose(magnitudes, magnitudes[0], rtol=1e-6):
-            raise ValueError("every non-zero of a sparse random projection must have the same magnitude")
+            raise ValueError(
+                "every non-zero of a sparse random projection must have the same magnitude"
+            )
         tile_rows = srp_kernels.tile_rows_for(p)
         n_row_tiles, n_col_tiles = srp_kernels.n_tiles(p, k)
         tiles = (coo.row // tile_rows) * n_col_tiles + coo.col // srp_kernels.TILE_COLS
@@ -187,7 +192,9 @@ class SparseRandomProjector:
         n_threads: int | None = None,
     ) -> None:
         if n_features < 1 or n_components < 1:
-            raise ValueError(f"need n_features >= 1 and n_components >= 1, got {n_features}, {n_components}")
+            raise ValueError(
+                f"need n_features >= 1 and n_components >= 1, got {n_features}, {n_components}"
+            )
         self.n_features = n_features
         self.n_components = n_components
         self.seed = seed
@@ -206,18 +213,24 @@ class SparseRandomProjector:
     def _draw(self) -> TiledSigns:
         if self.mode == "sklearn":
             # The public estimator only needs X's width to draw its matrix.
-            srp = SparseRandomProjection(n_components=self.n_components, density=self.density, random_state=self.seed)
+            srp = SparseRandomProjection(
+                n_components=self.n_components, density=self.density, random_state=self.seed
+            )
             srp.fit(sp.csr_array((1, self.n_features), dtype=np.float64))
             return TiledSigns.from_csr(sp.csr_array(srp.components_.T))
         if self.mode != "fast":
             raise ValueError(f"mode must be 'fast' or 'sklearn', got {self.mode!r}")
-        seed = np.random.SeedSequence(layer_seed(self.seed, self.layer)).generate_state(1, np.uint64)[0]
+        seed = np.random.SeedSequence(layer_seed(self.seed, self.layer)).generate_state(
+            1, np.uint64
+        )[0]
         tile_rows = srp_kernels.tile_rows_for(self.n_features)
         tile_ptr, rows, codes = srp_kernels.draw_tiles(
             seed, self.n_features, self.n_components, tile_rows, self.density, self._threads()
         )
         scale = np.float32(np.sqrt(1.0 / self.density) / np.sqrt(self.n_components))
-        return TiledSigns(self.n_features, self.n_components, tile_rows, scale, tile_ptr, rows, codes)
+        return TiledSigns(
+            self.n_features, self.n_components, tile_rows, scale, tile_ptr, rows, codes
+        )
 
     @property
     def matrix(self) -> sp.csr_array | None:
@@ -286,8 +299,15 @@ class SparseRandomProjector:
         X = np.ascontiguousarray(X, dtype=np.float32)
         threads = self._threads()
         return srp_kernels.project_tiles(
-            X, signs.tile_ptr, signs.rows, signs.codes, signs.n_col_tiles, signs.tile_rows,
-            signs.scale, self.n_components, threads,
+            X,
+            signs.tile_ptr,
+            signs.rows,
+            signs.codes,
+            signs.n_col_tiles,
+            signs.tile_rows,
+            signs.scale,
+            self.n_components,
+            threads,
         )
 
     def _torch_transpose(self, device: Any) -> Any:

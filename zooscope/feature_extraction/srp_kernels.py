@@ -77,13 +77,26 @@ def _splitmix64(state: np.uint64) -> tuple[np.uint64, np.uint64]:
 def _uniform(state: np.uint64) -> tuple[np.uint64, float, np.uint64]:
     """``(new state, U ~ U[0, 1) from the top 53 bits, the lowest bit)``."""
     state, bits = _splitmix64(state)
-    return state, np.float64(bits >> np.uint64(11)) * (1.0 / 9007199254740992.0), bits & np.uint64(1)
+    return (
+        state,
+        np.float64(bits >> np.uint64(11)) * (1.0 / 9007199254740992.0),
+        bits & np.uint64(1),
+    )
 
 
 @njit(cache=True, nogil=True)
 def _draw_row_tiles(
-    seed: np.uint64, n_features: int, n_components: int, tile_rows: int, density: float,
-    first: int, stop: int, capacity: int, seg_rows: np.ndarray, seg_codes: np.ndarray, counts: np.ndarray,
+    seed: np.uint64,
+    n_features: int,
+    n_components: int,
+    tile_rows: int,
+    density: float,
+    first: int,
+    stop: int,
+    capacity: int,
+    seg_rows: np.ndarray,
+    seg_codes: np.ndarray,
+    counts: np.ndarray,
 ) -> bool:
     """Draw row tiles ``first:stop`` into their segments; False if a segment overflowed."""
     n_col_tiles = (n_components + TILE_COLS - 1) // TILE_COLS
@@ -120,7 +133,11 @@ def _draw_row_tiles(
 
 @njit(cache=True, nogil=True)
 def _compact(
-    seg_rows: np.ndarray, seg_codes: np.ndarray, tile_ptr: np.ndarray, n_col_tiles: int, capacity: int
+    seg_rows: np.ndarray,
+    seg_codes: np.ndarray,
+    tile_ptr: np.ndarray,
+    n_col_tiles: int,
+    capacity: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate the row tiles' segments (their first ``size`` entries) in order."""
     rows = np.empty(tile_ptr[-1], np.uint16)
@@ -135,7 +152,12 @@ def _compact(
 
 
 def draw_tiles(
-    seed: np.uint64, n_features: int, n_components: int, tile_rows: int, density: float, n_threads: int = 1
+    seed: np.uint64,
+    n_features: int,
+    n_components: int,
+    tile_rows: int,
+    density: float,
+    n_threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw ``S`` (the signs of ``R``) in tile storage.
 
@@ -177,7 +199,17 @@ def draw_tiles(
     counts = np.zeros(n_row_tiles * n_col_tiles, np.int64)
     fits = _in_threads(
         lambda first, stop, _thread: _draw_row_tiles(
-            seed, n_features, n_components, tile_rows, density, first, stop, capacity, seg_rows, seg_codes, counts
+            seed,
+            n_features,
+            n_components,
+            tile_rows,
+            density,
+            first,
+            stop,
+            capacity,
+            seg_rows,
+            seg_codes,
+            counts,
         ),
         n_row_tiles,
         n_threads,
@@ -224,10 +256,16 @@ def _scaled_adder(lanes: int):
             vector = ir.VectorType(ir.FloatType(), lanes)
             out_ptr = _vector_pointer(context, builder, sig.args[0], out_array, out_at, vector)
             x_ptr = _vector_pointer(context, builder, sig.args[2], x_array, x_at, vector)
-            single = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+            single = builder.insert_element(
+                ir.Constant(vector, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0)
+            )
             splat = _shuffle(builder, single, ir.Constant(vector, ir.Undefined), [0] * lanes)
             product = builder.fmul(splat, builder.load(x_ptr, align=4), flags=("fast",))
-            builder.store(builder.fadd(builder.load(out_ptr, align=4), product, flags=("fast",)), out_ptr, align=4)
+            builder.store(
+                builder.fadd(builder.load(out_ptr, align=4), product, flags=("fast",)),
+                out_ptr,
+                align=4,
+            )
             return context.get_dummy_value()
 
         return signature, codegen
@@ -258,12 +296,18 @@ def _transpose_8x8(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride):
             offset = builder.add(at, builder.mul(stride, ir.Constant(stride.type, row)))
             return _vector_pointer(context, builder, sig.args[which], array, offset, vector)
 
-        r = [builder.load(row_pointer(0, src_array, src_at, src_stride, i), align=4) for i in range(8)]
+        r = [
+            builder.load(row_pointer(0, src_array, src_at, src_stride, i), align=4)
+            for i in range(8)
+        ]
         # Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
         unpack_lo, unpack_hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
         t = []
         for i in range(0, 8, 2):
-            t += [_shuffle(builder, r[i], r[i + 1], unpack_lo), _shuffle(builder, r[i], r[i + 1], unpack_hi)]
+            t += [
+                _shuffle(builder, r[i], r[i + 1], unpack_lo),
+                _shuffle(builder, r[i], r[i + 1], unpack_hi),
+            ]
         pair_lo, pair_hi = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
         u = []
         for a, b in ((0, 2), (1, 3), (4, 6), (5, 7)):
@@ -294,8 +338,16 @@ def _transpose_row_tile(X: np.ndarray, f0: int, f1: int, xt: np.ndarray, width: 
 
 @njit(fastmath=True, boundscheck=False, cache=True, nogil=True)
 def _scatter_row_tiles(
-    X: np.ndarray, tile_ptr: np.ndarray, rows: np.ndarray, codes: np.ndarray, n_col_tiles: int,
-    tile_rows: int, first: int, stop: int, acc: np.ndarray, xt: np.ndarray,
+    X: np.ndarray,
+    tile_ptr: np.ndarray,
+    rows: np.ndarray,
+    codes: np.ndarray,
+    n_col_tiles: int,
+    tile_rows: int,
+    first: int,
+    stop: int,
+    acc: np.ndarray,
+    xt: np.ndarray,
 ) -> None:
     """``acc[j, :] = sum_f S[f, j] * X[:, f]`` over the non-zeros of row tiles ``first:stop``.
 
@@ -325,7 +377,9 @@ def _scatter_row_tiles(
                     for c in range(0, width - LANES, 2 * LANES):
                         _add_scaled_pair(acc, out_at + c, xt, x_at + c, sign)
                     if width % (2 * LANES):
-                        _add_scaled_lanes(acc, out_at + width - LANES, xt, x_at + width - LANES, sign)
+                        _add_scaled_lanes(
+                            acc, out_at + width - LANES, xt, x_at + width - LANES, sign
+                        )
 
 
 @njit(fastmath=True, boundscheck=False, cache=True, nogil=True)
@@ -346,7 +400,9 @@ def _sum_transposed(
             Y[i, j] = scale * total
 
 
-def aligned_empty(shape: tuple[int, ...], dtype: Any = np.float32, alignment: int = 64) -> np.ndarray:
+def aligned_empty(
+    shape: tuple[int, ...], dtype: Any = np.float32, alignment: int = 64
+) -> np.ndarray:
     """An uninitialised C-contiguous array whose data starts on an ``alignment``-byte boundary.
 
     The kernels' vectors are whole 64-byte rows of these buffers; numpy's large arrays start
@@ -399,13 +455,26 @@ def project_tiles(
     buffers = aligned_empty((n_threads, tile_rows * width))
     _in_threads(
         lambda first, stop, t: _scatter_row_tiles(
-            X, tile_ptr, rows, codes, n_col_tiles, tile_rows, first, stop, accumulators[t], buffers[t]
+            X,
+            tile_ptr,
+            rows,
+            codes,
+            n_col_tiles,
+            tile_rows,
+            first,
+            stop,
+            accumulators[t],
+            buffers[t],
         ),
         n_row_tiles,
         n_threads,
     )
     Y = np.empty((b, n_components), np.float32)
-    _in_threads(lambda j0, j1, _t: _sum_transposed(accumulators, width, scale, Y, j0, j1), n_components, n_threads)
+    _in_threads(
+        lambda j0, j1, _t: _sum_transposed(accumulators, width, scale, Y, j0, j1),
+        n_components,
+        n_threads,
+    )
     return Y
 
 

@@ -60,7 +60,9 @@ class ScoringConfig:
     train_predictions: str = "loo"  # "loo_centred": LOO predictions without the voxel mean
     degenerate_z: float | None = None  # best-layer selection drops rows with z(test - train) below
 
-    regression: str = "ridge"  # predictivity only: ridge (exact, fast), pls or ridgecv (Brain-Score's)
+    regression: str = (
+        "ridge"  # predictivity only: ridge (exact, fast), pls or ridgecv (Brain-Score's)
+    )
     predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
 
     def __post_init__(self) -> None:
@@ -83,7 +85,9 @@ class ScoringConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> ScoringConfig:
@@ -440,14 +444,21 @@ def score_model(
             diagnostics: dict[str, Any] = {}
             with stage("rsa"):  # ridge, inside it, counts apart
                 rows, test_rsms = score_layer(
-                    features, brain, config, ridge_backend, unit_predictions, diagnostics=diagnostics
+                    features,
+                    brain,
+                    config,
+                    ridge_backend,
+                    unit_predictions,
+                    diagnostics=diagnostics,
                 )
                 if "predictivity" in config.metrics:
                     from zooscope.pipeline.neural import score_predictivity
 
                     neural_rows, units = score_predictivity(features, brain, config)
                     rows += neural_rows
-                    unit_frames.append(units.assign(layer_index=features.index, layer_name=features.name))
+                    unit_frames.append(
+                        units.assign(layer_index=features.index, layer_name=features.name)
+                    )
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:

@@ -86,7 +86,9 @@ def _brain_for(benchmark_path: str, content_hash: str, config: ScoringConfig) ->
     return BrainData.from_benchmark(Benchmark.open(benchmark_path), config)
 
 
-def score_task(entry: ModelEntry, benchmark_path: str, config: ScoringConfig, options: RunOptions) -> ModelScores | Failure:
+def score_task(
+    entry: ModelEntry, benchmark_path: str, config: ScoringConfig, options: RunOptions
+) -> ModelScores | Failure:
     """Score one model in any process; failures come back as :class:`Failure` values."""
     try:
         benchmark = Benchmark.open(benchmark_path)
@@ -94,9 +96,13 @@ def score_task(entry: ModelEntry, benchmark_path: str, config: ScoringConfig, op
         return score_model(entry, benchmark, config, options, brain)
     except ScoringError as error:
         tb = "".join(traceback.format_exception(error.error))
-        return Failure(entry.model_uid, error.stage, f"{type(error.error).__name__}: {error.error}", tb)
+        return Failure(
+            entry.model_uid, error.stage, f"{type(error.error).__name__}: {error.error}", tb
+        )
     except Exception as error:
-        return Failure(entry.model_uid, "setup", f"{type(error).__name__}: {error}", traceback.format_exc())
+        return Failure(
+            entry.model_uid, "setup", f"{type(error).__name__}: {error}", traceback.format_exc()
+        )
 
 
 def _verify(bench: Benchmark) -> None:
@@ -117,7 +123,9 @@ def _check_scorable(bench: Benchmark, config: ScoringConfig) -> None:
     """Refuse, once and before any model, units that every model would fail on (no data at all)."""
     from zooscope.pipeline.scoring import _subjects
 
-    groups = bench.groups(subjects=_subjects(bench, config.subjects), rois=list(config.rois) if config.rois else None)
+    groups = bench.groups(
+        subjects=_subjects(bench, config.subjects), rois=list(config.rois) if config.rois else None
+    )
     units = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, np.int64)
     bad = units[np.isnan(bench.mean_responses(units)).any(axis=1)] if units.size else units
     if bad.size:
@@ -158,26 +166,50 @@ def _store_ceilings(
         with session.open() as results:
             store_ceiling(results, run_id, bench.content_hash, result)
         if not result.ok:
-            report.ceiling_failures.append(Failure(f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""))
+            report.ceiling_failures.append(
+                Failure(
+                    f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""
+                )
+            )
         else:
             values.append((result.row or {})["value"])
             noted += bool((result.row or {}).get("note"))
     if values:
         logger.info(
-            "noise ceilings of %d subject x ROI group(s): %.3f to %.3f%s", len(values), min(values), max(values),
-            f"; {noted} with a note in the ceilings table (e.g. a widened GSN scale grid)" if noted else "",
+            "noise ceilings of %d subject x ROI group(s): %.3f to %.3f%s",
+            len(values),
+            min(values),
+            max(values),
+            f"; {noted} with a note in the ceilings table (e.g. a widened GSN scale grid)"
+            if noted
+            else "",
         )
 
 
-def _in_process(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions) -> Iterator[ModelScores | Failure]:
+def _in_process(
+    entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions
+) -> Iterator[ModelScores | Failure]:
     for entry in entries:
         yield score_task(entry, benchmark_path, config, options)
 
 
-def _on_dask(entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions, client: Any, gpu: bool) -> Iterator[ModelScores | Failure | WorkerLost]:
+def _on_dask(
+    entries: Sequence[ModelEntry],
+    benchmark_path: str,
+    config: ScoringConfig,
+    options: RunOptions,
+    client: Any,
+    gpu: bool,
+) -> Iterator[ModelScores | Failure | WorkerLost]:
     path = os.path.abspath(benchmark_path)  # workers may start in another folder
     arguments = {entry.model_uid: (entry, path, config, options) for entry in entries}
-    for event in run_tasks(client, score_task, arguments, key_prefix=f"score-{config.hash}", resources={"GPU": 1} if gpu else None):
+    for event in run_tasks(
+        client,
+        score_task,
+        arguments,
+        key_prefix=f"score-{config.hash}",
+        resources={"GPU": 1} if gpu else None,
+    ):
         if isinstance(event, WorkerLost):
             yield event
         elif event.error is not None:  # e.g. KilledWorker: every worker that tried it died
@@ -242,7 +274,11 @@ def survey(
     config = config or ScoringConfig()
     options = options or RunOptions()
     started = time.perf_counter()
-    entries = list(manifest) if isinstance(manifest, Sequence) and not isinstance(manifest, str) else load_manifest(manifest)
+    entries = (
+        list(manifest)
+        if isinstance(manifest, Sequence) and not isinstance(manifest, str)
+        else load_manifest(manifest)
+    )
     if models:
         known = {e.model_uid for e in entries}
         missing = sorted(set(models) - known)
@@ -258,9 +294,13 @@ def survey(
     with session.open() as results:
         run_id = results.start_run(bench.content_hash, config.to_dict(), manifest_name)
         done = results.completed_models(bench.content_hash, config.hash)
-        failed_before = set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
+        failed_before = (
+            set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
+        )
         stored = results.ceilings(bench.content_hash)
-    have_ceilings = {f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == RSA_CEILING_METHOD}
+    have_ceilings = {
+        f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == RSA_CEILING_METHOD
+    }
     logs = contextlib.ExitStack()
     if log_file is None and current_log_file() is None:
         log_file = session.path.with_suffix(".log")
@@ -272,7 +312,11 @@ def survey(
         with _sigterm_interrupts():
             if ceilings and set(config.metrics) - {"predictivity"}:
                 _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
-            if ceilings and "predictivity" in config.metrics and PREDICTIVITY_CEILING_METHOD not in set(stored["method"]):
+            if (
+                ceilings
+                and "predictivity" in config.metrics
+                and PREDICTIVITY_CEILING_METHOD not in set(stored["method"])
+            ):
                 from zooscope.pipeline.neural import internal_consistency_ceilings
 
                 table = internal_consistency_ceilings(bench, config)
@@ -286,7 +330,11 @@ def survey(
             for entry in entries:
                 if not entry.available:
                     report.unavailable.append(entry.model_uid)
-                    logger.warning("skipping %s: marked unavailable (%s)", entry.model_uid, entry.unavailable_reason)
+                    logger.warning(
+                        "skipping %s: marked unavailable (%s)",
+                        entry.model_uid,
+                        entry.unavailable_reason,
+                    )
                 elif entry.model_uid in done:
                     report.skipped_complete.append(entry.model_uid)
                 elif entry.model_uid in failed_before:
@@ -295,31 +343,68 @@ def survey(
                     todo.append(entry)
             logger.info(
                 "survey %s: %d to score, %d complete, %d failed before (use --retry-failed), %d unavailable",
-                run_id, len(todo), len(report.skipped_complete), len(report.skipped_failed), len(report.unavailable),
+                run_id,
+                len(todo),
+                len(report.skipped_complete),
+                len(report.skipped_failed),
+                len(report.unavailable),
             )
-            stream = _on_dask(todo, str(benchmark), config, options, client, gpu_resources) if client is not None else _in_process(todo, str(benchmark), config, options)
+            stream = (
+                _on_dask(todo, str(benchmark), config, options, client, gpu_resources)
+                if client is not None
+                else _in_process(todo, str(benchmark), config, options)
+            )
             with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
                 for outcome in stream:
-                    if isinstance(outcome, WorkerLost):  # recorded; the model is run again elsewhere
+                    if isinstance(
+                        outcome, WorkerLost
+                    ):  # recorded; the model is run again elsewhere
                         with session.open() as results:
-                            results.record_failure(run_id, outcome.name, "worker-lost", outcome.message, "")
+                            results.record_failure(
+                                run_id, outcome.name, "worker-lost", outcome.message, ""
+                            )
                         report.workers_lost.append(outcome)
                         logger.warning("%s: %s", outcome.name, outcome.message)
                         continue
                     if isinstance(outcome, Failure):
                         with session.open() as results:
-                            results.record_failure(run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback)
+                            results.record_failure(
+                                run_id,
+                                outcome.model_uid,
+                                outcome.stage,
+                                outcome.error,
+                                outcome.traceback,
+                            )
                         report.failed.append(outcome)
-                        logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
+                        logger.error(
+                            "%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error
+                        )
                     else:
                         with stage("db"), session.open() as results:
-                            results.write_model(run_id, outcome.model, outcome.layers, outcome.scores, outcome.rsms, outcome.seconds, outcome.predictions, unit_scores=outcome.unit_scores)
+                            results.write_model(
+                                run_id,
+                                outcome.model,
+                                outcome.layers,
+                                outcome.scores,
+                                outcome.rsms,
+                                outcome.seconds,
+                                outcome.predictions,
+                                unit_scores=outcome.unit_scores,
+                            )
                         uid = outcome.model["model_uid"]
                         report.scored.append(uid)
                         best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
-                        logger.info("%s: %d layers in %.0fs; best-layer test: %s", uid, len(outcome.layers), outcome.seconds, best)
+                        logger.info(
+                            "%s: %d layers in %.0fs; best-layer test: %s",
+                            uid,
+                            len(outcome.layers),
+                            outcome.seconds,
+                            best,
+                        )
                         random_init = outcome.model.get("weights") == "random"
-                        for line in model_summary_lines(uid, outcome.layers, outcome.scores, random_init=random_init):
+                        for line in model_summary_lines(
+                            uid, outcome.layers, outcome.scores, random_init=random_init
+                        ):
                             logger.info(line)
                     bar.update(1)
         status = "finished"

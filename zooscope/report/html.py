@@ -115,7 +115,9 @@ def build_report(
         raise ValueError(f"no scores for ROI {roi!r}; the database has {', '.join(rois)}")
     summary = summary[summary["roi"] == roi]
     metrics = tuple(m for m in metrics if m in set(summary["metric"]))
-    model_scores = contrasts.score_frame(db, metric=list(metrics), level="model", roi=roi, profile=profile)
+    model_scores = contrasts.score_frame(
+        db, metric=list(metrics), level="model", roi=roi, profile=profile
+    )
     sections: list[str] = []
 
     # --- ranked models

@@ -487,14 +487,18 @@ def plot_scaling(
     import seaborn as sns
 
     metrics = _metric_order(points["metric"].unique()) if "metric" in points.columns else [None]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 0.6, 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(3.6 * len(metrics) + 0.6, 3.6), squeeze=False
+    )
     for ax, metric in zip(axes[0], metrics, strict=True):
         sub = points[points["metric"] == metric] if metric is not None else points
         ax.scatter(sub["x"], sub["score"], s=14, color="0.3")
         line = band[band["metric"] == metric] if metric is not None and len(band) else band
         if len(line):
             ax.plot(line["x"], line["fit"], color="C0", lw=1.5)
-            ax.fill_between(line["x"], line["ci_low"], line["ci_high"], color="C0", alpha=0.25, lw=0)
+            ax.fill_between(
+                line["x"], line["ci_low"], line["ci_high"], color="C0", alpha=0.25, lw=0
+            )
         ax.set_xscale("log")
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(_label(metric))
@@ -504,7 +508,9 @@ def plot_scaling(
     return _save(fig, out)
 
 
-def plot_unique_variance(units: pd.DataFrame, out: str | Path, *, model: str = "model") -> list[Path]:
+def plot_unique_variance(
+    units: pd.DataFrame, out: str | Path, *, model: str = "model"
+) -> list[Path]:
     """Controlled against uncontrolled predictivity: ``partial_model`` vs ``r_model`` per unit.
 
     One panel per unit group (ROI, and time bin when present), one colour per control; points

@@ -9,7 +9,6 @@ scored layers, 0 (first) to 1 (last).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from zooscope.benchmark import split_region
@@ -53,8 +52,12 @@ def committed_layers(
         return pd.DataFrame(columns=COMMITMENT_COLUMNS)
     keys = ["model_uid", "benchmark_hash", "config_hash", "roi"]
     # Subject means first, then the one best-layer rule of the project.
-    mean = scores.groupby([*keys, "layer_index", "layer_name", "split"])["score"].mean().reset_index()
-    best = select_best_layers(mean, keys).rename(columns={"train_score": "train", "test_score": "test"})
+    mean = (
+        scores.groupby([*keys, "layer_index", "layer_name", "split"])["score"].mean().reset_index()
+    )
+    best = select_best_layers(mean, keys).rename(
+        columns={"train_score": "train", "test_score": "test"}
+    )
     layers = db.layers(benchmark_hash=benchmark_hash)
     layers = layers.assign(
         position=layers.groupby(["model_uid", "benchmark_hash", "config_hash"])["layer_index"].rank(
@@ -76,7 +79,9 @@ def committed_layers(
     ceiling = ceilings.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")
     best = best.join(ceiling, on=["benchmark_hash", "roi"])
     power = 1 if method == PREDICTIVITY_CEILING_METHOD else 2
-    best["ceiled"] = explained_variance(best["test"].to_numpy(float), best["ceiling"].to_numpy(float), power)
+    best["ceiled"] = explained_variance(
+        best["test"].to_numpy(float), best["ceiling"].to_numpy(float), power
+    )
     regions = best["roi"].map(split_region)
     best["region"] = [r for r, _ in regions]
     best["time_bin"] = [t for _, t in regions]

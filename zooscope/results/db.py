@@ -255,6 +255,8 @@ def _migration_3_run_status_ceiling_units(con: Any) -> None:
     con.execute("ALTER TABLE ceilings ADD COLUMN n_units BIGINT")
     con.execute("ALTER TABLE ceilings ADD COLUMN n_dropped BIGINT")
     con.execute("ALTER TABLE ceilings ADD COLUMN note VARCHAR")
+
+
 def _migration_4_unit_scores(con: Any) -> None:
     """Version 4: per-neuron scores (neural predictivity) of every layer, for later analyses."""
     con.execute(
@@ -396,7 +398,9 @@ class ResultsDB:
     ...     db.finish_run(run_id)
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False, timeout: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path, read_only: bool = False, timeout: float | None = None
+    ) -> None:
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -495,7 +499,9 @@ class ResultsDB:
         try:
             if not backup.exists():
                 shutil.copy2(self.path, backup)
-                logger.info("upgrading %s; the version-%d file is kept as %s", self.path, version, backup)
+                logger.info(
+                    "upgrading %s; the version-%d file is kept as %s", self.path, version, backup
+                )
         finally:
             self._con = connect_waiting(self.path, read_only=False, timeout=self._timeout)
 
@@ -770,7 +776,16 @@ class ResultsDB:
 
     @staticmethod
     def _prepare_unit_scores(unit_scores: pd.DataFrame | None, uid: str) -> pd.DataFrame:
-        columns = ("layer_index", "layer_name", "subject", "roi", "metric", "split", "unit", "score")
+        columns = (
+            "layer_index",
+            "layer_name",
+            "subject",
+            "roi",
+            "metric",
+            "split",
+            "unit",
+            "score",
+        )
         if unit_scores is None:
             unit_scores = pd.DataFrame(columns=list(columns))
         _require_columns(unit_scores, columns, f"unit scores of {uid!r}")
@@ -837,7 +852,9 @@ class ResultsDB:
         """All recorded failures, oldest first."""
         return self._query("SELECT * FROM failures ORDER BY time")
 
-    def write_ceilings(self, benchmark_hash: str, df: pd.DataFrame, groups_only: bool = False) -> None:
+    def write_ceilings(
+        self, benchmark_hash: str, df: pd.DataFrame, groups_only: bool = False
+    ) -> None:
         """Replace a benchmark's noise ceilings of the methods in ``df`` (others are kept), or with
         ``groups_only``, only the given (subject, roi, method) groups.
 
@@ -873,7 +890,9 @@ class ResultsDB:
         methods = sorted(set(frame["method"]))
         with self._transaction() as con:
             if groups_only:
-                for subject, roi, method in frame[["subject", "roi", "method"]].itertuples(index=False):
+                for subject, roi, method in frame[["subject", "roi", "method"]].itertuples(
+                    index=False
+                ):
                     con.execute(
                         "DELETE FROM ceilings WHERE benchmark_hash = ? AND subject = ? AND roi = ? "
                         "AND method = ?",
@@ -1126,7 +1145,9 @@ class ResultsDB:
         # Imported (published) scores have runs too; a config without a run reads "default".
         agg = agg.merge(self.config_profiles(), on="config_hash", how="left")
         agg["profile"] = agg["profile"].fillna("default")
-        return agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
+        return (
+            agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
+        )
 
     # ---------------------------------------------------------------- export
     TABLES = (

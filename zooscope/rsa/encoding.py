@@ -267,7 +267,9 @@ def versa(
         )
 
     if train_predictions not in TRAIN_PREDICTIONS:
-        raise ValueError(f"train_predictions must be one of {TRAIN_PREDICTIONS}, got {train_predictions!r}")
+        raise ValueError(
+            f"train_predictions must be one of {TRAIN_PREDICTIONS}, got {train_predictions!r}"
+        )
     with stage("ridge"):
         model = RidgeGCV(alphas=alphas, criterion=criterion, backend=backend).fit(Xtr, Y_train)
         loo = model.loo_predictions_

@@ -22,7 +22,9 @@ _TRUE = {"1", "true", "yes", "on"}
 
 def offline_forced() -> bool:
     """True when ``ZOOSCOPE_OFFLINE`` (or the hub's own ``HF_HUB_OFFLINE``) asks for offline mode."""
-    return any(os.environ.get(v, "").lower() in _TRUE for v in ("ZOOSCOPE_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in _TRUE for v in ("ZOOSCOPE_OFFLINE", "HF_HUB_OFFLINE")
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -88,4 +90,13 @@ def is_missing_weights_error(error: BaseException) -> bool:
     if isinstance(error, OSError | ConnectionError):
         return True
     text = str(error).lower()
-    return any(s in text for s in ("download", "local cache", "offline", "connection", "cannot find the requested files"))
+    return any(
+        s in text
+        for s in (
+            "download",
+            "local cache",
+            "offline",
+            "connection",
+            "cannot find the requested files",
+        )
+    )

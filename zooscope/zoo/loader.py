@@ -95,7 +95,9 @@ def _build(source: Source, entry: ModelEntry, pretrained: bool):
             return source.load(entry, pretrained=pretrained)
     # Offline: refuse at once when we know the file is missing; otherwise let the hub look in its
     # cache with its network retries switched off, and translate "not found" into our error.
-    missing = WeightsUnavailable(entry.model_uid, source.cache_location(entry), fetch_command(entry), "offline")
+    missing = WeightsUnavailable(
+        entry.model_uid, source.cache_location(entry), fetch_command(entry), "offline"
+    )
     if pretrained and source.is_cached(entry) is False:
         raise missing
     try:
@@ -108,7 +110,10 @@ def _build(source: Source, entry: ModelEntry, pretrained: bool):
 
 
 def load_model(
-    entry: ModelEntry, device: str = "cpu", weights: str | None = None, preprocessing: str = "library"
+    entry: ModelEntry,
+    device: str = "cpu",
+    weights: str | None = None,
+    preprocessing: str = "library",
 ) -> LoadedModel:
     """Load the vision network of a manifest row with its own test-time preprocessing.
 
@@ -138,7 +143,9 @@ def load_model(
         ``ZOOSCOPE_OFFLINE=1``); raised within seconds.
     """
     if not entry.available:
-        raise ModelUnavailable(f"model {entry.model_uid!r} is marked unavailable: {entry.unavailable_reason}")
+        raise ModelUnavailable(
+            f"model {entry.model_uid!r} is marked unavailable: {entry.unavailable_reason}"
+        )
     started = time.perf_counter()
     source = get_source(entry.source)
     pretrained = not (entry.is_random or weights == "random")
@@ -163,7 +170,13 @@ def load_model(
         versions=source.library_versions(),
         load_seconds=time.perf_counter() - started,
     )
-    logger.debug("loaded %s (%s, %.1fM params) in %.1fs", entry.model_uid, weights_id, info.n_params / 1e6, info.load_seconds)
+    logger.debug(
+        "loaded %s (%s, %.1fM params) in %.1fs",
+        entry.model_uid,
+        weights_id,
+        info.n_params / 1e6,
+        info.load_seconds,
+    )
     return LoadedModel(module=module, preprocess=preprocess, entry=entry, info=info, device=device)
 
 
@@ -173,6 +186,8 @@ def fetch_weights(entry: ModelEntry) -> str:
         return "random init: nothing to download"
     source = get_source(entry.source)
     if not can_download(source.download_hosts(entry)) and source.is_cached(entry) is not True:
-        raise WeightsUnavailable(entry.model_uid, source.cache_location(entry), fetch_command(entry), "no network")
+        raise WeightsUnavailable(
+            entry.model_uid, source.cache_location(entry), fetch_command(entry), "no network"
+        )
     source.load(entry, pretrained=True)
     return source.cache_location(entry)

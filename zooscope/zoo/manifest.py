@@ -205,7 +205,10 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
             bad(column, problem)
     needs_checkpoint = source in FAMILY_SOURCES and weights not in ("", "random")
     if needs_checkpoint and not values.get("checkpoint") and not unavailable:
-        bad("checkpoint", f"{source} rows with trained weights need the checkpoint's location (URL or file)")
+        bad(
+            "checkpoint",
+            f"{source} rows with trained weights need the checkpoint's location (URL or file)",
+        )
 
     parsed_int: dict[str, int | None] = {}
     for column, default in (("seed", 0), ("train_data_size", None)):
@@ -335,7 +338,9 @@ def resolve_manifest(path_or_name: str | os.PathLike[str]) -> Path:
     if path.is_file():
         return path
     if path.exists():
-        raise IsADirectoryError(f"manifest {text!r} is a folder; give a CSV file (one row per model)")
+        raise IsADirectoryError(
+            f"manifest {text!r} is a folder; give a CSV file (one row per model)"
+        )
     raise FileNotFoundError(f"manifest {text!r} not found (also looked for the built-in {builtin})")
 
 
@@ -365,7 +370,10 @@ def load_manifest(path: str | os.PathLike[str]) -> list[ModelEntry]:
     except UnicodeDecodeError as error:
         line = resolved.read_bytes()[: error.start].count(b"\n") + 1
         raise ManifestError(
-            shown, [f"{shown}:{line}:-: not UTF-8 text (byte {error.object[error.start:error.start + 1]!r}); save the file as UTF-8"]
+            shown,
+            [
+                f"{shown}:{line}:-: not UTF-8 text (byte {error.object[error.start : error.start + 1]!r}); save the file as UTF-8"
+            ],
         ) from None
 
 

@@ -55,7 +55,9 @@ class Source(ABC):
         """Versions of the libraries this source uses (recorded with every loaded model)."""
         return {"torch": torch.__version__}
 
-    def policy_transform(self, policy: str, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+    def policy_transform(
+        self, policy: str, entry: ModelEntry, transform: Transform, pretrained: bool
+    ) -> Transform:
         """The test-time transform of ``entry`` under a preprocessing policy.
 
         Parameters
@@ -74,9 +76,13 @@ class Source(ABC):
             return transform
         if policy == "conwell2024":
             return self.conwell2024_transform(entry, transform, pretrained)
-        raise ValueError(f"unknown preprocessing policy {policy!r}; choose from {', '.join(PREPROCESSING)}")
+        raise ValueError(
+            f"unknown preprocessing policy {policy!r}; choose from {', '.join(PREPROCESSING)}"
+        )
 
-    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+    def conwell2024_transform(
+        self, entry: ModelEntry, transform: Transform, pretrained: bool
+    ) -> Transform:
         """The transform Conwell et al. (2024) used for this source's models (no centre crop).
 
         Each source (or model family) that the paper used overrides this next to its loader,
@@ -104,4 +110,6 @@ def get_source(name: str) -> Source:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model source {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+        raise KeyError(
+            f"unknown model source {name!r}; registered: {', '.join(sorted(_REGISTRY))}"
+        ) from None

@@ -43,7 +43,9 @@ def unwrap_state_dict(obj: object, key: str | None = None) -> dict[str, torch.Te
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         inner = [k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)]
         if len(inner) != 1:
-            raise KeyError(f"cannot find the state dict in the checkpoint (top-level keys: {list(obj)[:10]}); set checkpoint_key")
+            raise KeyError(
+                f"cannot find the state dict in the checkpoint (top-level keys: {list(obj)[:10]}); set checkpoint_key"
+            )
         obj = obj[inner[0]]
     if not isinstance(obj, Mapping):
         raise TypeError(f"checkpoint is a {type(obj).__name__}, expected a state dict")
@@ -84,9 +86,13 @@ def remap_state_dict(
         if not any(k.startswith(strip_prefix) for k in keys):
             keys = [k.removeprefix("module.") for k in keys]
             renamed = dict(zip(keys, renamed.values(), strict=True))
-        renamed = {k[len(strip_prefix):]: v for k, v in renamed.items() if k.startswith(strip_prefix)}
+        renamed = {
+            k[len(strip_prefix) :]: v for k, v in renamed.items() if k.startswith(strip_prefix)
+        }
         if not renamed:
-            raise ValueError(f"no checkpoint key starts with strip_prefix {strip_prefix!r} (e.g. {list(source)[:3]})")
+            raise ValueError(
+                f"no checkpoint key starts with strip_prefix {strip_prefix!r} (e.g. {list(source)[:3]})"
+            )
     if renamed and all(k.startswith("module.") for k in renamed):
         renamed = {k.removeprefix("module."): v for k, v in renamed.items()}
     if set(target) <= set(renamed):
@@ -94,10 +100,19 @@ def remap_state_dict(
         if not mismatched:
             extra = sorted(set(renamed) - set(target))
             if extra:
-                logger.info("ignoring %d checkpoint tensors the architecture lacks, e.g. %s", len(extra), extra[:5])
+                logger.info(
+                    "ignoring %d checkpoint tensors the architecture lacks, e.g. %s",
+                    len(extra),
+                    extra[:5],
+                )
             return {k: renamed[k] for k in target}
-        detail = "; ".join(f"{k}: checkpoint {tuple(renamed[k].shape)} vs architecture {tuple(target[k].shape)}" for k in mismatched[:5])
-        raise ValueError(f"checkpoint shapes differ from the architecture for {len(mismatched)} tensor(s): {detail}")
+        detail = "; ".join(
+            f"{k}: checkpoint {tuple(renamed[k].shape)} vs architecture {tuple(target[k].shape)}"
+            for k in mismatched[:5]
+        )
+        raise ValueError(
+            f"checkpoint shapes differ from the architecture for {len(mismatched)} tensor(s): {detail}"
+        )
     if len(renamed) != len(target):
         missing = sorted(set(target) - set(renamed))[:5]
         raise ValueError(
@@ -106,14 +121,18 @@ def remap_state_dict(
         )
     # Same count, different names: map by position, the shapes vouching for the order.
     mapped: dict[str, torch.Tensor] = {}
-    for position, ((src_key, tensor), (dst_key, expected)) in enumerate(zip(renamed.items(), target.items(), strict=True)):
+    for position, ((src_key, tensor), (dst_key, expected)) in enumerate(
+        zip(renamed.items(), target.items(), strict=True)
+    ):
         if tensor.shape != expected.shape:
             raise ValueError(
                 f"positional mapping failed at tensor {position}: checkpoint {src_key!r} {tuple(tensor.shape)} "
                 f"vs architecture {dst_key!r} {tuple(expected.shape)}"
             )
         mapped[dst_key] = tensor
-    logger.debug("mapped %d checkpoint tensors onto the architecture by position and shape", len(mapped))
+    logger.debug(
+        "mapped %d checkpoint tensors onto the architecture by position and shape", len(mapped)
+    )
     return mapped
 
 
@@ -138,7 +157,9 @@ def drop_classifier(module: torch.nn.Module, name: str) -> None:
     setattr(module.get_submodule(parent), attribute, torch.nn.Identity())
 
 
-def load_checkpoint_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], strip_prefix: str = "") -> None:
+def load_checkpoint_into(
+    module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], strip_prefix: str = ""
+) -> None:
     """Load checkpoint tensors into ``module``, remapping keys (see :func:`remap_state_dict`).
 
     Self-supervised and CLIP checkpoints usually have no classifier: when the checkpoint explains
@@ -156,13 +177,20 @@ def load_checkpoint_into(module: torch.nn.Module, tensors: Mapping[str, torch.Te
         try:
             mapped = remap_state_dict(tensors, headless, strip_prefix)
         except ValueError as headless_error:
-            raise ValueError(f"{error}; without the classifier {head!r}: {headless_error}") from None
+            raise ValueError(
+                f"{error}; without the classifier {head!r}: {headless_error}"
+            ) from None
         drop_classifier(module, head or "")
-        logger.info("checkpoint has no classifier: %r replaced by the identity (the model outputs features)", head)
+        logger.info(
+            "checkpoint has no classifier: %r replaced by the identity (the model outputs features)",
+            head,
+        )
     module.load_state_dict(mapped)
 
 
-def build_architecture(arch: str, pretrained_tag: str | None = None) -> tuple[torch.nn.Module, Transform]:
+def build_architecture(
+    arch: str, pretrained_tag: str | None = None
+) -> tuple[torch.nn.Module, Transform]:
     """Build ``timm:<name>`` or ``torchvision:<name>`` randomly initialised, with its transform."""
     library, name = arch.split(":", 1)
     if library == "timm":
@@ -199,7 +227,9 @@ class CheckpointSource(Source):
         load_checkpoint_into(module, tensors, entry.metadata.get("strip_prefix", ""))
         return module, transform
 
-    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+    def conwell2024_transform(
+        self, entry: ModelEntry, transform: Transform, pretrained: bool
+    ) -> Transform:
         # The architecture library's rule: timm's uncropped eval transform, or the torchvision
         # rule (the paper's VISSL and DINO checkpoints: Resize((224, 224)) + ImageNet statistics).
         if (entry.arch or "").startswith("timm:"):
@@ -219,4 +249,8 @@ class CheckpointSource(Source):
         import timm
         import torchvision
 
-        return {**super().library_versions(), "timm": timm.__version__, "torchvision": torchvision.__version__}
+        return {
+            **super().library_versions(),
+            "timm": timm.__version__,
+            "torchvision": torchvision.__version__,
+        }

@@ -71,7 +71,9 @@ class OpenClipSource(Source):
         # Vision only: the text tower is dropped so its parameters do not count or occupy memory.
         return model.visual, preprocess
 
-    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+    def conwell2024_transform(
+        self, entry: ModelEntry, transform: Transform, pretrained: bool
+    ) -> Transform:
         # CLIP's own preprocess, unchanged: it resizes the shorter side to the input size and
         # centre-crops a square of that size, which keeps a square image (NSD's) whole.
         return transform

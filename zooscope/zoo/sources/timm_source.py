@@ -58,7 +58,9 @@ class TimmSource(Source):
     def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
         return build_timm(timm_name(entry.name, entry.weights), pretrained)
 
-    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+    def conwell2024_transform(
+        self, entry: ModelEntry, transform: Transform, pretrained: bool
+    ) -> Transform:
         return uncropped(transform)  # the same rule for trained and random-init models
 
     def _cfg(self, entry: ModelEntry):
@@ -66,7 +68,9 @@ class TimmSource(Source):
 
         cfg = get_pretrained_cfg(timm_name(entry.name, entry.weights))
         if cfg is None:
-            raise ValueError(f"timm has no pretrained weights {timm_name(entry.name, entry.weights)!r}")
+            raise ValueError(
+                f"timm has no pretrained weights {timm_name(entry.name, entry.weights)!r}"
+            )
         return cfg
 
     def download_hosts(self, entry: ModelEntry) -> tuple[str, ...]:

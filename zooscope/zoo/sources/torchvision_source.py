@@ -20,7 +20,9 @@ def weights_enum(builder: str, tag: str) -> Any:
         return members[tag]
     except KeyError:
         names = ", ".join(["DEFAULT", *(m.name for m in members)])
-        raise ValueError(f"torchvision model {builder!r} has no weights {tag!r}; expected one of {names}") from None
+        raise ValueError(
+            f"torchvision model {builder!r} has no weights {tag!r}; expected one of {names}"
+        ) from None
 
 
 #: ImageNet channel statistics (torchvision's, and the paper's normalisation).
@@ -66,7 +68,9 @@ class TorchvisionSource(Source):
         module, _ = build_torchvision(entry.name, None)
         return module, weights_enum(entry.name, entry.weights).transforms()
 
-    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+    def conwell2024_transform(
+        self, entry: ModelEntry, transform: Transform, pretrained: bool
+    ) -> Transform:
         return conwell2024_torchvision(pretrained)
 
     def _url(self, entry: ModelEntry) -> str:

@@ -47,7 +47,9 @@ class TransformersSource(Source):
         processor = AutoImageProcessor.from_pretrained(files)
         return vision_backbone(model), HFImageTransform(processor)
 
-    def conwell2024_transform(self, entry: ModelEntry, transform: Transform, pretrained: bool) -> Transform:
+    def conwell2024_transform(
+        self, entry: ModelEntry, transform: Transform, pretrained: bool
+    ) -> Transform:
         # "Their published transform without a crop": the processor's own steps, its resize set
         # to the crop size and the centre crop switched off.
         processor = copy.deepcopy(transform.processor)

@@ -141,8 +141,15 @@ def test_project_ones_centres_projected_rows():
 @pytest.mark.parametrize(
     ("n", "p", "k"),
     [
-        (1, 7001, 300), (33, 20_000, 129), (5, 300, 1000), (17, 2048, 128), (8, 4096, 256),
-        (16, 1003, 200), (40, 5000, 300), (64, 3000, 200), (70, 2500, 150),
+        (1, 7001, 300),
+        (33, 20_000, 129),
+        (5, 300, 1000),
+        (17, 2048, 128),
+        (8, 4096, 256),
+        (16, 1003, 200),
+        (40, 5000, 300),
+        (64, 3000, 200),
+        (70, 2500, 150),
     ],
 )
 def test_tiled_kernel_equals_the_dense_product_on_ragged_shapes(n, p, k):
@@ -186,7 +193,9 @@ def test_tiled_storage_round_trips_a_csr_matrix_and_its_size_is_predicted():
         TiledSigns.from_csr(sp.csr_array(np.array([[1.0, 0.0], [0.0, 2.0]])))
 
 
-@pytest.mark.parametrize(("b", "f0", "f1"), [(1, 0, 5), (8, 0, 64), (13, 8, 75), (32, 3, 130), (40, 64, 64)])
+@pytest.mark.parametrize(
+    ("b", "f0", "f1"), [(1, 0, 5), (8, 0, 64), (13, 8, 75), (32, 3, 130), (40, 64, 64)]
+)
 def test_row_tile_transpose_is_exact_and_leaves_the_padding_alone(b, f0, f1):
     from zooscope.feature_extraction.srp_kernels import _transpose_row_tile, padded_batch
 

@@ -27,12 +27,7 @@ HEADER = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _images(n: int = 4, size: int = 80, seed: int = 0) -> np.ndarray:

@@ -18,14 +18,7 @@ from zooscope.feature_extraction import (
 from zooscope.feature_extraction.layers import HookSet, hookable_modules
 from zooscope.zoo import get_entry, load_model, parse_manifest
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread: on a shared 2-core runner, two spinning OpenMP threads run ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 class TokenFirst(nn.Module):

@@ -429,12 +429,17 @@ def test_survey_cli_profile_conwell2024_end_to_end(demo: tuple[Path, str], tmp_p
         assert set(profiles) == {"default", "conwell2024"}
         scores = db.scores(model_uid="effnet_lite0")
         assert set(scores["config_hash"].map(profiles)) == {"default", "conwell2024"}
-        paper = db.layers(model_uid="effnet_lite0", config_hash=db.profile_config_hashes("conwell2024"))
-        default = db.layers(model_uid="effnet_lite0", config_hash=db.profile_config_hashes("default"))
+        paper = db.layers(
+            model_uid="effnet_lite0", config_hash=db.profile_config_hashes("conwell2024")
+        )
+        default = db.layers(
+            model_uid="effnet_lite0", config_hash=db.profile_config_hashes("default")
+        )
         # the second half of the layers: the regex keeps only the later block outputs
         assert paper["layer_index"].min() > 60 and len(paper) < len(default)
     summary = CliRunner().invoke(
-        app, ["results", "summary", "--db", str(copy), "--profile", "conwell2024", "--format", "csv"]
+        app,
+        ["results", "summary", "--db", str(copy), "--profile", "conwell2024", "--format", "csv"],
     )
     assert summary.exit_code == 0, summary.output
     table = pd.read_csv(io.StringIO(summary.output))

@@ -35,13 +35,7 @@ N_IMAGES = 12
 HEADER = "model_uid,source,name,weights,display_name,arch_class,task,task_cluster,train_data"
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread: on a shared 2-core runner, two spinning OpenMP threads run ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def as_loaded(module: nn.Module, uid: str) -> LoadedModel:
@@ -144,6 +138,7 @@ def test_gram_accumulator_overwrite_centres_in_place_with_the_same_result(as_tor
     rng = np.random.default_rng(1)
     X = (rng.standard_normal((6, 50)) + 10 * rng.random((6, 1))).astype(np.float32)
     copy_acc, in_place_acc = GramAccumulator(6, 50), GramAccumulator(6, 50)
+
     def fresh() -> np.ndarray | torch.Tensor:
         return torch.from_numpy(X.copy()) if as_torch else X.copy()
 
@@ -335,7 +330,10 @@ def test_extra_consumers_join_the_same_passes_chunks_included(resnet, tmp_path):
         X = reference[result.name]
         centred = X - X.mean(1, keepdims=True)
         np.testing.assert_allclose(
-            result.outputs["centred_gram"], centred @ centred.T, rtol=1e-5, atol=1e-6 * np.abs(X).max() ** 2
+            result.outputs["centred_gram"],
+            centred @ centred.T,
+            rtol=1e-5,
+            atol=1e-6 * np.abs(X).max() ** 2,
         )
         assert result.outputs["centred_gram"].dtype == np.float64
         np.testing.assert_allclose(result.outputs["squared_norm"], (X**2).sum(1), rtol=1e-5)
@@ -344,7 +342,9 @@ def test_extra_consumers_join_the_same_passes_chunks_included(resnet, tmp_path):
     # Extra consumers are part of the cache key, and their outputs come back from the cache.
     again = {r.name: r for r in extract(resnet, pixels, consumers=consumers, **run)}
     assert all(r.from_cache for r in again.values())
-    np.testing.assert_array_equal(again["conv1"].outputs["squared_norm"], results[0].outputs["squared_norm"])
+    np.testing.assert_array_equal(
+        again["conv1"].outputs["squared_norm"], results[0].outputs["squared_norm"]
+    )
     plain = list(extract(resnet, pixels, **run))
     assert not any(r.from_cache for r in plain) and all(not r.outputs for r in plain)
 

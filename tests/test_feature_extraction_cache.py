@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import zooscope
 from zooscope.feature_extraction import FeatureCache, LayerFeatures, LayerSelection, extract
@@ -36,13 +35,7 @@ for done, _ in enumerate(layers, 1):
 """
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread: on a shared 2-core runner, two spinning OpenMP threads run ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -79,5 +79,3 @@ def test_rank_stability():
     assert p < 0.01
     noise = df.assign(score=rng.normal(size=len(df)))
     assert rank_stability(noise, n_perm=500)[1] > 0.01
-
-

@@ -32,7 +32,17 @@ REQUIRED = [
     "task_cluster",
     "train_data",
 ]
-SOURCES = {"torchvision", "timm", "open_clip", "transformers", "checkpoint", "taskonomy", "ipcl", "yolo", "midas"}
+SOURCES = {
+    "torchvision",
+    "timm",
+    "open_clip",
+    "transformers",
+    "checkpoint",
+    "taskonomy",
+    "ipcl",
+    "yolo",
+    "midas",
+}
 FAMILIES = {"taskonomy", "ipcl", "yolo", "midas"}
 ARCH_CLASSES = {"Convolutional", "Transformer", "MLP-Mixer", "Hybrid"}
 TASKS = {
@@ -146,7 +156,12 @@ def test_unavailable_rows_say_why(conwell):
 
 def test_family_rows(conwell):
     family = conwell[conwell["source"].isin(FAMILIES)]
-    assert family.groupby("source").size().to_dict() == {"ipcl": 4, "midas": 1, "taskonomy": 25, "yolo": 3}
+    assert family.groupby("source").size().to_dict() == {
+        "ipcl": 4,
+        "midas": 1,
+        "taskonomy": 25,
+        "yolo": 3,
+    }
     trained = family[family["weights"] != "random"]
     assert all(c.startswith("https://") for c in trained["checkpoint"])
     assert (family[family["weights"] == "random"]["checkpoint"] == "").all()

@@ -94,8 +94,15 @@ def test_constant_rsms_are_left_out_not_fatal(caplog):
     kept = df.drop(index=constant[0])
     for a in got.index:
         for b in got.columns:
-            subjects = set(kept.loc[kept["model_uid"] == a, "subject"]) & set(kept.loc[kept["model_uid"] == b, "subject"])
-            ref = np.mean([stats.pearsonr(vecs[(a, s)].astype(float), vecs[(b, s)].astype(float))[0] for s in sorted(subjects)])
+            subjects = set(kept.loc[kept["model_uid"] == a, "subject"]) & set(
+                kept.loc[kept["model_uid"] == b, "subject"]
+            )
+            ref = np.mean(
+                [
+                    stats.pearsonr(vecs[(a, s)].astype(float), vecs[(b, s)].astype(float))[0]
+                    for s in sorted(subjects)
+                ]
+            )
             assert got.loc[a, b] == pytest.approx(ref, abs=1e-12)
 
 
