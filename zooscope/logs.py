@@ -47,6 +47,10 @@ def _levels(verbosity: int) -> tuple[int, int]:
     return logging.DEBUG, logging.DEBUG
 
 
+#: Attribute marking the root handlers that configure_logging installed.
+_OWN_HANDLER = "_zooscope_handler"
+
+
 def configure_logging(verbosity: int = 0, log_file: str | os.PathLike[str] | None = None) -> None:
     """Set up the terminal handler (stderr) and, optionally, a log file (the CLI calls this).
 
@@ -70,14 +74,18 @@ def configure_logging(verbosity: int = 0, log_file: str | os.PathLike[str] | Non
     if log_file is not None:
         handlers.append(_file_handler(log_file))
     root = logging.getLogger()
-    # The root passes other libraries' INFO to the file; the terminal filter decides the rest.
-    logging.basicConfig(
-        level=logging.DEBUG if verbosity >= 2 else logging.INFO,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=handlers,
-        force=True,
-    )
+    # Replace only the handlers an earlier call installed: others (a host program's, pytest's
+    # capture) stay. The root passes other libraries' INFO to the file; the terminal filter
+    # decides the rest.
+    for handler in [h for h in root.handlers if getattr(h, _OWN_HANDLER, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter("%(message)s", datefmt="[%X]")
+    for handler in handlers:
+        setattr(handler, _OWN_HANDLER, True)
+        if handler.formatter is None:
+            handler.setFormatter(formatter)
+        root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
     logging.getLogger("zooscope").setLevel(logging.DEBUG)
     dask_level = "info" if verbosity >= 1 else "warning"
@@ -100,11 +108,15 @@ def _file_handler(path: str | os.PathLike[str]) -> logging.Handler:
 
 def current_log_file() -> Path | None:
     """The file a handler of the root or ``zooscope`` logger writes to, if any."""
-    for logger in (logging.getLogger(), logging.getLogger("zooscope")):
-        for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler):
-                return Path(handler.baseFilename)
-    return None
+    files = [
+        handler
+        for logger in (logging.getLogger(), logging.getLogger("zooscope"))
+        for handler in logger.handlers
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename != os.devnull
+    ]
+    # zooscope's own file first: a host program (or pytest) may have files of its own.
+    files.sort(key=lambda handler: not getattr(handler, _OWN_HANDLER, False))
+    return Path(files[0].baseFilename) if files else None
 
 
 @contextlib.contextmanager
