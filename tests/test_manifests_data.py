@@ -103,16 +103,7 @@ def test_schema_and_allowed_values(fname):
     ].tolist()
     bad_uid = [u for u in frame["model_uid"] if not UID_RE.match(u)]
     assert not bad_uid
-    for col in [
-        "model_uid",
-        "source",
-        "name",
-        "weights",
-        "display_name",
-        "arch_class",
-        "task",
-        "task_cluster",
-    ]:
+    for col in [c for c in REQUIRED if c != "train_data"]:
         assert (frame[col] != "").all(), f"empty {col}"
     assert set(frame["source"]) <= SOURCES
     assert set(frame["arch_class"]) <= ARCH_CLASSES

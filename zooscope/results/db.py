@@ -309,6 +309,23 @@ def _check_values(series: pd.Series, allowed: tuple[str, ...], what: str) -> Non
         raise ValueError(f"{what} must be one of {list(allowed)}; got {bad or ['<missing>']}")
 
 
+def _typed_score_columns(frame: pd.DataFrame, uid: str, what: str) -> dict[str, Any]:
+    """The key and score columns of score-like rows, validated and typed for storage."""
+    if len(frame):
+        _check_values(frame["metric"], METRICS, f"{what} of {uid!r}: metric")
+        _check_values(frame["split"], SPLITS, f"{what} of {uid!r}: split")
+    return {
+        "model_uid": uid,
+        "layer_index": pd.array(frame["layer_index"], dtype="Int32"),
+        "layer_name": frame["layer_name"].astype(object),
+        "subject": frame["subject"].astype(str),
+        "roi": frame["roi"].astype(str),
+        "metric": frame["metric"].astype(str),
+        "split": frame["split"].astype(str),
+        "score": frame["score"].astype(float),
+    }
+
+
 def _n_images_from_triu(length: int) -> int:
     """Number of images n such that n (n - 1) / 2 == length."""
     n = round((1 + math.sqrt(1 + 8 * length)) / 2)
@@ -752,20 +769,7 @@ class ResultsDB:
     @staticmethod
     def _prepare_scores(scores: pd.DataFrame, uid: str) -> pd.DataFrame:
         _require_columns(scores, _SCORE_INPUT, f"scores of {uid!r}")
-        _check_values(scores["metric"], METRICS, f"scores of {uid!r}: metric")
-        _check_values(scores["split"], SPLITS, f"scores of {uid!r}: split")
-        out = pd.DataFrame(
-            {
-                "model_uid": uid,
-                "layer_index": pd.array(scores["layer_index"], dtype="Int32"),
-                "layer_name": scores["layer_name"].astype(object),
-                "subject": scores["subject"].astype(str),
-                "roi": scores["roi"].astype(str),
-                "metric": scores["metric"].astype(str),
-                "split": scores["split"].astype(str),
-                "score": scores["score"].astype(float),
-            }
-        )
+        out = pd.DataFrame(_typed_score_columns(scores, uid, "scores"))
         key = ["layer_index", "subject", "roi", "metric", "split"]
         dup = out.duplicated(key, keep=False)
         if dup.any():
@@ -789,20 +793,10 @@ class ResultsDB:
         if unit_scores is None:
             unit_scores = pd.DataFrame(columns=list(columns))
         _require_columns(unit_scores, columns, f"unit scores of {uid!r}")
-        if len(unit_scores):
-            _check_values(unit_scores["metric"], METRICS, f"unit scores of {uid!r}: metric")
-            _check_values(unit_scores["split"], SPLITS, f"unit scores of {uid!r}: split")
         return pd.DataFrame(
             {
-                "model_uid": uid,
-                "layer_index": pd.array(unit_scores["layer_index"], dtype="Int32"),
-                "layer_name": unit_scores["layer_name"].astype(object),
-                "subject": unit_scores["subject"].astype(str),
-                "roi": unit_scores["roi"].astype(str),
-                "metric": unit_scores["metric"].astype(str),
-                "split": unit_scores["split"].astype(str),
+                **_typed_score_columns(unit_scores, uid, "unit scores"),
                 "unit": pd.array(unit_scores["unit"], dtype="Int64"),
-                "score": unit_scores["score"].astype(float),
             }
         )
 
