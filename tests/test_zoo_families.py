@@ -1,8 +1,9 @@
 """Model families carried by zooscope (Taskonomy, IPCL, YOLO, MiDaS) and where their weights live.
 
 References: ``visualpriors``' own ``TaskonomyEncoder`` (a real dependency) for Taskonomy; the
-``yolov5`` package's ``Model`` where it is importable (it cannot be installed next to our
-dependencies), else its state-dict names and shapes recorded from it in
+``yolov5`` package's ``Model`` where it is importable (its pins clash with our dependencies, so
+``.ci/run`` installs it without them into a side folder named by ``ZOOSCOPE_TEST_REFERENCE_PACKAGES``),
+and always its state-dict names and shapes recorded from it in
 ``tests/data/yolov5s_state_dict_shapes.json``; the published source's layer table for IPCL and
 MiDaS.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +118,10 @@ def test_yolov5_names_and_shapes_equal_the_package() -> None:
 
 
 def _yolov5_package():
+    # Appended, not prepended: the side folder must never shadow a package of our environment.
+    side = os.environ.get("ZOOSCOPE_TEST_REFERENCE_PACKAGES")
+    if side and side not in sys.path:
+        sys.path.append(side)
     return pytest.importorskip("yolov5.models.yolo", reason="the yolov5 package is not installed")
 
 
