@@ -440,6 +440,37 @@ class WorkerLost:
         return f"{self.worker} left while running this task; Dask runs it again on another worker"
 
 
+# Event topic on which each task names the worker it starts on (see :class:`_Announced`).
+_ANNOUNCE_TOPIC = "zooscope-task-started"
+
+
+class _Announced:
+    """``function`` that first names its worker to the scheduler, then runs.
+
+    The roster of workers is read between polls, so a worker that joins, starts a task and dies
+    within one poll would otherwise be described only by its address; its announcement reaches
+    the scheduler before it can die holding the task.
+    """
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any) -> Any:
+        from distributed import get_worker
+
+        try:
+            worker = get_worker()
+        except ValueError:  # not on a Dask worker (e.g. a test calling it directly)
+            pass
+        else:
+            # The job id from the job itself: a replacement job reuses the worker's name.
+            job = os.environ.get("SLURM_JOB_ID", "")
+            worker.log_event(
+                _ANNOUNCE_TOPIC, {"worker": worker.address, "name": str(worker.name), "job": job}
+            )
+        return self.function(*args)
+
+
 def run_tasks(
     target: Any,
     function: Callable[..., Any],
@@ -479,7 +510,7 @@ def run_tasks(
     client = slurm.client if slurm is not None else target
     futures = {
         client.submit(
-            function,
+            _Announced(function),
             *args,
             key=f"{key_prefix}-{name}",
             resources=dict(resources) if resources else None,
@@ -496,6 +527,12 @@ def run_tasks(
             done, pending = wait(pending, timeout=poll, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
+        for _, event in client.get_events(_ANNOUNCE_TOPIC):
+            if isinstance(event, dict) and event.get("job"):
+                roster.setdefault(
+                    event["worker"],
+                    f"Slurm job {event['job']} (worker {event['name']}) at {event['worker']}",
+                )
         for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
             if address not in roster:  # described while it runs: a replacement job reuses the name
                 name = str(info.get("name"))
