@@ -200,8 +200,8 @@ def register(app: typer.Typer) -> None:
         profile: str = PROFILE_OPTION,
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
-        from zooscope.results.commitment import committed_layers
         from zooscope.results.db import ResultsDB
+        from zooscope.stats.commitment import committed_layers
 
         with ResultsDB(db, read_only=True) as database:
             table = database.summary(metric=metric, best=_profile_best(database, profile))

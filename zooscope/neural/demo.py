@@ -72,8 +72,8 @@ def run_neural_demo(
     from zooscope.neural.synthetic import write_synthetic_assembly
     from zooscope.pipeline.scoring import RunOptions, ScoringConfig
     from zooscope.pipeline.survey import survey
-    from zooscope.results.commitment import committed_layers
     from zooscope.results.db import ResultsDB
+    from zooscope.stats.commitment import committed_layers
 
     root = Path(out) / "neural"
     bench_path, db_path = root / "benchmark.h5", root / "results.duckdb"
