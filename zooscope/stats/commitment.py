@@ -17,12 +17,17 @@ from zooscope.rsa.selection import select_best_layers
 from zooscope.rsa.vocabulary import CEILING_METHODS
 from zooscope.stats.summary import ceiled_score
 
-__all__ = ["COMMITMENT_COLUMNS", "committed_layers"]
+__all__ = ["COMMITMENT_COLUMNS", "COMMITMENT_DISPLAY", "committed_layers"]
 
 COMMITMENT_COLUMNS = [
     "model_uid", "display_name", "metric", "region", "time_bin", "roi", "layer_name",
     "layer_index", "relative_depth", "train_score", "test_score", "ceiling", "ceiled",
     "benchmark_hash", "config_hash",
+]  # fmt: skip
+
+#: The columns a terminal shows of :func:`committed_layers` (``results summary``, the neural demo).
+COMMITMENT_DISPLAY = [
+    "model_uid", "region", "time_bin", "layer_name", "relative_depth", "test_score", "ceiled",
 ]  # fmt: skip
 
 
