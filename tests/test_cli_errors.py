@@ -8,6 +8,7 @@ Every case runs the real ``zooscope`` app (typer's CliRunner, in process) or the
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import signal
 import subprocess
@@ -385,6 +386,7 @@ def test_image_conversions_logged_once_and_a_broken_cache_entry_recomputed(
 ) -> None:
     from PIL import Image
 
+    caplog.set_level(logging.INFO, logger="zooscope")  # both notes are INFO: nothing to act on
     folder = tmp_path / "images"
     folder.mkdir()
     rng = np.random.default_rng(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -149,3 +150,22 @@ def test_open_clip_random_init_notice_goes_to_debug(caplog):
     assert levels["something else"] == logging.WARNING
     notice = [m for m in levels if "No pretrained" in m]
     assert notice and all(levels[m] == logging.DEBUG for m in notice)
+
+
+def test_exit_if_failed_names_what_failed(capsys):
+    from types import SimpleNamespace
+
+    import typer
+
+    from zooscope.cli.survey import _exit_if_failed
+
+    _exit_if_failed(SimpleNamespace(scored=["a"], failed=[], ceiling_failures=[]), Path("r.duckdb"))
+    assert capsys.readouterr().err == ""
+    bad = SimpleNamespace(scored=["a"], failed=["b"], ceiling_failures=["c", "d"])
+    with pytest.raises(typer.Exit) as exit_:
+        _exit_if_failed(bad, Path("r.duckdb"))
+    assert exit_.value.exit_code == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: 1 of 2 model(s) and 2 noise-ceiling group(s) failed; "
+        "details: zooscope results failures --db r.duckdb"
+    )

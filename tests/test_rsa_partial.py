@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import statsmodels.api as sm
@@ -59,6 +61,7 @@ def test_validation(triple):
 
 
 def test_explained_variance(caplog):
+    caplog.set_level(logging.INFO, logger="zooscope.rsa.partial")
     assert explained_variance(0.4, 0.8) == pytest.approx(0.25)
     np.testing.assert_allclose(explained_variance([0.4, 0.2], [0.8, 0.4]), [0.25, 0.25])
     ev = explained_variance([0.4, 0.2], [0.0, np.nan])

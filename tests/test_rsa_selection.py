@@ -79,3 +79,31 @@ def test_default_keys_and_errors():
         select_best_layers(pd.concat([scores, scores]))
     with pytest.raises(ValueError, match="split"):
         select_best_layers(scores.assign(split="val"))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_streaming_keeper_picks_the_same_layer_as_select_best_layers(seed):
+    """KeepBest (layers offered in order, as the survey scores them) and the batch rule agree."""
+    from zooscope.pipeline.predictions import KeepBest
+
+    rng = np.random.default_rng(seed)
+    n_layers, rows = 8, []
+    keeper = KeepBest(prepare=lambda value: value)
+    groups = [(metric, f"{subject}|OTC") for metric in ("crsa", "versa") for subject in "1234"]
+    all_nan = groups[0]  # a group with no finite train score: its first layer
+    for layer in range(n_layers):
+        for metric, group in groups:
+            # Few distinct values: ties are common; NaN and inf never win.
+            train = rng.choice([0.1, 0.2, 0.3, -0.1, np.nan, np.inf, -np.inf])
+            train = np.nan if (metric, group) == all_nan else float(train)
+            keeper.offer(metric, group, train, f"l{layer}", lambda layer=layer: layer)
+            rows.append((metric, group, layer, f"l{layer}", "train", train))
+    scores = pd.DataFrame(
+        rows, columns=["metric", "group", "layer_index", "layer_name", "split", "score"]
+    )
+    batch = select_best_layers(scores, ["metric", "group"])
+    assert len(batch) == len(groups) == len(keeper.best)
+    for row in batch.itertuples():
+        _score, layer_name, layer = keeper.best[(row.metric, row.group)]
+        assert (layer_name, layer) == (row.layer_name, row.layer_index)
+    assert keeper.best[all_nan][1] == "l0"

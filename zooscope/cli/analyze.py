@@ -200,8 +200,8 @@ def register(app: typer.Typer) -> None:
         profile: str = PROFILE_OPTION,
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
-        from zooscope.results.commitment import committed_layers
         from zooscope.results.db import ResultsDB
+        from zooscope.stats.commitment import COMMITMENT_DISPLAY, committed_layers
 
         with ResultsDB(db, read_only=True) as database:
             table = database.summary(metric=metric, best=_profile_best(database, profile))
@@ -212,16 +212,7 @@ def register(app: typer.Typer) -> None:
         if committed is not None and len(committed) and fmt == "table":
             # Region commitment: each model's best predictivity layer per region x time bin.
             typer.echo("\ncommitted layers (best on train images, scored on test images):")
-            columns = [
-                "model_uid",
-                "region",
-                "time_bin",
-                "layer_name",
-                "relative_depth",
-                "test_score",
-                "ceiled",
-            ]
-            _emit(committed[columns], fmt)
+            _emit(committed[COMMITMENT_DISPLAY], fmt)
 
     @results.command("failures")
     def failures(

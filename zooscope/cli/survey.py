@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from zooscope.pipeline.survey import SurveyReport
 
 logger = logging.getLogger(__name__)
 
@@ -14,12 +18,17 @@ def _split(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
 
 
-def _failed_line(n_models: int, n_failed: int, n_ceilings: int, db: Path) -> str:
-    """The last line of a command that ran but left work undone (exit code 1)."""
+def _exit_if_failed(report: SurveyReport, db: Path) -> None:
+    """End a command that ran but left work undone with a last line and exit code 1."""
+    if not (report.failed or report.ceiling_failures):
+        return
+    n_models, n_failed = len(report.scored) + len(report.failed), len(report.failed)
     parts = [f"{n_failed} of {n_models} model(s)"] if n_failed else []
-    if n_ceilings:
-        parts.append(f"{n_ceilings} noise-ceiling group(s)")
-    return f"error: {' and '.join(parts)} failed; details: zooscope results failures --db {db}"
+    if report.ceiling_failures:
+        parts.append(f"{len(report.ceiling_failures)} noise-ceiling group(s)")
+    message = f"error: {' and '.join(parts)} failed; details: zooscope results failures --db {db}"
+    typer.echo(message, err=True)
+    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -225,13 +234,7 @@ def register(app: typer.Typer) -> None:
                 f"  failed {failure.model_uid} at {failure.stage}: {failure.error.splitlines()[0]}",
                 err=True,
             )
-        if report.failed or report.ceiling_failures:
-            n_models = len(report.scored) + len(report.failed)
-            typer.echo(
-                _failed_line(n_models, len(report.failed), len(report.ceiling_failures), db),
-                err=True,
-            )
-            raise typer.Exit(1)
+        _exit_if_failed(report, db)
 
     @app.command("ceiling")
     def ceiling_command(
@@ -383,10 +386,4 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"scored {len(report_.scored)} models, {len(report_.failed)} failed; results in {db_path}{detail}"
         )
-        if report_.failed or report_.ceiling_failures:
-            n_models = len(report_.scored) + len(report_.failed)
-            typer.echo(
-                _failed_line(n_models, len(report_.failed), len(report_.ceiling_failures), db_path),
-                err=True,
-            )
-            raise typer.Exit(1)
+        _exit_if_failed(report_, db_path)

@@ -67,7 +67,8 @@ class FeatureCache:
         try:
             return self.load(key)
         except (OSError, KeyError, ValueError) as error:
-            logger.warning(
+            # Self-healing: the entry is recomputed, so nothing for the user to do.
+            logger.info(
                 "discarding unreadable feature-cache entry %s (%s); recomputing it", path, error
             )
             path.unlink(missing_ok=True)

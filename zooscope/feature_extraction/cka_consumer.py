@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 
 from zooscope.feature_extraction.cka_gram import BLOCK, CentredGramAccumulator
-from zooscope.feature_extraction.consumers import LayerConsumer, LayerSink, Placement
+from zooscope.feature_extraction.consumers import (
+    ColumnPassSink,
+    LayerConsumer,
+    LayerSink,
+    Placement,
+)
 from zooscope.feature_extraction.layers import LayerSpec
 
 __all__ = ["CKAGramConsumer"]
@@ -38,22 +43,7 @@ class CKAGramConsumer(LayerConsumer):
         return _CKAGramSink(CentredGramAccumulator(n_images, layer.n_features), place)
 
 
-class _CKAGramSink(LayerSink):
-    def __init__(self, accumulator: CentredGramAccumulator, place: Placement) -> None:
-        self.accumulator = accumulator
-        self.place = place
-        self.columns: Any = None
-
-    def begin_pass(self, start: int, stop: int) -> None:
-        self.columns = self.place.empty((self.accumulator.n_samples, stop - start))
-
-    def update(self, rows: slice, batch: Any) -> None:
-        self.columns[rows] = batch
-
-    def end_pass(self) -> None:
-        self.accumulator.add(self.columns)
-        self.columns = None
-
+class _CKAGramSink(ColumnPassSink):
     def outputs(self) -> dict[str, np.ndarray]:
         return {"cka_gram": self.accumulator.gram()}
 

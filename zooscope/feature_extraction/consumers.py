@@ -244,11 +244,14 @@ class GramConsumer(LayerConsumer):
         return _GramSink(self.outputs, GramAccumulator(n_images, layer.n_features), place)
 
 
-class _GramSink(LayerSink):
-    def __init__(
-        self, outputs: tuple[str, ...], accumulator: GramAccumulator, place: Placement
-    ) -> None:
-        self.wanted = outputs
+class ColumnPassSink(LayerSink):
+    """A chunked sink that holds one pass's columns and folds them into an accumulator.
+
+    The columns ``[n_images, stop - start]`` of a pass are written batch by batch into one
+    buffer (in the extraction's placement) and handed to :meth:`fold` when the pass ends.
+    """
+
+    def __init__(self, accumulator: Any, place: Placement) -> None:
         self.accumulator = accumulator
         self.place = place
         self.columns: Any = None
@@ -261,10 +264,25 @@ class _GramSink(LayerSink):
             self.columns[rows] = batch
 
     def end_pass(self) -> None:
-        # Centred in place: centring in a copy would double the peak.
         with stage("gram"):
-            self.accumulator.add(self.columns, overwrite=True)
+            self.fold(self.columns)
         self.columns = None
+
+    def fold(self, columns: Any) -> None:
+        """Add a pass's columns to the accumulator."""
+        self.accumulator.add(columns)
+
+
+class _GramSink(ColumnPassSink):
+    def __init__(
+        self, outputs: tuple[str, ...], accumulator: GramAccumulator, place: Placement
+    ) -> None:
+        super().__init__(accumulator, place)
+        self.wanted = outputs
+
+    def fold(self, columns: Any) -> None:
+        # Centred in place: centring in a copy would double the peak.
+        self.accumulator.add(columns, overwrite=True)
 
     @stage("gram")
     def outputs(self) -> dict[str, np.ndarray]:

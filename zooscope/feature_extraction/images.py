@@ -63,7 +63,7 @@ class ImageSet:
         """Log a silent conversion once per image set (and kind), not once per image."""
         if kind not in self._noted:
             self._noted.add(kind)
-            logger.warning(message + " (logged once per image set)", *args)
+            logger.info(message + " (logged once per image set)", *args)
 
     def _from_file(self, path: Path) -> Image.Image:
         try:

@@ -26,15 +26,6 @@ _SUMMARY_COLUMNS = [
     "ceiling",
     "explained_variance",
 ]
-_COMMIT_COLUMNS = [
-    "model_uid",
-    "region",
-    "time_bin",
-    "layer_name",
-    "relative_depth",
-    "test_score",
-    "ceiled",
-]
 
 
 def run_neural_demo(
@@ -72,8 +63,8 @@ def run_neural_demo(
     from zooscope.neural.synthetic import write_synthetic_assembly
     from zooscope.pipeline.scoring import RunOptions, ScoringConfig
     from zooscope.pipeline.survey import survey
-    from zooscope.results.commitment import committed_layers
     from zooscope.results.db import ResultsDB
+    from zooscope.stats.commitment import COMMITMENT_DISPLAY, committed_layers
 
     root = Path(out) / "neural"
     bench_path, db_path = root / "benchmark.h5", root / "results.duckdb"
@@ -96,7 +87,7 @@ def run_neural_demo(
         fmt = lambda v: f"{v:.3f}"  # noqa: E731
         typer.echo(summary[_SUMMARY_COLUMNS].to_string(index=False, float_format=fmt))
         typer.echo("\ncommitted layers (best on the commitment images, scored on held-out images):")
-        typer.echo(commitments[_COMMIT_COLUMNS].to_string(index=False, float_format=fmt))
+        typer.echo(commitments[COMMITMENT_DISPLAY].to_string(index=False, float_format=fmt))
         if report:
             from zooscope.report.html import build_report
 

@@ -306,7 +306,7 @@ def prepare(
                 )  # fmt: skip
                 block, dead = _subject_block(layout, subject, sessions, xyz, trials, reps)
                 if dead.any():
-                    logger.warning(
+                    logger.info(  # expected at the mask's edges; the count is in the log
                         "subject %d: dropped %d voxel(s) with zero variance in at least one "
                         "session (cannot be z-scored)",
                         subject, int(dead.sum()),

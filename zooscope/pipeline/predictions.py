@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from zooscope.rsa.selection import better_layer
+
 if TYPE_CHECKING:
     from zooscope.pipeline.scoring import BrainData
 
@@ -29,8 +31,8 @@ UNIT_METRICS = ("versa", "encoding_r")
 class KeepBest:
     """Keep, per (metric, group), a value of the layer with the best train score so far.
 
-    Layers are offered in the order they are scored; a later layer replaces the kept one only
-    with a strictly higher, finite train score (NaN never wins).
+    Layers are offered in layer order; :func:`zooscope.rsa.selection.better_layer` (the one
+    best-layer rule) decides whether a layer replaces the kept one.
 
     Parameters
     ----------
@@ -45,7 +47,7 @@ class KeepBest:
 
     def offer(self, metric: str, group: str, train_score: float, layer: str, value: Any) -> None:
         current = self.best.get((metric, group))
-        if np.isfinite(train_score) and (current is None or train_score > current[0]):
+        if better_layer(train_score, None if current is None else current[0]):
             value = value() if callable(value) else value
             self.best[(metric, group)] = (train_score, layer, self.prepare(value))
 

@@ -330,7 +330,7 @@ def survey(
             for entry in entries:
                 if not entry.available:
                     report.unavailable.append(entry.model_uid)
-                    logger.warning(
+                    logger.info(  # the manifest says so; listed in the run's report
                         "skipping %s: marked unavailable (%s)",
                         entry.model_uid,
                         entry.unavailable_reason,

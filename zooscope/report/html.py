@@ -165,7 +165,7 @@ def build_report(
     sections.append("<h2>Models ranked</h2>" + "".join(body))
 
     # --- region commitment (neural predictivity)
-    from zooscope.results.commitment import committed_layers
+    from zooscope.stats.commitment import committed_layers
 
     committed = committed_layers(db)
     if len(committed):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,26 @@ def _metric_order(metrics) -> list:
     return sorted(
         set(metrics), key=lambda m: (known.index(m) if m in known else len(known), str(m))
     )
+
+
+def _metric_panels(
+    plt: Any, frame: pd.DataFrame, width: float, height: float, pad: float
+) -> tuple[Any, Any, list]:
+    """A row of panels, one per metric of ``frame`` (one panel when it has no ``metric`` column).
+
+    Returns the figure, its axes ``[1, n_panels]`` and the metrics (None for the single panel),
+    in the paper's order.
+    """
+    metrics = _metric_order(frame["metric"].unique()) if "metric" in frame.columns else [None]
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(width * len(metrics) + pad, height), squeeze=False
+    )
+    return fig, axes, metrics
+
+
+def _of_metric(frame: pd.DataFrame, metric: str | None) -> pd.DataFrame:
+    """The rows of one panel's metric (every row for the single panel)."""
+    return frame[frame["metric"] == metric] if metric is not None else frame
 
 
 def _label(metric: str | None) -> str:
@@ -269,13 +290,9 @@ def plot_correlate(
     plt = _pyplot()
     import seaborn as sns
 
-    metrics = _metric_order(df["metric"].unique()) if "metric" in df.columns else [None]
-    fig, axes = plt.subplots(
-        1, len(metrics), figsize=(3.6 * len(metrics) + 0.6, 3.6), squeeze=False
-    )
+    fig, axes, metrics = _metric_panels(plt, df, 3.6, 3.6, 0.6)
     for ax, metric in zip(axes[0], metrics, strict=True):
-        sub = df[df["metric"] == metric] if metric is not None else df
-        sub = sub.dropna(subset=[x, y])
+        sub = _of_metric(df, metric).dropna(subset=[x, y])
         sns.scatterplot(
             data=sub,
             x=x,
@@ -451,11 +468,9 @@ def plot_paired(
     plt = _pyplot()
     import seaborn as sns
 
-    metrics = _metric_order(pairs["metric"].unique()) if "metric" in pairs.columns else [None]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 1, 3.8), squeeze=False)
+    fig, axes, metrics = _metric_panels(plt, pairs, 2.6, 3.8, 1)
     for ax, metric in zip(axes[0], metrics, strict=True):
-        sub = pairs[pairs["metric"] == metric] if metric is not None else pairs
-        sub = sub.groupby("pair")[["score_a", "score_b"]].mean()
+        sub = _of_metric(pairs, metric).groupby("pair")[["score_a", "score_b"]].mean()
         for _, row in sub.iterrows():
             up = row["score_a"] > row["score_b"]
             ax.plot([0, 1], [row["score_a"], row["score_b"]], "-o", ms=3, lw=1,
@@ -486,14 +501,11 @@ def plot_scaling(
     plt = _pyplot()
     import seaborn as sns
 
-    metrics = _metric_order(points["metric"].unique()) if "metric" in points.columns else [None]
-    fig, axes = plt.subplots(
-        1, len(metrics), figsize=(3.6 * len(metrics) + 0.6, 3.6), squeeze=False
-    )
+    fig, axes, metrics = _metric_panels(plt, points, 3.6, 3.6, 0.6)
     for ax, metric in zip(axes[0], metrics, strict=True):
-        sub = points[points["metric"] == metric] if metric is not None else points
+        sub = _of_metric(points, metric)
         ax.scatter(sub["x"], sub["score"], s=14, color="0.3")
-        line = band[band["metric"] == metric] if metric is not None and len(band) else band
+        line = _of_metric(band, metric) if len(band) else band
         if len(line):
             ax.plot(line["x"], line["fit"], color="C0", lw=1.5)
             ax.fill_between(

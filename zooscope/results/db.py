@@ -79,14 +79,7 @@ import pandas as pd
 from zooscope._hashing import hash_json
 from zooscope.errors import SchemaVersionError
 from zooscope.results.locking import connect_waiting
-from zooscope.rsa.vocabulary import (
-    CEILING_METHODS,
-    METRICS,
-    PREDICTIVITY_CEILING_METHOD,
-    RSA_CEILING_METHOD,
-    RSA_METRICS,
-    SPLITS,
-)
+from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -1052,17 +1045,16 @@ class ResultsDB:
     ) -> pd.DataFrame:
         """Models ranked by their subject-mean best-layer test score, per metric.
 
-        ``score`` is the mean over subjects of the best-layer test score; where a model has no
-        per-subject rows, the published subject mean (subject :data:`SUBJECT_MEAN`) is used and
-        ``n_subjects`` is 0. ``ceiling`` is the mean over the same subjects (all subjects of the
-        benchmark for published means) of the metric's ceiling: ``ceiling_method`` (GSN) for the
-        RSA metrics, ``explained_variance = score**2 / ceiling**2``; the internal-consistency
-        ceiling for ``predictivity``, with Brain-Score's ``explained_variance = score**2 / ceiling``
-        (both :func:`zooscope.rsa.explained_variance`: NaN where the ceiling is missing or not
-        positive). ``encoding_r`` is not ceiled.
+        Fetches the best-layer rows and ceilings and ranks them with
+        :func:`zooscope.stats.summary.model_summary` (which documents the score, ceiling and
+        ``explained_variance`` columns).
 
         Parameters
         ----------
+        metric, benchmark_hash, roi : str, optional
+            Only these rows.
+        ceiling_method : str
+            The ceiling of the RSA metrics.
         profile : str, optional
             Only results made under this scoring profile (see :meth:`config_profiles`).
         best : DataFrame, optional
@@ -1077,7 +1069,7 @@ class ResultsDB:
             profile, roi, score, n_subjects, ceiling, explained_variance``, sorted by metric,
             ROI and rank.
         """
-        from zooscope.rsa.partial import explained_variance
+        from zooscope.stats.summary import model_summary
 
         if metric is not None and metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
@@ -1090,57 +1082,13 @@ class ResultsDB:
             best = best[best["roi"] == roi]
         if metric is not None:
             best = best[best["metric"] == metric]
-        keys = ["model_uid", "metric", "roi", "benchmark_hash", "config_hash"]
-        columns = [
-            "metric", "rank", "model_uid", "display_name", "benchmark_hash", "config_hash",
-            "profile", "roi", "score", "n_subjects", "ceiling", "explained_variance",
-        ]  # fmt: skip
-        if best.empty:
-            return pd.DataFrame(columns=columns)
-        methods = {**CEILING_METHODS, **dict.fromkeys(RSA_METRICS, ceiling_method)}
-        best = best.assign(method=best["metric"].map(methods))
-        ceil = self.ceilings(benchmark_hash)
-        is_mean = best["subject"] == SUBJECT_MEAN
-        per_subject = best[~is_mean].merge(
-            ceil[["benchmark_hash", "subject", "roi", "method", "value"]],
-            on=["benchmark_hash", "subject", "roi", "method"],
-            how="left",
-        )
-        agg = (
-            per_subject.groupby(keys, dropna=False)
-            .agg(
-                score=("test_score", "mean"),
-                n_subjects=("subject", "nunique"),
-                ceiling=("value", "mean"),
-            )
-            .reset_index()
-        )
-        published = best[is_mean].rename(columns={"test_score": "score"})
-        published = published[~published.set_index(keys).index.isin(agg.set_index(keys).index)]
-        if len(published):
-            bench_ceil = (
-                ceil.groupby(["benchmark_hash", "roi", "method"])["value"].mean().rename("ceiling")
-            )
-            published = published.join(bench_ceil, on=["benchmark_hash", "roi", "method"])
-            published = published.assign(n_subjects=0)[[*keys, "score", "n_subjects", "ceiling"]]
-            agg = pd.concat([agg, published], ignore_index=True)
-        agg.loc[~agg["metric"].isin(list(methods)), "ceiling"] = np.nan
-        is_neural = agg["metric"].map(methods) == PREDICTIVITY_CEILING_METHOD
-        agg["explained_variance"] = explained_variance(
-            agg["score"].to_numpy(float), agg["ceiling"].to_numpy(float), np.where(is_neural, 1, 2)
-        )
-        agg["rank"] = (
-            agg.groupby(["metric", "roi", "benchmark_hash", "config_hash"])["score"]
-            .rank(ascending=False, method="min")
-            .astype("Int64")
-        )
-        names = self._query("SELECT model_uid, display_name FROM models")
-        agg = agg.merge(names, on="model_uid", how="left")
-        # Imported (published) scores have runs too; a config without a run reads "default".
-        agg = agg.merge(self.config_profiles(), on="config_hash", how="left")
-        agg["profile"] = agg["profile"].fillna("default")
-        return (
-            agg[columns].sort_values(["metric", "roi", "rank", "model_uid"]).reset_index(drop=True)
+        return model_summary(
+            best,
+            self.ceilings(benchmark_hash),
+            self._query("SELECT model_uid, display_name FROM models"),
+            self.config_profiles(),
+            ceiling_method=ceiling_method,
+            subject_mean=SUBJECT_MEAN,
         )
 
     # ---------------------------------------------------------------- export

@@ -207,7 +207,7 @@ def perform_gsn(
             means = _balanced_trial_means(arr, valid, ntrial, seed)
             ntrial_bc = float(counts[counts > 1].sum()) / n_cond
             if ntrial_bc < 1:
-                logger.warning("average trial count %.3f < 1 (lopsided data); using 1", ntrial_bc)
+                logger.info("average trial count %.3f < 1 (lopsided data); using 1", ntrial_bc)
                 ntrial_bc = 1.0
         else:
             ntrial = arr.shape[2]
@@ -360,7 +360,9 @@ def _biconvex(cN, cD, ntrial, ntrial_bc, n_cond, be, max_iter):
         numiters += 1
         if numiters >= max_iter:
             logger.warning(
-                "biconvex refinement stopped after %d iterations without converging", numiters
+                "biconvex refinement stopped after %d iterations without converging; "
+                "pass a larger max_iter",
+                numiters,
             )
             break
         cS_old, cN_old = cSb, cNb

@@ -133,7 +133,8 @@ def choose_shrinklevel(nll: np.ndarray, shrinklevels: np.ndarray) -> float:
     ``nanargmin`` as in GSN >= 1.2 and MATLAB's ``min`` (plain ``argmin`` would pick a NaN).
     """
     if np.all(np.isnan(nll)):
-        logger.warning(
+        # GSN's own fallback (few trials for many units), not an error.
+        logger.info(
             "All shrunken covariance matrices were singular; using shrinkage level %s",
             shrinklevels[0],
         )

@@ -225,10 +225,12 @@ def rsa_noise_ceiling(
     if splitr > medians.max():
         logger.warning(
             "empirical split-half r %.3f exceeds every simulated one (max %.3f) even at signal "
-            "scale %g; the ceiling may be underestimated",
+            "scale %g after widening the grid %d times; the ceiling may be underestimated: "
+            "pass a larger widen_scales or scales",
             splitr,
             medians.max(),
             scales.max(),
+            widened,
         )
     ncdist = sim.ceiling(n_sims, sc, n_trials)
     logger.debug("GSN RSA ceiling: splitr=%.4f sc=%.2f nc=%.4f", splitr, sc, np.median(ncdist))

@@ -99,9 +99,8 @@ def explained_variance(score: Any, ceiling: Any, ceiling_power: Any = 2) -> floa
     bad = ~(c > 0)
     non_positive = int(np.sum(c <= 0))
     if non_positive:
-        logger.warning(
-            "explained_variance: %d non-positive ceiling(s); result is NaN", non_positive
-        )
+        # A property of the data (no reliable signal), shown as NaN in every table: not an error.
+        logger.info("explained_variance: %d non-positive ceiling(s); result is NaN", non_positive)
     with np.errstate(invalid="ignore", divide="ignore"):
         ev = np.where(bad, np.nan, s**2 / np.where(bad, 1.0, c) ** np.asarray(ceiling_power))
     return float(ev) if ev.ndim == 0 else ev

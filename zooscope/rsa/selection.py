@@ -4,22 +4,67 @@ Per key (model x subject x ROI x metric x ...), the layer with the highest *trai
 ties go to the earliest layer (lowest ``layer_index``); a NaN train score never wins (a key whose
 train scores are all NaN gets its first layer). The reported score is that layer's *test* score.
 The results database (:meth:`~zooscope.results.db.ResultsDB.best_layer_scores`), the survey's
-log lines and :func:`select_layer` all call :func:`select_best_layers`. A profile that filters
+log lines and :func:`select_layer` all call :func:`select_best_layers`; code that sees layers one
+at a time (the survey keeping the best layer's RSMs and predictions) asks :func:`better_layer`.
+Both order layers by one key, :func:`layer_rank`. A profile that filters
 rows first (e.g. Conwell et al.'s degenerate-row filter) filters the frame, then calls it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from zooscope.rsa.vocabulary import SPLITS
 
-__all__ = ["select_best_layers", "select_layer"]
+__all__ = ["better_layer", "layer_rank", "select_best_layers", "select_layer"]
 
 _LAYER_COLUMNS = ("layer_index", "layer_name", "split", "score")
+
+
+def layer_rank(train_score: Any, layer_index: Any) -> tuple[Any, Any, Any]:
+    """The sort key of the rule: the layer whose key sorts first is the best.
+
+    Parameters
+    ----------
+    train_score : float or array-like, shape (n,)
+        Train scores; NaN and infinite ones rank after every finite one.
+    layer_index : int or array-like, shape (n,)
+        Layer order; breaks ties (the earliest layer first).
+
+    Returns
+    -------
+    (not_finite, negated_score, layer_index)
+        Compare as tuples (scalars) or sort lexicographically (arrays), ascending.
+    """
+    score = np.asarray(train_score, dtype=np.float64)
+    finite = np.isfinite(score)
+    return ~finite, -np.where(finite, score, 0.0), np.asarray(layer_index)
+
+
+def better_layer(candidate: float, current: float | None) -> bool:
+    """Whether a layer replaces the kept one when layers arrive in layer order (the streaming rule).
+
+    Parameters
+    ----------
+    candidate : float
+        Train score of the layer offered now.
+    current : float or None
+        Train score of the kept (earlier) layer; None when nothing is kept yet.
+
+    Returns
+    -------
+    bool
+        True when the candidate ranks first under :func:`layer_rank` (as the later layer, it
+        loses ties), so that keeping every winner ends on :func:`select_best_layers`' choice.
+    """
+    if current is None:
+        return True
+    new, kept = layer_rank(candidate, 1), layer_rank(current, 0)
+    return tuple(x.item() for x in new) < tuple(x.item() for x in kept)
 
 
 def select_best_layers(scores: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
@@ -55,13 +100,10 @@ def select_best_layers(scores: pd.DataFrame, keys: Sequence[str] | None = None) 
     train = scores[scores["split"] == "train"]
     if train.empty:
         return pd.DataFrame(columns=columns)
-    value = train["score"].astype(float)
+    not_finite, negated, index = layer_rank(train["score"], train["layer_index"])
     ranked = train.assign(
-        _first=np.arange(len(train)),
-        _train=value.where(np.isfinite(value)),  # NaN and inf never win
-    ).sort_values(
-        ["_train", "layer_index"], ascending=[False, True], na_position="last", kind="stable"
-    )
+        _first=np.arange(len(train)), _not_finite=not_finite, _negated=negated, _index=index
+    ).sort_values(["_not_finite", "_negated", "_index"], kind="stable")
     best = ranked.drop_duplicates(keys, keep="first").sort_values("_first", kind="stable")
     best = best.rename(columns={"score": "train_score"})
     test = scores.loc[scores["split"] == "test", [*keys, "layer_index", "score"]]

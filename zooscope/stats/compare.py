@@ -33,7 +33,8 @@ of freedom; the band is the confidence interval of the fitted mean,
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,15 @@ def parse_contrast(text: str) -> tuple[str, tuple[str, str]]:
 
 def _keys(df: pd.DataFrame) -> list[str]:
     return [k for k in KEYS if k in df.columns]
+
+
+def _cells(
+    data: pd.DataFrame, keys: Sequence[str]
+) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
+    """``(key values, rows)`` per combination of ``keys``, sorted; the whole frame when none."""
+    for key, sub in data.groupby(list(keys), sort=True) if keys else [((), data)]:
+        key = key if isinstance(key, tuple) else (key,)
+        yield dict(zip(keys, key, strict=True)), sub
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -141,13 +151,11 @@ def paired_scores(
     per_subject = "subject" in data.columns and (data["subject"].astype(str) != "mean").any()
     cell = [*keys, pair_by, *(["subject"] if per_subject else [])]
     rows = []
-    for key, sub in data.groupby(cell, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for row, sub in _cells(data, cell):
         side = {level: sub[sub[column] == level] for level in levels}
         if any(s.empty for s in side.values()):
             continue
         a, b = side[levels[0]], side[levels[1]]
-        row = dict(zip(cell, key, strict=True))
         row["pair"] = row.pop(pair_by)
         row.update(
             score_a=float(a[value].mean()),
@@ -224,9 +232,7 @@ def paired_tests(
     pairs = paired_scores(df, pair_by, column, levels, value=value, model=model)
     keys = _keys(pairs)
     rows = []
-    for key, sub in pairs.groupby(keys, sort=True) if keys else [((), pairs)]:
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(keys, key, strict=True))
+    for row, sub in _cells(pairs, keys):
         row.update(contrast=column, level_a=levels[0], level_b=levels[1], pair_by=pair_by)
         a, b = sub["score_a"].to_numpy(float), sub["score_b"].to_numpy(float)
         row.update(_paired_statistics(a, b, ci))
@@ -259,11 +265,9 @@ def group_tests(
     keys = _keys(data)
     means = data.groupby([*keys, column, model], sort=True)[value].mean().reset_index()
     rows = []
-    for key, sub in means.groupby(keys, sort=True) if keys else [((), means)]:
-        key = key if isinstance(key, tuple) else (key,)
+    for row, sub in _cells(means, keys):
         a = sub.loc[sub[column] == levels[0], value].to_numpy(float)
         b = sub.loc[sub[column] == levels[1], value].to_numpy(float)
-        row = dict(zip(keys, key, strict=True))
         row.update(contrast=column, level_a=levels[0], level_b=levels[1])
         row.update(dict.fromkeys(_GROUP_COLUMNS, np.nan))
         row.update(
@@ -348,9 +352,7 @@ def scaling_fit(
     data = _scaling_data(df, x, value, model)
     keys = _keys(data)
     rows = []
-    for key, sub in data.groupby(keys, sort=True) if keys else [((), data)]:
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(keys, key, strict=True))
+    for row, sub in _cells(data, keys):
         row.update(x=x, **dict.fromkeys(_SCALING_COLUMNS, np.nan))
         lx, y = sub["log_x"].to_numpy(float), sub["score"].to_numpy(float)
         row["n"] = lx.size
@@ -394,8 +396,7 @@ def scaling_band(
     data = _scaling_data(df, x, value, model)
     keys = _keys(data)
     frames = []
-    for key, sub in data.groupby(keys, sort=True) if keys else [((), data)]:
-        key = key if isinstance(key, tuple) else (key,)
+    for key, sub in _cells(data, keys):
         lx, y = sub["log_x"].to_numpy(float), sub["score"].to_numpy(float)
         if lx.size < 3 or np.ptp(lx) == 0:
             continue
@@ -407,9 +408,7 @@ def scaling_band(
         frame = pd.DataFrame(
             {"log_x": grid, "x": 10**grid, "fit": fit, "ci_low": fit - half, "ci_high": fit + half}
         )
-        for k, v in zip(keys, key, strict=True):
-            frame[k] = v
-        frames.append(frame)
+        frames.append(frame.assign(**key))
     columns = [*keys, "log_x", "x", "fit", "ci_low", "ci_high"]
     return (
         pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

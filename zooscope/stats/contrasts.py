@@ -325,14 +325,34 @@ def _categorical(series: pd.Series, reference: str | None) -> pd.Categorical:
     return pd.Categorical(series.astype(str), categories=levels)
 
 
-def _term_table(result: Any, by: str, alpha: float) -> pd.DataFrame:
+def _design(
+    sub: pd.DataFrame, by: str, value: str, subject: str, reference: str | None
+) -> tuple[pd.DataFrame, str]:
+    """The model frame and fixed-effects formula ``score ~ C(group) [+ C(subject)]``.
+
+    The subject term is left out when ``sub`` has a single subject level.
+    """
+    data = pd.DataFrame({"score": sub[value].astype(float).to_numpy()})
+    data["group"] = _categorical(sub[by], reference)
+    formula = "score ~ C(group)"
+    if subject in sub.columns and sub[subject].nunique() > 1:
+        data["subject"] = _categorical(sub[subject], None)
+        formula += " + C(subject)"
+    return data, formula
+
+
+def _term_table(result: Any, by: str, alpha: float, fixed_effects: bool = False) -> pd.DataFrame:
+    """The fixed-effect terms of a fitted statsmodels OLS (or, ``fixed_effects``, MixedLM) model."""
     conf = result.conf_int(alpha=alpha)
     names = result.model.exog_names
+    params, bse = (
+        (result.fe_params, result.bse_fe) if fixed_effects else (result.params, result.bse)
+    )
     table = pd.DataFrame(
         {
             "term": [n.replace("C(group)", by).replace("C(subject)", "subject") for n in names],
-            "estimate": result.params[names].to_numpy(),
-            "se": result.bse[names].to_numpy(),
+            "estimate": params[names].to_numpy(),
+            "se": bse[names].to_numpy(),
             "ci_low": conf.loc[names, 0].to_numpy(),
             "ci_high": conf.loc[names, 1].to_numpy(),
             "p_value": result.pvalues[names].to_numpy(),
@@ -368,12 +388,7 @@ def ols_contrast(
     df = _prepare(df, by, value, model, groups)
     out = []
     for metric, sub in _by_metric(df):
-        data = pd.DataFrame({"score": sub[value].astype(float).to_numpy()})
-        data["group"] = _categorical(sub[by], reference)
-        formula = "score ~ C(group)"
-        if subject in sub.columns and sub[subject].nunique() > 1:
-            data["subject"] = _categorical(sub[subject], None)
-            formula += " + C(subject)"
+        data, formula = _design(sub, by, value, subject, reference)
         result = smf.ols(formula, data=data).fit()
         out.append(_term_table(result, by, alpha).assign(metric=metric))
     return pd.concat(out, ignore_index=True)[["metric", *_TERM_COLUMNS]]
@@ -413,36 +428,17 @@ def mixed_contrast(
     out = []
     for metric, sub in _by_metric(df):
         sub = sub.dropna(subset=[pair])
-        data = pd.DataFrame(
-            {"score": sub[value].astype(float).to_numpy(), "pair": sub[pair].astype(str).to_numpy()}
-        )
-        data["group"] = _categorical(sub[by], reference)
-        formula = "score ~ C(group)"
-        if subject in sub.columns and sub[subject].nunique() > 1:
-            data["subject"] = _categorical(sub[subject], None)
-            formula += " + C(subject)"
+        data, formula = _design(sub, by, value, subject, reference)
+        data["pair"] = sub[pair].astype(str).to_numpy()
         per_cell = data.groupby(["pair", "group"], observed=True).size()
         slope = random_slope and bool((per_cell > 1).all())
         if random_slope and not slope:
             logger.info("one observation per (pair, group): random intercept only for %s", metric)
         re_formula = "~C(group)" if slope else "1"
         fit = smf.mixedlm(formula, data, groups=data["pair"], re_formula=re_formula).fit(reml=True)
-        fixed = [n for n in fit.model.exog_names]
-        conf = fit.conf_int(alpha=alpha)
         out.append(
-            pd.DataFrame(
-                {
-                    "metric": metric,
-                    "term": [
-                        n.replace("C(group)", by).replace("C(subject)", "subject") for n in fixed
-                    ],
-                    "estimate": fit.fe_params[fixed].to_numpy(),
-                    "se": fit.bse_fe[fixed].to_numpy(),
-                    "ci_low": conf.loc[fixed, 0].to_numpy(),
-                    "ci_high": conf.loc[fixed, 1].to_numpy(),
-                    "p_value": fit.pvalues[fixed].to_numpy(),
-                    "random_effects": f"({'group' if slope else '1'} | {pair})",
-                }
+            _term_table(fit, by, alpha, fixed_effects=True).assign(
+                metric=metric, random_effects=f"({'group' if slope else '1'} | {pair})"
             )
         )
-    return pd.concat(out, ignore_index=True)
+    return pd.concat(out, ignore_index=True)[["metric", *_TERM_COLUMNS, "random_effects"]]

@@ -91,7 +91,7 @@ def rsm_similarity(rsms: pd.DataFrame, method: str = "pearson") -> pd.DataFrame:
         dropped = (
             rsms.loc[~usable, ["model_uid", "subject", "roi"]].astype(str).agg("/".join, axis=1)
         )
-        logger.warning(
+        logger.info(
             "left out %d constant or non-finite RSM(s): %s", len(dropped), ", ".join(dropped)
         )
         rsms = rsms[usable]

@@ -13,16 +13,21 @@ import pandas as pd
 
 from zooscope.benchmark import split_region
 from zooscope.results.db import ResultsDB
-from zooscope.rsa.partial import explained_variance
 from zooscope.rsa.selection import select_best_layers
-from zooscope.rsa.vocabulary import CEILING_METHODS, PREDICTIVITY_CEILING_METHOD
+from zooscope.rsa.vocabulary import CEILING_METHODS
+from zooscope.stats.summary import ceiled_score
 
-__all__ = ["COMMITMENT_COLUMNS", "committed_layers"]
+__all__ = ["COMMITMENT_COLUMNS", "COMMITMENT_DISPLAY", "committed_layers"]
 
 COMMITMENT_COLUMNS = [
     "model_uid", "display_name", "metric", "region", "time_bin", "roi", "layer_name",
     "layer_index", "relative_depth", "train_score", "test_score", "ceiling", "ceiled",
     "benchmark_hash", "config_hash",
+]  # fmt: skip
+
+#: The columns a terminal shows of :func:`committed_layers` (``results summary``, the neural demo).
+COMMITMENT_DISPLAY = [
+    "model_uid", "region", "time_bin", "layer_name", "relative_depth", "test_score", "ceiled",
 ]  # fmt: skip
 
 
@@ -78,10 +83,7 @@ def committed_layers(
     ceilings = ceilings[ceilings["method"] == method]
     ceiling = ceilings.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")
     best = best.join(ceiling, on=["benchmark_hash", "roi"])
-    power = 1 if method == PREDICTIVITY_CEILING_METHOD else 2
-    best["ceiled"] = explained_variance(
-        best["test"].to_numpy(float), best["ceiling"].to_numpy(float), power
-    )
+    best["ceiled"] = ceiled_score(best["test"], best["ceiling"], method)
     regions = best["roi"].map(split_region)
     best["region"] = [r for r, _ in regions]
     best["time_bin"] = [t for _, t in regions]
