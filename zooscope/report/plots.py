@@ -520,7 +520,7 @@ def plot_unique_variance(
     import seaborn as sns
 
     keys = [k for k in ("roi", "time_bin") if k in units.columns]
-    panels = list(units.groupby(keys, sort=True)) if keys else [("all", units)]
+    panels = list(units.groupby(keys, sort=True, dropna=False)) if keys else [("all", units)]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1, 3.6), squeeze=False)
     for ax, (key, sub) in zip(axes[0], panels, strict=True):
         sns.scatterplot(data=sub, x="r_model", y="partial_model", hue="control", s=10, ax=ax,

@@ -11,13 +11,17 @@ layer.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["GramStore", "grams_path"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["GramStore", "grams_path", "store_grams"]
 
 
 def grams_path(db_path: str | Path) -> Path:
@@ -97,11 +101,15 @@ class GramStore:
             }
 
     def read(
-        self, model_uid: str, benchmark_hash: str | None = None
+        self,
+        model_uid: str,
+        benchmark_hash: str | None = None,
+        names: Iterable[str] | None = None,
     ) -> list[tuple[int, str, np.ndarray]]:
         """A model's layers in extraction order: ``(layer_index, layer_name, gram [n, n])``.
 
-        ``benchmark_hash`` may be left out when the model is stored for one benchmark only.
+        ``benchmark_hash`` may be left out when the model is stored for one benchmark only;
+        ``names`` reads only these layers (the others are not loaded).
         """
         import h5py
 
@@ -115,8 +123,28 @@ class GramStore:
             raise KeyError(f"{model_uid!r} has Gram matrices for benchmarks {found}; choose one")
         with h5py.File(self.path, "r") as f:
             group = f[found[0]][model_uid]
+            wanted = None if names is None else set(names)
             return [
                 (int(group[k].attrs["layer_index"]), str(group[k].attrs["layer_name"]),
                  _unpack(group[k][()]))
                 for k in sorted(group)
+                if wanted is None or str(group[k].attrs["layer_name"]) in wanted
             ]  # fmt: skip
+
+    def shared_benchmark(self, models: Iterable[str]) -> str | None:
+        """The benchmark every one of ``models`` is stored for (None if none; error if several)."""
+        models = set(models)
+        shared = [b for b, stored in self.models().items() if models <= set(stored)]
+        if len(shared) > 1:
+            raise KeyError(
+                f"models {sorted(models)} have Grams for benchmarks {shared}; choose one"
+            )
+        return shared[0] if shared else None
+
+
+def store_grams(db_path: str | Path, benchmark_hash: str, outcome: Any) -> int:
+    """Write a scored model's kept Grams (``ModelScores.grams``) to the store next to ``db_path``."""
+    uid = outcome.model["model_uid"]
+    count = GramStore(grams_path(db_path)).write(benchmark_hash, uid, outcome.grams)
+    logger.debug("%s: %d Gram matrices stored next to %s", uid, count, db_path)
+    return count
