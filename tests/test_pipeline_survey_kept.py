@@ -42,6 +42,7 @@ MODELS = ("resnet18_random", "mobilenet_random")
 CONFIG = ScoringConfig(
     metrics=("predictivity",), layers=LAYERS, regression="ridge", predictivity_splits="even-odd"
 )
+KEEP = RunOptions(device="cpu", batch_size=16, progress=False, keep_grams=True)
 runner = CliRunner()
 
 
@@ -56,13 +57,12 @@ def surveyed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import_brainio(paths["assembly"], paths["stimuli"], paths["images"], bench_path)
     manifest = tmp / "manifest.csv"
     manifest.write_text(MANIFEST, encoding="utf-8")
-    options = RunOptions(device="cpu", batch_size=16, progress=False)
     kept, plain = tmp / "kept.duckdb", tmp / "plain.duckdb"
-    for db, keep in ((kept, True), (plain, False)):
-        report = survey(
-            manifest, bench_path, db, CONFIG, RunOptions(**{**options.__dict__, "keep_grams": keep})
-        )
-        assert sorted(report.scored) == sorted(MODELS) and not report.failed
+    report = survey(manifest, bench_path, kept, CONFIG, KEEP)
+    assert sorted(report.scored) == sorted(MODELS) and not report.failed
+    # the default options, on one model (enough to see that nothing is kept)
+    default = RunOptions(device="cpu", batch_size=16, progress=False)
+    assert survey(manifest, bench_path, plain, CONFIG, default, models=[MODELS[1]]).scored
     return {"bench": bench_path, "manifest": manifest, "db": kept, "plain": plain}
 
 
@@ -194,3 +194,22 @@ def test_unique_variance_cli_on_predictivity_splits_time_bins(surveyed: dict, tm
     assert {"roi", "time_bin", "partial_model"} <= set(units.columns)
     assert not units["roi"].str.contains("|", regex=False).any()
     assert (tmp_path / f"unique_variance_{MODELS[0]}.png").exists()
+
+
+def test_report_shows_cka_and_predictivity_unique_variance(surveyed: dict, tmp_path: Path):
+    from zooscope.report.html import build_report
+    from zooscope.stats.layer_cka import layer_cka
+
+    with ResultsDB(surveyed["db"], read_only=True) as db:
+        page = build_report(db, tmp_path / "report", n_boot=20).read_text(encoding="utf-8")
+    for section in ("Layer-by-layer CKA", "Unique variance"):
+        assert f"<h2>{section}</h2>" in page
+    assert (tmp_path / "report" / "figures" / "layer_cka.png").exists()
+    assert (tmp_path / "report" / "figures" / "model_cka.png").exists()  # the heatmap
+    # the section's per-pair mean is the debiased layer CKA of the stored Grams (top model first)
+    store = GramStore(grams_path(surveyed["db"]))
+    section = page.split("<h2>Layer-by-layer CKA</h2>")[1].split("<h2>")[0]
+    means = {
+        f"{layer_cka(store, a, b)['cka_debiased'].mean():.3f}" for a, b in (MODELS, MODELS[::-1])
+    }
+    assert any(f"<td>{m}</td>" in section for m in means), section[-2000:]
