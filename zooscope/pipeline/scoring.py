@@ -129,7 +129,9 @@ class RunOptions:
     ridge_backend: str = "auto"
     progress: bool = True
     keep_predictions: bool = True  # store the best layer's per-unit test predictions
-    # keep every scored layer's feature-centred Gram matrix (for layer CKA; results/grams.py)
+    # Keep every scored layer's feature-centred Gram matrix (layer CKA; results/grams.py). The
+    # extraction counts each layer's n x n float64 in memory_budget while it accumulates; the
+    # model then holds n (n + 1) / 2 float64 per scored layer until the client stores them.
     keep_grams: bool = False
 
 
@@ -221,7 +223,7 @@ class ModelScores:
     seconds: float
     predictions: pd.DataFrame | None = None
     unit_scores: pd.DataFrame | None = None  # per-neuron predictivity of every layer
-    grams: list[tuple[int, str, np.ndarray]] | None = None  # RunOptions.keep_grams: per layer
+    grams: list[tuple[int, str, np.ndarray]] | None = None  # keep_grams: packed, per layer
 
     def best(self) -> dict[str, float]:
         """Mean over groups of the best-train-layer test score per metric (for log lines)."""
@@ -408,6 +410,7 @@ def score_model(
     kept = BestPredictions() if options.keep_predictions else None
     from zooscope.feature_extraction import LayerSelection
     from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
+    from zooscope.feature_extraction.cka_gram import pack_gram
 
     grams: list[tuple[int, str, np.ndarray]] | None = [] if options.keep_grams else None
     selection = LayerSelection(include=config.layers) if config.layers else None
@@ -481,7 +484,9 @@ def score_model(
         for (metric, label), (train_score, predicted) in (unit_predictions or {}).items():
             kept.offer(metric, label, train_score, features.name, predicted)
         if grams is not None:
-            grams.append((features.index, features.name, features.outputs.pop("cka_gram")))
+            # packed at once: the model holds n (n + 1) / 2 float64 per layer until it is stored
+            gram = pack_gram(features.outputs.pop("cka_gram"))
+            grams.append((features.index, features.name, gram))
         effective_dim = effective_dimensionality(features.srp) if features.srp is not None else None
         layer_rows.append(
             {
