@@ -110,7 +110,7 @@ def cka_section(
             logger.info("no CKA heatmap: %s", error)
         else:
             heat = plots.plot_matrix(
-                matrix, figdir / "model_cka", label="debiased CKA",
+                matrix, figdir / "model_cka", label="debiased CKA", limit=1.0,
                 title=f"Debiased CKA at each model's committed layer ({metric}, {roi})",
             )  # fmt: skip
             body.append(_img(heat, f"Model x model debiased CKA at committed layers ({roi})"))
