@@ -135,8 +135,34 @@ def test_demo_keeps_best_layer_predictions_that_reproduce_the_scores(
     assert summary.loc["OTC", "median_partial_model"] > 0.3
     assert summary.loc["OTC", "median_partial_model"] > summary.loc["OTC", "median_partial_control"]
     page = (out / "report" / "index.html").read_text(encoding="utf-8")
-    for section in ("Matched pairs and groups", "Training-set size", "Unique variance"):
+    for section in (
+        "Matched pairs and groups",
+        "Training-set size",
+        "Unique variance",
+        "Layer-by-layer CKA",
+    ):
         assert f"<h2>{section}</h2>" in page
+
+
+def test_demo_keeps_grams_whose_cka_falls_from_trained_to_random_twin(
+    demo: tuple[Path, str],
+) -> None:
+    from zooscope.results.grams import GramStore, grams_path
+    from zooscope.stats.layer_cka import layer_cka
+
+    out, _ = demo
+    store = GramStore(grams_path(out / "results.duckdb"))
+    (stored,) = store.models().values()  # one benchmark
+    assert stored == ["effnet_lite0", "effnet_lite0_random"]
+    table = layer_cka(store, "effnet_lite0", "effnet_lite0_random")
+    with ResultsDB(out / "results.duckdb", read_only=True) as db:
+        assert len(table) == len(db.layers(model_uid="effnet_lite0"))
+    # the trained network and its random twin part ways with depth (debiased CKA)
+    assert table["cka_debiased"].iloc[-1] < table["cka_debiased"].iloc[0] - 0.2
+    page = (out / "report" / "index.html").read_text(encoding="utf-8")
+    section = page.split("<h2>Layer-by-layer CKA</h2>")[1].split("<h2>")[0]
+    assert "classification vs random" in section  # the trained/random contrast, matched by arch
+    assert f"<td>{table['cka_debiased'].mean():.3f}</td>" in section
 
 
 def stored_score(scores: pd.DataFrame, **key: str) -> float:

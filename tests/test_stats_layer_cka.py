@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from zooscope.feature_extraction.cka_gram import CentredGramAccumulator
+from zooscope.feature_extraction.cka_gram import CentredGramAccumulator, pack_gram, unpack_gram
 from zooscope.results.grams import GramStore, grams_path
 from zooscope.rsa import cka, cka_matrix
 from zooscope.stats.layer_cka import (
@@ -73,6 +73,18 @@ def test_store_round_trip_and_replace(tmp_path):
     assert store.models() == {"bench": ["m"]}
     with pytest.raises(KeyError, match="no Gram matrices of 'x'"):
         store.read("x")
+    # packed triangles (what a survey holds) are stored as they are; names= reads a subset
+    store.write("bench", "p", [(i, n, pack_gram(g)) for i, n, g in layers])
+    for (_, _, a), (_, _, b) in zip(store.read("p"), layers, strict=True):
+        np.testing.assert_array_equal(a, unpack_gram(pack_gram(b)))
+        np.testing.assert_array_equal(np.triu(a), np.triu(b))
+    assert [n for _, n, _ in store.read("p", names=["l2"])] == ["l2"]
+    with pytest.raises(ValueError, match="not an n"):
+        pack_gram(np.zeros(5))
+    store.write("other", "p", layers[:1])
+    assert store.shared_benchmark(["m", "p"]) == "bench"
+    with pytest.raises(KeyError, match="choose one"):
+        store.shared_benchmark(["p"])
 
 
 def test_identical_models_give_one_at_every_layer_and_depths_align(tmp_path):

@@ -128,7 +128,8 @@ def register(analyze: typer.Typer) -> None:
             ..., "--control", help="Control model B (repeat for several; each analysed alone)."
         ),
         metric: str = typer.Option(
-            "encoding_r", help="Whose best layer's predictions: encoding_r or versa."
+            "encoding_r",
+            help="Whose best layer's predictions: encoding_r, versa or predictivity (the committed layer).",
         ),
         out: Path = OUT_OPTION,
         fmt: str = FORMAT_OPTION,
@@ -169,8 +170,9 @@ def register(analyze: typer.Typer) -> None:
     ) -> None:
         """Layer-by-layer linear CKA (biased and debiased), aligned by relative depth.
 
-        Reads the Gram store next to the database (``results.grams.h5``); with ``--benchmark``
-        and ``--manifest``, first extracts the Gram matrices of models not yet in it.
+        Reads the Gram store next to the database (``results.grams.h5``; a survey with
+        ``--keep-grams`` fills it); with ``--benchmark`` and ``--manifest``, first extracts the
+        Gram matrices of the models not yet stored for that benchmark.
         """
         import pandas as pd
 
@@ -181,10 +183,21 @@ def register(analyze: typer.Typer) -> None:
         if len(model) < 2:
             raise typer.BadParameter("name at least two models", param_hint="--model")
         store = GramStore(grams_path(db))
-        if benchmark is not None:
-            _extract_grams(store, model, benchmark, manifest, layers, memory_budget, device)
         try:
-            tables = [layer_cka.layer_cka(store, model[0], other) for other in model[1:]]
+            if benchmark is not None:
+                bench_hash = _extract_grams(
+                    store, model, benchmark, manifest, layers, memory_budget, device
+                )
+            else:
+                bench_hash = store.shared_benchmark(model)
+                if bench_hash is None:
+                    raise KeyError(
+                        f"no benchmark has stored Grams of every model in {store.path}; survey "
+                        "with --keep-grams, or pass --benchmark and --manifest to extract them"
+                    )
+            tables = [
+                layer_cka.layer_cka(store, model[0], other, bench_hash) for other in model[1:]
+            ]
         except KeyError as err:
             raise typer.BadParameter(str(err.args[0])) from err
         table = pd.concat(tables, ignore_index=True)
@@ -193,15 +206,17 @@ def register(analyze: typer.Typer) -> None:
             curves = table.assign(pair=table["model_a"] + " vs " + table["model_b"])
             curves = curves.rename(columns={"depth_a": "depth"})
             plots.plot_layer_cka(curves, out / "layer_cka")
-            matrix = layer_cka.model_cka_matrix(store, model, depth=depth)
+            matrix = layer_cka.model_cka_matrix(
+                store, model, depth=depth, benchmark_hash=bench_hash
+            )
             matrix.to_csv(out / "model_cka.csv")
             plots.plot_matrix(matrix, out / "model_cka", title=f"Linear CKA at depth {depth:g}",
                               label="CKA")  # fmt: skip
         _emit(table, fmt)
 
 
-def _extract_grams(store, models, benchmark, manifest, layers, memory_budget, device) -> None:
-    """Extract and store the Gram matrices of the models the store lacks."""
+def _extract_grams(store, models, benchmark, manifest, layers, memory_budget, device) -> str:
+    """Extract and store the Gram matrices of the models the store lacks; the benchmark's hash."""
     from zooscope.benchmark import Benchmark
     from zooscope.feature_extraction import LayerSelection
     from zooscope.feature_extraction.cka_consumer import store_layer_grams
@@ -223,3 +238,4 @@ def _extract_grams(store, models, benchmark, manifest, layers, memory_budget, de
             layers=selection, memory_budget=memory_budget,
         )  # fmt: skip
         typer.echo(f"{uid}: {n} layers")
+    return bench.content_hash

@@ -130,6 +130,11 @@ def register(app: typer.Typer) -> None:
             "--verify/--no-verify",
             help="Check the benchmark's content hash once at the start.",
         ),
+        keep_grams: bool = typer.Option(
+            False,
+            "--keep-grams",
+            help="Also store every scored layer's centred Gram matrix (n x n float64, counted in the memory budget) next to --db, for zooscope analyze layer-cka and the report's CKA section.",
+        ),
     ) -> None:
         """Score every model of a manifest against a benchmark into a results database.
 
@@ -187,7 +192,9 @@ def register(app: typer.Typer) -> None:
             )
         except (KeyError, ValueError) as error:
             raise typer.BadParameter(str(error)) from None
-        options = RunOptions(device=device, batch_size=batch_size, memory_budget=memory_budget)
+        options = RunOptions(
+            device=device, batch_size=batch_size, memory_budget=memory_budget, keep_grams=keep_grams
+        )
         client = None
         try:
             if workers or scheduler or slurm:
@@ -363,7 +370,8 @@ def register(app: typer.Typer) -> None:
             bench_path,
             db_path,
             ScoringConfig.from_profile(profile, layers=layers),
-            RunOptions(device="auto", memory_budget=memory_budget),
+            # Grams of the demo's few images are cheap; they give the report its CKA section
+            RunOptions(device="auto", memory_budget=memory_budget, keep_grams=True),
             models=_split(models),
             n_sims=n_sims,
         )

@@ -1,6 +1,7 @@
 """The extraction consumer that keeps every layer's feature-centred Gram matrix (for CKA).
 
-Off unless asked: pass ``extract(..., consumers=[CKAGramConsumer()])``; each yielded
+Off unless asked: pass ``extract(..., consumers=[CKAGramConsumer()])`` (a survey does with
+``RunOptions(keep_grams=True)`` / ``--keep-grams``); each yielded
 :class:`~zooscope.feature_extraction.LayerFeatures` then carries ``outputs["cka_gram"]``
 (``H X X^T H``, [n, n] float64; :class:`~zooscope.feature_extraction.cka_gram.CentredGramAccumulator`).
 The planner counts its ``n x n`` float64 per layer against the memory budget like the exact RSMs.
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from zooscope._timing import stage
 from zooscope.feature_extraction.cka_gram import BLOCK, CentredGramAccumulator
 from zooscope.feature_extraction.consumers import (
     ColumnPassSink,
@@ -44,8 +46,11 @@ class CKAGramConsumer(LayerConsumer):
 
 
 class _CKAGramSink(ColumnPassSink):
+    stage_name = "cka_gram"
+
     def outputs(self) -> dict[str, np.ndarray]:
-        return {"cka_gram": self.accumulator.gram()}
+        with stage(self.stage_name):
+            return {"cka_gram": self.accumulator.gram()}
 
 
 def store_layer_grams(

@@ -16,11 +16,12 @@ float64 per layer (8 MB for 1000 images), like the exact RSMs.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CentredGramAccumulator"]
+__all__ = ["CentredGramAccumulator", "pack_gram", "unpack_gram"]
 
 #: Columns converted to float64 at a time (bounds the extra memory to n * BLOCK * 8 bytes).
 BLOCK = 2048
@@ -72,3 +73,34 @@ class CentredGramAccumulator:
             return np.zeros((self.n_samples, self.n_samples))
         gram = self._gram
         return gram if isinstance(gram, np.ndarray) else gram.cpu().numpy()
+
+
+def pack_gram(gram: np.ndarray) -> np.ndarray:
+    """A symmetric Gram matrix [n, n] as its upper triangle (``np.triu_indices(n)``), float64.
+
+    Half the memory of the matrix; an already packed triangle [n (n + 1) / 2] is returned as is.
+    """
+    gram = np.asarray(gram, dtype=np.float64)
+    if gram.ndim == 1:
+        _triangle_side(gram.size)  # validates
+        return gram
+    if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
+        raise ValueError(f"a Gram matrix must be square, got shape {gram.shape}")
+    return gram[np.triu_indices(gram.shape[0])]
+
+
+def unpack_gram(packed: np.ndarray) -> np.ndarray:
+    """The symmetric [n, n] matrix of a :func:`pack_gram` triangle."""
+    n = _triangle_side(packed.size)
+    gram = np.zeros((n, n))
+    iu = np.triu_indices(n)
+    gram[iu] = packed
+    gram.T[iu] = packed
+    return gram
+
+
+def _triangle_side(size: int) -> int:
+    n = (math.isqrt(8 * size + 1) - 1) // 2
+    if n * (n + 1) // 2 != size:
+        raise ValueError(f"{size} values are not an n (n + 1) / 2 triangle")
+    return n

@@ -251,6 +251,8 @@ class ColumnPassSink(LayerSink):
     buffer (in the extraction's placement) and handed to :meth:`fold` when the pass ends.
     """
 
+    stage_name = "gram"  # the timing stage (zooscope._timing) its work is counted in
+
     def __init__(self, accumulator: Any, place: Placement) -> None:
         self.accumulator = accumulator
         self.place = place
@@ -260,11 +262,11 @@ class ColumnPassSink(LayerSink):
         self.columns = self.place.empty((self.accumulator.n_samples, stop - start))
 
     def update(self, rows: slice, batch: Any) -> None:
-        with stage("gram"):
+        with stage(self.stage_name):
             self.columns[rows] = batch
 
     def end_pass(self) -> None:
-        with stage("gram"):
+        with stage(self.stage_name):
             self.fold(self.columns)
         self.columns = None
 

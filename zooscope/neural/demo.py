@@ -78,7 +78,7 @@ def run_neural_demo(
         bench_path,
         db_path,
         config,
-        RunOptions(device="auto", memory_budget=memory_budget),
+        RunOptions(device="auto", memory_budget=memory_budget, keep_grams=True),
         models=models,
     )
     with ResultsDB(db_path, read_only=True) as database:

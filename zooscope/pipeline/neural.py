@@ -7,10 +7,18 @@ splits (by the image table's ``object_name`` when every object has two images in
 ``even-odd`` = one split of even/odd positions. A region's committed layer is the best on
 ``train``; its ``test`` score is reported. The internal-consistency ceiling is computed on the
 ``test`` images.
+
+Stored unit predictions (:func:`predictivity_predictions`, kept for the committed layer of each
+group by :mod:`zooscope.pipeline.predictions`) are made differently from the score: the
+configured regression is **fit on the commitment images** (all of ``train``) and **predicts the
+held-out images** (``test``), one prediction per test image, so a unique-variance analysis gets a
+full ``[n_test, n_units]`` matrix. The predictivity score instead cross-validates *within* each
+split, so these predictions do not reproduce the stored score (the veRSA/encoding predictions do).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +29,7 @@ import pandas as pd
 from zooscope.benchmark import Benchmark
 from zooscope.rsa.predictivity import (
     cross_validation_splits,
+    fit_predict,
     group_medians,
     internal_consistency,
     predictivity,
@@ -34,6 +43,7 @@ __all__ = [
     "default_metrics",
     "internal_consistency_ceilings",
     "is_neural",
+    "predictivity_predictions",
     "score_predictivity",
 ]
 
@@ -150,6 +160,50 @@ def score_predictivity(
         pd.concat(units, ignore_index=True) if units else pd.DataFrame(columns=UNIT_SCORE_COLUMNS)
     )
     return rows, frame
+
+
+def predictivity_predictions(
+    features: Any, brain: Any, config: Any, rows: list[dict[str, Any]]
+) -> dict[tuple[str, str], tuple[float, Any]]:
+    """Held-out predictions of one layer, offered per group with its train-split predictivity.
+
+    Parameters
+    ----------
+    features : LayerFeatures
+        Needs ``srp`` [n_images, k].
+    brain : BrainData
+    config : ScoringConfig
+        Its ``regression`` is fit on all ``train`` images and predicts the ``test`` images.
+    rows : list of dict
+        The layer's :func:`score_predictivity` rows (their ``train`` scores rank the layers).
+
+    Returns
+    -------
+    dict
+        ``("predictivity", "subject|roi") -> (train score, callable)``; the callable returns the
+        group's predicted test responses ``[n_test, n_units of the group]``. The regression runs
+        at most once per layer, and only when some group keeps the layer.
+    """
+    from zooscope.pipeline.scoring import split_label
+
+    cached: list[np.ndarray] = []
+
+    def predicted(columns: np.ndarray) -> np.ndarray:
+        if not cached:
+            cached.append(
+                fit_predict(
+                    features.srp[brain.train], brain.Y_train, features.srp[brain.test],
+                    config.regression,
+                )
+            )  # fmt: skip
+        return cached[0][:, columns]
+
+    train = {(row["subject"], row["roi"]): row["score"] for row in rows if row["split"] == "train"}
+    out = {}
+    for label, columns in brain.groups.items():
+        score = train.get(split_label(label), float("nan"))
+        out[("predictivity", label)] = (score, functools.partial(predicted, columns))
+    return out
 
 
 class _quiet_mean:

@@ -21,7 +21,7 @@ import pandas as pd
 from zooscope._hashing import hash_json
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
-from zooscope.pipeline.predictions import UNIT_METRICS, BestPredictions, KeepBest
+from zooscope.pipeline.predictions import BestPredictions, KeepBest
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
 from zooscope.rsa.encoding import ALL_UNITS, TRAIN_PREDICTIONS
 from zooscope.rsa.vocabulary import DEFAULT_METRICS, METRICS
@@ -129,6 +129,10 @@ class RunOptions:
     ridge_backend: str = "auto"
     progress: bool = True
     keep_predictions: bool = True  # store the best layer's per-unit test predictions
+    # Keep every scored layer's feature-centred Gram matrix (layer CKA; results/grams.py). The
+    # extraction counts each layer's n x n float64 in memory_budget while it accumulates; the
+    # model then holds n (n + 1) / 2 float64 per scored layer until the client stores them.
+    keep_grams: bool = False
 
 
 @dataclass
@@ -219,6 +223,7 @@ class ModelScores:
     seconds: float
     predictions: pd.DataFrame | None = None
     unit_scores: pd.DataFrame | None = None  # per-neuron predictivity of every layer
+    grams: list[tuple[int, str, np.ndarray]] | None = None  # keep_grams: packed, per layer
 
     def best(self) -> dict[str, float]:
         """Mean over groups of the best-train-layer test score per metric (for log lines)."""
@@ -346,7 +351,7 @@ def score_layer(
         if predictions is not None:
             train = result.scores[result.scores["split"] == "train"]
             train = train.set_index(["metric", "group"])["score"]
-            for metric in set(UNIT_METRICS) & set(config.metrics):
+            for metric in {"versa", "encoding_r"} & set(config.metrics):
                 for label, idx in brain.groups.items():
                     # a callable: the group's columns are copied only if this layer is kept
                     value = functools.partial(np.take, result.predictions, idx, axis=1)
@@ -404,7 +409,10 @@ def score_model(
     best = _BestRSMs()
     kept = BestPredictions() if options.keep_predictions else None
     from zooscope.feature_extraction import LayerSelection
+    from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
+    from zooscope.feature_extraction.cka_gram import pack_gram
 
+    grams: list[tuple[int, str, np.ndarray]] | None = [] if options.keep_grams else None
     selection = LayerSelection(include=config.layers) if config.layers else None
     stream = extract(
         loaded,
@@ -425,6 +433,8 @@ def score_model(
         num_workers=options.num_workers,
         image_set_id=benchmark.content_hash,
         progress=options.progress,
+        # composed, not wired in: the planner counts its n x n float64 per layer in the budget
+        consumers=[CKAGramConsumer()] if options.keep_grams else (),
     )
     ridge_backend = (
         "torch_cuda"
@@ -459,6 +469,12 @@ def score_model(
                     unit_frames.append(
                         units.assign(layer_index=features.index, layer_name=features.name)
                     )
+                    if unit_predictions is not None:
+                        from zooscope.pipeline.neural import predictivity_predictions
+
+                        unit_predictions.update(
+                            predictivity_predictions(features, brain, config, neural_rows)
+                        )
         except Exception as error:
             raise ScoringError("score", error) from error
         for row in rows:
@@ -467,6 +483,10 @@ def score_model(
             best.offer(metric, label, train_score, features.name, matrix)
         for (metric, label), (train_score, predicted) in (unit_predictions or {}).items():
             kept.offer(metric, label, train_score, features.name, predicted)
+        if grams is not None:
+            # packed at once: the model holds n (n + 1) / 2 float64 per layer until it is stored
+            gram = pack_gram(features.outputs.pop("cka_gram"))
+            grams.append((features.index, features.name, gram))
         effective_dim = effective_dimensionality(features.srp) if features.srp is not None else None
         layer_rows.append(
             {
@@ -505,4 +525,5 @@ def score_model(
         seconds=time.perf_counter() - started,
         predictions=None if kept is None else kept.frame(),
         unit_scores=pd.concat(unit_frames, ignore_index=True) if unit_frames else None,
+        grams=None if grams is None else sorted(grams, key=lambda g: g[0]),
     )

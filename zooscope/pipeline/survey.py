@@ -45,6 +45,7 @@ from zooscope.pipeline.scoring import (
     score_model,
 )
 from zooscope.results.db import ResultsDB
+from zooscope.results.grams import store_grams
 from zooscope.results.session import ShortWrites
 from zooscope.rsa.vocabulary import PREDICTIVITY_CEILING_METHOD, RSA_CEILING_METHOD
 from zooscope.zoo.manifest import ModelEntry, load_manifest
@@ -380,6 +381,10 @@ def survey(
                             "%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error
                         )
                     else:
+                        if outcome.grams is not None:
+                            # before the model's rows: a model recorded complete has its Grams
+                            with stage("db"):
+                                store_grams(session.path, bench.content_hash, outcome)
                         with stage("db"), session.open() as results:
                             results.write_model(
                                 run_id,

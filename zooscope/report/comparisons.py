@@ -1,5 +1,6 @@
 """Report sections that compare models with each other: matched pairs, groups, training-set size
-scaling and unique variance (:mod:`zooscope.stats.compare`, :mod:`zooscope.stats.unique_variance`).
+scaling, unique variance and layer-by-layer CKA (:mod:`zooscope.stats.compare`,
+:mod:`zooscope.stats.unique_variance`, :mod:`zooscope.report.cka_section`).
 
 Where the caller names no contrast, one is found in the models table (:func:`auto_contrast`), so
 the demo database gets every section its data allow; a section whose data do not suffice says so.
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from zooscope.benchmark import split_region
 from zooscope.report import plots
+from zooscope.report.cka_section import cka_section
 from zooscope.results.db import ResultsDB
 from zooscope.stats import compare, unique_variance
 
@@ -156,10 +159,13 @@ def comparison_sections(
             + "".join(body)
         )
 
-    # --- unique variance
-    section = _unique_variance_section(db, scores, figdir, roi, spec)
-    if section:
-        sections.append(section)
+    # --- unique variance, layer-by-layer CKA
+    for section in (
+        _unique_variance_section(db, scores, figdir, roi, spec),
+        cka_section(db, scores, figdir, roi, spec),
+    ):
+        if section:
+            sections.append(section)
     return sections
 
 
@@ -169,7 +175,10 @@ def _unique_variance_section(
     """The best encoding model against its matched partner(s), or else the runner-up."""
     from zooscope.report.html import _img, _table
 
-    metric = "encoding_r"
+    present = set(scores["metric"])
+    metric = (
+        "encoding_r" if "encoding_r" in present or "predictivity" not in present else "predictivity"
+    )
     stored = db.con.execute(
         "SELECT DISTINCT model_uid FROM unit_predictions WHERE metric = ? AND roi = ?",
         [metric, roi],
@@ -185,7 +194,11 @@ def _unique_variance_section(
             controls = [m for m in ranked[1:] if key.get(m) == key.get(model)]
     controls = controls or ranked[1:2]
     units = unique_variance.unique_variance(db, model, controls, metric=metric)
-    units = units[units["roi"] == roi]
+    region, time_bin = split_region(roi)
+    if "time_bin" in units.columns:  # the group label "IT|70-170" came back split
+        units = units[(units["roi"] == region) & (units["time_bin"] == time_bin)]
+    else:
+        units = units[units["roi"] == roi]
     if units.empty:
         return ""
     summary = unique_variance.summarize_unique_variance(units)

@@ -409,8 +409,13 @@ def plot_matrix(
     title: str,
     order: list[str] | None = None,
     label: str = "r",
+    limit: float | None = None,
 ) -> list[Path]:
-    """Heatmap of a square matrix (an RSM or a model x model similarity), optionally reordered."""
+    """Heatmap of a square matrix (an RSM or a model x model similarity), optionally reordered.
+
+    The colour scale spans ``±limit`` (default: the largest off-diagonal magnitude); up to 12
+    rows get their values written in the cells.
+    """
     plt = _pyplot()
 
     if order is not None:
@@ -419,8 +424,12 @@ def plot_matrix(
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     values = matrix.to_numpy(dtype=float)
     off = values[~np.eye(n, dtype=bool)]
-    lim = np.nanmax(np.abs(off)) if off.size else 1.0
+    lim = limit if limit is not None else (np.nanmax(np.abs(off)) if off.size else 1.0)
     im = ax.imshow(values, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    if n <= 12:
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(v) > 0.6 * lim else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, shrink=0.8, label=label)
     if n <= 40:
         ax.set_xticks(range(n), matrix.columns, rotation=90, fontsize=6)
@@ -532,7 +541,7 @@ def plot_unique_variance(
     import seaborn as sns
 
     keys = [k for k in ("roi", "time_bin") if k in units.columns]
-    panels = list(units.groupby(keys, sort=True)) if keys else [("all", units)]
+    panels = list(units.groupby(keys, sort=True, dropna=False)) if keys else [("all", units)]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 1, 3.6), squeeze=False)
     for ax, (key, sub) in zip(axes[0], panels, strict=True):
         sns.scatterplot(data=sub, x="r_model", y="partial_model", hue="control", s=10, ax=ax,

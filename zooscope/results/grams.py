@@ -11,37 +11,24 @@ layer.
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["GramStore", "grams_path"]
+from zooscope.feature_extraction.cka_gram import pack_gram, unpack_gram
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GramStore", "grams_path", "store_grams"]
 
 
 def grams_path(db_path: str | Path) -> Path:
     """The Gram store that belongs to a results database (``x.duckdb`` -> ``x.grams.h5``)."""
     db_path = Path(db_path)
     return db_path.with_name(db_path.stem + ".grams.h5")
-
-
-def _pack(gram: np.ndarray) -> np.ndarray:
-    gram = np.asarray(gram, dtype=np.float64)
-    if gram.ndim != 2 or gram.shape[0] != gram.shape[1]:
-        raise ValueError(f"a Gram matrix must be square, got shape {gram.shape}")
-    return gram[np.triu_indices(gram.shape[0])]
-
-
-def _unpack(packed: np.ndarray) -> np.ndarray:
-    n = (math.isqrt(8 * packed.size + 1) - 1) // 2
-    if n * (n + 1) // 2 != packed.size:
-        raise ValueError(f"{packed.size} values are not an n (n + 1) / 2 triangle")
-    gram = np.zeros((n, n))
-    iu = np.triu_indices(n)
-    gram[iu] = packed
-    gram.T[iu] = packed
-    return gram
 
 
 class GramStore:
@@ -59,7 +46,10 @@ class GramStore:
     def write(
         self, benchmark_hash: str, model_uid: str, layers: Iterable[tuple[int, str, np.ndarray]]
     ) -> int:
-        """Store a model's layers ``(layer_index, layer_name, gram [n, n])``, replacing old ones.
+        """Store a model's layers ``(layer_index, layer_name, gram)``, replacing old ones.
+
+        ``gram`` is [n, n], or already packed by
+        :func:`~zooscope.feature_extraction.cka_gram.pack_gram`.
 
         Returns the number of layers written.
         """
@@ -74,7 +64,7 @@ class GramStore:
                 del bench[tmp]
             group = bench.create_group(tmp)
             for position, (index, name, gram) in enumerate(layers):
-                data = group.create_dataset(f"{position:05d}", data=_pack(gram))
+                data = group.create_dataset(f"{position:05d}", data=pack_gram(gram))
                 data.attrs["layer_index"] = int(index)
                 data.attrs["layer_name"] = str(name)
                 count += 1
@@ -97,11 +87,15 @@ class GramStore:
             }
 
     def read(
-        self, model_uid: str, benchmark_hash: str | None = None
+        self,
+        model_uid: str,
+        benchmark_hash: str | None = None,
+        names: Iterable[str] | None = None,
     ) -> list[tuple[int, str, np.ndarray]]:
         """A model's layers in extraction order: ``(layer_index, layer_name, gram [n, n])``.
 
-        ``benchmark_hash`` may be left out when the model is stored for one benchmark only.
+        ``benchmark_hash`` may be left out when the model is stored for one benchmark only;
+        ``names`` reads only these layers (the others are not loaded).
         """
         import h5py
 
@@ -115,8 +109,28 @@ class GramStore:
             raise KeyError(f"{model_uid!r} has Gram matrices for benchmarks {found}; choose one")
         with h5py.File(self.path, "r") as f:
             group = f[found[0]][model_uid]
+            wanted = None if names is None else set(names)
             return [
                 (int(group[k].attrs["layer_index"]), str(group[k].attrs["layer_name"]),
-                 _unpack(group[k][()]))
+                 unpack_gram(group[k][()]))
                 for k in sorted(group)
+                if wanted is None or str(group[k].attrs["layer_name"]) in wanted
             ]  # fmt: skip
+
+    def shared_benchmark(self, models: Iterable[str]) -> str | None:
+        """The benchmark every one of ``models`` is stored for (None if none; error if several)."""
+        models = set(models)
+        shared = [b for b, stored in self.models().items() if models <= set(stored)]
+        if len(shared) > 1:
+            raise KeyError(
+                f"models {sorted(models)} have Grams for benchmarks {shared}; choose one"
+            )
+        return shared[0] if shared else None
+
+
+def store_grams(db_path: str | Path, benchmark_hash: str, outcome: Any) -> int:
+    """Write a scored model's kept Grams (``ModelScores.grams``) to the store next to ``db_path``."""
+    uid = outcome.model["model_uid"]
+    count = GramStore(grams_path(db_path)).write(benchmark_hash, uid, outcome.grams)
+    logger.debug("%s: %d Gram matrices stored next to %s", uid, count, db_path)
+    return count

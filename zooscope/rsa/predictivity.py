@@ -35,6 +35,7 @@ __all__ = [
     "REGRESSIONS",
     "RIDGECV_ALPHAS",
     "cross_validation_splits",
+    "fit_predict",
     "group_medians",
     "internal_consistency",
     "predictivity",
@@ -181,6 +182,32 @@ def _fit_predict(
         model = RidgeCV(alphas=RIDGECV_ALPHAS)
         return np.asarray(model.fit(Z_train, Y_train).predict(Z_test)).reshape(len(Z_test), -1)
     raise ValueError(f"regression must be one of {REGRESSIONS}, got {regression!r}")
+
+
+def fit_predict(X_train: Any, Y_train: Any, X_test: Any, regression: str = "pls") -> np.ndarray:
+    """Fit one of :func:`predictivity`'s regressions on all of ``X_train`` and predict ``X_test``.
+
+    Parameters
+    ----------
+    X_train : array_like, shape (n_train, n_features)
+    Y_train : array_like, shape (n_train, n_units)
+    X_test : array_like, shape (n_test, n_features)
+    regression : {"pls", "ridge", "ridgecv"}
+
+    Returns
+    -------
+    ndarray of float64, shape (n_test, n_units)
+        Equal to the sklearn estimator's ``fit(X_train, Y_train).predict(X_test)``: the features
+        of both sets enter in one orthonormal basis of their joint row space (:func:`row_space`).
+    """
+    if regression not in REGRESSIONS:
+        raise ValueError(f"regression must be one of {REGRESSIONS}, got {regression!r}")
+    X_train, X_test = np.asarray(X_train), np.asarray(X_test)
+    n_train = X_train.shape[0]
+    Z = row_space(
+        np.concatenate([X_train, X_test]), min_columns=_PLS_COMPONENTS if regression == "pls" else 0
+    )
+    return _fit_predict(regression, Z[:n_train], np.asarray(Y_train, dtype=np.float64), Z[n_train:])
 
 
 def predictivity(

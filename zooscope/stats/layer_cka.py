@@ -103,8 +103,9 @@ def model_cka_matrix(
     """
     grams = []
     for uid in models:
-        stored = store.read(uid, benchmark_hash)
-        if layers and uid in layers:
+        named_only = [layers[uid]] if layers and uid in layers else None
+        stored = store.read(uid, benchmark_hash, names=named_only)
+        if named_only:
             named = [g for _, name, g in stored if name == layers[uid]]
             if not named:
                 raise KeyError(f"{uid!r} has no stored layer {layers[uid]!r}")

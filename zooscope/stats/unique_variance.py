@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from zooscope.benchmark import split_region
 from zooscope.rsa.partial import partial_correlation
 from zooscope.rsa.rsm import pearson_columns
 
@@ -110,7 +111,8 @@ def unique_variance(
         ``model_uid`` of each control B; each is analysed separately.
     metric : str
         Whose best layer's predictions to use (``encoding_r``: the layer that predicts units
-        best on the training images; ``versa``: the veRSA-selected layer).
+        best on the training images; ``versa``: the veRSA-selected layer; ``predictivity``: the
+        committed layer, its regression fit on the commitment images predicting held-out ones).
     benchmark_hash, config_hash : str, optional
         Needed only when the models were scored more than once.
 
@@ -118,7 +120,9 @@ def unique_variance(
     -------
     DataFrame
         One row per control, unit group and unit: ``control, subject, roi[, time_bin], unit,
-        r_model, r_control, partial_model, partial_control, layer_model, layer_control``.
+        r_model, r_control, partial_model, partial_control, layer_model, layer_control``. On a
+        benchmark with time bins, ``roi`` is the region and ``time_bin`` the bin (the stored
+        group label ``"IT|70-170"`` split by :func:`zooscope.benchmark.split_region`).
     """
     controls = [controls] if isinstance(controls, str) else list(controls)
     if not controls:
@@ -161,7 +165,20 @@ def unique_variance(
                "partial_control", "layer_model", "layer_control"]  # fmt: skip
     if not out:
         return pd.DataFrame(columns=columns)
-    return pd.concat(out, ignore_index=True)[columns]
+    return _split_time_bins(pd.concat(out, ignore_index=True)[columns])
+
+
+def _split_time_bins(units: pd.DataFrame) -> pd.DataFrame:
+    """``roi`` "IT|70-170" -> ``roi`` "IT" and ``time_bin`` "70-170" when any group has a time bin."""
+    if "roi" not in units.columns or "time_bin" in units.columns:
+        return units
+    parts = units["roi"].map(split_region)
+    if parts.map(lambda p: p[1] is None).all():
+        return units
+    units = units.copy()
+    units["roi"] = [region for region, _ in parts]
+    units.insert(units.columns.get_loc("roi") + 1, "time_bin", [t for _, t in parts])
+    return units
 
 
 def summarize_unique_variance(units: pd.DataFrame) -> pd.DataFrame:
@@ -181,7 +198,7 @@ def summarize_unique_variance(units: pd.DataFrame) -> pd.DataFrame:
     keys = ["control", *[k for k in GROUP_KEYS if k in units.columns]]
     values = ["r_model", "r_control", "partial_model", "partial_control"]
     rows = []
-    for key, sub in units.groupby(keys, sort=True):
+    for key, sub in units.groupby(keys, sort=True, dropna=False):
         sub = sub.dropna(subset=values)
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         row["n_units"] = len(sub)
