@@ -1,15 +1,14 @@
 """Keep each model's best-layer per-unit test predictions for cross-model analyses.
 
 Metrics that predict units (veRSA's ridge and its encoding r; Brain-Score-style predictivity)
-produce, at every layer, predicted test responses ``[n_test, n_units]`` of each unit group.
-Scoring keeps, per (metric, group), those of the layer with the best *train* score (the layer
-:meth:`~zooscope.results.db.ResultsDB.best_layer_scores` selects), and the survey stores them
-with the measured test responses, so unique-variance analyses (:mod:`zooscope.stats.unique_variance`)
-need no re-extraction. Stored in float64: recomputing a
-veRSA or encoding score from them gives the stored score. ``predictivity`` predictions are fit on
-the commitment (``train``) images and predict the held-out images, while its score
-cross-validates within each split (:func:`zooscope.pipeline.neural.predictivity_predictions`), so
-they do not reproduce the score.
+produce, at every layer, predicted test responses ``[n_test, n_units]`` of each unit group. Scoring
+keeps, per (metric, group), those of the layer with the best *train* score (the layer
+:meth:`~zooscope.results.db.ResultsDB.best_layer_scores` selects), and the survey stores them with
+the measured test responses, so unique-variance analyses (:mod:`zooscope.stats.unique_variance`)
+need no re-extraction. Stored in float64: recomputing a veRSA or encoding score from them gives the
+stored score. ``predictivity`` predictions are fit on the commitment (``train``) images and predict
+the held-out images, while its score cross-validates within each split
+(:func:`zooscope.pipeline.neural.predictivity_predictions`), so they do not reproduce the score.
 """
 
 from __future__ import annotations
