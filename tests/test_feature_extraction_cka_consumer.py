@@ -38,13 +38,19 @@ def entries():
     return {e.model_uid: e for e in load_manifest("demo")}
 
 
-def _grams(entry, images, memory_budget=None):
+def _extract(entry, images, memory_budget=None, rsm=False):
     loaded = load_model(entry, device="cpu")
     stream = extract(
-        loaded, images, layers=LayerSelection(include=LAYERS), srp=False, rsm=False,
+        loaded, images, layers=LayerSelection(include=LAYERS), srp=False, rsm=rsm,
         consumers=[CKAGramConsumer()], batch_size=8, progress=False, memory_budget=memory_budget,
     )  # fmt: skip
-    return sorted(((f.index, f.name, f.outputs["cka_gram"]) for f in stream), key=lambda t: t[0])
+    return sorted(stream, key=lambda f: f.index)
+
+
+def _grams(entry, images, memory_budget=None):
+    return [
+        (f.index, f.name, f.outputs["cka_gram"]) for f in _extract(entry, images, memory_budget)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +92,11 @@ def test_consumer_equals_rsa_cka_on_independent_activations(entries, images, tra
         loaded.module(batch)
     for hook in hooks:
         hook.remove()
-    # 18 MB: 7 passes, the largest block output (75k features) split into column chunks
-    chunked = _grams(entries["effnet_lite0_random"], images, memory_budget="18MB")
+    # 18 MB: several passes, the largest block output (75k features) split into column chunks;
+    # with the exact RSMs, which share the columns' buffer and centre it in place after the CKA
+    # Gram has read it
+    chunked = _extract(entries["effnet_lite0_random"], images, memory_budget="18MB", rsm=True)
+    assert {f.name: f.rsm for f in chunked}.keys() >= set(names)
     trained_acts = {}
     model = load_model(entries["effnet_lite0"], device="cpu")
     hooks = [
@@ -102,10 +111,12 @@ def test_consumer_equals_rsa_cka_on_independent_activations(entries, images, tra
         model.module(batch)
     for hook in hooks:
         hook.remove()
-    gram = {name: g for _, name, g in chunked}
+    gram = {f.name: f.outputs["cka_gram"] for f in chunked}
+    rsm = {f.name: f.rsm for f in chunked}
     gram_trained = {name: g for _, name, g in trained}
     for name in names:
         for debiased in (False, True):
             expected = cka(trained_acts[name], acts[name][0], debiased=debiased)
             got = cka(gram_trained[name], gram[name], debiased=debiased, gram=True)
             assert got == pytest.approx(expected, abs=1e-6)
+        np.testing.assert_allclose(rsm[name], np.corrcoef(acts[name][0]), atol=1e-5)

@@ -22,6 +22,7 @@ from zooscope.benchmark import Benchmark, split_region
 from zooscope.cli import app
 from zooscope.feature_extraction import LayerSelection, extract
 from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
+from zooscope.feature_extraction.consumers import GramConsumer
 from zooscope.feature_extraction.extract import plan_passes
 from zooscope.feature_extraction.images import ImageSet, PreprocessedImages
 from zooscope.feature_extraction.layers import LayerSpec
@@ -138,10 +139,16 @@ def test_the_planner_counts_the_gram_consumer_in_the_budget() -> None:
     consumer = CKAGramConsumer()
     fixed = consumer.fixed_nbytes(layers[0], n)
     assert fixed >= 8 * n * n  # at least the n x n float64 Gram
-    per_layer = fixed + consumer.column_nbytes(n) * 1000
+    per_layer = fixed + 4 * n * 1000  # and the float32 columns of the layer
     passes = plan_passes(layers, n, 2 * per_layer, [consumer])
     assert [len(p) for p in passes] == [2, 2]
     assert all(sum(piece.nbytes for piece in p) <= 2 * per_layer for p in passes)
+    # With the exact RSMs, the columns are held once: only the RSM's own Gram is added.
+    both = [GramConsumer(), consumer]
+    rsm_gram = GramConsumer().fixed_nbytes(layers[0], n)
+    passes = plan_passes(layers, n, 2 * (per_layer + rsm_gram), both)
+    assert [len(p) for p in passes] == [2, 2]
+    assert passes[0][0].nbytes == per_layer + rsm_gram
 
 
 def test_stored_predictivity_predictions_equal_sklearn_ridge(surveyed: dict) -> None:

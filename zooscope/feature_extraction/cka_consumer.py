@@ -30,19 +30,17 @@ class CKAGramConsumer(LayerConsumer):
     """Each layer's feature-centred Gram matrix, output as ``"cka_gram"`` [n, n] float64."""
 
     chunked = True
+    buffered = True  # reads the pass's columns from the buffer the exact RSMs fill too
 
     def fixed_nbytes(self, layer: LayerSpec, n_images: int) -> int:
         # the accumulated Gram, plus one float64 block and its product while a chunk is folded in
         return 8 * n_images * n_images * 2 + 8 * n_images * min(BLOCK, layer.n_features)
 
-    def column_nbytes(self, n_images: int) -> int:
-        return 4 * n_images
-
     def params(self) -> dict[str, Any]:
         return {"cka_gram": "feature-centred"}
 
     def open(self, layer: LayerSpec, n_images: int, place: Placement) -> LayerSink:
-        return _CKAGramSink(CentredGramAccumulator(n_images, layer.n_features), place)
+        return _CKAGramSink(CentredGramAccumulator(n_images, layer.n_features))
 
 
 class _CKAGramSink(ColumnPassSink):

@@ -12,9 +12,12 @@ Two kinds of consumer:
 
 - *whole* (``chunked = False``): sees all the features of every batch, during the layer's first
   pass only; what it keeps must be small (the SRP features, ``n x k``);
-- *chunked* (``chunked = True``): keeps the full activations of its piece of the layer, the
-  feature columns ``[start, stop)`` of every image; a layer too large for the budget is split into
-  such pieces, one per pass (the exact Gram / RSM accumulation).
+- *chunked* (``chunked = True``): sees the feature columns ``[start, stop)`` of every image, a
+  piece of the layer; a layer too large for the budget is split into such pieces, one per pass.
+  A chunked consumer that needs a piece's columns all at once (``buffered = True``: the exact
+  Gram / RSM accumulations) gets them at the end of the pass from one buffer the pass loop fills
+  and shares among all buffered consumers, so keeping RSMs and CKA Grams holds the activations
+  once, not twice.
 """
 
 from __future__ import annotations
@@ -102,13 +105,22 @@ class LayerConsumer(ABC):
     """
 
     chunked: ClassVar[bool] = False
+    #: A chunked consumer whose sinks (:class:`ColumnPassSink`) fold a pass's columns at once,
+    #: from the buffer the pass loop shares among them (counted once by the planner).
+    buffered: ClassVar[bool] = False
+    #: A buffered consumer that may overwrite the shared buffer when it folds last (it saves a
+    #: copy); the pass loop folds such sinks last.
+    overwrites: ClassVar[bool] = False
 
     @abstractmethod
     def fixed_nbytes(self, layer: LayerSpec, n_images: int) -> int:
         """Bytes held from the layer's first pass until its outputs are returned."""
 
     def column_nbytes(self, n_images: int) -> int:
-        """Bytes held during a pass per feature column of the layer's piece (chunked consumers)."""
+        """Bytes held during a pass per feature column of the layer's piece (chunked consumers).
+
+        Not counting the shared buffer of buffered consumers, which the planner adds once.
+        """
         return 0
 
     @abstractmethod
@@ -223,6 +235,8 @@ class GramConsumer(LayerConsumer):
     """
 
     chunked = True
+    buffered = True
+    overwrites = True  # centres the columns in place: a copy would double the peak
     OUTPUTS = ("rsm", "centred_gram")
 
     def __init__(self, outputs: tuple[str, ...] = ("rsm",)) -> None:
@@ -234,57 +248,41 @@ class GramConsumer(LayerConsumer):
     def fixed_nbytes(self, layer: LayerSpec, n_images: int) -> int:
         return 8 * n_images * n_images
 
-    def column_nbytes(self, n_images: int) -> int:
-        return 4 * n_images
-
     def params(self) -> dict[str, Any]:
         return {"gram_outputs": list(self.outputs)}
 
     def open(self, layer: LayerSpec, n_images: int, place: Placement) -> LayerSink:
-        return _GramSink(self.outputs, GramAccumulator(n_images, layer.n_features), place)
+        return _GramSink(self.outputs, GramAccumulator(n_images, layer.n_features))
 
 
 class ColumnPassSink(LayerSink):
-    """A chunked sink that holds one pass's columns and folds them into an accumulator.
+    """The sink of a buffered consumer: folds a pass's columns into an accumulator at once.
 
-    The columns ``[n_images, stop - start]`` of a pass are written batch by batch into one
-    buffer (in the extraction's placement) and handed to :meth:`fold` when the pass ends.
+    The pass loop writes the columns ``[n_images, stop - start]`` of the layer's piece batch by
+    batch into one buffer shared by every buffered sink of the piece, and hands it to
+    :meth:`fold` when the pass ends, with ``writable=True`` for the last sink only.
     """
 
     stage_name = "gram"  # the timing stage (zooscope._timing) its work is counted in
 
-    def __init__(self, accumulator: Any, place: Placement) -> None:
+    def __init__(self, accumulator: Any) -> None:
         self.accumulator = accumulator
-        self.place = place
-        self.columns: Any = None
-
-    def begin_pass(self, start: int, stop: int) -> None:
-        self.columns = self.place.empty((self.accumulator.n_samples, stop - start))
 
     def update(self, rows: slice, batch: Any) -> None:
-        with stage(self.stage_name):
-            self.columns[rows] = batch
+        raise TypeError("a ColumnPassSink gets its columns from the pass loop's shared buffer")
 
-    def end_pass(self) -> None:
-        with stage(self.stage_name):
-            self.fold(self.columns)
-        self.columns = None
-
-    def fold(self, columns: Any) -> None:
-        """Add a pass's columns to the accumulator."""
+    def fold(self, columns: Any, writable: bool) -> None:
+        """Add a pass's columns [n_images, stop - start]; modify them only when ``writable``."""
         self.accumulator.add(columns)
 
 
 class _GramSink(ColumnPassSink):
-    def __init__(
-        self, outputs: tuple[str, ...], accumulator: GramAccumulator, place: Placement
-    ) -> None:
-        super().__init__(accumulator, place)
+    def __init__(self, outputs: tuple[str, ...], accumulator: GramAccumulator) -> None:
+        super().__init__(accumulator)
         self.wanted = outputs
 
-    def fold(self, columns: Any) -> None:
-        # Centred in place: centring in a copy would double the peak.
-        self.accumulator.add(columns, overwrite=True)
+    def fold(self, columns: Any, writable: bool) -> None:
+        self.accumulator.add(columns, overwrite=writable)
 
     @stage("gram")
     def outputs(self) -> dict[str, np.ndarray]:

@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from zooscope._timing import stage
 from zooscope.feature_extraction.cache import FeatureCache
 from zooscope.feature_extraction.consumers import (
+    ColumnPassSink,
     GramConsumer,
     LayerConsumer,
     LayerSink,
@@ -186,10 +188,14 @@ def plan_passes(
 
     Per layer, the fixed cost is what its consumers hold until it completes
     (:meth:`LayerConsumer.fixed_nbytes`: an SRP buffer and matrix, a Gram accumulator); the full
-    activations the chunked consumers hold (:meth:`LayerConsumer.column_nbytes` per feature) can
-    be split by columns, one piece per pass.
+    activations the chunked consumers hold (:meth:`LayerConsumer.column_nbytes` per feature, plus
+    one shared float32 buffer for the buffered consumers) can be split by columns, one piece per
+    pass.
     """
     per_column = sum(c.column_nbytes(n_images) for c in consumers if c.chunked)
+    buffered = [c for c in consumers if c.chunked and c.buffered]
+    if buffered:  # one shared float32 buffer; a second consumer that overwrites needs a copy
+        per_column += 4 * n_images * max(1, sum(c.overwrites for c in buffered))
     passes: list[list[Piece]] = [[]]
     used = 0
     for position, layer in enumerate(layers):
@@ -453,7 +459,9 @@ def extract(
 class _PassRunner:
     """Runs passes over the images for one extraction: hooks the pieces' layers, feeds the sinks.
 
-    Sinks live from a layer's first piece to its last, across passes.
+    Sinks live from a layer's first piece to its last, across passes. The buffered consumers of a
+    piece share one buffer of its columns, filled batch by batch and folded into each of their
+    sinks when the pass ends (those that overwrite it last).
     """
 
     module: torch.nn.Module
@@ -468,6 +476,7 @@ class _PassRunner:
     def __call__(self, pieces: list[Piece]) -> Iterator[tuple[LayerSpec, dict[str, np.ndarray]]]:
         """Run every image through the network once; yield ``(layer, outputs)`` of completed layers."""
         by_key: dict[tuple[Any, ...], list[Piece]] = {}
+        buffers: dict[int, Any] = {}  # id(piece) -> its columns [n_images, stop - start]
         for piece in pieces:
             by_key.setdefault(piece.layer.key, []).append(piece)
             if piece.first:
@@ -475,7 +484,11 @@ class _PassRunner:
                     c.open(piece.layer, self.n_images, self.place) for c in self.consumers
                 ]
             for consumer, sink in self._routes(piece):
-                if consumer.chunked:
+                if consumer.buffered:
+                    if id(piece) not in buffers:
+                        shape = (self.n_images, piece.stop - piece.start)
+                        buffers[id(piece)] = self.place.empty(shape)
+                elif consumer.chunked:
                     sink.begin_pass(piece.start, piece.stop)
         last_key = max(pieces, key=lambda piece: piece.position).layer.key
         rows = slice(0, 0)
@@ -488,10 +501,14 @@ class _PassRunner:
             flat = tensor.detach().movedim(axis, 0).reshape(tensor.shape[axis], -1).float()
             batch = self.place.batch(flat)
             for piece in mine:
+                if id(piece) in buffers:
+                    with stage("gram"):
+                        buffers[id(piece)][rows] = batch[:, piece.start : piece.stop]
                 for consumer, sink in self._routes(piece):
-                    sink.update(
-                        rows, batch[:, piece.start : piece.stop] if consumer.chunked else batch
-                    )
+                    if not consumer.buffered:
+                        sink.update(
+                            rows, batch[:, piece.start : piece.stop] if consumer.chunked else batch
+                        )
             if (path, call, part) == last_key:
                 raise _StopForward
 
@@ -515,13 +532,25 @@ class _PassRunner:
                 start = rows.stop
                 self.bar.update(1)
         for piece in sorted(pieces, key=lambda piece: piece.position):
-            for _, sink in self._routes(piece):
-                sink.end_pass()
+            routes = self._routes(piece)
+            for consumer, sink in routes:
+                if not consumer.buffered:
+                    sink.end_pass()
+            buffered = [(c, s) for c, s in routes if c.buffered]
+            folding = [s for c, s in sorted(buffered, key=lambda pair: pair[0].overwrites)]
+            self._fold(buffers.pop(id(piece), None), folding)
             if piece.last:
                 outputs: dict[str, np.ndarray] = {}
                 for sink in self.sinks.pop(piece.layer.name):
                     outputs.update(sink.outputs())
                 yield piece.layer, outputs
+
+    @staticmethod
+    def _fold(columns: Any, sinks: list[ColumnPassSink]) -> None:
+        """Fold a piece's shared columns into its buffered sinks; only the last may overwrite."""
+        for i, sink in enumerate(sinks):
+            with stage(sink.stage_name):
+                sink.fold(columns, writable=i == len(sinks) - 1)
 
     def _routes(self, piece: Piece) -> list[tuple[LayerConsumer, LayerSink]]:
         """The (consumer, sink) pairs that take part in this piece: chunked ones always, whole ones first."""
