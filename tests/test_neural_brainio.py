@@ -425,12 +425,22 @@ def test_neural_demo_commits_layers_by_depth_and_trained_beats_random(
     neural_demo: tuple[Path, str],
 ) -> None:
     from zooscope.results.db import ResultsDB
+    from zooscope.results.grams import GramStore, grams_path
     from zooscope.stats.commitment import committed_layers
+    from zooscope.stats.layer_cka import layer_cka
 
     out, output = neural_demo
     assert "committed layers" in output and "scored 2 models, 0 failed" in output
     assert (out / "neural" / "brainio" / "assembly.nc").exists()
-    assert "Committed layers" in (out / "neural" / "report" / "index.html").read_text()
+    page = (out / "neural" / "report" / "index.html").read_text()
+    for section in ("Committed layers", "Layer-by-layer CKA", "Unique variance"):
+        assert f"<h2>{section}</h2>" in page or f"<h3>{section}</h3>" in page, section
+    # the demo keeps every scored layer's Gram matrix for CKA
+    store = GramStore(grams_path(out / "neural" / "results.duckdb"))
+    (stored,) = store.models().values()
+    assert stored == ["effnet_lite0", "effnet_lite0_random"]
+    cka = layer_cka(store, "effnet_lite0", "effnet_lite0_random")
+    assert len(cka) == 11 and cka["cka_debiased"].iloc[-1] < cka["cka_debiased"].iloc[0]
     with ResultsDB(out / "neural" / "results.duckdb", read_only=True) as db:
         committed = committed_layers(db)
         assert set(db.ceilings()["method"]) == {"internal_consistency"}
