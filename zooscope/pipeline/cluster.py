@@ -528,11 +528,10 @@ def run_tasks(
         except TimeoutError:
             done = set()
         for _, event in client.get_events(_ANNOUNCE_TOPIC):
-            if isinstance(event, dict) and event.get("job"):
-                roster.setdefault(
-                    event["worker"],
-                    f"Slurm job {event['job']} (worker {event['name']}) at {event['worker']}",
-                )
+            if isinstance(event, dict) and "worker" in event:
+                job, name = event.get("job"), event.get("name")
+                who = f"Slurm job {job} (worker {name})" if job else f"worker {name}"
+                roster.setdefault(event["worker"], f"{who} at {event['worker']}")
         for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
             if address not in roster:  # described while it runs: a replacement job reuses the name
                 name = str(info.get("name"))
