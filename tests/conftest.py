@@ -77,3 +77,32 @@ def single_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def hooked_activations() -> Callable[..., dict[str, np.ndarray]]:
+    """``(loaded, images, names) -> {name: [n, p] float64}``: a loaded model's named submodule
+    outputs on uint8 images ``[n, H, W, 3]``, by plain forward hooks (no zooscope extraction), as
+    the independent reference for what the extraction computes."""
+
+    def activations(loaded, images: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        import torch
+
+        from zooscope.feature_extraction.images import ImageSet, PreprocessedImages
+
+        acts: dict[str, np.ndarray] = {}
+
+        def keep(name: str) -> Callable[..., None]:
+            return lambda _m, _i, out: acts.__setitem__(name, out.flatten(1).double().numpy())
+
+        hooks = [loaded.module.get_submodule(n).register_forward_hook(keep(n)) for n in names]
+        batch = torch.stack(list(PreprocessedImages(ImageSet(images), loaded.preprocess)))
+        try:
+            with torch.no_grad():
+                loaded.module(batch)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return acts
+
+    return activations

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 pytest.importorskip("zooscope.feature_extraction.consumers")
 
 from zooscope.feature_extraction import LayerSelection, extract
 from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
-from zooscope.feature_extraction.images import ImageSet, PreprocessedImages
 from zooscope.rsa import cka
 from zooscope.stats.layer_cka import layer_cka_from_grams
 from zooscope.zoo import load_manifest, load_model
@@ -77,46 +75,27 @@ def test_random_twin_falls_with_depth(entries, images, trained):
     assert table["cka"].iloc[-1] < table["cka"].iloc[0]
 
 
-def test_consumer_equals_rsa_cka_on_independent_activations(entries, images, trained):
-    loaded = load_model(entries["effnet_lite0_random"], device="cpu")
+def test_consumer_equals_rsa_cka_on_independent_activations(
+    entries, images, trained, hooked_activations
+):
     names = [trained[i][1] for i in (0, len(trained) // 2, -1)]
-    acts: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    hooks = [
-        loaded.module.get_submodule(name).register_forward_hook(
-            lambda _m, _i, out, name=name: acts[name].append(out.flatten(1).double().numpy())
-        )
-        for name in names
-    ]
-    batch = torch.stack(list(PreprocessedImages(ImageSet(images), loaded.preprocess)))
-    with torch.no_grad():
-        loaded.module(batch)
-    for hook in hooks:
-        hook.remove()
+    acts = hooked_activations(
+        load_model(entries["effnet_lite0_random"], device="cpu"), images, names
+    )
     # 18 MB: several passes, the largest block output (75k features) split into column chunks;
     # with the exact RSMs, which share the columns' buffer and centre it in place after the CKA
     # Gram has read it
     chunked = _extract(entries["effnet_lite0_random"], images, memory_budget="18MB", rsm=True)
-    assert {f.name: f.rsm for f in chunked}.keys() >= set(names)
-    trained_acts = {}
-    model = load_model(entries["effnet_lite0"], device="cpu")
-    hooks = [
-        model.module.get_submodule(name).register_forward_hook(
-            lambda _m, _i, out, name=name: trained_acts.__setitem__(
-                name, out.flatten(1).double().numpy()
-            )
-        )
-        for name in names
-    ]
-    with torch.no_grad():
-        model.module(batch)
-    for hook in hooks:
-        hook.remove()
+    assert {f.name for f in chunked} >= set(names)
+    trained_acts = hooked_activations(
+        load_model(entries["effnet_lite0"], device="cpu"), images, names
+    )
     gram = {f.name: f.outputs["cka_gram"] for f in chunked}
     rsm = {f.name: f.rsm for f in chunked}
     gram_trained = {name: g for _, name, g in trained}
     for name in names:
         for debiased in (False, True):
-            expected = cka(trained_acts[name], acts[name][0], debiased=debiased)
+            expected = cka(trained_acts[name], acts[name], debiased=debiased)
             got = cka(gram_trained[name], gram[name], debiased=debiased, gram=True)
             assert got == pytest.approx(expected, abs=1e-6)
-        np.testing.assert_allclose(rsm[name], np.corrcoef(acts[name][0]), atol=1e-5)
+        np.testing.assert_allclose(rsm[name], np.corrcoef(acts[name]), atol=1e-5)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.linear_model import Ridge
 from typer.testing import CliRunner
 
@@ -24,7 +23,6 @@ from zooscope.feature_extraction import LayerSelection, extract
 from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
 from zooscope.feature_extraction.consumers import GramConsumer
 from zooscope.feature_extraction.extract import plan_passes
-from zooscope.feature_extraction.images import ImageSet, PreprocessedImages
 from zooscope.feature_extraction.layers import LayerSpec
 from zooscope.pipeline import ScoringConfig, survey
 from zooscope.pipeline.scoring import RunOptions
@@ -67,25 +65,9 @@ def surveyed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"bench": bench_path, "manifest": manifest, "db": kept, "plain": plain}
 
 
-def _activations(entry, images: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """Each named layer's flattened float64 activations, by forward hooks (no zooscope extraction)."""
-    loaded = load_model(entry, device="cpu")
-    acts: dict[str, np.ndarray] = {}
-    hooks = [
-        loaded.module.get_submodule(name).register_forward_hook(
-            lambda _m, _i, out, name=name: acts.__setitem__(name, out.flatten(1).double().numpy())
-        )
-        for name in names
-    ]
-    batch = torch.stack(list(PreprocessedImages(ImageSet(images), loaded.preprocess)))
-    with torch.no_grad():
-        loaded.module(batch)
-    for hook in hooks:
-        hook.remove()
-    return acts
-
-
-def test_kept_grams_give_rsa_cka_of_independent_activations(surveyed: dict) -> None:
+def test_kept_grams_give_rsa_cka_of_independent_activations(
+    surveyed: dict, hooked_activations
+) -> None:
     bench = Benchmark.open(surveyed["bench"])
     store = GramStore(grams_path(surveyed["db"]))
     assert store.models() == {bench.content_hash: sorted(MODELS)}
@@ -98,7 +80,10 @@ def test_kept_grams_give_rsa_cka_of_independent_activations(surveyed: dict) -> N
     entries = {e.model_uid: e for e in load_manifest(surveyed["manifest"])}
     images = bench.stimuli[:]
     picked = {uid: [grams[uid][i][1] for i in (0, len(grams[uid]) // 2, -1)] for uid in MODELS}
-    acts = {uid: _activations(entries[uid], images, picked[uid]) for uid in MODELS}
+    acts = {
+        uid: hooked_activations(load_model(entries[uid], device="cpu"), images, picked[uid])
+        for uid in MODELS
+    }
     by_name = {uid: {name: g for _, name, g in grams[uid]} for uid in MODELS}
     a, b = MODELS
     for name_a, name_b in zip(picked[a], picked[b], strict=True):
