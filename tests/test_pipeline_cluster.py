@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from zooscope.pipeline.cluster import (
+    _ANNOUNCE_TOPIC,
     Completed,
     SlurmOptions,
     WorkerLost,
@@ -21,11 +22,12 @@ from zooscope.pipeline.cluster import (
 
 
 def _kill_the_worker_running(client: Any, key: str) -> None:
+    """SIGKILL the worker that runs ``key``, once the task has started there."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
+        started = {event["worker"] for _, event in client.get_events(_ANNOUNCE_TOPIC)}
         for address, keys in client.processing().items():
-            if key in keys:
-                time.sleep(0.5)  # let it start
+            if key in keys and address in started:
                 pid = client.run(os.getpid, workers=[address])[address]
                 os.kill(pid, signal.SIGKILL)
                 return

@@ -448,8 +448,9 @@ class _Announced:
     """``function`` that first names its worker to the scheduler, then runs.
 
     The roster of workers is read between polls, so a worker that joins, starts a task and dies
-    within one poll would otherwise be described only by its address; its announcement reaches
-    the scheduler before it can die holding the task.
+    within one poll would otherwise be described only by its address. With the announcement, a
+    worker lost after its task started is named (and, on Slurm, its job); one lost between the
+    task's assignment and its start is still described by its address alone.
     """
 
     def __init__(self, function: Callable[..., Any]) -> None:
