@@ -193,7 +193,7 @@ def plan_passes(
     pass.
     """
     per_column = sum(c.column_nbytes(n_images) for c in consumers if c.chunked)
-    buffered = [c for c in consumers if c.chunked and c.buffered]
+    buffered = [c for c in consumers if c.buffered]
     if buffered:  # one shared float32 buffer; a second consumer that overwrites needs a copy
         per_column += 4 * n_images * max(1, sum(c.overwrites for c in buffered))
     passes: list[list[Piece]] = [[]]
@@ -483,13 +483,13 @@ class _PassRunner:
                 self.sinks[piece.layer.name] = [
                     c.open(piece.layer, self.n_images, self.place) for c in self.consumers
                 ]
-            for consumer, sink in self._routes(piece):
-                if consumer.buffered:
-                    if id(piece) not in buffers:
-                        shape = (self.n_images, piece.stop - piece.start)
-                        buffers[id(piece)] = self.place.empty(shape)
-                elif consumer.chunked:
+            routes = self._routes(piece)
+            for consumer, sink in routes:
+                if consumer.chunked and not consumer.buffered:
                     sink.begin_pass(piece.start, piece.stop)
+            if any(consumer.buffered for consumer, _ in routes):
+                shape = (self.n_images, piece.stop - piece.start)
+                buffers[id(piece)] = self.place.empty(shape)
         last_key = max(pieces, key=lambda piece: piece.position).layer.key
         rows = slice(0, 0)
 
