@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -14,6 +15,7 @@ from zooscope.pipeline.cluster import (
     _ANNOUNCE_TOPIC,
     Completed,
     SlurmOptions,
+    SlurmWorkers,
     WorkerLost,
     make_client,
     run_tasks,
@@ -72,3 +74,20 @@ def test_job_script_asks_for_cores_memory_and_gpus() -> None:
     assert "--nthreads 1" in script
     assert "'OMP_NUM_THREADS': ${SLURM_CPUS_PER_TASK:-1}" in script
     assert "#SBATCH -e" not in script  # no log folder: Slurm's default slurm-<id>.out
+
+
+def test_a_failing_squeue_ends_no_job_and_warns_once(tmp_path, monkeypatch, caplog) -> None:
+    """squeue that cannot run (not on PATH here) says nothing about the jobs: none is replaced,
+    and a job whose worker has not joined yet is not taken for one that died before joining."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no squeue
+    workers = SlurmWorkers(SlurmOptions(jobs=1))
+    workers.client = SimpleNamespace(scheduler_info=lambda n_workers: {"workers": {}})
+    workers.cluster = SimpleNamespace(workers={"SLURMCluster-0": SimpleNamespace(job_id="12")})
+    with caplog.at_level(logging.WARNING, logger="zooscope.pipeline.cluster"):
+        for _ in range(3):
+            workers.check(force=True)  # raised ClusterError ("ended before its worker joined")
+    assert workers.replaced == []
+    (record,) = caplog.records  # one warning for the streak, not one per check
+    assert "squeue failed" in record.message

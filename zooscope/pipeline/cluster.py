@@ -192,23 +192,23 @@ def _test_submission(options: SlurmOptions) -> None:
 
 
 def _squeue(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
-    """``{job id: (partition, state, reason)}`` of the jobs Slurm still knows about."""
+    """``{job id: (partition, state, reason)}`` of the jobs Slurm still knows about.
+
+    Raises ``OSError`` or ``subprocess.TimeoutExpired`` when ``squeue`` cannot answer: a job
+    missing from an answer has ended, but no answer says nothing about any job.
+    """
     if not job_ids:
         return {}
-    try:
-        result = _run(
-            [
-                "squeue",
-                "--noheader",
-                "--states=all",
-                "--jobs",
-                ",".join(job_ids),
-                "--format=%i|%P|%T|%r",
-            ]
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        logger.warning("squeue failed: %s", error)
-        return {}
+    result = _run(
+        [
+            "squeue",
+            "--noheader",
+            "--states=all",
+            "--jobs",
+            ",".join(job_ids),
+            "--format=%i|%P|%T|%r",
+        ]
+    )
     table = {}
     for line in result.stdout.splitlines():
         parts = line.strip().split("|")
@@ -243,6 +243,7 @@ class SlurmWorkers:
         self._failed_starts = 0  # jobs that ended before their worker joined, since the last join
         self._no_worker_since = time.monotonic()
         self._last_check = 0.0
+        self._squeue_failing = False  # warn once per streak of failed squeue calls
 
     def start(self) -> SlurmWorkers:
         """Submit the jobs and wait until a first worker joins (see ``SlurmOptions.timeout``)."""
@@ -321,7 +322,17 @@ class SlurmWorkers:
         self._last_check = now
         connected = self._connected()
         jobs = self.job_ids()
-        queue = _squeue(list(jobs.values()))
+        try:
+            queue = _squeue(list(jobs.values()))
+        except (OSError, subprocess.TimeoutExpired) as error:
+            if not self._squeue_failing:
+                logger.warning(
+                    "squeue failed (%s); no Slurm job is replaced until it answers again", error
+                )
+            self._squeue_failing = True
+            queue, jobs = {}, {}  # job states unknown: none is taken for ended
+        else:
+            self._squeue_failing = False
         ended = []
         for name, job in jobs.items():
             _, state, _ = queue.get(job, ("", "GONE", ""))
