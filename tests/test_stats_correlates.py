@@ -24,6 +24,13 @@ def test_effective_dimensionality_matches_covariance_eigenvalues():
     x = rng.normal(size=(200, 30)) * np.linspace(0.1, 3, 30)
     lam = np.linalg.eigvalsh(np.cov(x, rowvar=False))
     assert effective_dimensionality(x) == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=1e-10)
+    # more features than samples (SRP features: 1000 x 5920): through the smaller Gram matrix
+    wide = (rng.normal(size=(40, 5)) @ rng.normal(size=(5, 300)) + 10).astype(np.float32)
+    s = np.linalg.svd(wide - wide.astype(np.float64).mean(0), compute_uv=False)
+    assert effective_dimensionality(wide) == pytest.approx(
+        (s**2).sum() ** 2 / (s**4).sum(), rel=1e-9
+    )
+    assert effective_dimensionality(np.ones((5, 8))) == 0.0  # no variance at all
     # planted: k equal eigenvalues -> PR = k
     assert participation_ratio(np.r_[np.ones(7), np.zeros(5)]) == pytest.approx(7)
     with pytest.raises(ValueError, match="non-negative"):
