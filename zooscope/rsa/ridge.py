@@ -46,7 +46,7 @@ float64. With :math:`g_k = \alpha/(w_k+\alpha) = 1 - h_k` and :math:`d = 1 - \ma
   small (large :math:`\alpha`) and :math:`y - e` would cancel.
 
 So choosing among :math:`A` alphas costs :math:`2 A n^2 t` flops (in ``dtype``) plus
-:math:`4 n^2 t` in float64 (``Z`` and the dual coefficients), against scikit-learn's
+:math:`2 n^2 t` in float64 (``Z``), against scikit-learn's
 :math:`2 A n (n + p) t` in float64: it forms the p x t primal coefficients for every alpha.
 (A triangular-factor variant of the MSE scores, with BLAS ``trmm`` at half the flops, was
 tried: ``trmm`` exists only in SciPy's OpenBLAS copy, whose threads fought NumPy's and made
@@ -58,11 +58,15 @@ correlation between :math:`\tilde y` and :math:`y` (Conwell et al. 2024). Ties g
 alpha in ``alphas`` (scikit-learn's rule); NaN scores (constant targets) never win, and a target
 whose scores are all NaN gets the first alpha.
 
-Model form. The fitted model is kept in dual form, :math:`c = (K + \alpha I)^{-1} Y_c` restricted
-to :math:`\mathrm{span}(U)` (``dual_coef_`` [n, t]), so ``predict(X')`` costs
-:math:`X' X_c^\top` (m x n x p) then a GEMM with ``dual_coef_`` (m x n x t) and never stores the
-p x t primal coefficients (950 MB for p=5920, t=20000 in float64). ``coef_`` [t, p] is available
-as a property, computed on demand (:math:`\beta = X_c^\top c`).
+Model form. The fitted model is kept in the eigenbasis: :math:`Q = \mathrm{diag}(1/(w +
+\alpha_j))\,Z` (``eigen_coef_`` [r, t], one column per target at its own alpha), so that the dual
+coefficients are :math:`c = (K + \alpha I)^{-1} Y_c = U Q` restricted to :math:`\mathrm{span}(U)`.
+``predict(X')`` costs :math:`X' X_c^\top` (m x n x p), a product with :math:`U` (m x n x r) and
+one GEMM with ``Q`` (m x r x t); it never stores the p x t primal coefficients (950 MB for
+p=5920, t=20000 in float64), and the fit forms no n x t dual matrix (one float64 GEMM of
+:math:`2 n r t` flops fewer per fit than the dual form). ``dual_coef_`` [n, t]
+and ``coef_`` [t, p] are properties, computed on demand (:math:`c = UQ`, :math:`\beta =
+X_c^\top c`).
 """
 
 from __future__ import annotations
@@ -131,8 +135,12 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         ``best_score_`` convention: larger is better), the LOO Pearson r for ``"pearson"``.
     loo_predictions_ : np.ndarray, shape (n, t)
         Exact LOO predictions at ``alpha_`` (an honest train-set prediction).
+    eigen_coef_ : np.ndarray, shape (r, t)
+        Coefficients in the eigenbasis ``basis_``: ``Q = diag(1 / (w + alpha)) U^T Y_c``.
+    basis_ : np.ndarray, shape (n, r)
+        :math:`U`, the thin eigenbasis of the centred training Gram matrix.
     dual_coef_ : np.ndarray, shape (n, t)
-        Dual coefficients :math:`c` on the centred training features.
+        Dual coefficients :math:`c = UQ` on the centred training features (a property).
     intercept_ : np.ndarray, shape (t,)
         So that ``predict(X) = X @ coef_.T + intercept_``.
     y_mean_ : np.ndarray, shape (t,)
@@ -244,12 +252,13 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         self.alpha_ = np.full(t, np.nan)
         self.loo_score_ = np.full(t, np.nan)
         self.loo_predictions_ = np.full((n, t), np.nan)
-        self.dual_coef_ = np.zeros((n, t))
+        self.basis_ = be.to_numpy(decomp.U64)
+        self.eigen_coef_ = np.zeros((self.basis_.shape[1], t))
         self.intercept_ = np.full(t, np.nan)
         self.y_mean_ = np.full(t, np.nan)
         self.cv_values_ = np.full((n, t, alphas.size), np.nan) if self.store_cv_values else None
-        # x_mean @ Xc^T, so that intercept_ = y_mean - (Xc x_mean) . c (sklearn's intercept)
-        xmean_proj = Xc @ self.X_mean_
+        # (Xc x_mean)^T U, so that intercept_ = y_mean - (Xc x_mean) . U Q (sklearn's intercept)
+        xmean_proj = (Xc @ self.X_mean_) @ self.basis_
 
         chunk = self._chunk_size(n, alphas.size, be)
         # contiguous slices when nothing is masked (no strided gathers/scatters)
@@ -268,8 +277,8 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
                 self.loo_score_[cols] = res.score
                 res.loo_pred += y_mean
                 self.loo_predictions_[:, cols] = res.loo_pred
-                self.dual_coef_[:, cols] = res.dual
-                self.intercept_[cols] = y_mean - xmean_proj @ res.dual
+                self.eigen_coef_[:, cols] = res.coef
+                self.intercept_[cols] = y_mean - xmean_proj @ res.coef
                 self.y_mean_[cols] = y_mean
                 if res.cv is not None:
                     res.cv += y_mean[None, :, None]
@@ -305,17 +314,23 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         -------
         Y_pred : np.ndarray, shape (m, t) (or (m,) if fitted on 1-D y)
         """
-        check_is_fitted(self, "dual_coef_")
+        check_is_fitted(self, "eigen_coef_")
         X = get_backend("numpy").asarray(X, dtype="float64")
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"X must have shape (m, {self.n_features_in_}), got {X.shape}")
-        out = (X @ self.X_fit_.T) @ self.dual_coef_ + self.intercept_
+        out = ((X @ self.X_fit_.T) @ self.basis_) @ self.eigen_coef_ + self.intercept_
         return out[:, 0] if self._y_1d else out
+
+    @property
+    def dual_coef_(self) -> np.ndarray:
+        """Dual coefficients :math:`c = UQ`, shape (n, t), computed on demand (n * t * 8 bytes)."""
+        check_is_fitted(self, "eigen_coef_")
+        return self.basis_ @ self.eigen_coef_
 
     @property
     def coef_(self) -> np.ndarray:
         """Primal coefficients, shape (t, p), computed on demand (t * p * 8 bytes)."""
-        check_is_fitted(self, "dual_coef_")
+        check_is_fitted(self, "eigen_coef_")
         coef = (self.X_fit_.T @ self.dual_coef_).T
         return coef[0] if self._y_1d else coef
 
@@ -368,10 +383,10 @@ def _eigh(K, be: Backend):
 
 
 class _ChunkResult:
-    __slots__ = ("best", "cv", "dual", "loo_pred", "score")
+    __slots__ = ("best", "coef", "cv", "loo_pred", "score")
 
-    def __init__(self, best, score, loo_pred, dual, cv):
-        self.best, self.score, self.loo_pred, self.dual, self.cv = best, score, loo_pred, dual, cv
+    def __init__(self, best, score, loo_pred, coef, cv):
+        self.best, self.score, self.loo_pred, self.coef, self.cv = best, score, loo_pred, coef, cv
 
 
 class _Chunk:
@@ -475,13 +490,13 @@ class _LooDecomposition:
         loo -= self._cast(self.diag_h[:, a] / self.d[:, a])[:, None] * ch.Y
         return loo
 
-    def _dual(self, best: np.ndarray, ch: _Chunk) -> np.ndarray:
-        """Dual coefficients ``c_j = U diag(1/(w + alpha_j)) z_j``, one float64 GEMM.
+    def _coefficients(self, best: np.ndarray, ch: _Chunk) -> np.ndarray:
+        """Eigenbasis coefficients ``q_j = diag(1/(w + alpha_j)) z_j`` (the dual is ``U q_j``).
 
         float64 because ``1/(w + alpha)`` amplifies rounding at small alpha.
         """
         inv = self.inv[:, self.be.asarray(best) if self.be.name != "numpy" else best]
-        return self.be.to_numpy(self.xp.matmul(self.U64, inv * ch.Z64))
+        return self.be.to_numpy(inv * ch.Z64)
 
     def solve_chunk(self, Yc_host: np.ndarray, criterion: str, store_cv: bool) -> _ChunkResult:
         """LOO scores for all alphas, selection, and outputs at the chosen alphas.
@@ -520,13 +535,13 @@ class _LooDecomposition:
         best, best_score = _select(scores, criterion)
         chosen = be.to_numpy(_take_alpha(stack, best, be)).astype(np.float64)
         loo_pred = Yc_host - chosen if criterion == "mse" else chosen
-        dual = self._dual(best, ch)
+        coef = self._coefficients(best, ch)
         cv = None
         if store_cv:
             cv = np.moveaxis(be.to_numpy(stack).astype(np.float64), 0, -1)
             if criterion == "mse":
                 cv = Yc_host[:, :, None] - cv
-        return _ChunkResult(best, best_score, loo_pred, dual, cv)
+        return _ChunkResult(best, best_score, loo_pred, coef, cv)
 
 
 def _select(scores: np.ndarray, criterion: str) -> tuple[np.ndarray, np.ndarray]:
