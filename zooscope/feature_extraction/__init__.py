@@ -8,11 +8,14 @@ from zooscope.feature_extraction.consumers import (
     SRPConsumer,
 )
 from zooscope.feature_extraction.extract import (
+    ExtractionPlan,
+    ExtractionSettings,
     LayerFeatures,
     default_consumers,
     extract,
     list_layers,
     parse_bytes,
+    plan_extraction,
     plan_passes,
 )
 from zooscope.feature_extraction.gram import GramAccumulator
@@ -29,6 +32,8 @@ from zooscope.feature_extraction.projection import SparseRandomProjector, jl_com
 
 __all__ = [
     "LAYER_POLICIES",
+    "ExtractionPlan",
+    "ExtractionSettings",
     "FeatureCache",
     "GramAccumulator",
     "GramConsumer",
@@ -48,5 +53,6 @@ __all__ = [
     "list_layers",
     "make_non_inplace",
     "parse_bytes",
+    "plan_extraction",
     "plan_passes",
 ]

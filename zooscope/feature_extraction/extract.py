@@ -20,7 +20,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -303,38 +303,12 @@ def _probe(dataset: PreprocessedImages, device: torch.device) -> torch.Tensor:
     return torch.stack([dataset[i] for i in range(min(3, len(dataset)))]).to(device)
 
 
-def extract(
-    model: LoadedModel,
-    images: Any,
-    *,
-    layers: LayerSelection | Callable[[LayerSpec], bool] | None = None,
-    eps: float = 0.1,
-    n_components: int | None = None,
-    seed: int = 0,
-    srp: bool = True,
-    rsm: bool = True,
-    rsm_from: Literal["full", "srp"] = "full",
-    consumers: Sequence[LayerConsumer] = (),
-    memory_budget: int | float | str | None = None,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    amp: bool = False,
-    upsample: bool = False,
-    srp_mode: Literal["fast", "sklearn"] = "fast",
-    layer_policy: LayerPolicy | str | None = None,
-    profile: str | None = None,
-    cache: FeatureCache | None = None,
-    image_set_id: str | None = None,
-    progress: bool = True,
-    replay: bool = True,
-) -> Iterator[LayerFeatures]:
-    """Yield every layer's SRP features and RSM over ``images``, one layer at a time.
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """What :func:`extract` computes from every layer, and within what memory and batches.
 
     Parameters
     ----------
-    model : LoadedModel
-        From :func:`zooscope.zoo.load_model`; its device is used.
-    images : array [n, H, W, 3] uint8, h5py.Dataset, folder, or sequence of PIL images
     layers : LayerSelection or callable, optional
         Which layers to extract (default: all distinct layers).
     eps : float
@@ -348,17 +322,6 @@ def extract(
     rsm_from : {"full", "srp"}
         Exact RSMs from the full activations (default), or one-pass approximate RSMs from the
         projected features.
-    consumers : sequence of LayerConsumer
-        Extra per-layer consumers (:mod:`zooscope.feature_extraction.consumers`), run in the
-        same passes; their outputs land in :attr:`LayerFeatures.outputs`.
-    memory_budget : bytes or str, optional
-        Bound on the memory the extraction adds to the loaded model: the forward pass of a batch
-        (:func:`forward_reserve`) plus the buffers held at once (default: half the free memory
-        of the model's device).
-    batch_size, num_workers : int
-        DataLoader settings.
-    amp : bool
-        Run the forward pass under autocast (off by default: exact float32 features).
     upsample : bool
         Project layers with ``p <= k`` too (see :class:`SparseRandomProjector`).
     srp_mode : {"fast", "sklearn"}
@@ -369,30 +332,203 @@ def extract(
     profile : str, optional
         Name of the scoring profile the caller extracts for; part of the cache key when given
         (its settings are already there through the transform, layer policy and projection).
+    amp : bool
+        Run the forward pass under autocast (off by default: exact float32 features).
+    memory_budget : bytes or str, optional
+        Bound on the memory the extraction adds to the loaded model: the forward pass of a batch
+        (:func:`forward_reserve`) plus the buffers held at once (default: half the free memory
+        of the model's device when the extraction starts).
+    batch_size, num_workers : int
+        DataLoader settings.
+    replay : bool
+        Start each pass after the first from a recorded block output where that reproduces
+        every later tensor bit for bit (:mod:`~zooscope.feature_extraction.replay`), instead of
+        from the images. Never changes a number; off only to measure what it saves.
+    """
+
+    layers: LayerSelection | Callable[[LayerSpec], bool] | None = None
+    eps: float = 0.1
+    n_components: int | None = None
+    seed: int = 0
+    srp: bool = True
+    rsm: bool = True
+    rsm_from: Literal["full", "srp"] = "full"
+    upsample: bool = False
+    srp_mode: Literal["fast", "sklearn"] = "fast"
+    layer_policy: LayerPolicy | str | None = None
+    profile: str | None = None
+    amp: bool = False
+    memory_budget: int | float | str | None = None
+    batch_size: int = 32
+    num_workers: int = 0
+    replay: bool = True
+
+    def components(self, n_images: int) -> int:
+        """``k``, the number of SRP components for ``n_images`` images."""
+        return self.n_components or jl_components(n_images, self.eps)
+
+    def consumers(self, n_images: int, extra: Sequence[LayerConsumer] = ()) -> list[LayerConsumer]:
+        """The default consumers for these settings, then ``extra``."""
+        chosen = default_consumers(
+            self.components(n_images),
+            seed=self.seed,
+            srp=self.srp,
+            rsm=self.rsm,
+            rsm_from=self.rsm_from,
+            upsample=self.upsample,
+            srp_mode=self.srp_mode,
+        )
+        return chosen + list(extra)
+
+    def budget(self, place: Placement) -> tuple[int, str]:
+        """The memory budget in bytes, and where it comes from (for the log and the terminal)."""
+        if self.memory_budget is not None:
+            return parse_bytes(self.memory_budget), "set"
+        return place.backend.free_memory_bytes() // 2, "half the free memory now"
+
+    def cache_params(self, n_images: int, extra: Sequence[LayerConsumer] = ()) -> dict[str, Any]:
+        """What the cache key of every layer depends on, besides the model and the images."""
+        params = {
+            "srp": self.srp,
+            "rsm": self.rsm,
+            "rsm_from": self.rsm_from,
+            "k": self.components(n_images),
+            "seed": self.seed,
+            "upsample": self.upsample,
+            "srp_mode": self.srp_mode,
+            "amp": self.amp,
+            "generator": generator_id(self.srp_mode),
+            "layer_policy": resolve_layer_policy(self.layer_policy).to_dict(),
+            **({"profile": self.profile} if self.profile else {}),
+        }
+        if extra:  # the default consumers keep the keys they always had
+            params["consumers"] = [[type(c).__name__, c.params()] for c in extra]
+        return params
+
+
+@dataclass
+class ExtractionPlan:
+    """How an extraction will run: its layers, passes and the cut each pass replays.
+
+    Attributes
+    ----------
+    layers : list of LayerSpec
+        The layers to compute, in execution order.
+    passes : list of list of Piece
+        From :func:`plan_passes`.
+    cuts : list of Cut or None
+        Per pass, the cut it starts from (:func:`~zooscope.feature_extraction.replay.plan_replay`).
+    consumers : list of LayerConsumer
+    budget, reserve : int
+        The memory budget in bytes and the share of it kept for the forward pass of a batch.
+    budget_source : str
+        ``"set"``, or how the default was found.
+    """
+
+    layers: list[LayerSpec]
+    passes: list[list[Piece]]
+    cuts: list[Cut | None]
+    consumers: list[LayerConsumer]
+    budget: int
+    reserve: int
+    budget_source: str
+
+    @property
+    def peak_nbytes(self) -> int:
+        """The most the planned buffers hold at once, plus the forward pass's reserve."""
+        return self.reserve + max((sum(p.nbytes for p in ps) for ps in self.passes), default=0)
+
+
+def plan_extraction(
+    model: LoadedModel,
+    probe: torch.Tensor,
+    layers: list[LayerSpec],
+    n_images: int,
+    settings: ExtractionSettings,
+    consumers: Sequence[LayerConsumer],
+) -> ExtractionPlan:
+    """Plan the passes of an extraction of ``layers`` within the budget, and their replays.
+
+    Parameters
+    ----------
+    model : LoadedModel
+    probe : torch.Tensor, shape [3, 3, H, W]
+        The probe batch the layers were discovered on (replays are checked on it).
+    layers : list of LayerSpec
+    n_images : int
+    settings : ExtractionSettings
+    consumers : sequence of LayerConsumer
+        All of them (:meth:`ExtractionSettings.consumers`).
+    """
+    place = Placement.of(model.device)
+    budget, source = settings.budget(place)
+    first_batch = min(settings.batch_size, n_images)
+    reserve = forward_reserve(layers, first_batch)
+    if reserve >= budget:
+        raise ValueError(
+            f"memory budget {budget / 1e6:.1f} MB is too small: a forward pass of {first_batch} images "
+            f"needs about {reserve / 1e6:.1f} MB; lower batch_size or raise memory_budget"
+        )
+    passes = plan_passes(layers, n_images, budget - reserve, consumers)
+    cuts: list[Cut | None] = [None] * len(passes)
+    if settings.replay and len(passes) > 1:
+        keys = [[piece.layer.key for piece in pieces] for pieces in passes]
+        cuts = plan_replay(model.module, probe, keys, settings.amp)
+    logger.debug(
+        "%s: %d pass(es), %d of them replayed, within a %.2f GB budget (%s; %.2f GB of it kept "
+        "for the forward pass)",
+        model.entry.model_uid,
+        len(passes),
+        sum(cut is not None for cut in cuts),
+        budget / 1e9,
+        source,
+        reserve / 1e9,
+    )
+    return ExtractionPlan(list(layers), passes, cuts, list(consumers), budget, reserve, source)
+
+
+def extract(
+    model: LoadedModel,
+    images: Any,
+    settings: ExtractionSettings | None = None,
+    *,
+    consumers: Sequence[LayerConsumer] = (),
+    cache: FeatureCache | None = None,
+    image_set_id: str | None = None,
+    progress: bool = True,
+    **changes: Any,
+) -> Iterator[LayerFeatures]:
+    """Yield every layer's SRP features and RSM over ``images``, one layer at a time.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        From :func:`zooscope.zoo.load_model`; its device is used.
+    images : array [n, H, W, 3] uint8, h5py.Dataset, folder, or sequence of PIL images
+    settings : ExtractionSettings, optional
+        What to compute and within what budget (default: ``ExtractionSettings()``).
+    consumers : sequence of LayerConsumer
+        Extra per-layer consumers (:mod:`zooscope.feature_extraction.consumers`), run in the
+        same passes; their outputs land in :attr:`LayerFeatures.outputs`.
     cache : FeatureCache, optional
         Completed layers are stored there and reused on a rerun.
     image_set_id : str, optional
         Identity of the image set for cache keys (default: a hash of the pixels).
     progress : bool
         Show progress bars.
-    replay : bool
-        Start each pass after the first from a recorded block output where that reproduces
-        every later tensor bit for bit (:mod:`~zooscope.feature_extraction.replay`), instead of
-        from the images. Never changes a number; off only to measure what it saves.
+    **changes
+        Fields of :class:`ExtractionSettings` to change (``extract(model, images,
+        memory_budget="4GB")``).
 
     Yields
     ------
     LayerFeatures
         Cached layers first, then in the order layers complete (execution order).
     """
-    policy = resolve_layer_policy(layer_policy)
+    settings = replace(settings or ExtractionSettings(), **changes)
     image_set = ImageSet(images)
     n = len(image_set)
-    k = n_components or jl_components(n, eps)
-    chosen = default_consumers(
-        k, seed=seed, srp=srp, rsm=rsm, rsm_from=rsm_from, upsample=upsample, srp_mode=srp_mode
-    )
-    chosen += list(consumers)
+    chosen = settings.consumers(n, consumers)
     # The model is used as it is, in-place activations included: every hook reads its output
     # (projects it, copies its columns) before the forward pass runs the next operation, so an
     # in-place ReLU or a residual `out += identity` cannot change what an earlier layer yields.
@@ -402,28 +538,19 @@ def extract(
     place = Placement.of(model.device)
     dataset = PreprocessedImages(image_set, model.preprocess)
     probe = _probe(dataset, place.device)
-    with torch.autocast(place.device.type, enabled=amp):
-        specs = discover_layers(module, probe, layers, policy=policy)
-    logger.debug("%s: %d layers, %d images, k=%d", model.entry.model_uid, len(specs), n, k)
-
-    params = {
-        "srp": srp,
-        "rsm": rsm,
-        "rsm_from": rsm_from,
-        "k": k,
-        "seed": seed,
-        "upsample": upsample,
-        "srp_mode": srp_mode,
-        "amp": amp,
-        "generator": generator_id(srp_mode),
-        "layer_policy": policy.to_dict(),
-        **({"profile": profile} if profile else {}),
-    }
-    if consumers:  # the default consumers keep the keys they always had
-        params["consumers"] = [[type(c).__name__, c.params()] for c in consumers]
+    with torch.autocast(place.device.type, enabled=settings.amp):
+        specs = discover_layers(module, probe, settings.layers, policy=settings.layer_policy)
+    logger.debug(
+        "%s: %d layers, %d images, k=%d",
+        model.entry.model_uid,
+        len(specs),
+        n,
+        settings.components(n),
+    )
     keys: dict[str, str] = {}
     if cache is not None:
         image_id = image_set_id or image_set.content_hash()
+        params = settings.cache_params(n, consumers)
         keys = {s.name: _cache_key(model, image_id, s, params) for s in specs}
         for spec in specs:
             stored = cache.get(keys[spec.name])  # None when absent or unreadable (then recomputed)
@@ -438,28 +565,11 @@ def extract(
     if not specs:
         return
 
-    budget = (
-        parse_bytes(memory_budget)
-        if memory_budget is not None
-        else place.backend.free_memory_bytes() // 2
-    )
-    first_batch = min(batch_size, n)
-    reserve = forward_reserve(specs, first_batch)
-    if reserve >= budget:
-        raise ValueError(
-            f"memory budget {budget / 1e6:.1f} MB is too small: a forward pass of {first_batch} images "
-            f"needs about {reserve / 1e6:.1f} MB; lower batch_size or raise memory_budget"
-        )
-    passes = plan_passes(specs, n, budget - reserve, chosen)
-    logger.debug(
-        "%s: %d pass(es) within a %.2f GB budget (%.2f GB of it kept for the forward pass)",
-        model.entry.model_uid,
-        len(passes),
-        budget / 1e9,
-        reserve / 1e9,
-    )
+    with stage("forward"):  # replays are checked on the probe: forward passes of 3 images
+        plan = plan_extraction(model, probe, specs, n, settings, chosen)
+    passes, cuts = plan.passes, plan.cuts
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False
+        dataset, batch_size=settings.batch_size, num_workers=settings.num_workers, shuffle=False
     )
     bar = tqdm(
         total=len(passes) * len(loader),
@@ -468,13 +578,8 @@ def extract(
         disable=not progress,
         leave=False,
     )
-    # Passes after the first start from a recorded block output where that is exact (replay.py)
-    cuts: list[Cut | None] = [None] * len(passes)
-    if replay and len(passes) > 1:
-        with stage("forward"):
-            cuts = plan_replay(module, probe, [[p.layer.key for p in ps] for ps in passes], amp)
     store = ReplayStore(module, n) if any(cuts) else None
-    run = _PassRunner(module, loader, n, chosen, place, amp, bar, store)
+    run = _PassRunner(module, loader, n, chosen, place, settings.amp, bar, store)
     try:
         for number, pieces in enumerate(passes, 1):
             bar.set_postfix_str(f"pass {number}/{len(passes)}, {len(pieces)} layer piece(s)")

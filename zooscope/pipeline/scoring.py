@@ -21,6 +21,7 @@ import pandas as pd
 from zooscope._hashing import hash_json
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
+from zooscope.feature_extraction import ExtractionSettings, LayerSelection
 from zooscope.pipeline.predictions import BestPredictions, KeepBest
 from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
 from zooscope.rsa.encoding import ALL_UNITS, TRAIN_PREDICTIONS
@@ -359,6 +360,26 @@ def score_layer(
     return rows, test_rsms
 
 
+def extraction_settings(config: ScoringConfig, options: RunOptions) -> ExtractionSettings:
+    """What a survey extracts from a model: the config's features within the options' budget."""
+    return ExtractionSettings(
+        layers=LayerSelection(include=config.layers) if config.layers else None,
+        eps=config.eps,
+        n_components=config.n_components,
+        seed=config.srp_seed,
+        srp=bool({"versa", "encoding_r", "predictivity"} & set(config.metrics)),
+        rsm="crsa" in config.metrics,
+        rsm_from=config.rsm_from,  # type: ignore[arg-type]
+        upsample=config.srp_upsample,
+        srp_mode=config.srp_mode,  # type: ignore[arg-type]
+        layer_policy=config.layer_policy,
+        profile=config.profile,
+        memory_budget=options.memory_budget,
+        batch_size=options.batch_size,
+        num_workers=options.num_workers,
+    )
+
+
 def score_model(
     entry: ModelEntry,
     benchmark: Benchmark,
@@ -402,35 +423,19 @@ def score_model(
             loaded = load_model(entry, device=options.device, preprocessing=config.preprocessing)
     except Exception as error:
         raise ScoringError("load", error) from error
-    need_srp = bool({"versa", "encoding_r", "predictivity"} & set(config.metrics))
     unit_frames: list[pd.DataFrame] = []
     layer_rows: list[dict[str, Any]] = []
     score_rows: list[dict[str, Any]] = []
     best = _BestRSMs()
     kept = BestPredictions() if options.keep_predictions else None
-    from zooscope.feature_extraction import LayerSelection
     from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
     from zooscope.feature_extraction.cka_gram import pack_gram
 
     grams: list[tuple[int, str, np.ndarray]] | None = [] if options.keep_grams else None
-    selection = LayerSelection(include=config.layers) if config.layers else None
     stream = extract(
         loaded,
         benchmark.stimuli,
-        layers=selection,
-        eps=config.eps,
-        n_components=config.n_components,
-        seed=config.srp_seed,
-        srp_mode=config.srp_mode,  # type: ignore[arg-type]
-        upsample=config.srp_upsample,
-        layer_policy=config.layer_policy,
-        profile=config.profile,
-        srp=need_srp,
-        rsm="crsa" in config.metrics,
-        rsm_from=config.rsm_from,  # type: ignore[arg-type]
-        memory_budget=options.memory_budget,
-        batch_size=options.batch_size,
-        num_workers=options.num_workers,
+        extraction_settings(config, options),
         image_set_id=benchmark.content_hash,
         progress=options.progress,
         # composed, not wired in: the planner counts its n x n float64 per layer in the budget

@@ -34,7 +34,7 @@ def participation_ratio(eigenvalues: np.ndarray) -> float:
 
 
 def effective_dimensionality(features: np.ndarray) -> float:
-    """Participation ratio of the eigenvalues of the feature covariance.
+    r"""Participation ratio of the eigenvalues of the feature covariance.
 
     Parameters
     ----------
