@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,89 +21,13 @@ import pandas as pd
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.config import RunOptions, ScoringConfig
+from zooscope.pipeline.brain import BrainData, split_label
 from zooscope.pipeline.predictions import BestPredictions, KeepBest
-from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
+from zooscope.rsa import crsa, upper_triangle, versa
 from zooscope.rsa.encoding import ALL_UNITS
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class BrainData:
-    """The benchmark side of scoring, prepared once and reused for every layer and model.
-
-    Attributes
-    ----------
-    train, test : ndarray of int
-        Image positions of the two splits.
-    Y_train, Y_test : ndarray, shapes [n_train, n_units] and [n_test, n_units]
-        Repetition-averaged responses of the units in any group.
-    groups : dict
-        ``"subject|roi"`` -> column indices into ``Y_*``.
-    comparators : dict
-        ``label -> {"train": RSMComparator, "test": RSMComparator}`` of the brain RSMs.
-    """
-
-    train: np.ndarray
-    test: np.ndarray
-    Y_train: np.ndarray
-    Y_test: np.ndarray
-    groups: dict[str, np.ndarray]
-    comparators: dict[str, dict[str, RSMComparator]] = field(repr=False)
-    predictivity: Any = field(default=None, repr=False)  # pipeline.neural.PredictivityData
-
-    @classmethod
-    def from_benchmark(cls, benchmark: Benchmark, config: ScoringConfig) -> BrainData:
-        """Read the responses once and build the brain RSMs of every group and split."""
-        groups = benchmark.groups(
-            subjects=_subjects(benchmark, config.subjects),
-            rois=list(config.rois) if config.rois else None,
-        )
-        units = np.unique(np.concatenate(list(groups.values())))
-        column = {u: i for i, u in enumerate(units)}
-        groups = {label: np.array([column[u] for u in idx]) for label, idx in groups.items()}
-        splits = benchmark.splits
-        train, test = splits[config.train_split], splits[config.test_split]
-        mean = benchmark.mean_responses(units)  # [units, images]
-        if np.isnan(mean).any():
-            raise ValueError(
-                "some units have no repetition at all for some images; drop them when preparing the benchmark"
-            )
-        Y_train, Y_test = mean[:, train].T.copy(), mean[:, test].T.copy()
-        comparators = {
-            label: {
-                "train": RSMComparator(rsm(Y_train[:, idx], dtype="float64"), config.compare),
-                "test": RSMComparator(rsm(Y_test[:, idx], dtype="float64"), config.compare),
-            }
-            for label, idx in groups.items()
-            if set(config.metrics) - {"predictivity"}  # brain RSMs only for the RSM-based metrics
-        }
-        prepared = None
-        if "predictivity" in config.metrics:
-            from zooscope.pipeline.neural import PredictivityData
-
-            prepared = PredictivityData.from_benchmark(
-                benchmark, {"train": train, "test": test}, units, config.predictivity_splits
-            )
-        return cls(train, test, Y_train, Y_test, groups, comparators, prepared)
-
-
-def _subjects(benchmark: Benchmark, subjects: tuple[str, ...] | None) -> list[Any] | None:
-    """Match subjects given as text (CLI, config) to the benchmark's own values."""
-    if subjects is None:
-        return None
-    present = {str(s): s for s in benchmark.subjects}
-    missing = [s for s in subjects if str(s) not in present]
-    if missing:
-        raise KeyError(f"unknown subject(s) {missing}; the benchmark has {list(present)}")
-    return [present[str(s)] for s in subjects]
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """``"1|OTC"`` -> ``("1", "OTC")``."""
-    subject, roi = label.split("|", 1)
-    return subject, roi
 
 
 @dataclass
