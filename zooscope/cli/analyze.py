@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from zooscope.cli.output import _emit
+
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 PROFILE_OPTION = typer.Option(
     None,
@@ -297,20 +299,3 @@ def _frame(
     if len(subjects) and set(wanted["model_uid"]) <= set(subjects["model_uid"]):
         return subjects
     return models
-
-
-def _emit(df, fmt: str) -> None:
-    if fmt == "csv":
-        typer.echo(df.to_csv(index=False), nl=False)
-    elif fmt == "table":
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table()
-        for column in df.columns:
-            table.add_column(str(column))
-        for row in df.itertuples(index=False):
-            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-        Console().print(table)
-    else:
-        raise typer.BadParameter("--format must be table or csv")

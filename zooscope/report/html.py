@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import logging
@@ -12,6 +11,7 @@ import pandas as pd
 
 from zooscope.pipeline.diagnostics import ALPHA_EDGE_CONCERN, alpha_edge_table
 from zooscope.report import plots
+from zooscope.report.elements import _img, _table
 from zooscope.results.db import ResultsDB
 from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
 from zooscope.stats import contrasts, correlates, similarity
@@ -41,18 +41,6 @@ table{border-collapse:collapse;font-size:.82em;margin:.6em 0}th,td{border:1px so
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}
 .note{color:#555;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
 """
-
-
-def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
-    return df.to_html(index=False, escape=True, na_rep="–", float_format=floatfmt.format, border=0)
-
-
-def _img(paths: list[Path], alt: str) -> str:
-    png = next(p for p in paths if p.suffix == ".png")
-    data = base64.b64encode(png.read_bytes()).decode("ascii")
-    svg = next((p for p in paths if p.suffix == ".svg"), None)
-    link = f' <a href="figures/{html.escape(svg.name)}">SVG</a>' if svg else ""
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption class="note">{html.escape(alt)}{link}</figcaption></figure>'
 
 
 def build_report(
