@@ -1,4 +1,11 @@
-"""The run's vocabulary: what determines a model's scores (hashed) and how to run (never hashed)."""
+"""The run's vocabulary: what determines a model's scores (hashed) and how to run (never hashed).
+
+:class:`ScoringConfig` names every setting that changes a number; its hash keys the results
+database and, with the profile, the feature cache. :class:`RunOptions` holds what never does
+(device, batch size, memory budget), so a rerun on another machine resumes the same results.
+Both sit above the libraries (``rsa``, ``zoo``, ``feature_extraction``, ``benchmark``), whose
+choice lists they validate against, and below everything that runs, stores or reads a survey.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,13 @@ from typing import Any
 import numpy as np
 
 from zooscope._hashing import hash_json
+from zooscope.benchmark import Benchmark
+from zooscope.feature_extraction.layers import LAYER_POLICIES
+from zooscope.profiles import PROFILES, get_profile
 from zooscope.rsa.encoding import TRAIN_PREDICTIONS
+from zooscope.rsa.predictivity import PREDICTIVITY_SPLITS, REGRESSIONS
 from zooscope.rsa.vocabulary import DEFAULT_METRICS, METRICS
+from zooscope.zoo.sources.base import PREPROCESSING
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,7 @@ class ScoringConfig:
     layers: str | None = None  # regex: score only matching layer names (None: every layer)
     train_split: str = "train"
     test_split: str = "test"
-    # Settings a profile names (zooscope.pipeline.profiles); the defaults are profile "default".
+    # Settings a profile names (zooscope.profiles); the defaults are profile "default".
     profile: str = "default"
     preprocessing: str = "library"  # zoo.sources.base.PREPROCESSING
     layer_policy: str = "all"  # feature_extraction.layers.LAYER_POLICIES
@@ -48,11 +60,6 @@ class ScoringConfig:
     predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
 
     def __post_init__(self) -> None:
-        from zooscope.feature_extraction.layers import LAYER_POLICIES
-        from zooscope.pipeline.profiles import PROFILES
-        from zooscope.rsa.predictivity import PREDICTIVITY_SPLITS, REGRESSIONS
-        from zooscope.zoo.sources.base import PREPROCESSING
-
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
@@ -73,13 +80,11 @@ class ScoringConfig:
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> ScoringConfig:
-        """The config of profile ``name`` (:data:`~zooscope.pipeline.profiles.PROFILES`).
+        """The config of profile ``name`` (:data:`~zooscope.profiles.PROFILES`).
 
         ``overrides`` set other fields (metrics, subjects, ROIs, a layer regex...); the profile's
         name stays on the config, and every setting enters its hash.
         """
-        from zooscope.pipeline.profiles import get_profile
-
         return cls(**{**get_profile(name).settings, **overrides, "profile": name})
 
     @classmethod
@@ -98,6 +103,17 @@ class ScoringConfig:
     @property
     def hash(self) -> str:
         return hash_json(self.to_dict())
+
+    def groups(self, benchmark: Benchmark) -> dict[str, np.ndarray]:
+        """The benchmark's unit groups this config scores (its subjects and ROIs; all if None).
+
+        Returns
+        -------
+        dict of str to ndarray of int64
+            ``"<subject>|<roi>[|<time_bin>]"`` -> unit indices (:meth:`Benchmark.groups`).
+        """
+        subjects = None if self.subjects is None else benchmark.match_subjects(self.subjects)
+        return benchmark.groups(subjects=subjects, rois=list(self.rois) if self.rois else None)
 
 
 @dataclass(frozen=True)

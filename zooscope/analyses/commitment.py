@@ -13,9 +13,9 @@ import pandas as pd
 
 from zooscope.benchmark import split_region
 from zooscope.results.db import ResultsDB
+from zooscope.results.summary import ceiled_score
 from zooscope.rsa.selection import select_best_layers
 from zooscope.rsa.vocabulary import CEILING_METHODS
-from zooscope.stats.summary import ceiled_score
 
 __all__ = ["COMMITMENT_COLUMNS", "COMMITMENT_DISPLAY", "committed_layers"]
 

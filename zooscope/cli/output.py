@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 
-def _emit(df, fmt: str) -> None:
+def emit(df, fmt: str) -> None:
+    """Print a table: ``table`` (a rich table, floats to 4 significant digits) or ``csv``."""
     if fmt == "csv":
         typer.echo(df.to_csv(index=False), nl=False)
     elif fmt == "table":

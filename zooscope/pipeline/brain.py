@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from zooscope.benchmark import Benchmark
 from zooscope.config import ScoringConfig
+from zooscope.pipeline.neural import PredictivityData
 from zooscope.rsa import RSMComparator, rsm
 
 
@@ -34,15 +34,12 @@ class BrainData:
     Y_test: np.ndarray
     groups: dict[str, np.ndarray]
     comparators: dict[str, dict[str, RSMComparator]] = field(repr=False)
-    predictivity: Any = field(default=None, repr=False)  # pipeline.neural.PredictivityData
+    predictivity: PredictivityData | None = field(default=None, repr=False)
 
     @classmethod
     def from_benchmark(cls, benchmark: Benchmark, config: ScoringConfig) -> BrainData:
         """Read the responses once and build the brain RSMs of every group and split."""
-        groups = benchmark.groups(
-            subjects=_subjects(benchmark, config.subjects),
-            rois=list(config.rois) if config.rois else None,
-        )
+        groups = config.groups(benchmark)
         units = np.unique(np.concatenate(list(groups.values())))
         column = {u: i for i, u in enumerate(units)}
         groups = {label: np.array([column[u] for u in idx]) for label, idx in groups.items()}
@@ -64,26 +61,7 @@ class BrainData:
         }
         prepared = None
         if "predictivity" in config.metrics:
-            from zooscope.pipeline.neural import PredictivityData
-
             prepared = PredictivityData.from_benchmark(
                 benchmark, {"train": train, "test": test}, units, config.predictivity_splits
             )
         return cls(train, test, Y_train, Y_test, groups, comparators, prepared)
-
-
-def _subjects(benchmark: Benchmark, subjects: tuple[str, ...] | None) -> list[Any] | None:
-    """Match subjects given as text (CLI, config) to the benchmark's own values."""
-    if subjects is None:
-        return None
-    present = {str(s): s for s in benchmark.subjects}
-    missing = [s for s in subjects if str(s) not in present]
-    if missing:
-        raise KeyError(f"unknown subject(s) {missing}; the benchmark has {list(present)}")
-    return [present[str(s)] for s in subjects]
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """``"1|OTC"`` -> ``("1", "OTC")``."""
-    subject, roi = label.split("|", 1)
-    return subject, roi

@@ -20,18 +20,17 @@ import logging
 import traceback
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from zooscope.benchmark import Benchmark, split_label
+from zooscope.config import ScoringConfig
+from zooscope.results.db import ResultsDB
+from zooscope.rsa import rsa_noise_ceiling
 from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
-
-if TYPE_CHECKING:
-    from zooscope.benchmark import Benchmark
-    from zooscope.pipeline.scoring import ScoringConfig
-    from zooscope.results.db import ResultsDB
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +134,6 @@ def usable_units(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, in
 
 
 def _one_group(label: str, data: np.ndarray, n_sims: int, seed: int, backend: str) -> CeilingResult:
-    from zooscope.pipeline.scoring import split_label
-    from zooscope.rsa import rsa_noise_ceiling
-
     keep, reps, dropped = usable_units(data)
     result = CeilingResult(label, n_units=int(keep.sum()), dropped=dropped)
     lost = f" ({_note(dropped)} left out)" if any(dropped.values()) else ""
@@ -197,12 +193,7 @@ def iter_ceilings(
     CeilingResult
         One per group, as soon as it is computed (so a caller can store it at once).
     """
-    from zooscope.pipeline.scoring import _subjects
-
-    groups = benchmark.groups(
-        subjects=_subjects(benchmark, config.subjects),
-        rois=list(config.rois) if config.rois else None,
-    )
+    groups = config.groups(benchmark)
     test = benchmark.splits[config.test_split]
     todo = {label: units for label, units in groups.items() if label not in set(skip)}
     for label, units in tqdm(todo.items(), desc="noise ceilings", unit="group", disable=None):

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from zooscope.benchmark import Benchmark
+from zooscope.benchmark import Benchmark, split_label
 from zooscope.rsa.predictivity import (
     cross_validation_splits,
     fit_predict,
@@ -34,7 +35,7 @@ from zooscope.rsa.predictivity import (
     internal_consistency,
     predictivity,
 )
-from zooscope.rsa.vocabulary import PREDICTIVITY_CEILING_METHOD
+from zooscope.rsa.vocabulary import DEFAULT_METRICS, NEURAL_METRICS, PREDICTIVITY_CEILING_METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,6 @@ def score_predictivity(
     unit_scores : DataFrame
         Columns :data:`UNIT_SCORE_COLUMNS`: each neuron's r, averaged over CV splits.
     """
-    from zooscope.pipeline.scoring import split_label
-
     rows: list[dict[str, Any]] = []
     units: list[pd.DataFrame] = []
     prepared: PredictivityData = brain.predictivity
@@ -184,8 +183,6 @@ def predictivity_predictions(
         group's predicted test responses ``[n_test, n_units of the group]``. The regression runs
         at most once per layer, and only when some group keeps the layer.
     """
-    from zooscope.pipeline.scoring import split_label
-
     cached: list[np.ndarray] = []
 
     def predicted(columns: np.ndarray) -> np.ndarray:
@@ -210,8 +207,6 @@ class _quiet_mean:
     """Silence numpy's 'Mean of empty slice' for all-NaN neurons (kept as NaN)."""
 
     def __enter__(self) -> None:
-        import warnings
-
         self._catch = warnings.catch_warnings()
         self._catch.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -230,12 +225,7 @@ def internal_consistency_ceilings(benchmark: Benchmark, config: Any) -> pd.DataF
         repetition splits of the median corrected r; ``lower``/``upper`` = 2.5/97.5 percentiles
         of the per-split medians.
     """
-    from zooscope.pipeline.scoring import _subjects, split_label
-
-    groups = benchmark.groups(
-        subjects=_subjects(benchmark, config.subjects),
-        rois=list(config.rois) if config.rois else None,
-    )
+    groups = config.groups(benchmark)
     test = benchmark.splits[config.test_split]
     rows = []
     for label, units in groups.items():
@@ -266,7 +256,5 @@ def default_metrics(benchmark: Benchmark | str | Any) -> tuple[str, ...]:
     ----------
     benchmark : Benchmark or path
     """
-    from zooscope.rsa.vocabulary import DEFAULT_METRICS, NEURAL_METRICS
-
     bench = benchmark if isinstance(benchmark, Benchmark) else Benchmark.open(benchmark)
     return NEURAL_METRICS if is_neural(bench) else DEFAULT_METRICS

@@ -4,7 +4,7 @@ cRSA on full-feature RSMs; veRSA on sparse random projections (eps=0.1, seed 0) 
 ridge over logspace(-1, 5, 7) chosen by exact leave-one-out Pearson r on the training images;
 best layer chosen by its train score. The defaults differ from the published procedure of Conwell
 et al. (2024) in a few documented settings; ``ScoringConfig.conwell2024()`` is that procedure
-step for step (:mod:`zooscope.pipeline.profiles`, ``docs/profiles.md``).
+step for step (:mod:`zooscope.profiles`, ``docs/profiles.md``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,19 @@ import numpy as np
 import pandas as pd
 
 from zooscope._timing import stage
-from zooscope.benchmark import Benchmark
+from zooscope.benchmark import Benchmark, split_label
 from zooscope.config import RunOptions, ScoringConfig
-from zooscope.pipeline.brain import BrainData, split_label
+from zooscope.feature_extraction import LayerSelection, extract
+from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
+from zooscope.feature_extraction.cka_gram import pack_gram
+from zooscope.pipeline.brain import BrainData
+from zooscope.pipeline.neural import predictivity_predictions, score_predictivity
 from zooscope.pipeline.predictions import BestPredictions, KeepBest
 from zooscope.rsa import crsa, upper_triangle, versa
+from zooscope.rsa.dimensionality import effective_dimensionality
 from zooscope.rsa.encoding import ALL_UNITS
+from zooscope.rsa.selection import select_best_layers
+from zooscope.zoo import load_model
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -45,8 +52,6 @@ class ModelScores:
 
     def best(self) -> dict[str, float]:
         """Mean over groups of the best-train-layer test score per metric (for log lines)."""
-        from zooscope.rsa.selection import select_best_layers
-
         if self.scores.empty:
             return {}
         columns = ["subject", "roi", "metric", "layer_index", "layer_name", "split", "score"]
@@ -207,10 +212,6 @@ def score_model(
     ScoringError
         With ``stage`` in {"load", "extract", "score"}.
     """
-    from zooscope.feature_extraction import extract
-    from zooscope.stats.correlates import effective_dimensionality
-    from zooscope.zoo import load_model
-
     config = config or ScoringConfig()
     options = options or RunOptions()
     started = time.perf_counter()
@@ -226,9 +227,6 @@ def score_model(
     score_rows: list[dict[str, Any]] = []
     best = _BestRSMs()
     kept = BestPredictions() if options.keep_predictions else None
-    from zooscope.feature_extraction import LayerSelection
-    from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
-    from zooscope.feature_extraction.cka_gram import pack_gram
 
     grams: list[tuple[int, str, np.ndarray]] | None = [] if options.keep_grams else None
     selection = LayerSelection(include=config.layers) if config.layers else None
@@ -280,16 +278,12 @@ def score_model(
                     diagnostics=diagnostics,
                 )
                 if "predictivity" in config.metrics:
-                    from zooscope.pipeline.neural import score_predictivity
-
                     neural_rows, units = score_predictivity(features, brain, config)
                     rows += neural_rows
                     unit_frames.append(
                         units.assign(layer_index=features.index, layer_name=features.name)
                     )
                     if unit_predictions is not None:
-                        from zooscope.pipeline.neural import predictivity_predictions
-
                         unit_predictions.update(
                             predictivity_predictions(features, brain, config, neural_rows)
                         )

@@ -30,20 +30,16 @@ from tqdm.auto import tqdm
 
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
+from zooscope.config import RunOptions, ScoringConfig
 from zooscope.errors import InputFileError
 from zooscope.logs import current_log_file, log_to_file
+from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
 from zooscope.pipeline.diagnostics import model_summary_lines
+from zooscope.pipeline.neural import internal_consistency_ceilings
 from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
-from zooscope.pipeline.scoring import (
-    BrainData,
-    ModelScores,
-    RunOptions,
-    ScoringConfig,
-    ScoringError,
-    score_model,
-)
+from zooscope.pipeline.scoring import ModelScores, ScoringError, score_model
 from zooscope.results.db import ResultsDB
 from zooscope.results.grams import store_grams
 from zooscope.results.session import ShortWrites
@@ -122,11 +118,7 @@ def _verify(bench: Benchmark) -> None:
 
 def _check_scorable(bench: Benchmark, config: ScoringConfig) -> None:
     """Refuse, once and before any model, units that every model would fail on (no data at all)."""
-    from zooscope.pipeline.scoring import _subjects
-
-    groups = bench.groups(
-        subjects=_subjects(bench, config.subjects), rois=list(config.rois) if config.rois else None
-    )
+    groups = config.groups(bench)
     units = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, np.int64)
     bad = units[np.isnan(bench.mean_responses(units)).any(axis=1)] if units.size else units
     if bad.size:
@@ -318,8 +310,6 @@ def survey(
                 and "predictivity" in config.metrics
                 and PREDICTIVITY_CEILING_METHOD not in set(stored["method"])
             ):
-                from zooscope.pipeline.neural import internal_consistency_ceilings
-
                 table = internal_consistency_ceilings(bench, config)
                 with session.open() as results:
                     results.write_ceilings(bench.content_hash, table)

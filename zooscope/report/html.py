@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from zooscope.analyses import contrasts, correlates, similarity
+from zooscope.analyses.commitment import committed_layers
+from zooscope.analyses.degenerate import profile_best_layer_scores
 from zooscope.pipeline.diagnostics import ALPHA_EDGE_CONCERN, alpha_edge_table
 from zooscope.report import plots
-from zooscope.report.elements import _img, _table
+from zooscope.report.comparisons import comparison_sections
+from zooscope.report.elements import figure_html, table_html
 from zooscope.results.db import ResultsDB
 from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
-from zooscope.stats import contrasts, correlates, similarity
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +96,6 @@ def build_report(
     models = db.models()
     best = None
     if profile is not None:
-        from zooscope.stats.degenerate import profile_best_layer_scores
-
         best = profile_best_layer_scores(db, profile)
     summary = db.summary(best=best)
     rois = sorted(summary["roi"].dropna().unique())
@@ -133,7 +134,7 @@ def build_report(
             s, figdir / f"ranked_{metric}", hue="arch_class", ceiling=band
         )
         body.append(
-            _img(
+            figure_html(
                 paths,
                 f"All models ranked by {plots._label(metric)}; band: range of the subject noise ceilings",
             )
@@ -148,12 +149,11 @@ def build_report(
             "explained_variance",
         ]
         body.append(
-            f"<h3>Top 15, {html.escape(plots._label(metric))}</h3>" + _table(s[cols].head(15))
+            f"<h3>Top 15, {html.escape(plots._label(metric))}</h3>" + table_html(s[cols].head(15))
         )
     sections.append("<h2>Models ranked</h2>" + "".join(body))
 
     # --- region commitment (neural predictivity)
-    from zooscope.stats.commitment import committed_layers
 
     committed = committed_layers(db)
     if len(committed):
@@ -164,7 +164,7 @@ def build_report(
             '<p class="note">Per model, region and time bin: the layer with the best neural '
             "predictivity on the commitment (train) images and its held-out (test) score; relative "
             "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling.</p>"
-            + _table(committed[columns])
+            + table_html(committed[columns])
         )
 
     # --- contrasts
@@ -179,12 +179,12 @@ def build_report(
         paths = plots.plot_contrast(model_scores, groups, column, figdir / f"contrast_{column}")
         body.append(
             f"<h3>{html.escape(column)}</h3>"
-            + _img(paths, f"Contrast by {column}")
-            + _table(groups.drop(columns=["ci_subject_low", "ci_subject_high"]))
+            + figure_html(paths, f"Contrast by {column}")
+            + table_html(groups.drop(columns=["ci_subject_low", "ci_subject_high"]))
         )
         if len(pairs) <= 30:
             body.append(
-                _table(
+                table_html(
                     pairs[
                         [
                             "metric",
@@ -232,8 +232,8 @@ def build_report(
                 log_x=log,
                 stats_table=table,
             )
-            body.append(_img(paths, f"Score against {x}"))
-        body.append(_table(table))
+            body.append(figure_html(paths, f"Score against {x}"))
+        body.append(table_html(table))
         sections.append("<h2>Correlates</h2>" + "".join(body))
 
     # --- model similarity
@@ -264,8 +264,8 @@ def build_report(
             order=order,
         )
         body.append(
-            _img(paths, f"MDS of model-to-model similarity, {metric}, {roi}")
-            + _img(heat, f"Model x model similarity, {metric}")
+            figure_html(paths, f"MDS of model-to-model similarity, {metric}, {roi}")
+            + figure_html(heat, f"Model x model similarity, {metric}")
         )
     if body:
         sections.append("<h2>Model-to-model similarity</h2>" + "".join(body))
@@ -279,11 +279,10 @@ def build_report(
             "of the units chose the smallest or largest ridge alpha of the grid (their score may "
             "be limited by the grid; units without predictable signal choose the largest), the "
             f"median fraction over layers, and the fraction at the best veRSA layer ({html.escape(roi)}).</p>"
-            + _table(edges, "{:.2f}")
+            + table_html(edges, "{:.2f}")
         )
 
     # --- comparing models with each other (pairs, groups, scaling, unique variance)
-    from zooscope.report.comparisons import comparison_sections
 
     sections += comparison_sections(
         db, model_scores, figdir, roi, pair_by=pair_by, contrast=contrast
@@ -296,14 +295,14 @@ def build_report(
         f"<p>Database <code>{html.escape(str(db.path))}</code>, schema version {db.schema_version}; "
         f"{len(models)} models, {len(runs)} runs, {len(failures)} failures. Report written "
         f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC.</p>",
-        _table(runs.drop(columns=["config"]).astype(str)),
+        table_html(runs.drop(columns=["config"]).astype(str)),
     ]
     if len(ceil):
-        body.append("<h3>Noise ceilings</h3>" + _table(db.ceilings()))
+        body.append("<h3>Noise ceilings</h3>" + table_html(db.ceilings()))
     if len(failures):
         body.append(
             "<h3>Failures</h3>"
-            + _table(failures[["run_id", "model_uid", "stage", "error", "time"]].astype(str))
+            + table_html(failures[["run_id", "model_uid", "stage", "error", "time"]].astype(str))
         )
     sections.append("<h2>Run provenance</h2>" + "".join(body))
 

@@ -1,6 +1,6 @@
 """Figures of the analyses (matplotlib/seaborn), each saved as PNG and SVG.
 
-Every function takes tidy DataFrames (as returned by :mod:`zooscope.stats` and :mod:`zooscope.results`),
+Every function takes tidy DataFrames (as returned by :mod:`zooscope.analyses` and :mod:`zooscope.results`),
 draws one figure, writes ``<out>.png`` and ``<out>.svg`` and returns the two paths.
 """
 
@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from zooscope.rsa.rsm import triangle_size
 
 logger = logging.getLogger(__name__)
 
@@ -227,10 +229,10 @@ def plot_contrast(
     ----------
     scores : DataFrame
         Model-level scores (one row per model and metric) with columns ``metric``, ``by``, ``value``.
-        Within-subject normalize first (:func:`~zooscope.stats.contrasts.normalize_within_subject`)
+        Within-subject normalize first (:func:`~zooscope.analyses.contrasts.normalize_within_subject`)
         when plotting per-subject data.
     groups : DataFrame
-        :func:`~zooscope.stats.contrasts.group_summary` output (``metric, group, mean, ci_low,
+        :func:`~zooscope.analyses.contrasts.group_summary` output (``metric, group, mean, ci_low,
         ci_high, n_models``).
     """
     plt = _pyplot()
@@ -449,10 +451,8 @@ def rsm_square(vector: np.ndarray) -> np.ndarray:
     -------
     array, shape (n_images, n_images)
     """
-    from zooscope.results.db import _n_images_from_triu
-
     v = np.asarray(vector, dtype=np.float64)
-    n = _n_images_from_triu(v.size)
+    n = triangle_size(v.size)
     m = np.eye(n)
     iu = np.triu_indices(n, k=1)
     m[iu] = v
@@ -461,7 +461,7 @@ def rsm_square(vector: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# comparing models with each other (zooscope.stats.compare, unique_variance, layer_cka)
+# comparing models with each other (zooscope.analyses.compare, unique_variance, layer_cka)
 # --------------------------------------------------------------------------------------------
 def plot_paired(
     pairs: pd.DataFrame, out: str | Path, *, level_a: str, level_b: str, title: str = ""
@@ -471,7 +471,7 @@ def plot_paired(
     Parameters
     ----------
     pairs : DataFrame
-        :func:`~zooscope.stats.compare.paired_scores` output (``metric, pair, score_a,
+        :func:`~zooscope.analyses.compare.paired_scores` output (``metric, pair, score_a,
         score_b``; several subjects per pair are averaged here).
     """
     plt = _pyplot()
@@ -503,9 +503,9 @@ def plot_scaling(
     Parameters
     ----------
     points : DataFrame
-        :func:`~zooscope.stats.compare.scaling_frame` output (``metric, x, score``).
+        :func:`~zooscope.analyses.compare.scaling_frame` output (``metric, x, score``).
     band : DataFrame
-        :func:`~zooscope.stats.compare.scaling_band` output (``metric, x, fit, ci_low, ci_high``).
+        :func:`~zooscope.analyses.compare.scaling_band` output (``metric, x, fit, ci_low, ci_high``).
     """
     plt = _pyplot()
     import seaborn as sns

@@ -76,9 +76,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zooscope import __version__
 from zooscope._hashing import hash_json
 from zooscope.errors import SchemaVersionError
 from zooscope.results.locking import connect_waiting
+from zooscope.results.summary import model_summary
+from zooscope.rsa.rsm import triangle_size
+from zooscope.rsa.selection import select_best_layers
 from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
@@ -319,17 +323,6 @@ def _typed_score_columns(frame: pd.DataFrame, uid: str, what: str) -> dict[str, 
     }
 
 
-def _n_images_from_triu(length: int) -> int:
-    """Number of images n such that n (n - 1) / 2 == length."""
-    n = round((1 + math.sqrt(1 + 8 * length)) / 2)
-    if n * (n - 1) // 2 != length:
-        raise ValueError(
-            f"an RSM upper triangle of length {length} is not n (n - 1) / 2 for any n; "
-            "store np.triu_indices(n, k=1) entries"
-        )
-    return n
-
-
 def _to_int_or_none(value: Any, column: str) -> int | None:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return None
@@ -549,8 +542,6 @@ class ResultsDB:
         -------
         run_id : str
         """
-        from zooscope import __version__
-
         if not benchmark_hash:
             raise ValueError("benchmark_hash must be a non-empty string")
         config_hash = hash_json(config)
@@ -805,7 +796,7 @@ class ResultsDB:
         vectors = [np.asarray(v, dtype=np.float32) for v in rsms["rsm"]]
         if any(v.ndim != 1 for v in vectors):
             raise ValueError(f"rsms of {uid!r}: each rsm must be a 1-D upper triangle")
-        n_images = [_n_images_from_triu(v.size) for v in vectors]
+        n_images = [triangle_size(v.size) for v in vectors]
         offsets = np.concatenate([[0], np.cumsum([v.size for v in vectors])]).astype(np.int32)
         values = np.concatenate(vectors) if vectors else np.zeros(0, np.float32)
         # Arrow list built from flat values + offsets: no per-element Python conversion.
@@ -998,8 +989,6 @@ class ResultsDB:
             layer_name, train_score, test_score, selection`` (``"best_train_layer"`` or
             ``"published"``), sorted by model, metric, ROI and subject.
         """
-        from zooscope.rsa.selection import select_best_layers
-
         keys = list(_BEST_LAYER_KEY)
         scores = self.scores(benchmark_hash=benchmark_hash, config_hash=config_hash)
         layered = scores["layer_index"].notna()
@@ -1046,7 +1035,7 @@ class ResultsDB:
         """Models ranked by their subject-mean best-layer test score, per metric.
 
         Fetches the best-layer rows and ceilings and ranks them with
-        :func:`zooscope.stats.summary.model_summary` (which documents the score, ceiling and
+        :func:`zooscope.results.summary.model_summary` (which documents the score, ceiling and
         ``explained_variance`` columns).
 
         Parameters
@@ -1059,7 +1048,7 @@ class ResultsDB:
             Only results made under this scoring profile (see :meth:`config_profiles`).
         best : DataFrame, optional
             Best-layer rows shaped like the ``best_layer_scores`` view, chosen elsewhere (e.g.
-            by a profile's selection rule, :func:`zooscope.stats.degenerate.profile_best_layer_scores`);
+            by a profile's selection rule, :func:`zooscope.analyses.degenerate.profile_best_layer_scores`);
             the view is used when None.
 
         Returns
@@ -1069,8 +1058,6 @@ class ResultsDB:
             profile, roi, score, n_subjects, ceiling, explained_variance``, sorted by metric,
             ROI and rank.
         """
-        from zooscope.stats.summary import model_summary
-
         if metric is not None and metric not in METRICS:
             raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
         if best is None:
