@@ -17,10 +17,10 @@ import numpy as np
 from zooscope._hashing import hash_json
 from zooscope.benchmark import Benchmark
 from zooscope.feature_extraction.layers import LAYER_POLICIES
+from zooscope.metrics import default_metrics, metric_names, registered
 from zooscope.profiles import PROFILES, get_profile
 from zooscope.rsa.encoding import TRAIN_PREDICTIONS
 from zooscope.rsa.predictivity import PREDICTIVITY_SPLITS, REGRESSIONS
-from zooscope.rsa.vocabulary import DEFAULT_METRICS, METRICS
 from zooscope.zoo.sources.base import PREPROCESSING
 
 
@@ -32,7 +32,7 @@ class ScoringConfig:
     :class:`RunOptions` instead, so a rerun on another machine resumes the same results.
     """
 
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metrics: tuple[str, ...] = default_metrics()  # zooscope.metrics: cRSA, veRSA, encoding r
     subjects: tuple[str, ...] | None = None
     rois: tuple[str, ...] | None = None
     eps: float = 0.1
@@ -60,9 +60,10 @@ class ScoringConfig:
     predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.metrics if m not in METRICS]
+        names = metric_names()
+        unknown = [m for m in self.metrics if m not in names]
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(names)}")
         choices = {
             "profile": tuple(PROFILES),
             "preprocessing": PREPROCESSING,
@@ -93,11 +94,14 @@ class ScoringConfig:
         return cls.from_profile("conwell2024", **overrides)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field; a metric's own settings (:attr:`Metric.settings
+        <zooscope.metrics.Metric.settings>`) only when it is scored, so configs (and the results
+        they key) from before that metric existed keep their hash."""
         out = asdict(self)
-        if "predictivity" not in self.metrics:
-            # Settings that cannot change these numbers stay out of the hash, so configs (and
-            # the results they key) from before predictivity existed keep their hash.
-            del out["regression"], out["predictivity_splits"]
+        for metric in registered():
+            if metric.name not in self.metrics:
+                for setting in metric.settings:
+                    del out[setting]
         return out
 
     @property

@@ -178,7 +178,7 @@ def register(app: typer.Typer) -> None:
             return
         # lazy: `zooscope --help` stays fast
         from zooscope.config import RunOptions, ScoringConfig
-        from zooscope.pipeline.neural import default_metrics
+        from zooscope.metrics import default_metrics
         from zooscope.pipeline.survey import survey
 
         try:
@@ -267,7 +267,8 @@ def register(app: typer.Typer) -> None:
 
         from zooscope.benchmark import Benchmark
         from zooscope.config import ScoringConfig
-        from zooscope.pipeline.ceilings import CEILING_COLUMNS, iter_ceilings, store_ceiling
+        from zooscope.metrics.ceilings import CEILING_COLUMNS, iter_ceilings
+        from zooscope.pipeline.survey import store_ceiling
         from zooscope.results.session import ShortWrites
 
         bench = Benchmark.open(benchmark)

@@ -5,10 +5,11 @@ every package above the libraries may import); they are re-exported here, where 
 """
 
 from zooscope.config import RunOptions, ScoringConfig
+from zooscope.metrics.ceilings import compute_ceilings
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.cluster import make_client
 from zooscope.pipeline.scoring import ModelScores, score_model
-from zooscope.pipeline.survey import SurveyReport, compute_ceilings, survey
+from zooscope.pipeline.survey import SurveyReport, survey
 
 __all__ = [
     "BrainData",

@@ -1,14 +1,21 @@
-"""The benchmark side of scoring: responses, unit groups and brain RSMs, prepared once."""
+"""The benchmark side of scoring: responses, unit groups and brain RSMs, prepared once.
+
+What is prepared follows what the chosen metrics need (:attr:`Metric.needs
+<zooscope.metrics.Metric.needs>`): brain RSMs only for metrics that compare RSMs, and each
+metric's own data (:meth:`Metric.prepare <zooscope.metrics.Metric.prepare>`, e.g. predictivity's
+cross-validation splits).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from zooscope.benchmark import Benchmark
 from zooscope.config import ScoringConfig
-from zooscope.pipeline.neural import PredictivityData
+from zooscope.metrics import get_metric, needed
 from zooscope.rsa import RSMComparator, rsm
 
 
@@ -25,7 +32,10 @@ class BrainData:
     groups : dict
         ``"subject|roi"`` -> column indices into ``Y_*``.
     comparators : dict
-        ``label -> {"train": RSMComparator, "test": RSMComparator}`` of the brain RSMs.
+        ``label -> {"train": RSMComparator, "test": RSMComparator}`` of the brain RSMs (empty
+        when no chosen metric needs them).
+    prepared : dict
+        Metric name -> what its :meth:`~zooscope.metrics.Metric.prepare` returned.
     """
 
     train: np.ndarray
@@ -34,7 +44,7 @@ class BrainData:
     Y_test: np.ndarray
     groups: dict[str, np.ndarray]
     comparators: dict[str, dict[str, RSMComparator]] = field(repr=False)
-    predictivity: PredictivityData | None = field(default=None, repr=False)
+    prepared: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_benchmark(cls, benchmark: Benchmark, config: ScoringConfig) -> BrainData:
@@ -57,11 +67,13 @@ class BrainData:
                 "test": RSMComparator(rsm(Y_test[:, idx], dtype="float64"), config.compare),
             }
             for label, idx in groups.items()
-            if set(config.metrics) - {"predictivity"}  # brain RSMs only for the RSM-based metrics
+            if needed(config.metrics, "brain_rsms")
         }
-        prepared = None
-        if "predictivity" in config.metrics:
-            prepared = PredictivityData.from_benchmark(
-                benchmark, {"train": train, "test": test}, units, config.predictivity_splits
+        prepared = {}
+        for name in config.metrics:
+            data = get_metric(name).prepare(
+                benchmark, {"train": train, "test": test}, units, config
             )
+            if data is not None:
+                prepared[name] = data
         return cls(train, test, Y_train, Y_test, groups, comparators, prepared)

@@ -8,7 +8,7 @@ the measured test responses, so unique-variance analyses (:mod:`zooscope.analyse
 need no re-extraction. Stored in float64: recomputing a veRSA or encoding score from them gives the
 stored score. ``predictivity`` predictions are fit on the commitment (``train``) images and predict
 the held-out images, while its score cross-validates within each split
-(:func:`zooscope.pipeline.neural.predictivity_predictions`), so they do not reproduce the score.
+(:func:`zooscope.metrics.predictivity.predictivity_predictions`), so they do not reproduce the score.
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ from zooscope.benchmark import split_label
 from zooscope.pipeline.brain import BrainData
 from zooscope.rsa.selection import better_layer
 
-__all__ = ["UNIT_METRICS", "BestPredictions", "KeepBest", "observed_responses"]
-
-#: Metrics whose best layer's per-unit predictions are kept.
-UNIT_METRICS = ("versa", "encoding_r", "predictivity")
+__all__ = ["BestPredictions", "KeepBest", "observed_responses"]
 
 
 class KeepBest:

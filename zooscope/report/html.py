@@ -12,12 +12,12 @@ import pandas as pd
 from zooscope.analyses import contrasts, correlates, similarity
 from zooscope.analyses.commitment import committed_layers
 from zooscope.analyses.degenerate import profile_best_layer_scores
+from zooscope.metrics import GSN_RSA, get_metric, metric_names
 from zooscope.pipeline.diagnostics import ALPHA_EDGE_CONCERN, alpha_edge_table
 from zooscope.report import plots
 from zooscope.report.comparisons import comparison_sections
 from zooscope.report.elements import figure_html, table_html
 from zooscope.results.db import ResultsDB
-from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def build_report(
     db: ResultsDB,
     out: str | Path,
     *,
-    metrics: tuple[str, ...] = ("crsa", "versa", "encoding_r", "predictivity"),
+    metrics: tuple[str, ...] | None = None,
     model_similarity: dict[str, pd.DataFrame] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -67,8 +67,8 @@ def build_report(
     db : ResultsDB
     out : str or Path
         Output folder.
-    metrics : tuple of str
-        Metrics to report (those without scores are skipped).
+    metrics : tuple of str, optional
+        Metrics to report (those without scores are skipped); default: every registered one.
     model_similarity : dict, optional
         ``{metric: model x model DataFrame}`` to use instead of the database's stored RSMs (e.g.
         Conwell's published ``model_uber_rsa.csv``).
@@ -103,7 +103,7 @@ def build_report(
     if rois and roi not in rois:
         raise ValueError(f"no scores for ROI {roi!r}; the database has {', '.join(rois)}")
     summary = summary[summary["roi"] == roi]
-    metrics = tuple(m for m in metrics if m in set(summary["metric"]))
+    metrics = tuple(m for m in metrics or metric_names() if m in set(summary["metric"]))
     model_scores = contrasts.score_frame(
         db, metric=list(metrics), level="model", roi=roi, profile=profile
     )
@@ -122,13 +122,13 @@ def build_report(
         "Explained variance = score² / noise ceiling² (RSA metrics only).</p>"
     ]
     ceil = db.ceilings()
-    ceil = ceil[(ceil["method"] == RSA_CEILING_METHOD) & (ceil["roi"] == roi)]
+    ceil = ceil[(ceil["method"] == GSN_RSA.name) & (ceil["roi"] == roi)]
     for metric in metrics:
         s = summary[summary["metric"] == metric].merge(
             models[["model_uid", "arch_class"]], on="model_uid", how="left"
         )
         band = None
-        if metric in ("crsa", "versa") and len(ceil):
+        if get_metric(metric).ceiling is GSN_RSA and len(ceil):
             band = (ceil["value"].mean(), ceil["value"].min(), ceil["value"].max())
         paths = plots.plot_ranked_models(
             s, figdir / f"ranked_{metric}", hue="arch_class", ceiling=band
@@ -136,7 +136,7 @@ def build_report(
         body.append(
             figure_html(
                 paths,
-                f"All models ranked by {plots._label(metric)}; band: range of the subject noise ceilings",
+                f"All models ranked by {plots.metric_label(metric)}; band: range of the subject noise ceilings",
             )
         )
         cols = [
@@ -149,7 +149,8 @@ def build_report(
             "explained_variance",
         ]
         body.append(
-            f"<h3>Top 15, {html.escape(plots._label(metric))}</h3>" + table_html(s[cols].head(15))
+            f"<h3>Top 15, {html.escape(plots.metric_label(metric))}</h3>"
+            + table_html(s[cols].head(15))
         )
     sections.append("<h2>Models ranked</h2>" + "".join(body))
 
@@ -253,14 +254,14 @@ def build_report(
             figdir / f"mds_{metric}",
             hue=hue,
             style=style,
-            title=f"Model similarity ({plots._label(metric)} RSMs), classical MDS",
+            title=f"Model similarity ({plots.metric_label(metric)} RSMs), classical MDS",
             labels=indexed["display_name"] if "display_name" in indexed else None,
         )
         order = similarity.cluster_models(matrix)["order"]
         heat = plots.plot_matrix(
             matrix,
             figdir / f"similarity_{metric}",
-            title=f"Model x model RSM correlation ({plots._label(metric)}), clustered",
+            title=f"Model x model RSM correlation ({plots.metric_label(metric)}), clustered",
             order=order,
         )
         body.append(

@@ -79,11 +79,12 @@ import pandas as pd
 from zooscope import __version__
 from zooscope._hashing import hash_json
 from zooscope.errors import SchemaVersionError
+from zooscope.metrics import GSN_RSA, metric_names
 from zooscope.results.locking import connect_waiting
 from zooscope.results.summary import model_summary
 from zooscope.rsa.rsm import triangle_size
 from zooscope.rsa.selection import select_best_layers
-from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, SPLITS
+from zooscope.rsa.vocabulary import SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ def _check_values(series: pd.Series, allowed: tuple[str, ...], what: str) -> Non
 def _typed_score_columns(frame: pd.DataFrame, uid: str, what: str) -> dict[str, Any]:
     """The key and score columns of score-like rows, validated and typed for storage."""
     if len(frame):
-        _check_values(frame["metric"], METRICS, f"{what} of {uid!r}: metric")
+        _check_values(frame["metric"], metric_names(), f"{what} of {uid!r}: metric")
         _check_values(frame["split"], SPLITS, f"{what} of {uid!r}: split")
     return {
         "model_uid": uid,
@@ -791,7 +792,7 @@ class ResultsDB:
         import pyarrow as pa
 
         _require_columns(rsms, _RSM_INPUT, f"rsms of {uid!r}")
-        _check_values(rsms["metric"], METRICS, f"rsms of {uid!r}: metric")
+        _check_values(rsms["metric"], metric_names(), f"rsms of {uid!r}: metric")
         _check_values(rsms["split"], SPLITS, f"rsms of {uid!r}: split")
         vectors = [np.asarray(v, dtype=np.float32) for v in rsms["rsm"]]
         if any(v.ndim != 1 for v in vectors):
@@ -1028,7 +1029,7 @@ class ResultsDB:
         metric: str | None = None,
         benchmark_hash: str | None = None,
         roi: str | None = None,
-        ceiling_method: str = RSA_CEILING_METHOD,
+        ceiling_method: str = GSN_RSA.name,
         profile: str | None = None,
         best: pd.DataFrame | None = None,
     ) -> pd.DataFrame:
@@ -1058,8 +1059,8 @@ class ResultsDB:
             profile, roi, score, n_subjects, ceiling, explained_variance``, sorted by metric,
             ROI and rank.
         """
-        if metric is not None and metric not in METRICS:
-            raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
+        if metric is not None and metric not in metric_names():
+            raise ValueError(f"metric must be one of {list(metric_names())}, got {metric!r}")
         if best is None:
             hashes = None if profile is None else self.profile_config_hashes(profile)
             best = self.best_layer_scores(benchmark_hash=benchmark_hash, config_hash=hashes)
@@ -1167,7 +1168,7 @@ def _matrix_table(
 
     _require_columns(df, columns, what)
     if "metric" in columns:
-        _check_values(df["metric"], METRICS, f"{what}: metric")
+        _check_values(df["metric"], metric_names(), f"{what}: metric")
     _check_values(df["split"], SPLITS, f"{what}: split")
     matrices = [np.asarray(v, dtype=dtype) for v in df[array]]
     if any(m.ndim != 2 for m in matrices):
