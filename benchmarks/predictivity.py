@@ -3,8 +3,8 @@
 One survey of one model (default: ResNet-50, random init, every layer) over a synthetic neural
 benchmark (default: 1000 images x 300 neurons, 4 repetitions, 8 object labels) scores the default
 metrics (cRSA, veRSA, encoding r) *and* predictivity. The time spent in predictivity
-(:func:`zooscope.pipeline.neural.score_predictivity`, every layer, both splits, and
-:func:`~zooscope.pipeline.neural.predictivity_predictions`, the held-out predictions kept for
+(:func:`zooscope.metrics.predictivity.score_predictivity`, every layer, both splits, and
+:func:`~zooscope.metrics.predictivity.predictivity_predictions`, the held-out predictions kept for
 cross-model analyses) is measured around those calls; the rest is the survey without it. Prints
 both, wall and process CPU time (on a shared machine the CPU time is the stable figure), and their
 ratio.
@@ -42,10 +42,10 @@ def main() -> None:
         threadpool_limits(limits=args.threads)
         torch.set_num_threads(args.threads)
 
-    import zooscope.pipeline.neural as neural
+    import zooscope.metrics.predictivity as neural
     from zooscope.benchmark import Benchmark
+    from zooscope.config import RunOptions, ScoringConfig
     from zooscope.nsd.synthetic import natural_images
-    from zooscope.pipeline.scoring import RunOptions, ScoringConfig
     from zooscope.pipeline.survey import survey
 
     timing = {"wall": 0.0, "cpu": 0.0, "calls": 0}
@@ -62,7 +62,7 @@ def main() -> None:
 
         return wrapper
 
-    # score_model imports both from the module at call time: the scores of every layer and the
+    # the predictivity metric calls both through its module: the scores of every layer and the
     # held-out predictions it keeps for the committed layer
     neural.score_predictivity = timed(neural.score_predictivity, True)
     neural.predictivity_predictions = timed(neural.predictivity_predictions, False)

@@ -110,7 +110,7 @@ def test_corrupt_and_newer_results_databases(tmp_path: Path) -> None:
 
 
 def test_upgrade_keeps_the_old_file_as_the_way_back(tmp_path: Path) -> None:
-    from zooscope.results.db import _MIGRATIONS
+    from zooscope.results.schema import _MIGRATIONS
 
     path = tmp_path / "v1.duckdb"
     con = duckdb.connect(str(path))

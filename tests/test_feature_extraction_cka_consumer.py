@@ -14,10 +14,10 @@ from scipy import stats
 
 pytest.importorskip("zooscope.feature_extraction.consumers")
 
+from zooscope.analyses.layer_cka import layer_cka_from_grams
 from zooscope.feature_extraction import LayerSelection, extract
 from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
 from zooscope.rsa import cka
-from zooscope.stats.layer_cka import layer_cka_from_grams
 from zooscope.zoo import load_manifest, load_model
 
 LAYERS = r"^blocks\.\d\.\d+$"  # EfficientNet-Lite0's block outputs

@@ -339,8 +339,8 @@ def _neural_rows() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 def test_summary_and_commitment_report_raw_and_ceiled(tmp_path: Path) -> None:
+    from zooscope.analyses.commitment import committed_layers
     from zooscope.results.db import ResultsDB
-    from zooscope.stats.commitment import committed_layers
 
     layers, scores, units = _neural_rows()
     with ResultsDB(tmp_path / "r.duckdb") as db:
@@ -386,7 +386,7 @@ def test_summary_and_commitment_report_raw_and_ceiled(tmp_path: Path) -> None:
 
 
 def test_predictivity_config_keeps_old_hashes_and_validates() -> None:
-    from zooscope.pipeline.scoring import ScoringConfig
+    from zooscope.config import ScoringConfig
 
     assert "regression" not in ScoringConfig().to_dict()  # NSD configs hash as before
     assert ScoringConfig().metrics == ("crsa", "versa", "encoding_r")
@@ -424,10 +424,10 @@ def neural_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_neural_demo_commits_layers_by_depth_and_trained_beats_random(
     neural_demo: tuple[Path, str],
 ) -> None:
+    from zooscope.analyses.commitment import committed_layers
+    from zooscope.analyses.layer_cka import layer_cka
     from zooscope.results.db import ResultsDB
     from zooscope.results.grams import GramStore, grams_path
-    from zooscope.stats.commitment import committed_layers
-    from zooscope.stats.layer_cka import layer_cka
 
     out, output = neural_demo
     assert "committed layers" in output and "scored 2 models, 0 failed" in output

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from zooscope.benchmark import Benchmark
-from zooscope.pipeline.scoring import RunOptions, ScoringConfig, score_model
+from zooscope.config import RunOptions, ScoringConfig
+from zooscope.pipeline.scoring import score_model
 from zooscope.zoo import load_manifest, load_model
 
 pytestmark = pytest.mark.slow
@@ -217,7 +218,7 @@ def reference_best(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_effnet_lite0_profile_equals_an_independent_implementation(tmp_path: Path) -> None:
-    from zooscope.stats.degenerate import best_layers
+    from zooscope.analyses.degenerate import best_layers
 
     bench = _benchmark(tmp_path / "bench.h5")
     entry = next(e for e in load_manifest("demo") if e.model_uid == "effnet_lite0")

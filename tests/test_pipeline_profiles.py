@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torchvision import transforms
 
+from zooscope.config import ScoringConfig
 from zooscope.feature_extraction import LayerSelection, discover_layers, list_layers
-from zooscope.pipeline.profiles import PROFILES
-from zooscope.pipeline.scoring import ScoringConfig
+from zooscope.profiles import PROFILES
 from zooscope.zoo import load_manifest, load_model
 
 IMAGENET = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -298,7 +298,7 @@ def _table() -> pd.DataFrame:
 
 
 def test_degenerate_filter_on_a_constructed_table() -> None:
-    from zooscope.stats.degenerate import best_layers, degenerate_z_scores, drop_degenerate
+    from zooscope.analyses.degenerate import best_layers, degenerate_z_scores, drop_degenerate
 
     table = _table()
     # An extra, unrelated metric: z is computed within each metric only.
@@ -333,7 +333,7 @@ def test_degenerate_filter_on_a_constructed_table() -> None:
 
 
 def test_degenerate_filter_drops_rows_with_a_missing_score() -> None:
-    from zooscope.stats.degenerate import drop_degenerate
+    from zooscope.analyses.degenerate import drop_degenerate
 
     table = _table()
     table.loc[
@@ -381,8 +381,8 @@ def test_models_show_prints_the_profile_transform_and_scored_layers() -> None:
 
 
 def test_results_choose_a_profile_and_its_selection_rule(tmp_path: Path) -> None:
+    from zooscope.analyses.degenerate import profile_best_layer_scores
     from zooscope.results.db import ResultsDB
-    from zooscope.stats.degenerate import profile_best_layer_scores
 
     table = _table()
     with ResultsDB(tmp_path / "results.duckdb") as db:

@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 
 from zooscope.benchmark import Benchmark
 from zooscope.cli import app
+from zooscope.config import RunOptions
 from zooscope.pipeline import ScoringConfig, survey
-from zooscope.pipeline.scoring import BrainData, RunOptions
+from zooscope.pipeline.brain import BrainData
 from zooscope.results import ResultsDB
 from zooscope.zoo import load_manifest
 
@@ -107,9 +108,9 @@ def test_trained_model_beats_its_random_twin(demo: tuple[Path, str]) -> None:
 def test_demo_keeps_best_layer_predictions_that_reproduce_the_scores(
     demo: tuple[Path, str],
 ) -> None:
+    from zooscope.analyses.unique_variance import summarize_unique_variance, unique_variance
     from zooscope.rsa import RSMComparator, rsm
     from zooscope.rsa.rsm import pearson_columns
-    from zooscope.stats.unique_variance import summarize_unique_variance, unique_variance
 
     out, _ = demo
     with ResultsDB(out / "results.duckdb", read_only=True) as db:
@@ -147,8 +148,8 @@ def test_demo_keeps_best_layer_predictions_that_reproduce_the_scores(
 def test_demo_keeps_grams_whose_cka_falls_from_trained_to_random_twin(
     demo: tuple[Path, str],
 ) -> None:
+    from zooscope.analyses.layer_cka import layer_cka
     from zooscope.results.grams import GramStore, grams_path
-    from zooscope.stats.layer_cka import layer_cka
 
     out, _ = demo
     store = GramStore(grams_path(out / "results.duckdb"))

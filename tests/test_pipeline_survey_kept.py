@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 
 from zooscope.benchmark import Benchmark, split_region
 from zooscope.cli import app
+from zooscope.config import RunOptions
 from zooscope.feature_extraction import LayerSelection, extract
 from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
 from zooscope.feature_extraction.consumers import GramConsumer
 from zooscope.feature_extraction.extract import plan_passes
 from zooscope.feature_extraction.layers import LayerSpec
 from zooscope.pipeline import ScoringConfig, survey
-from zooscope.pipeline.scoring import RunOptions
 from zooscope.results import ResultsDB
 from zooscope.results.grams import GramStore, grams_path
 from zooscope.rsa import cka
@@ -189,8 +189,8 @@ def test_unique_variance_cli_on_predictivity_splits_time_bins(surveyed: dict, tm
 
 
 def test_report_shows_cka_and_predictivity_unique_variance(surveyed: dict, tmp_path: Path):
+    from zooscope.analyses.layer_cka import layer_cka
     from zooscope.report.html import build_report
-    from zooscope.stats.layer_cka import layer_cka
 
     with ResultsDB(surveyed["db"], read_only=True) as db:
         page = build_report(db, tmp_path / "report", n_boot=20).read_text(encoding="utf-8")

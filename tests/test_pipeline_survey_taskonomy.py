@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from zooscope.config import RunOptions, ScoringConfig
 from zooscope.nsd import prepare, write_synthetic
-from zooscope.pipeline.scoring import RunOptions, ScoringConfig
 from zooscope.pipeline.survey import survey
 from zooscope.results.db import ResultsDB
 

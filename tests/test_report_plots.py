@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from zooscope.analyses.contrasts import group_summary
+from zooscope.analyses.correlates import spearman_correlates
+from zooscope.analyses.similarity import classical_mds, correlation_matrix
 from zooscope.report import plots
-from zooscope.stats.contrasts import group_summary
-from zooscope.stats.correlates import spearman_correlates
-from zooscope.stats.similarity import classical_mds, correlation_matrix
 
 
 def _check(paths):

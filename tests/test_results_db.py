@@ -256,7 +256,7 @@ def test_migration_from_version_zero_and_newer_refused(tmp_path):
 
 
 def test_version_one_file_upgrades_keeping_rows(tmp_path):
-    from zooscope.results import db as db_module
+    from zooscope.results import schema as db_module
 
     path = tmp_path / "v1.duckdb"
     con = duckdb.connect(str(path))

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from zooscope import __version__
 from zooscope._files import remove_stale_temporaries, temporary_path
 from zooscope._hashing import hash_array
 from zooscope.errors import corrupt_file, reading
@@ -58,7 +59,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMAT_VERSION", "Benchmark", "default_splits", "split_region"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Benchmark",
+    "BenchmarkWriter",
+    "default_splits",
+    "read_rows",
+    "split_label",
+    "split_region",
+]
 
 FORMAT_VERSION = 2
 #: Unit-table column holding each unit's time bin (format 2).
@@ -69,6 +78,15 @@ def split_region(roi: str) -> tuple[str, str | None]:
     """``"IT|70-170"`` -> ``("IT", "70-170")``; ``"OTC"`` -> ``("OTC", None)``."""
     region, _, time_bin = roi.partition("|")
     return region, (time_bin or None)
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """A group label of :meth:`Benchmark.groups` -> ``(subject, roi)``: ``"1|OTC"`` -> ``("1", "OTC")``.
+
+    A time bin stays with the ROI: ``"m1|IT|70-170"`` -> ``("m1", "IT|70-170")``.
+    """
+    subject, roi = label.split("|", 1)
+    return subject, roi
 
 
 _STIMULI_BATCH = 64
@@ -292,7 +310,7 @@ class Benchmark:
         }
         images_df = None if images is None else pd.DataFrame(images).reset_index(drop=True)
         _validate(responses, stimuli, units_df, ids, split_arrays, images_df)
-        with _AtomicBenchmarkWriter(
+        with BenchmarkWriter(
             path, n_images, responses.shape[2], stimuli.shape, ids, split_arrays, attrs
         ) as writer:
             writer.append_responses(responses)
@@ -447,7 +465,7 @@ class Benchmark:
         ds = self._h5()["responses"]
         u = self._index(units, ds.shape[0], "units")
         try:
-            data = ds[()] if u is None else _read_rows(ds, u)
+            data = ds[()] if u is None else read_rows(ds, u)
         except OSError as error:  # a truncated or damaged file fails only when read
             raise corrupt_file(self._path, f"{_WHAT}, dataset /responses", error) from error
         i = self._index(images, ds.shape[1], "images")
@@ -471,6 +489,20 @@ class Benchmark:
         total = np.where(present, data, 0.0).sum(axis=2, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             return (total / n).astype(np.float32)
+
+    def match_subjects(self, subjects: Sequence[str]) -> list[Any]:
+        """The benchmark's own subject values of subjects given as text (CLI, config).
+
+        Raises
+        ------
+        KeyError
+            Naming the subjects the benchmark does not have.
+        """
+        present = {str(s): s for s in self.subjects}
+        missing = [s for s in subjects if str(s) not in present]
+        if missing:
+            raise KeyError(f"unknown subject(s) {missing}; the benchmark has {list(present)}")
+        return [present[str(s)] for s in subjects]
 
     def groups(
         self,
@@ -579,7 +611,7 @@ def _read_table(group: Any) -> pd.DataFrame:
     return pd.DataFrame(data, columns=columns)
 
 
-def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
+def read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
     """Read rows (any order, repeats allowed) of an h5py dataset; h5py needs sorted unique."""
     if rows.size == 0:
         return np.empty((0, *ds.shape[1:]), dtype=ds.dtype)
@@ -591,7 +623,7 @@ def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
     return block[inverse]
 
 
-class _AtomicBenchmarkWriter:
+class BenchmarkWriter:
     """Create a Benchmark file in a temp file, fill it in blocks, hash it, rename on success.
 
     Used by :meth:`Benchmark.from_arrays` and by ``zooscope.nsd.prepare``, which appends the
@@ -620,7 +652,7 @@ class _AtomicBenchmarkWriter:
         self._tmp: Path | None = None
         self._file: Any = None
 
-    def __enter__(self) -> _AtomicBenchmarkWriter:
+    def __enter__(self) -> BenchmarkWriter:
         import h5py
 
         try:
@@ -679,8 +711,6 @@ class _AtomicBenchmarkWriter:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         from datetime import UTC, datetime
-
-        from zooscope import __version__
 
         f = self._file
         try:

@@ -1,39 +1,47 @@
-"""Deprecated: ``zooscope.analyses`` was split into rooms with one job each.
+"""zooscope.analyses: statistics over a results database.
 
-Import from the room instead: :mod:`zooscope.pipeline` (scoring, survey, ceilings),
-:mod:`zooscope.results` (database, importers), :mod:`zooscope.stats` (contrasts, correlates,
-similarity) and :mod:`zooscope.report` (plots, HTML report). Old imports keep working, with a
-``DeprecationWarning`` naming the new home.
+Group contrasts by inductive bias (:mod:`~zooscope.analyses.contrasts`), matched pairs, groups
+and scaling (:mod:`~zooscope.analyses.compare`), score correlates
+(:mod:`~zooscope.analyses.correlates`), model-to-model similarity
+(:mod:`~zooscope.analyses.similarity`), unique variance (:mod:`~zooscope.analyses.unique_variance`),
+layer-by-layer CKA (:mod:`~zooscope.analyses.layer_cka`), region commitment
+(:mod:`~zooscope.analyses.commitment`) and the published degenerate-row filter
+(:mod:`~zooscope.analyses.degenerate`). Rankings of models are the results database's own
+(:mod:`zooscope.results.summary`).
 """
 
-from __future__ import annotations
+from zooscope.analyses.contrasts import (
+    group_summary,
+    mixed_contrast,
+    normalize_within_subject,
+    ols_contrast,
+    pairwise_contrasts,
+    score_frame,
+)
+from zooscope.analyses.correlates import rank_stability, spearman_correlates
+from zooscope.analyses.similarity import (
+    classical_mds,
+    cluster_models,
+    pairs_to_matrix,
+    rsm_similarity,
+    similarity_from_db,
+)
+from zooscope.rsa.dimensionality import effective_dimensionality, participation_ratio
 
-import importlib
-import warnings
-from typing import Any
-
-_ROOMS = ("zooscope.pipeline", "zooscope.results", "zooscope.stats", "zooscope.report")
-
-
-def _home(name: str) -> str | None:
-    """The room whose public API exports ``name``, or None."""
-    for room in _ROOMS:
-        if name in importlib.import_module(room).__all__:
-            return room
-    return None
-
-
-def __getattr__(name: str) -> Any:
-    room = _home(name)
-    if room is None:
-        raise AttributeError(f"module 'zooscope.analyses' has no attribute {name!r}")
-    warnings.warn(
-        f"zooscope.analyses.{name} moved to {room}.{name}; import it from there",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(room), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(name for room in _ROOMS for name in importlib.import_module(room).__all__)
+__all__ = [
+    "classical_mds",
+    "cluster_models",
+    "effective_dimensionality",
+    "group_summary",
+    "mixed_contrast",
+    "normalize_within_subject",
+    "ols_contrast",
+    "pairs_to_matrix",
+    "pairwise_contrasts",
+    "participation_ratio",
+    "rank_stability",
+    "rsm_similarity",
+    "score_frame",
+    "similarity_from_db",
+    "spearman_correlates",
+]

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import typer
 
+from zooscope.cli import compare
+from zooscope.cli.output import emit
+from zooscope.profiles import get_profile
+
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 PROFILE_OPTION = typer.Option(
     None,
@@ -30,6 +34,7 @@ def register(app: typer.Typer) -> None:
         db: Path = DB_OPTION,
     ) -> None:
         """Import Conwell et al. (2024)'s published scores, models and noise ceilings."""
+        # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
         from zooscope.results.importers import import_conwell2024
 
@@ -55,6 +60,7 @@ def register(app: typer.Typer) -> None:
         metric_map: str = typer.Option("", help="Renames, e.g. 'wrsa=versa,srpr=encoding_r'."),
     ) -> None:
         """Import a generic table of published test scores."""
+        # lazy: `zooscope --help` stays fast
         import pandas as pd
 
         from zooscope.results.db import ResultsDB
@@ -92,8 +98,9 @@ def register(app: typer.Typer) -> None:
         profile: str = PROFILE_OPTION,
     ) -> None:
         """Compare groups of models on one metric."""
+        # lazy: `zooscope --help` stays fast
+        from zooscope.analyses import contrasts
         from zooscope.results.db import ResultsDB
-        from zooscope.stats import contrasts
 
         keep = [g for g in groups.split(",") if g] or None
         with ResultsDB(db, read_only=True) as database:
@@ -111,7 +118,7 @@ def register(app: typer.Typer) -> None:
             out = contrasts.mixed_contrast(frame, by, pair, groups=keep)
         else:
             raise typer.BadParameter("--model must be groups, pairwise, ols or mixed")
-        _emit(out, fmt)
+        emit(out, fmt)
 
     @analyze.command("similarity")
     def similarity_cmd(
@@ -126,10 +133,11 @@ def register(app: typer.Typer) -> None:
         n_clusters: int = typer.Option(4, help="Clusters cut from the hierarchical tree."),
     ) -> None:
         """Model x model RSM similarity, hierarchical clustering and classical MDS."""
+        # lazy: `zooscope --help` stays fast
+        from zooscope.analyses import similarity
         from zooscope.report import plots
         from zooscope.results.db import ResultsDB
         from zooscope.results.importers import load_conwell_model_similarity
-        from zooscope.stats import similarity
 
         with ResultsDB(db, read_only=True) as database:
             if published is not None:
@@ -173,10 +181,11 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write an offline HTML report (tables, figures, run provenance)."""
+        # lazy: `zooscope --help` stays fast
+        from zooscope.analyses import similarity
         from zooscope.report.html import build_report
         from zooscope.results.db import ResultsDB
         from zooscope.results.importers import load_conwell_model_similarity
-        from zooscope.stats import similarity
 
         sims = None
         if published is not None:
@@ -200,19 +209,20 @@ def register(app: typer.Typer) -> None:
         profile: str = PROFILE_OPTION,
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
+        # lazy: `zooscope --help` stays fast
+        from zooscope.analyses.commitment import COMMITMENT_DISPLAY, committed_layers
         from zooscope.results.db import ResultsDB
-        from zooscope.stats.commitment import COMMITMENT_DISPLAY, committed_layers
 
         with ResultsDB(db, read_only=True) as database:
             table = database.summary(metric=metric, best=_profile_best(database, profile))
             committed = committed_layers(database) if metric in (None, "predictivity") else None
         if top:
             table = table.groupby(["metric", "roi"], group_keys=False).head(top)
-        _emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
+        emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
         if committed is not None and len(committed) and fmt == "table":
             # Region commitment: each model's best predictivity layer per region x time bin.
             typer.echo("\ncommitted layers (best on train images, scored on test images):")
-            _emit(committed[COMMITMENT_DISPLAY], fmt)
+            emit(committed[COMMITMENT_DISPLAY], fmt)
 
     @results.command("failures")
     def failures(
@@ -221,6 +231,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("table", "--format", help="table or csv."),
     ) -> None:
         """Models (and noise-ceiling groups) that failed: run, stage and the error's first line."""
+        # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
@@ -228,11 +239,12 @@ def register(app: typer.Typer) -> None:
         if run is not None:
             table = table[table["run_id"] == run]
         table = table.assign(error=table["error"].astype(str).str.split("\n").str[0])
-        _emit(table[["time", "run_id", "model_uid", "stage", "error"]], fmt)
+        emit(table[["time", "run_id", "model_uid", "stage", "error"]], fmt)
 
     @results.command("upgrade")
     def upgrade(db: Path = DB_OPTION) -> None:
         """Upgrade a results database to this zooscope's schema (keeps a copy of the old file)."""
+        # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
 
         if not db.is_file():
@@ -251,13 +263,12 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Export the database."""
+        # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
             paths = database.export(out, fmt=fmt)
         typer.echo("\n".join(str(p) for p in paths))
-
-    from zooscope.cli import compare
 
     compare.register(analyze)  # paired, groups, scaling, unique-variance, layer-cka
     app.add_typer(imports, name="import-scores")
@@ -269,8 +280,8 @@ def _profile_best(database, profile: str | None):
     """Best-layer rows of one profile (its own selection rule), or None for every result."""
     if profile is None:
         return None
-    from zooscope.pipeline.profiles import get_profile
-    from zooscope.stats.degenerate import profile_best_layer_scores
+    # lazy: `zooscope --help` stays fast
+    from zooscope.analyses.degenerate import profile_best_layer_scores
 
     try:
         get_profile(profile)
@@ -283,7 +294,8 @@ def _frame(
     database, metric: str, level: str, by: str, keep: list[str] | None, profile: str | None = None
 ):
     """Score frame at subject level when every kept model has per-subject scores, else model level."""
-    from zooscope.stats.contrasts import score_frame
+    # lazy: `zooscope --help` stays fast
+    from zooscope.analyses.contrasts import score_frame
 
     if level not in ("auto", "subject", "model"):
         raise typer.BadParameter("--level must be auto, subject or model")
@@ -297,20 +309,3 @@ def _frame(
     if len(subjects) and set(wanted["model_uid"]) <= set(subjects["model_uid"]):
         return subjects
     return models
-
-
-def _emit(df, fmt: str) -> None:
-    if fmt == "csv":
-        typer.echo(df.to_csv(index=False), nl=False)
-    elif fmt == "table":
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table()
-        for column in df.columns:
-            table.add_column(str(column))
-        for row in df.itertuples(index=False):
-            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-        Console().print(table)
-    else:
-        raise typer.BadParameter("--format must be table or csv")

@@ -18,6 +18,7 @@ def info(
     verify: bool = typer.Option(False, help="Recompute the content hash from the data."),
 ) -> None:
     """Sizes, groups, splits, provenance and content hash of a Benchmark file."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.benchmark import Benchmark
 
     with Benchmark.open(path) as bench:
@@ -62,6 +63,7 @@ def import_brainio_command(
     image_size: int = typer.Option(224, help="Side of the stored square RGB images."),
 ) -> None:
     """Convert a Brain-Score assembly + stimulus set into a Benchmark file (time bins kept)."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.neural.brainio import import_brainio
 
     bins = [t.strip() for t in time_bins.split(",") if t.strip()] if time_bins else None

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from zooscope.cli.output import emit
+
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 CONTRAST_OPTION = typer.Option(
     ..., "--contrast", help="COLUMN=A,B of the models table, e.g. task=memorability,classification."
@@ -17,8 +19,9 @@ FORMAT_OPTION = typer.Option("table", "--format", help="table or csv.")
 
 
 def _scores(db: Path, metric: str | None, roi: str | None, level: str = "model"):
+    # lazy: `zooscope --help` stays fast
+    from zooscope.analyses.contrasts import score_frame
     from zooscope.results.db import ResultsDB
-    from zooscope.stats.contrasts import score_frame
 
     if level not in ("model", "subject"):
         raise typer.BadParameter("--level must be model or subject")
@@ -27,7 +30,8 @@ def _scores(db: Path, metric: str | None, roi: str | None, level: str = "model")
 
 
 def _contrast(text: str) -> tuple[str, tuple[str, str]]:
-    from zooscope.stats.compare import parse_contrast
+    # lazy: `zooscope --help` stays fast
+    from zooscope.analyses.compare import parse_contrast
 
     try:
         return parse_contrast(text)
@@ -43,7 +47,6 @@ def _write(out: Path | None, name: str, table) -> None:
 
 def register(analyze: typer.Typer) -> None:
     """Add the model-comparison commands to the ``analyze`` group."""
-    from zooscope.cli.analyze import _emit
 
     @analyze.command("paired")
     def paired(
@@ -59,8 +62,9 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Paired t-test and Wilcoxon signed-rank test across matched pairs of models."""
+        # lazy: `zooscope --help` stays fast
+        from zooscope.analyses import compare
         from zooscope.report import plots
-        from zooscope.stats import compare
 
         column, levels = _contrast(contrast)
         scores = _scores(db, metric, roi, level)
@@ -73,7 +77,7 @@ def register(analyze: typer.Typer) -> None:
         if out is not None and len(pairs):
             _write(out, f"pairs_{column}", pairs)
             plots.plot_paired(pairs, out / f"paired_{column}", level_a=levels[0], level_b=levels[1])
-        _emit(tests.drop(columns=["contrast", "pair_by"]), fmt)
+        emit(tests.drop(columns=["contrast", "pair_by"]), fmt)
 
     @analyze.command("groups")
     def groups(
@@ -85,7 +89,8 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Mann-Whitney U test between two groups of models (e.g. seeds of two objectives)."""
-        from zooscope.stats import compare
+        # lazy: `zooscope --help` stays fast
+        from zooscope.analyses import compare
 
         column, levels = _contrast(contrast)
         try:
@@ -93,7 +98,7 @@ def register(analyze: typer.Typer) -> None:
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err
         _write(out, f"groups_{column}", table)
-        _emit(table, fmt)
+        emit(table, fmt)
 
     @analyze.command("scaling")
     def scaling(
@@ -105,8 +110,9 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """OLS of score on log10(training-set size), slope CI, and the fit's confidence band."""
+        # lazy: `zooscope --help` stays fast
+        from zooscope.analyses import compare
         from zooscope.report import plots
-        from zooscope.stats import compare
 
         scores = _scores(db, metric, roi)
         try:
@@ -118,7 +124,7 @@ def register(analyze: typer.Typer) -> None:
             band = compare.scaling_band(scores, x)
             _write(out, f"scaling_{x}_band", band)
             plots.plot_scaling(compare.scaling_frame(scores, x), band, out / f"scaling_{x}", x=x)
-        _emit(fit, fmt)
+        emit(fit, fmt)
 
     @analyze.command("unique-variance")
     def unique_variance_cmd(
@@ -135,9 +141,10 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Per-unit r and partial r of model A's predictions controlling for each control's."""
+        # lazy: `zooscope --help` stays fast
+        from zooscope.analyses import unique_variance
         from zooscope.report import plots
         from zooscope.results.db import ResultsDB
-        from zooscope.stats import unique_variance
 
         with ResultsDB(db, read_only=True) as database:
             try:
@@ -149,7 +156,7 @@ def register(analyze: typer.Typer) -> None:
             _write(out, f"unique_variance_{model}_units", units)
             _write(out, f"unique_variance_{model}", summary)
             plots.plot_unique_variance(units, out / f"unique_variance_{model}", model=model)
-        _emit(summary, fmt)
+        emit(summary, fmt)
 
     @analyze.command("layer-cka")
     def layer_cka_cmd(
@@ -174,11 +181,12 @@ def register(analyze: typer.Typer) -> None:
         ``--keep-grams`` fills it); with ``--benchmark`` and ``--manifest``, first extracts the
         Gram matrices of the models not yet stored for that benchmark.
         """
+        # lazy: `zooscope --help` stays fast
         import pandas as pd
 
+        from zooscope.analyses import layer_cka
         from zooscope.report import plots
         from zooscope.results.grams import GramStore, grams_path
-        from zooscope.stats import layer_cka
 
         if len(model) < 2:
             raise typer.BadParameter("name at least two models", param_hint="--model")
@@ -212,11 +220,12 @@ def register(analyze: typer.Typer) -> None:
             matrix.to_csv(out / "model_cka.csv")
             plots.plot_matrix(matrix, out / "model_cka", title=f"Linear CKA at depth {depth:g}",
                               label="CKA")  # fmt: skip
-        _emit(table, fmt)
+        emit(table, fmt)
 
 
 def _extract_grams(store, models, benchmark, manifest, layers, memory_budget, device) -> str:
     """Extract and store the Gram matrices of the models the store lacks; the benchmark's hash."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.benchmark import Benchmark
     from zooscope.feature_extraction import LayerSelection
     from zooscope.feature_extraction.cka_consumer import store_layer_grams

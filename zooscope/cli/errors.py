@@ -93,6 +93,7 @@ def describe(error: BaseException) -> tuple[str, int]:
     code : int
         One of the exit codes in the module docstring.
     """
+    # lazy: `zooscope --help` stays fast
     from zooscope.zoo.errors import ManifestError, ModelUnavailable, WeightsUnavailable
 
     if isinstance(error, KeyboardInterrupt):

@@ -111,6 +111,7 @@ def extract_cmd(
             re.compile(layers)
         except re.error as error:
             raise _fail(f"--layers is not a valid regular expression: {error}") from None
+    # lazy: `zooscope --help` stays fast
     from tqdm.auto import tqdm
 
     from zooscope.feature_extraction import FeatureCache, LayerSelection, extract, parse_bytes

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from zooscope.cli.extract import open_images
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -55,6 +57,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _read_manifest(manifest: str) -> list[ModelEntry]:
     """Load and validate a manifest, turning its errors into a clean CLI exit (code 2)."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.zoo import ManifestError, load_manifest
 
     try:
@@ -65,6 +68,7 @@ def _read_manifest(manifest: str) -> list[ModelEntry]:
 
 def _find(entries: Sequence[ModelEntry], uid: str, manifest: str) -> ModelEntry:
     """:func:`zooscope.zoo.manifest.find_entry`, its KeyError turned into a clean CLI exit."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.zoo.manifest import find_entry
 
     try:
@@ -95,6 +99,7 @@ def sample_entries(entries: Sequence[ModelEntry], n: int, seed: int = 0) -> list
     list of ModelEntry
         The sample, in the order of ``entries``.
     """
+    # lazy: `zooscope --help` stays fast
     from zooscope._hashing import hash_json
 
     if n < 1:
@@ -127,6 +132,7 @@ def list_models(
     ),
 ) -> None:
     """List the models of a manifest (or, with --summary, count them)."""
+    # lazy: `zooscope --help` stays fast
     from rich.table import Table
 
     from zooscope.zoo import SOURCES
@@ -187,6 +193,7 @@ def list_models(
 
 def _weights_status(entry: ModelEntry) -> tuple[str, str]:
     """Where ``entry``'s weights are (or would be) cached, and whether they are there."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.zoo.sources import get_source
 
     if entry.is_random:
@@ -220,6 +227,7 @@ def show_model(
     ),
 ) -> None:
     """Show every column of one manifest row, where its weights live and how to fetch them."""
+    # lazy: `zooscope --help` stays fast
     from rich.table import Table
 
     from zooscope.zoo import ModelUnavailable, WeightsUnavailable, load_model
@@ -271,14 +279,14 @@ def _show_profile(
     console: Console,
 ) -> None:
     """Print the transform and the layers a survey under ``profile`` would score for ``entry``."""
+    # lazy: `zooscope --help` stays fast
     from pathlib import Path
 
     import numpy as np
     from rich.table import Table
 
-    from zooscope.cli.extract import open_images
+    from zooscope.config import ScoringConfig
     from zooscope.feature_extraction import LayerSelection, list_layers
-    from zooscope.pipeline.scoring import ScoringConfig
     from zooscope.zoo import ModelUnavailable, WeightsUnavailable, load_model
 
     try:
@@ -324,6 +332,7 @@ def _check_weights_option(weights: str | None) -> None:
 
 def _check_one(entry: ModelEntry, weights: str | None, device: str, forward: bool) -> str:
     """Load one model (and run one image through it); return a short description of it."""
+    # lazy: `zooscope --help` stays fast
     import numpy as np
     import torch
 
@@ -362,6 +371,7 @@ def check_models(
     for hub models, config files) are not cached and cannot be downloaded are reported as
     "missing" with the fetch command: an environment state, not a broken row.
     """
+    # lazy: `zooscope --help` stays fast
     import gc
 
     from rich.table import Table
@@ -425,6 +435,7 @@ def fetch_model(
     manifest: str = MANIFEST_OPTION,
 ) -> None:
     """Download (or confirm cached) a model's pretrained weights into its library's cache."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.zoo import ModelUnavailable, WeightsUnavailable, fetch_weights
 
     entry = _find(_read_manifest(manifest), uid, manifest)
@@ -449,6 +460,7 @@ def cache_path(
     For a URL checkpoint this is the file `zooscope models fetch` downloads to; for a local
     checkpoint the file itself; for hub models (timm, open_clip, transformers) their library's cache.
     """
+    # lazy: `zooscope --help` stays fast
     from zooscope.zoo.sources import get_source
 
     entry = _find(_read_manifest(manifest), uid, manifest)

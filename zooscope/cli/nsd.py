@@ -27,6 +27,7 @@ def info(
     Without --verify a file counts as present when it exists; with --verify each one is read
     through, and unreadable (truncated, damaged) files are listed; exit code 1 if any.
     """
+    # lazy: `zooscope --help` stays fast
     from zooscope.nsd.layout import BETA_FORMATS, NSDLayout
     from zooscope.nsd.verify import check_file
 
@@ -126,6 +127,7 @@ def prepare_cmd(
     beta_format: str = typer.Option("auto", help="auto, hdf5 or nii.gz."),
 ) -> None:
     """Select voxels, z-score betas per session and write a Benchmark file."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.nsd.prepare import prepare
 
     bench = prepare(
@@ -163,6 +165,7 @@ def synth(
     layer: str = typer.Option("blocks.5", help="EfficientNet-Lite0 layer for the responses."),
 ) -> None:
     """Write a synthetic NSD tree (exact NSD layout) with a planted truth beside it."""
+    # lazy: `zooscope --help` stays fast
     import numpy as np
 
     from zooscope.nsd.synthetic import write_synthetic

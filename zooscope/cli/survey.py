@@ -144,6 +144,7 @@ def register(app: typer.Typer) -> None:
         2 for bad input. The database is opened only to write, so `zooscope results summary`
         can watch progress meanwhile.
         """
+        # lazy: `zooscope --help` stays fast
         from zooscope.pipeline.cluster import (
             ClusterError,
             SlurmOptions,
@@ -175,8 +176,9 @@ def register(app: typer.Typer) -> None:
         if slurm_dry_run:
             typer.echo(slurm_job_script(slurm_options))
             return
-        from zooscope.pipeline.neural import default_metrics
-        from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+        # lazy: `zooscope --help` stays fast
+        from zooscope.config import RunOptions, ScoringConfig
+        from zooscope.metrics import default_metrics
         from zooscope.pipeline.survey import survey
 
         try:
@@ -260,11 +262,13 @@ def register(app: typer.Typer) -> None:
         each group's ceiling is stored as soon as it is computed, and a group that fails is
         recorded in the failures table (exit code 1) while the others go on.
         """
+        # lazy: `zooscope --help` stays fast
         import pandas as pd
 
         from zooscope.benchmark import Benchmark
-        from zooscope.pipeline.ceilings import CEILING_COLUMNS, iter_ceilings, store_ceiling
-        from zooscope.pipeline.scoring import ScoringConfig
+        from zooscope.config import ScoringConfig
+        from zooscope.metrics.ceilings import CEILING_COLUMNS, iter_ceilings
+        from zooscope.pipeline.survey import store_ceiling
         from zooscope.results.session import ShortWrites
 
         bench = Benchmark.open(benchmark)
@@ -340,7 +344,8 @@ def register(app: typer.Typer) -> None:
         per region and time bin.
         """
         if neural:
-            from zooscope.neural.demo import run_neural_demo
+            # lazy: `zooscope --help` stays fast
+            from zooscope.cli.neural_demo import run_neural_demo
 
             run_neural_demo(
                 out,
@@ -350,8 +355,9 @@ def register(app: typer.Typer) -> None:
                 report=report,
             )
             return
+        # lazy: `zooscope --help` stays fast
+        from zooscope.config import RunOptions, ScoringConfig
         from zooscope.nsd import prepare, write_synthetic
-        from zooscope.pipeline.scoring import RunOptions, ScoringConfig
         from zooscope.pipeline.survey import survey
         from zooscope.report.html import build_report
         from zooscope.results.db import ResultsDB
@@ -376,7 +382,8 @@ def register(app: typer.Typer) -> None:
             n_sims=n_sims,
         )
         with ResultsDB(db_path, read_only=True) as database:
-            from zooscope.stats.degenerate import profile_best_layer_scores
+            # lazy: `zooscope --help` stays fast
+            from zooscope.analyses.degenerate import profile_best_layer_scores
 
             table = database.summary(best=profile_best_layer_scores(database, profile))
             # One row per model (a long table per metric and ROI would fill the screen).

@@ -21,6 +21,7 @@ from zooscope.feature_extraction.consumers import (
     LayerSink,
     Placement,
 )
+from zooscope.feature_extraction.extract import extract
 from zooscope.feature_extraction.layers import LayerSpec
 
 __all__ = ["CKAGramConsumer"]
@@ -80,8 +81,6 @@ def store_layer_grams(
     int
         Layers stored.
     """
-    from zooscope.feature_extraction import extract
-
     stream = extract(
         loaded, images, layers=layers, srp=False, rsm=False, consumers=[CKAGramConsumer()],
         memory_budget=memory_budget, batch_size=batch_size, progress=progress,

@@ -64,7 +64,7 @@ class LayerPolicy:
         return {"include_root": self.include_root, "dedup": self.dedup, "keep": self.keep}
 
 
-#: Named layer policies (a :class:`~zooscope.pipeline.profiles.Profile` refers to one by name).
+#: Named layer policies (a :class:`~zooscope.profiles.Profile` refers to one by name).
 LAYER_POLICIES: dict[str, LayerPolicy] = {
     "all": LayerPolicy(),
     "conwell2024": LayerPolicy(include_root=True, dedup="values", keep="second_half"),

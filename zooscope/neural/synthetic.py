@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from zooscope.neural.brainio import write_assembly
+from zooscope.nsd.synthetic import effnet_lite0_layer_features, natural_images
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ def write_synthetic_assembly(
         :func:`zooscope.neural.brainio.import_brainio`.
     """
     from PIL import Image
-
-    from zooscope.nsd.synthetic import effnet_lite0_layer_features, natural_images
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from zooscope.benchmark import Benchmark, _AtomicBenchmarkWriter, _read_rows, default_splits
+from zooscope.benchmark import Benchmark, BenchmarkWriter, default_splits, read_rows
 from zooscope.errors import reading
 from zooscope.nsd.betas import BETA_SCALE, beta_file_shape, read_session_betas, zscore_session
 from zooscope.nsd.design import NSDDesign, repetition_index
@@ -284,7 +284,7 @@ def prepare(
         }
         splits = default_splits(image_ids.size)
         stim_shape = (image_ids.size, *brick.shape[1:])
-        with _AtomicBenchmarkWriter(
+        with BenchmarkWriter(
             out, image_ids.size, n_reps, stim_shape, image_ids, splits, attrs
         ) as writer:
             unit_tables = []
@@ -336,6 +336,6 @@ def prepare(
             writer.attrs = attrs
             for start in range(0, image_ids.size, _STIM_BATCH):
                 ids = image_ids[start : start + _STIM_BATCH]
-                writer.write_stimuli(start, _read_rows(brick, ids))
+                writer.write_stimuli(start, read_rows(brick, ids))
     logger.debug("wrote %s", Path(out))
     return Benchmark.open(out)

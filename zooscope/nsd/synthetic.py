@@ -221,6 +221,7 @@ def effnet_lite0_layer_features(
     dict
         layer name -> float32 [n, n_channels * g * g] (see :func:`effnet_lite0_features`).
     """
+    # lazy: torch and the model zoo only when features are computed
     import torch
 
     from zooscope.zoo import get_entry, load_model

@@ -4,30 +4,26 @@ Metrics that predict units (veRSA's ridge and its encoding r; Brain-Score-style 
 produce, at every layer, predicted test responses ``[n_test, n_units]`` of each unit group. Scoring
 keeps, per (metric, group), those of the layer with the best *train* score (the layer
 :meth:`~zooscope.results.db.ResultsDB.best_layer_scores` selects), and the survey stores them with
-the measured test responses, so unique-variance analyses (:mod:`zooscope.stats.unique_variance`)
+the measured test responses, so unique-variance analyses (:mod:`zooscope.analyses.unique_variance`)
 need no re-extraction. Stored in float64: recomputing a veRSA or encoding score from them gives the
 stored score. ``predictivity`` predictions are fit on the commitment (``train``) images and predict
 the held-out images, while its score cross-validates within each split
-(:func:`zooscope.pipeline.neural.predictivity_predictions`), so they do not reproduce the score.
+(:func:`zooscope.metrics.predictivity.predictivity_predictions`), so they do not reproduce the score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from zooscope.benchmark import split_label
+from zooscope.pipeline.brain import BrainData
 from zooscope.rsa.selection import better_layer
 
-if TYPE_CHECKING:
-    from zooscope.pipeline.scoring import BrainData
-
-__all__ = ["UNIT_METRICS", "BestPredictions", "KeepBest", "observed_responses"]
-
-#: Metrics whose best layer's per-unit predictions are kept.
-UNIT_METRICS = ("versa", "encoding_r", "predictivity")
+__all__ = ["BestPredictions", "KeepBest", "observed_responses"]
 
 
 class KeepBest:
@@ -64,7 +60,7 @@ class BestPredictions(KeepBest):
         """``metric, subject, roi, layer_name, split, prediction`` (ResultsDB.write_model's input)."""
         rows = []
         for (metric, group), (_score, layer, prediction) in self.best.items():
-            subject, roi = group.split("|", 1)
+            subject, roi = split_label(group)
             rows.append((metric, subject, roi, layer, "test", prediction))
         return pd.DataFrame(
             rows, columns=["metric", "subject", "roi", "layer_name", "split", "prediction"]
@@ -82,6 +78,6 @@ def observed_responses(brain: BrainData) -> pd.DataFrame:
     """
     rows = []
     for label, idx in brain.groups.items():
-        subject, roi = label.split("|", 1)
+        subject, roi = split_label(label)
         rows.append((subject, roi, "test", brain.Y_test[:, idx]))
     return pd.DataFrame(rows, columns=["subject", "roi", "split", "response"])

@@ -1,216 +1,42 @@
-"""Score one model against a benchmark: every layer, cRSA + veRSA + encoding r, per subject x ROI.
+"""Score one model against a benchmark: every layer, every chosen metric, per subject x ROI.
 
-cRSA on full-feature RSMs; veRSA on sparse random projections (eps=0.1, seed 0) with per-voxel
-ridge over logspace(-1, 5, 7) chosen by exact leave-one-out Pearson r on the training images;
-best layer chosen by its train score. The defaults differ from the published procedure of Conwell
-et al. (2024) in a few documented settings; ``ScoringConfig.conwell2024()`` is that procedure
-step for step (:mod:`zooscope.pipeline.profiles`, ``docs/profiles.md``).
+The metrics are plugins (:mod:`zooscope.metrics`): the scorer asks the chosen ones what to extract
+(the exact RSM, the sparse random projection), hands each layer to each of them, and keeps what
+each declares it stores: tidy scores of every layer, and per (metric, group) the test RSM and the
+per-unit test predictions of the layer with the best train score. By default (cRSA, veRSA,
+encoding r) cRSA runs on full-feature RSMs, veRSA on sparse random projections (eps=0.1, seed 0)
+with per-voxel ridge over logspace(-1, 5, 7) chosen by exact leave-one-out Pearson r on the
+training images. The defaults differ from the published procedure of Conwell et al. (2024) in a
+few documented settings; ``ScoringConfig.conwell2024()`` is that procedure step for step
+(:mod:`zooscope.profiles`, ``docs/profiles.md``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from zooscope._hashing import hash_json
 from zooscope._timing import stage
-from zooscope.benchmark import Benchmark
-from zooscope.feature_extraction import ExtractionSettings, LayerSelection
+from zooscope.benchmark import Benchmark, split_label
+from zooscope.config import RunOptions, ScoringConfig
+from zooscope.feature_extraction import ExtractionSettings, LayerSelection, extract
+from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
+from zooscope.feature_extraction.cka_gram import pack_gram
+from zooscope.metrics import LayerContext, get_metric, metric_names, needed
+from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.predictions import BestPredictions, KeepBest
-from zooscope.rsa import RSMComparator, crsa, rsm, upper_triangle, versa
-from zooscope.rsa.encoding import ALL_UNITS, TRAIN_PREDICTIONS
-from zooscope.rsa.vocabulary import DEFAULT_METRICS, METRICS
+from zooscope.rsa import upper_triangle
+from zooscope.rsa.dimensionality import effective_dimensionality
+from zooscope.rsa.selection import select_best_layers
+from zooscope.zoo import load_model
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ScoringConfig:
-    """Everything that determines a model's scores (its hash keys the results).
-
-    Execution settings that cannot change a number (device, batch size, memory budget) live in
-    :class:`RunOptions` instead, so a rerun on another machine resumes the same results.
-    """
-
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    subjects: tuple[str, ...] | None = None
-    rois: tuple[str, ...] | None = None
-    eps: float = 0.1
-    n_components: int | None = None
-    srp_seed: int = 0
-    alphas: tuple[float, ...] = tuple(np.logspace(-1, 5, 7).tolist())
-    criterion: str = "pearson"
-    compare: str = "pearson"
-    rsm_from: str = "full"
-    layers: str | None = None  # regex: score only matching layer names (None: every layer)
-    train_split: str = "train"
-    test_split: str = "test"
-    # Settings a profile names (zooscope.pipeline.profiles); the defaults are profile "default".
-    profile: str = "default"
-    preprocessing: str = "library"  # zoo.sources.base.PREPROCESSING
-    layer_policy: str = "all"  # feature_extraction.layers.LAYER_POLICIES
-    srp_mode: str = "fast"  # "sklearn": SparseRandomProjection(k, random_state=srp_seed) per layer
-    srp_upsample: bool = False  # project layers with p <= k too
-    train_predictions: str = "loo"  # "loo_centred": LOO predictions without the voxel mean
-    degenerate_z: float | None = None  # best-layer selection drops rows with z(test - train) below
-
-    regression: str = (
-        "ridge"  # predictivity only: ridge (exact, fast), pls or ridgecv (Brain-Score's)
-    )
-    predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
-
-    def __post_init__(self) -> None:
-        from zooscope.feature_extraction.layers import LAYER_POLICIES
-        from zooscope.pipeline.profiles import PROFILES
-        from zooscope.rsa.predictivity import PREDICTIVITY_SPLITS, REGRESSIONS
-        from zooscope.zoo.sources.base import PREPROCESSING
-
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-        choices = {
-            "profile": tuple(PROFILES),
-            "preprocessing": PREPROCESSING,
-            "layer_policy": tuple(LAYER_POLICIES),
-            "srp_mode": ("fast", "sklearn"),
-            "train_predictions": TRAIN_PREDICTIONS,
-            "regression": REGRESSIONS,
-            "predictivity_splits": PREDICTIVITY_SPLITS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
-
-    @classmethod
-    def from_profile(cls, name: str, **overrides: Any) -> ScoringConfig:
-        """The config of profile ``name`` (:data:`~zooscope.pipeline.profiles.PROFILES`).
-
-        ``overrides`` set other fields (metrics, subjects, ROIs, a layer regex...); the profile's
-        name stays on the config, and every setting enters its hash.
-        """
-        from zooscope.pipeline.profiles import get_profile
-
-        return cls(**{**get_profile(name).settings, **overrides, "profile": name})
-
-    @classmethod
-    def conwell2024(cls, **overrides: Any) -> ScoringConfig:
-        """The published procedure of Conwell et al. (2024), step for step (``docs/profiles.md``)."""
-        return cls.from_profile("conwell2024", **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if "predictivity" not in self.metrics:
-            # Settings that cannot change these numbers stay out of the hash, so configs (and
-            # the results they key) from before predictivity existed keep their hash.
-            del out["regression"], out["predictivity_splits"]
-        return out
-
-    @property
-    def hash(self) -> str:
-        return hash_json(self.to_dict())
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run (never changes the numbers)."""
-
-    device: str = "auto"
-    batch_size: int = 32
-    num_workers: int = 0
-    memory_budget: int | str | None = None
-    ridge_backend: str = "auto"
-    progress: bool = True
-    keep_predictions: bool = True  # store the best layer's per-unit test predictions
-    # Keep every scored layer's feature-centred Gram matrix (layer CKA; results/grams.py). The
-    # extraction counts each layer's n x n float64 in memory_budget while it accumulates; the
-    # model then holds n (n + 1) / 2 float64 per scored layer until the client stores them.
-    keep_grams: bool = False
-
-
-@dataclass
-class BrainData:
-    """The benchmark side of scoring, prepared once and reused for every layer and model.
-
-    Attributes
-    ----------
-    train, test : ndarray of int
-        Image positions of the two splits.
-    Y_train, Y_test : ndarray, shapes [n_train, n_units] and [n_test, n_units]
-        Repetition-averaged responses of the units in any group.
-    groups : dict
-        ``"subject|roi"`` -> column indices into ``Y_*``.
-    comparators : dict
-        ``label -> {"train": RSMComparator, "test": RSMComparator}`` of the brain RSMs.
-    """
-
-    train: np.ndarray
-    test: np.ndarray
-    Y_train: np.ndarray
-    Y_test: np.ndarray
-    groups: dict[str, np.ndarray]
-    comparators: dict[str, dict[str, RSMComparator]] = field(repr=False)
-    predictivity: Any = field(default=None, repr=False)  # pipeline.neural.PredictivityData
-
-    @classmethod
-    def from_benchmark(cls, benchmark: Benchmark, config: ScoringConfig) -> BrainData:
-        """Read the responses once and build the brain RSMs of every group and split."""
-        groups = benchmark.groups(
-            subjects=_subjects(benchmark, config.subjects),
-            rois=list(config.rois) if config.rois else None,
-        )
-        units = np.unique(np.concatenate(list(groups.values())))
-        column = {u: i for i, u in enumerate(units)}
-        groups = {label: np.array([column[u] for u in idx]) for label, idx in groups.items()}
-        splits = benchmark.splits
-        train, test = splits[config.train_split], splits[config.test_split]
-        mean = benchmark.mean_responses(units)  # [units, images]
-        if np.isnan(mean).any():
-            raise ValueError(
-                "some units have no repetition at all for some images; drop them when preparing the benchmark"
-            )
-        Y_train, Y_test = mean[:, train].T.copy(), mean[:, test].T.copy()
-        comparators = {
-            label: {
-                "train": RSMComparator(rsm(Y_train[:, idx], dtype="float64"), config.compare),
-                "test": RSMComparator(rsm(Y_test[:, idx], dtype="float64"), config.compare),
-            }
-            for label, idx in groups.items()
-            if set(config.metrics) - {"predictivity"}  # brain RSMs only for the RSM-based metrics
-        }
-        prepared = None
-        if "predictivity" in config.metrics:
-            from zooscope.pipeline.neural import PredictivityData
-
-            prepared = PredictivityData.from_benchmark(
-                benchmark, {"train": train, "test": test}, units, config.predictivity_splits
-            )
-        return cls(train, test, Y_train, Y_test, groups, comparators, prepared)
-
-
-def _subjects(benchmark: Benchmark, subjects: tuple[str, ...] | None) -> list[Any] | None:
-    """Match subjects given as text (CLI, config) to the benchmark's own values."""
-    if subjects is None:
-        return None
-    present = {str(s): s for s in benchmark.subjects}
-    missing = [s for s in subjects if str(s) not in present]
-    if missing:
-        raise KeyError(f"unknown subject(s) {missing}; the benchmark has {list(present)}")
-    return [present[str(s)] for s in subjects]
-
-
-def split_label(label: str) -> tuple[str, str]:
-    """``"1|OTC"`` -> ``("1", "OTC")``."""
-    subject, roi = label.split("|", 1)
-    return subject, roi
 
 
 @dataclass
@@ -228,8 +54,6 @@ class ModelScores:
 
     def best(self) -> dict[str, float]:
         """Mean over groups of the best-train-layer test score per metric (for log lines)."""
-        from zooscope.rsa.selection import select_best_layers
-
         if self.scores.empty:
             return {}
         columns = ["subject", "roi", "metric", "layer_index", "layer_name", "split", "score"]
@@ -272,6 +96,40 @@ class _BestRSMs(KeepBest):
         )
 
 
+@dataclass
+class LayerOutcome:
+    """What every chosen metric made of one layer, keyed ``(metric, group)`` where it matters.
+
+    Only what a metric declares it stores (:attr:`Metric.stores <zooscope.metrics.Metric.stores>`)
+    is kept: ``test_rsms`` (``rsms``), ``predictions`` (``unit_predictions``) and
+    ``unit_scores`` frames (``unit_scores``).
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    test_rsms: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict)
+    predictions: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict)
+    unit_scores: list[pd.DataFrame] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def score_metrics(layer: LayerContext) -> LayerOutcome:
+    """Every chosen metric of ``layer.config`` on one layer, in the registry's order."""
+    out = LayerOutcome()
+    chosen = set(layer.config.metrics)
+    for name in (n for n in metric_names() if n in chosen):
+        metric = get_metric(name)
+        scored = metric.score(layer)
+        out.rows += scored.rows
+        out.diagnostics.update(scored.diagnostics)
+        if "rsms" in metric.stores:
+            out.test_rsms.update({(name, g): v for g, v in scored.test_rsms.items()})
+        if layer.keep_predictions and "unit_predictions" in metric.stores:
+            out.predictions.update({(name, g): v for g, v in scored.predictions.items()})
+        if "unit_scores" in metric.stores and scored.unit_scores is not None:
+            out.unit_scores.append(scored.unit_scores)
+    return out
+
+
 def score_layer(
     features: Any,
     brain: BrainData,
@@ -280,7 +138,7 @@ def score_layer(
     predictions: dict[tuple[str, str], Any] | None = None,
     diagnostics: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], Any]]:
-    """Score one layer (a :class:`~zooscope.feature_extraction.LayerFeatures`).
+    """Score one layer (a :class:`~zooscope.feature_extraction.LayerFeatures`) on every chosen metric.
 
     ``predictions``, when given, receives ``(metric, group) -> (train score, predicted test
     responses [n_test, n_units of the group])`` for the unit-predicting metrics.
@@ -295,80 +153,88 @@ def score_layer(
     test_rsms : dict
         ``(metric, group) -> (train score, test RSM or a callable returning it)``.
     """
-    rows: list[dict[str, Any]] = []
-    test_rsms: dict[tuple[str, str], Any] = {}
-    train, test = brain.train, brain.test
-    if "crsa" in config.metrics:
-        model_train = features.rsm[np.ix_(train, train)]
-        model_test = features.rsm[np.ix_(test, test)]
-        for label, comparator in brain.comparators.items():
-            subject, roi = split_label(label)
-            scores = {
-                "train": crsa(model_train, comparator["train"]),
-                "test": crsa(model_test, comparator["test"]),
+    layer = LayerContext(features, brain, config, ridge_backend, predictions is not None)
+    outcome = score_metrics(layer)
+    if predictions is not None:
+        predictions.update(outcome.predictions)
+    if diagnostics is not None:
+        diagnostics.update(outcome.diagnostics)
+    return outcome.rows, outcome.test_rsms
+
+
+_LAYER_COLUMNS = ("layer_index", "layer_name", "module_type", "n_features", "effective_dim",
+                  "alpha_edge_fraction")  # fmt: skip
+_SCORE_COLUMNS = ("layer_index", "layer_name", "subject", "roi", "metric", "split", "score")
+
+
+class _ModelKeeper:
+    """What scoring keeps of a model while its layers stream past: one layer's features at a time."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.layers: list[dict[str, Any]] = []
+        self.scores: list[dict[str, Any]] = []
+        self.unit_scores: list[pd.DataFrame] = []
+        self.rsms = _BestRSMs()
+        self.predictions = BestPredictions() if options.keep_predictions else None
+        self.grams: list[tuple[int, str, np.ndarray]] | None = [] if options.keep_grams else None
+
+    def add(self, features: Any, outcome: LayerOutcome) -> None:
+        """Keep one scored layer's rows, and its RSMs and predictions where it is the best so far."""
+        where = {"layer_index": features.index, "layer_name": features.name}
+        self.scores += [{**where, **row} for row in outcome.rows]
+        self.unit_scores += [frame.assign(**where) for frame in outcome.unit_scores]
+        for (metric, label), (train_score, matrix) in outcome.test_rsms.items():
+            self.rsms.offer(metric, label, train_score, features.name, matrix)
+        if self.predictions is not None:
+            for (metric, label), (train_score, predicted) in outcome.predictions.items():
+                self.predictions.offer(metric, label, train_score, features.name, predicted)
+        if self.grams is not None:
+            # packed at once: the model holds n (n + 1) / 2 float64 per layer until it is stored
+            gram = pack_gram(features.outputs.pop("cka_gram"))
+            self.grams.append((features.index, features.name, gram))
+        srp = features.srp
+        self.layers.append(
+            {
+                **where,
+                "module_type": features.module_type,
+                "n_features": features.n_features,
+                "effective_dim": effective_dimensionality(srp) if srp is not None else None,
+                "alpha_edge_fraction": outcome.diagnostics.get("alpha_edge_fraction", np.nan),
             }
-            rows += [
-                {"subject": subject, "roi": roi, "metric": "crsa", "split": s, "score": v}
-                for s, v in scores.items()
-            ]
-            test_rsms[("crsa", label)] = (scores["train"], model_test)
-    if {"versa", "encoding_r"} & set(config.metrics):
-        result = versa(
-            features.srp[train],
-            features.srp[test],
-            brain.Y_train,
-            brain.Y_test,
-            brain.groups,
-            alphas=np.asarray(config.alphas),
-            criterion=config.criterion,
-            brain_rsms=brain.comparators,
-            compare=config.compare,
-            backend=ridge_backend,
-            return_rsms="versa" in config.metrics,
-            train_predictions=config.train_predictions,
-            return_predictions=predictions is not None,
         )
-        if diagnostics is not None:
-            diagnostics["alpha_edge_fraction"] = float(result.alpha_edge_fraction[ALL_UNITS])
-        for row in result.scores.itertuples(index=False):
-            if row.metric not in config.metrics:
-                continue
-            subject, roi = split_label(row.group)
-            rows.append(
-                {
-                    "subject": subject,
-                    "roi": roi,
-                    "metric": row.metric,
-                    "split": row.split,
-                    "score": float(row.score),
-                }
-            )
-        if result.rsms:
-            train_scores = result.scores.query("metric == 'versa' and split == 'train'").set_index(
-                "group"
-            )["score"]
-            for label, predicted in result.rsms.items():
-                test_rsms[("versa", label)] = (float(train_scores[label]), predicted)
-        if predictions is not None:
-            train = result.scores[result.scores["split"] == "train"]
-            train = train.set_index(["metric", "group"])["score"]
-            for metric in {"versa", "encoding_r"} & set(config.metrics):
-                for label, idx in brain.groups.items():
-                    # a callable: the group's columns are copied only if this layer is kept
-                    value = functools.partial(np.take, result.predictions, idx, axis=1)
-                    predictions[(metric, label)] = (float(train[(metric, label)]), value)
-    return rows, test_rsms
+
+    def model_scores(self, model: dict[str, Any], seconds: float) -> ModelScores:
+        return ModelScores(
+            model=model,
+            layers=pd.DataFrame(self.layers, columns=list(_LAYER_COLUMNS)),
+            scores=pd.DataFrame(self.scores, columns=list(_SCORE_COLUMNS)),
+            rsms=self.rsms.frame(),
+            seconds=seconds,
+            predictions=None if self.predictions is None else self.predictions.frame(),
+            unit_scores=pd.concat(self.unit_scores, ignore_index=True)
+            if self.unit_scores
+            else None,
+            grams=None if self.grams is None else sorted(self.grams, key=lambda g: g[0]),
+        )
+
+
+def _load(entry: ModelEntry, config: ScoringConfig, options: RunOptions) -> Any:
+    try:
+        with stage("load"):
+            return load_model(entry, device=options.device, preprocessing=config.preprocessing)
+    except Exception as error:
+        raise ScoringError("load", error) from error
 
 
 def extraction_settings(config: ScoringConfig, options: RunOptions) -> ExtractionSettings:
-    """What a survey extracts from a model: the config's features within the options' budget."""
+    """What a survey extracts from a model: what the chosen metrics need, within the budget."""
     return ExtractionSettings(
         layers=LayerSelection(include=config.layers) if config.layers else None,
         eps=config.eps,
         n_components=config.n_components,
         seed=config.srp_seed,
-        srp=bool({"versa", "encoding_r", "predictivity"} & set(config.metrics)),
-        rsm="crsa" in config.metrics,
+        srp=needed(config.metrics, "srp"),
+        rsm=needed(config.metrics, "rsm"),
         rsm_from=config.rsm_from,  # type: ignore[arg-type]
         upsample=config.srp_upsample,
         srp_mode=config.srp_mode,  # type: ignore[arg-type]
@@ -378,6 +244,38 @@ def extraction_settings(config: ScoringConfig, options: RunOptions) -> Extractio
         batch_size=options.batch_size,
         num_workers=options.num_workers,
     )
+
+
+def _layer_stream(
+    loaded: Any, benchmark: Benchmark, config: ScoringConfig, options: RunOptions
+) -> Any:
+    """The extraction of what the chosen metrics need, one layer at a time."""
+    return extract(
+        loaded,
+        benchmark.stimuli,
+        extraction_settings(config, options),
+        image_set_id=benchmark.content_hash,
+        progress=options.progress,
+        # composed, not wired in: the planner counts its n x n float64 per layer in the budget
+        consumers=[CKAGramConsumer()] if options.keep_grams else (),
+    )
+
+
+def _next_layer(stream: Any) -> Any:
+    """The stream's next layer, or None at its end."""
+    try:
+        with stage("forward"):  # the stream's own work; its SRP and Gram stages count apart
+            return next(stream)
+    except StopIteration:
+        return None
+    except Exception as error:
+        raise ScoringError("extract", error) from error
+
+
+def _ridge_backend(options: RunOptions, device: str) -> str:
+    if options.ridge_backend != "auto":
+        return options.ridge_backend
+    return "torch_cuda" if device.startswith("cuda") else "numpy"
 
 
 def score_model(
@@ -410,125 +308,26 @@ def score_model(
     ScoringError
         With ``stage`` in {"load", "extract", "score"}.
     """
-    from zooscope.feature_extraction import extract
-    from zooscope.stats.correlates import effective_dimensionality
-    from zooscope.zoo import load_model
-
     config = config or ScoringConfig()
     options = options or RunOptions()
     started = time.perf_counter()
     brain = brain or BrainData.from_benchmark(benchmark, config)
-    try:
-        with stage("load"):
-            loaded = load_model(entry, device=options.device, preprocessing=config.preprocessing)
-    except Exception as error:
-        raise ScoringError("load", error) from error
-    unit_frames: list[pd.DataFrame] = []
-    layer_rows: list[dict[str, Any]] = []
-    score_rows: list[dict[str, Any]] = []
-    best = _BestRSMs()
-    kept = BestPredictions() if options.keep_predictions else None
-    from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
-    from zooscope.feature_extraction.cka_gram import pack_gram
-
-    grams: list[tuple[int, str, np.ndarray]] | None = [] if options.keep_grams else None
-    stream = extract(
-        loaded,
-        benchmark.stimuli,
-        extraction_settings(config, options),
-        image_set_id=benchmark.content_hash,
-        progress=options.progress,
-        # composed, not wired in: the planner counts its n x n float64 per layer in the budget
-        consumers=[CKAGramConsumer()] if options.keep_grams else (),
-    )
-    ridge_backend = (
-        "torch_cuda"
-        if options.ridge_backend == "auto" and loaded.device.startswith("cuda")
-        else ("numpy" if options.ridge_backend == "auto" else options.ridge_backend)
-    )
-    while True:
+    loaded = _load(entry, config, options)
+    stream = _layer_stream(loaded, benchmark, config, options)
+    ridge_backend = _ridge_backend(options, loaded.device)
+    kept = _ModelKeeper(options)
+    while (features := _next_layer(stream)) is not None:
+        layer = LayerContext(features, brain, config, ridge_backend, options.keep_predictions)
         try:
-            with stage("forward"):  # the stream's own work; its SRP and Gram stages count apart
-                features = next(stream)
-        except StopIteration:
-            break
-        except Exception as error:
-            raise ScoringError("extract", error) from error
-        try:
-            unit_predictions: dict[tuple[str, str], Any] | None = None if kept is None else {}
-            diagnostics: dict[str, Any] = {}
             with stage("rsa"):  # ridge, inside it, counts apart
-                rows, test_rsms = score_layer(
-                    features,
-                    brain,
-                    config,
-                    ridge_backend,
-                    unit_predictions,
-                    diagnostics=diagnostics,
-                )
-                if "predictivity" in config.metrics:
-                    from zooscope.pipeline.neural import score_predictivity
-
-                    neural_rows, units = score_predictivity(features, brain, config)
-                    rows += neural_rows
-                    unit_frames.append(
-                        units.assign(layer_index=features.index, layer_name=features.name)
-                    )
-                    if unit_predictions is not None:
-                        from zooscope.pipeline.neural import predictivity_predictions
-
-                        unit_predictions.update(
-                            predictivity_predictions(features, brain, config, neural_rows)
-                        )
+                outcome = score_metrics(layer)
         except Exception as error:
             raise ScoringError("score", error) from error
-        for row in rows:
-            score_rows.append({"layer_index": features.index, "layer_name": features.name, **row})
-        for (metric, label), (train_score, matrix) in test_rsms.items():
-            best.offer(metric, label, train_score, features.name, matrix)
-        for (metric, label), (train_score, predicted) in (unit_predictions or {}).items():
-            kept.offer(metric, label, train_score, features.name, predicted)
-        if grams is not None:
-            # packed at once: the model holds n (n + 1) / 2 float64 per layer until it is stored
-            gram = pack_gram(features.outputs.pop("cka_gram"))
-            grams.append((features.index, features.name, gram))
-        effective_dim = effective_dimensionality(features.srp) if features.srp is not None else None
-        layer_rows.append(
-            {
-                "layer_index": features.index,
-                "layer_name": features.name,
-                "module_type": features.module_type,
-                "n_features": features.n_features,
-                "effective_dim": effective_dim,
-                "alpha_edge_fraction": diagnostics.get("alpha_edge_fraction", np.nan),
-            }
-        )
-        del features  # stream: only one layer's features are alive at a time
-    if not layer_rows:
+        kept.add(features, outcome)
+        del features, layer  # stream: only one layer's features are alive at a time
+    if not kept.layers:
         # A model with no scored layer must not be recorded as complete: it would be skipped forever.
         what = f"matches the layer selection {config.layers!r}" if config.layers else "was found"
         raise ScoringError("extract", ValueError(f"no layer of {entry.model_uid} {what}"))
     model = {**entry.to_record(), "param_count": loaded.info.n_params}
-    return ModelScores(
-        model=model,
-        layers=pd.DataFrame(
-            layer_rows,
-            columns=[
-                "layer_index",
-                "layer_name",
-                "module_type",
-                "n_features",
-                "effective_dim",
-                "alpha_edge_fraction",
-            ],
-        ),
-        scores=pd.DataFrame(
-            score_rows,
-            columns=["layer_index", "layer_name", "subject", "roi", "metric", "split", "score"],
-        ),
-        rsms=best.frame(),
-        seconds=time.perf_counter() - started,
-        predictions=None if kept is None else kept.frame(),
-        unit_scores=pd.concat(unit_frames, ignore_index=True) if unit_frames else None,
-        grams=None if grams is None else sorted(grams, key=lambda g: g[0]),
-    )
+    return kept.model_scores(model, time.perf_counter() - started)

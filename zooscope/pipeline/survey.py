@@ -26,33 +26,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
+from zooscope.config import RunOptions, ScoringConfig
 from zooscope.errors import InputFileError
 from zooscope.logs import current_log_file, log_to_file
-from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
+from zooscope.metrics import ceiling_methods, storing
+from zooscope.metrics.ceilings import CeilingResult, compute_ceilings
+from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
 from zooscope.pipeline.diagnostics import model_summary_lines
-from zooscope.pipeline.predictions import UNIT_METRICS, observed_responses
-from zooscope.pipeline.scoring import (
-    BrainData,
-    ModelScores,
-    RunOptions,
-    ScoringConfig,
-    ScoringError,
-    score_model,
-)
+from zooscope.pipeline.predictions import observed_responses
+from zooscope.pipeline.scoring import ModelScores, ScoringError, score_model
 from zooscope.results.db import ResultsDB
 from zooscope.results.grams import store_grams
 from zooscope.results.session import ShortWrites
-from zooscope.rsa.vocabulary import PREDICTIVITY_CEILING_METHOD, RSA_CEILING_METHOD
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Failure", "SurveyReport", "compute_ceilings", "score_task", "survey"]
+__all__ = ["Failure", "SurveyReport", "compute_ceilings", "score_task", "store_ceiling", "survey"]
 
 
 @dataclass
@@ -122,11 +118,7 @@ def _verify(bench: Benchmark) -> None:
 
 def _check_scorable(bench: Benchmark, config: ScoringConfig) -> None:
     """Refuse, once and before any model, units that every model would fail on (no data at all)."""
-    from zooscope.pipeline.scoring import _subjects
-
-    groups = bench.groups(
-        subjects=_subjects(bench, config.subjects), rois=list(config.rois) if config.rois else None
-    )
+    groups = config.groups(bench)
     units = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, np.int64)
     bad = units[np.isnan(bench.mean_responses(units)).any(axis=1)] if units.size else units
     if bad.size:
@@ -157,13 +149,44 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def store_ceiling(
+    results: ResultsDB, run_id: str, benchmark_hash: str, result: CeilingResult
+) -> None:
+    """Store one group's ceiling (replacing that group's row), or record its failure.
+
+    A failure goes to the ``failures`` table like a model's: ``model_uid`` is ``"ceiling <group>"``
+    and ``stage`` is ``"ceiling"``.
+    """
+    if result.ok:
+        results.write_ceilings(benchmark_hash, pd.DataFrame([result.row]), groups_only=True)
+    else:
+        results.record_failure(
+            run_id, f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""
+        )
+
+
 def _store_ceilings(
     session: ShortWrites, run_id: str, bench: Benchmark, config: ScoringConfig, n_sims: int,
-    have: set[str], report: SurveyReport,
+    stored: Any, report: SurveyReport,
 ) -> None:  # fmt: skip
-    """Compute the missing ceilings, storing each group's as soon as it is done."""
+    """Compute the missing ceilings of the chosen metrics, storing each group's as soon as it is done.
+
+    ``stored`` is the benchmark's ``ceilings`` table; groups that have a method's ceiling already
+    are not computed again.
+    """
+    for method in ceiling_methods(config.metrics):
+        have = {f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == method.name}
+        results = method.compute(bench, config, n_sims=n_sims, skip=have)
+        _store_method_ceilings(session, run_id, bench, results, report)
+
+
+def _store_method_ceilings(
+    session: ShortWrites, run_id: str, bench: Benchmark, results: Iterator[CeilingResult],
+    report: SurveyReport,
+) -> None:  # fmt: skip
+    """Store each group's ceiling of one method as it comes; one log line sums them up."""
     values, noted = [], 0
-    for result in iter_ceilings(bench, config, n_sims=n_sims, skip=have):
+    for result in results:
         with session.open() as results:
             store_ceiling(results, run_id, bench.content_hash, result)
         if not result.ok:
@@ -217,6 +240,104 @@ def _on_dask(
             yield Failure(event.name, "worker", f"{type(event.error).__name__}: {event.error}", "")
         else:
             yield event.result
+
+
+def _entries(
+    manifest: str | os.PathLike[str] | Sequence[ModelEntry], models: Sequence[str] | None
+) -> list[ModelEntry]:
+    """The manifest's entries, only ``models`` when given (``KeyError`` naming unknown ones)."""
+    entries = (
+        list(manifest)
+        if isinstance(manifest, Sequence) and not isinstance(manifest, str)
+        else load_manifest(manifest)
+    )
+    if models:
+        known = {e.model_uid for e in entries}
+        missing = sorted(set(models) - known)
+        if missing:
+            raise KeyError(f"model(s) not in the manifest: {', '.join(missing)}")
+        entries = [e for e in entries if e.model_uid in set(models)]
+    return entries
+
+
+def _todo(
+    entries: Sequence[ModelEntry], done: set[str], failed_before: set[str], report: SurveyReport
+) -> list[ModelEntry]:
+    """The entries to score; the others are counted in ``report`` by why they are skipped."""
+    todo = []
+    for entry in entries:
+        if not entry.available:
+            report.unavailable.append(entry.model_uid)
+            logger.info(  # the manifest says so; listed in the run's report
+                "skipping %s: marked unavailable (%s)", entry.model_uid, entry.unavailable_reason
+            )
+        elif entry.model_uid in done:
+            report.skipped_complete.append(entry.model_uid)
+        elif entry.model_uid in failed_before:
+            report.skipped_failed.append(entry.model_uid)
+        else:
+            todo.append(entry)
+    logger.info(
+        "survey %s: %d to score, %d complete, %d failed before (use --retry-failed), %d unavailable",
+        report.run_id,
+        len(todo),
+        len(report.skipped_complete),
+        len(report.skipped_failed),
+        len(report.unavailable),
+    )
+    return todo
+
+
+def _record(
+    outcome: ModelScores | Failure | WorkerLost,
+    session: ShortWrites,
+    run_id: str,
+    bench: Benchmark,
+    report: SurveyReport,
+) -> None:
+    """Write what came back for one model: its rows, its failure, or a lost worker."""
+    if isinstance(outcome, WorkerLost):  # recorded; the model is run again elsewhere
+        with session.open() as results:
+            results.record_failure(run_id, outcome.name, "worker-lost", outcome.message, "")
+        report.workers_lost.append(outcome)
+        logger.warning("%s: %s", outcome.name, outcome.message)
+    elif isinstance(outcome, Failure):
+        with session.open() as results:
+            results.record_failure(
+                run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback
+            )
+        report.failed.append(outcome)
+        logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
+    else:
+        _store_model(outcome, session, run_id, bench)
+        report.scored.append(outcome.model["model_uid"])
+
+
+def _store_model(scores: ModelScores, session: ShortWrites, run_id: str, bench: Benchmark) -> None:
+    """Store one model's rows (its Grams first) and log its line and its concerns."""
+    if scores.grams is not None:
+        # before the model's rows: a model recorded complete has its Grams
+        with stage("db"):
+            store_grams(session.path, bench.content_hash, scores)
+    with stage("db"), session.open() as results:
+        results.write_model(
+            run_id,
+            scores.model,
+            scores.layers,
+            scores.scores,
+            scores.rsms,
+            scores.seconds,
+            scores.predictions,
+            unit_scores=scores.unit_scores,
+        )
+    uid = scores.model["model_uid"]
+    best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(scores.best().items()))
+    logger.info(
+        "%s: %d layers in %.0fs; best-layer test: %s", uid, len(scores.layers), scores.seconds, best
+    )
+    random_init = scores.model.get("weights") == "random"
+    for line in model_summary_lines(uid, scores.layers, scores.scores, random_init=random_init):
+        logger.info(line)
 
 
 def survey(
@@ -275,17 +396,7 @@ def survey(
     config = config or ScoringConfig()
     options = options or RunOptions()
     started = time.perf_counter()
-    entries = (
-        list(manifest)
-        if isinstance(manifest, Sequence) and not isinstance(manifest, str)
-        else load_manifest(manifest)
-    )
-    if models:
-        known = {e.model_uid for e in entries}
-        missing = sorted(set(models) - known)
-        if missing:
-            raise KeyError(f"model(s) not in the manifest: {', '.join(missing)}")
-        entries = [e for e in entries if e.model_uid in set(models)]
+    entries = _entries(manifest, models)
     bench = Benchmark.open(benchmark)
     if verify:
         _verify(bench)
@@ -299,9 +410,6 @@ def survey(
             set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
         )
         stored = results.ceilings(bench.content_hash)
-    have_ceilings = {
-        f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == RSA_CEILING_METHOD
-    }
     logs = contextlib.ExitStack()
     if log_file is None and current_log_file() is None:
         log_file = session.path.with_suffix(".log")
@@ -311,45 +419,13 @@ def survey(
     status = "interrupted"
     try:
         with _sigterm_interrupts():
-            if ceilings and set(config.metrics) - {"predictivity"}:
-                _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
-            if (
-                ceilings
-                and "predictivity" in config.metrics
-                and PREDICTIVITY_CEILING_METHOD not in set(stored["method"])
-            ):
-                from zooscope.pipeline.neural import internal_consistency_ceilings
-
-                table = internal_consistency_ceilings(bench, config)
-                with session.open() as results:
-                    results.write_ceilings(bench.content_hash, table)
-            if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
+            if ceilings:
+                _store_ceilings(session, run_id, bench, config, n_sims, stored, report)
+            if options.keep_predictions and storing(config.metrics, "unit_predictions"):
                 brain = _brain_for(str(benchmark), bench.content_hash, config)
                 with session.open() as results:
                     results.write_responses(bench.content_hash, observed_responses(brain))
-            todo = []
-            for entry in entries:
-                if not entry.available:
-                    report.unavailable.append(entry.model_uid)
-                    logger.info(  # the manifest says so; listed in the run's report
-                        "skipping %s: marked unavailable (%s)",
-                        entry.model_uid,
-                        entry.unavailable_reason,
-                    )
-                elif entry.model_uid in done:
-                    report.skipped_complete.append(entry.model_uid)
-                elif entry.model_uid in failed_before:
-                    report.skipped_failed.append(entry.model_uid)
-                else:
-                    todo.append(entry)
-            logger.info(
-                "survey %s: %d to score, %d complete, %d failed before (use --retry-failed), %d unavailable",
-                run_id,
-                len(todo),
-                len(report.skipped_complete),
-                len(report.skipped_failed),
-                len(report.unavailable),
-            )
+            todo = _todo(entries, done, failed_before, report)
             stream = (
                 _on_dask(todo, str(benchmark), config, options, client, gpu_resources)
                 if client is not None
@@ -357,61 +433,9 @@ def survey(
             )
             with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
                 for outcome in stream:
-                    if isinstance(
-                        outcome, WorkerLost
-                    ):  # recorded; the model is run again elsewhere
-                        with session.open() as results:
-                            results.record_failure(
-                                run_id, outcome.name, "worker-lost", outcome.message, ""
-                            )
-                        report.workers_lost.append(outcome)
-                        logger.warning("%s: %s", outcome.name, outcome.message)
-                        continue
-                    if isinstance(outcome, Failure):
-                        with session.open() as results:
-                            results.record_failure(
-                                run_id,
-                                outcome.model_uid,
-                                outcome.stage,
-                                outcome.error,
-                                outcome.traceback,
-                            )
-                        report.failed.append(outcome)
-                        logger.error(
-                            "%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error
-                        )
-                    else:
-                        if outcome.grams is not None:
-                            # before the model's rows: a model recorded complete has its Grams
-                            with stage("db"):
-                                store_grams(session.path, bench.content_hash, outcome)
-                        with stage("db"), session.open() as results:
-                            results.write_model(
-                                run_id,
-                                outcome.model,
-                                outcome.layers,
-                                outcome.scores,
-                                outcome.rsms,
-                                outcome.seconds,
-                                outcome.predictions,
-                                unit_scores=outcome.unit_scores,
-                            )
-                        uid = outcome.model["model_uid"]
-                        report.scored.append(uid)
-                        best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
-                        logger.info(
-                            "%s: %d layers in %.0fs; best-layer test: %s",
-                            uid,
-                            len(outcome.layers),
-                            outcome.seconds,
-                            best,
-                        )
-                        random_init = outcome.model.get("weights") == "random"
-                        for line in model_summary_lines(
-                            uid, outcome.layers, outcome.scores, random_init=random_init
-                        ):
-                            logger.info(line)
-                    bar.update(1)
+                    _record(outcome, session, run_id, bench, report)
+                    if not isinstance(outcome, WorkerLost):  # a lost model is run again
+                        bar.update(1)
         status = "finished"
     finally:
         with session.open() as results:

@@ -2,7 +2,7 @@
 
 Shown when the store (:mod:`zooscope.results.grams`, filled by ``zooscope survey --keep-grams``
 and by ``zooscope demo``) holds at least two of the report's models on one benchmark: debiased
-linear CKA (:mod:`zooscope.stats.layer_cka`) against relative depth for model pairs, mean ± s.e.m.
+linear CKA (:mod:`zooscope.analyses.layer_cka`) against relative depth for model pairs, mean ± s.e.m.
 across the pairs of one contrast (e.g. trained vs random twins matched by architecture), and a
 model x model CKA heatmap at each model's committed layer (best train score on the report's ROI).
 """
@@ -17,11 +17,12 @@ from typing import Any
 
 import pandas as pd
 
+from zooscope.analyses import layer_cka
+from zooscope.analyses.commitment import committed_layers
 from zooscope.report import plots
+from zooscope.report.elements import figure_html, table_html
 from zooscope.results.db import ResultsDB
 from zooscope.results.grams import GramStore, grams_path
-from zooscope.stats import layer_cka
-from zooscope.stats.commitment import committed_layers
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ def cka_section(
         ``(pair_by, column, (a, b))`` of the report's contrast
         (:func:`zooscope.report.comparisons.auto_contrast`).
     """
-    from zooscope.report.html import _img, _table
-
     store = GramStore(grams_path(db.path))
     reported = set(scores["model_uid"])
     candidates = {b: [m for m in ms if m in reported] for b, ms in store.models().items()}
@@ -94,7 +93,10 @@ def cka_section(
     )
     per_pair = curves.groupby(["group", "pair"], sort=False)["cka_debiased"]
     summary = per_pair.agg(layers="size", first="first", last="last", mean="mean").reset_index()
-    body = [_img(paths, "Debiased linear CKA against relative depth"), _table(summary, "{:.3f}")]
+    body = [
+        figure_html(paths, "Debiased linear CKA against relative depth"),
+        table_html(summary, "{:.3f}"),
+    ]
     committed = pd.DataFrame()
     if metric is not None:
         committed = committed_layers(db, metric=metric, benchmark_hash=bench)
@@ -113,7 +115,9 @@ def cka_section(
                 matrix, figdir / "model_cka", label="debiased CKA", limit=1.0,
                 title=f"Debiased CKA at each model's committed layer ({metric}, {roi})",
             )  # fmt: skip
-            body.append(_img(heat, f"Model x model debiased CKA at committed layers ({roi})"))
+            body.append(
+                figure_html(heat, f"Model x model debiased CKA at committed layers ({roi})")
+            )
     note = (
         "Linear CKA between the feature-centred Gram matrices of every layer, over the "
         f"benchmark's images (Gram store {html.escape(store.path.name)}); each layer of the first "

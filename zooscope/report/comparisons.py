@@ -1,6 +1,6 @@
 """Report sections that compare models with each other: matched pairs, groups, training-set size
-scaling, unique variance and layer-by-layer CKA (:mod:`zooscope.stats.compare`,
-:mod:`zooscope.stats.unique_variance`, :mod:`zooscope.report.cka_section`).
+scaling, unique variance and layer-by-layer CKA (:mod:`zooscope.analyses.compare`,
+:mod:`zooscope.analyses.unique_variance`, :mod:`zooscope.report.cka_section`).
 
 Where the caller names no contrast, one is found in the models table (:func:`auto_contrast`), so
 the demo database gets every section its data allow; a section whose data do not suffice says so.
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from zooscope.analyses import compare, contrasts, unique_variance
 from zooscope.benchmark import split_region
 from zooscope.report import plots
 from zooscope.report.cka_section import cka_section
+from zooscope.report.elements import figure_html, note_html, table_html
 from zooscope.results.db import ResultsDB
-from zooscope.stats import compare, unique_variance
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,6 @@ def auto_contrast(scores: pd.DataFrame) -> tuple[str, str, tuple[str, str]] | No
     return None
 
 
-def _note(text: str) -> str:
-    return f'<p class="note">{html.escape(text)}</p>'
-
-
 def comparison_sections(
     db: ResultsDB,
     scores: pd.DataFrame,
@@ -71,7 +68,7 @@ def comparison_sections(
     db : ResultsDB
     scores : DataFrame
         Model-level scores of the report's ROI with the model columns
-        (:func:`~zooscope.stats.contrasts.score_frame`).
+        (:func:`~zooscope.analyses.contrasts.score_frame`).
     figdir : Path
         Where figures go.
     roi : str
@@ -81,9 +78,6 @@ def comparison_sections(
     scaling_x : str
         The training-set size column.
     """
-    from zooscope.report.html import _img, _table
-    from zooscope.stats import contrasts
-
     sections = []
     spec = None
     if contrast is not None:
@@ -97,7 +91,7 @@ def comparison_sections(
         pair_col, column, levels = spec
         a, b = levels
         body = [
-            _note(
+            note_html(
                 f"{a} against {b} ({column}); models matched by {pair_col or '(none)'}; one score "
                 "per model (mean over subjects; seeds of one cell averaged). Paired t-test and "
                 "Wilcoxon signed-rank test across pairs; NaN where there are fewer than 2 pairs."
@@ -111,14 +105,14 @@ def comparison_sections(
                     pairs, figdir / f"paired_{column}", level_a=a, level_b=b,
                     title=f"{a} vs {b}, matched by {pair_col}",
                 )  # fmt: skip
-                body.append(_img(paths, f"Matched pairs: {a} vs {b} by {pair_col}"))
+                body.append(figure_html(paths, f"Matched pairs: {a} vs {b} by {pair_col}"))
                 cols = ["metric", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
                         "t", "df", "p_t", "cohen_dz", "w", "p_wilcoxon"]  # fmt: skip
-                body.append(_table(tests[cols], "{:.3g}"))
+                body.append(table_html(tests[cols], "{:.3g}"))
                 if len(pairs) <= 40:
-                    body.append(_table(pairs.drop(columns=["roi"], errors="ignore"), "{:.3f}"))
+                    body.append(table_html(pairs.drop(columns=["roi"], errors="ignore"), "{:.3f}"))
             else:
-                body.append(_note(f"No {pair_col} value has models at both levels."))
+                body.append(note_html(f"No {pair_col} value has models at both levels."))
         groups = compare.group_tests(scores, column, levels)
         summary = contrasts.group_summary(scores, column, groups=list(levels), n_boot=200)
         paths = plots.plot_contrast(
@@ -127,8 +121,8 @@ def comparison_sections(
         )  # fmt: skip
         body.append(
             f"<h3>Groups: Mann–Whitney U, {html.escape(a)} vs {html.escape(b)}</h3>"
-            + _img(paths, f"{a} vs {b} ({column})")
-            + _table(groups.drop(columns=["roi"], errors="ignore"), "{:.3g}")
+            + figure_html(paths, f"{a} vs {b} ({column})")
+            + table_html(groups.drop(columns=["roi"], errors="ignore"), "{:.3g}")
         )
         sections.append("<h2>Matched pairs and groups</h2>" + "".join(body))
 
@@ -141,19 +135,19 @@ def comparison_sections(
         if len(usable):
             band = compare.scaling_band(scores, scaling_x)
             paths = plots.plot_scaling(points, band, figdir / f"scaling_{scaling_x}", x=scaling_x)
-            body.append(_img(paths, f"Score against log10 {scaling_x}"))
-            body.append(_table(fit.drop(columns=["roi", "x"], errors="ignore"), "{:.3g}"))
+            body.append(figure_html(paths, f"Score against log10 {scaling_x}"))
+            body.append(table_html(fit.drop(columns=["roi", "x"], errors="ignore"), "{:.3g}"))
         else:
             n = points.groupby("metric")["model_uid"].nunique().max() if len(points) else 0
             body.append(
-                _note(
+                note_html(
                     f"Needs at least 3 models with a known {scaling_x} (and two distinct sizes); "
                     f"this ROI has {int(n)}."
                 )
             )
         sections.append(
             "<h2>Training-set size</h2>"
-            + _note(
+            + note_html(
                 f"OLS of score on log10({scaling_x}), one point per model; band: 95% CI of the mean."
             )
             + "".join(body)
@@ -173,8 +167,6 @@ def _unique_variance_section(
     db: ResultsDB, scores: pd.DataFrame, figdir: Path, roi: str, spec
 ) -> str:
     """The best encoding model against its matched partner(s), or else the runner-up."""
-    from zooscope.report.html import _img, _table
-
     present = set(scores["metric"])
     metric = (
         "encoding_r" if "encoding_r" in present or "predictivity" not in present else "predictivity"
@@ -205,13 +197,13 @@ def _unique_variance_section(
     paths = plots.plot_unique_variance(units, figdir / "unique_variance", model=model)
     return (
         "<h2>Unique variance</h2>"
-        + _note(
+        + note_html(
             f"Per unit: r of the measured test responses with {model}'s held-out predictions "
             f"(best {metric} layer), and the partial r controlling for each control model's. "
             "p_partial: Wilcoxon of the partial r against 0 across units; p_model_vs_control: "
             "paired Wilcoxon of the model's against the control's partial r. Choose models with "
             "`zooscope analyze unique-variance`."
         )
-        + _img(paths, f"Unique variance of {model} beyond {', '.join(controls)}")
-        + _table(summary, "{:.3g}")
+        + figure_html(paths, f"Unique variance of {model} beyond {', '.join(controls)}")
+        + table_html(summary, "{:.3g}")
     )

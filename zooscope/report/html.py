@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import logging
@@ -10,11 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from zooscope.analyses import contrasts, correlates, similarity
+from zooscope.analyses.commitment import committed_layers
+from zooscope.analyses.degenerate import profile_best_layer_scores
+from zooscope.metrics import GSN_RSA, get_metric, metric_names
 from zooscope.pipeline.diagnostics import ALPHA_EDGE_CONCERN, alpha_edge_table
 from zooscope.report import plots
+from zooscope.report.comparisons import comparison_sections
+from zooscope.report.elements import figure_html, table_html
 from zooscope.results.db import ResultsDB
-from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
-from zooscope.stats import contrasts, correlates, similarity
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +46,11 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 """
 
 
-def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
-    return df.to_html(index=False, escape=True, na_rep="–", float_format=floatfmt.format, border=0)
-
-
-def _img(paths: list[Path], alt: str) -> str:
-    png = next(p for p in paths if p.suffix == ".png")
-    data = base64.b64encode(png.read_bytes()).decode("ascii")
-    svg = next((p for p in paths if p.suffix == ".svg"), None)
-    link = f' <a href="figures/{html.escape(svg.name)}">SVG</a>' if svg else ""
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption class="note">{html.escape(alt)}{link}</figcaption></figure>'
-
-
 def build_report(
     db: ResultsDB,
     out: str | Path,
     *,
-    metrics: tuple[str, ...] = ("crsa", "versa", "encoding_r", "predictivity"),
+    metrics: tuple[str, ...] | None = None,
     model_similarity: dict[str, pd.DataFrame] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -76,8 +67,8 @@ def build_report(
     db : ResultsDB
     out : str or Path
         Output folder.
-    metrics : tuple of str
-        Metrics to report (those without scores are skipped).
+    metrics : tuple of str, optional
+        Metrics to report (those without scores are skipped); default: every registered one.
     model_similarity : dict, optional
         ``{metric: model x model DataFrame}`` to use instead of the database's stored RSMs (e.g.
         Conwell's published ``model_uber_rsa.csv``).
@@ -105,8 +96,6 @@ def build_report(
     models = db.models()
     best = None
     if profile is not None:
-        from zooscope.stats.degenerate import profile_best_layer_scores
-
         best = profile_best_layer_scores(db, profile)
     summary = db.summary(best=best)
     rois = sorted(summary["roi"].dropna().unique())
@@ -114,7 +103,7 @@ def build_report(
     if rois and roi not in rois:
         raise ValueError(f"no scores for ROI {roi!r}; the database has {', '.join(rois)}")
     summary = summary[summary["roi"] == roi]
-    metrics = tuple(m for m in metrics if m in set(summary["metric"]))
+    metrics = tuple(m for m in metrics or metric_names() if m in set(summary["metric"]))
     model_scores = contrasts.score_frame(
         db, metric=list(metrics), level="model", roi=roi, profile=profile
     )
@@ -133,21 +122,21 @@ def build_report(
         "Explained variance = score² / noise ceiling² (RSA metrics only).</p>"
     ]
     ceil = db.ceilings()
-    ceil = ceil[(ceil["method"] == RSA_CEILING_METHOD) & (ceil["roi"] == roi)]
+    ceil = ceil[(ceil["method"] == GSN_RSA.name) & (ceil["roi"] == roi)]
     for metric in metrics:
         s = summary[summary["metric"] == metric].merge(
             models[["model_uid", "arch_class"]], on="model_uid", how="left"
         )
         band = None
-        if metric in ("crsa", "versa") and len(ceil):
+        if get_metric(metric).ceiling is GSN_RSA and len(ceil):
             band = (ceil["value"].mean(), ceil["value"].min(), ceil["value"].max())
         paths = plots.plot_ranked_models(
             s, figdir / f"ranked_{metric}", hue="arch_class", ceiling=band
         )
         body.append(
-            _img(
+            figure_html(
                 paths,
-                f"All models ranked by {plots._label(metric)}; band: range of the subject noise ceilings",
+                f"All models ranked by {plots.metric_label(metric)}; band: range of the subject noise ceilings",
             )
         )
         cols = [
@@ -160,12 +149,12 @@ def build_report(
             "explained_variance",
         ]
         body.append(
-            f"<h3>Top 15, {html.escape(plots._label(metric))}</h3>" + _table(s[cols].head(15))
+            f"<h3>Top 15, {html.escape(plots.metric_label(metric))}</h3>"
+            + table_html(s[cols].head(15))
         )
     sections.append("<h2>Models ranked</h2>" + "".join(body))
 
     # --- region commitment (neural predictivity)
-    from zooscope.stats.commitment import committed_layers
 
     committed = committed_layers(db)
     if len(committed):
@@ -176,7 +165,7 @@ def build_report(
             '<p class="note">Per model, region and time bin: the layer with the best neural '
             "predictivity on the commitment (train) images and its held-out (test) score; relative "
             "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling.</p>"
-            + _table(committed[columns])
+            + table_html(committed[columns])
         )
 
     # --- contrasts
@@ -191,12 +180,12 @@ def build_report(
         paths = plots.plot_contrast(model_scores, groups, column, figdir / f"contrast_{column}")
         body.append(
             f"<h3>{html.escape(column)}</h3>"
-            + _img(paths, f"Contrast by {column}")
-            + _table(groups.drop(columns=["ci_subject_low", "ci_subject_high"]))
+            + figure_html(paths, f"Contrast by {column}")
+            + table_html(groups.drop(columns=["ci_subject_low", "ci_subject_high"]))
         )
         if len(pairs) <= 30:
             body.append(
-                _table(
+                table_html(
                     pairs[
                         [
                             "metric",
@@ -244,8 +233,8 @@ def build_report(
                 log_x=log,
                 stats_table=table,
             )
-            body.append(_img(paths, f"Score against {x}"))
-        body.append(_table(table))
+            body.append(figure_html(paths, f"Score against {x}"))
+        body.append(table_html(table))
         sections.append("<h2>Correlates</h2>" + "".join(body))
 
     # --- model similarity
@@ -265,19 +254,19 @@ def build_report(
             figdir / f"mds_{metric}",
             hue=hue,
             style=style,
-            title=f"Model similarity ({plots._label(metric)} RSMs), classical MDS",
+            title=f"Model similarity ({plots.metric_label(metric)} RSMs), classical MDS",
             labels=indexed["display_name"] if "display_name" in indexed else None,
         )
         order = similarity.cluster_models(matrix)["order"]
         heat = plots.plot_matrix(
             matrix,
             figdir / f"similarity_{metric}",
-            title=f"Model x model RSM correlation ({plots._label(metric)}), clustered",
+            title=f"Model x model RSM correlation ({plots.metric_label(metric)}), clustered",
             order=order,
         )
         body.append(
-            _img(paths, f"MDS of model-to-model similarity, {metric}, {roi}")
-            + _img(heat, f"Model x model similarity, {metric}")
+            figure_html(paths, f"MDS of model-to-model similarity, {metric}, {roi}")
+            + figure_html(heat, f"Model x model similarity, {metric}")
         )
     if body:
         sections.append("<h2>Model-to-model similarity</h2>" + "".join(body))
@@ -291,11 +280,10 @@ def build_report(
             "of the units chose the smallest or largest ridge alpha of the grid (their score may "
             "be limited by the grid; units without predictable signal choose the largest), the "
             f"median fraction over layers, and the fraction at the best veRSA layer ({html.escape(roi)}).</p>"
-            + _table(edges, "{:.2f}")
+            + table_html(edges, "{:.2f}")
         )
 
     # --- comparing models with each other (pairs, groups, scaling, unique variance)
-    from zooscope.report.comparisons import comparison_sections
 
     sections += comparison_sections(
         db, model_scores, figdir, roi, pair_by=pair_by, contrast=contrast
@@ -308,14 +296,14 @@ def build_report(
         f"<p>Database <code>{html.escape(str(db.path))}</code>, schema version {db.schema_version}; "
         f"{len(models)} models, {len(runs)} runs, {len(failures)} failures. Report written "
         f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC.</p>",
-        _table(runs.drop(columns=["config"]).astype(str)),
+        table_html(runs.drop(columns=["config"]).astype(str)),
     ]
     if len(ceil):
-        body.append("<h3>Noise ceilings</h3>" + _table(db.ceilings()))
+        body.append("<h3>Noise ceilings</h3>" + table_html(db.ceilings()))
     if len(failures):
         body.append(
             "<h3>Failures</h3>"
-            + _table(failures[["run_id", "model_uid", "stage", "error", "time"]].astype(str))
+            + table_html(failures[["run_id", "model_uid", "stage", "error", "time"]].astype(str))
         )
     sections.append("<h2>Run provenance</h2>" + "".join(body))
 

@@ -1,6 +1,6 @@
 """Figures of the analyses (matplotlib/seaborn), each saved as PNG and SVG.
 
-Every function takes tidy DataFrames (as returned by :mod:`zooscope.stats` and :mod:`zooscope.results`),
+Every function takes tidy DataFrames (as returned by :mod:`zooscope.analyses` and :mod:`zooscope.results`),
 draws one figure, writes ``<out>.png`` and ``<out>.svg`` and returns the two paths.
 """
 
@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-logger = logging.getLogger(__name__)
+from zooscope.metrics import metric_names, registered
+from zooscope.rsa.rsm import triangle_size
 
-METRIC_LABELS = {"crsa": "cRSA (r)", "versa": "veRSA (r)", "encoding_r": "encoding r"}
+logger = logging.getLogger(__name__)
 
 
 def _pyplot():
@@ -38,8 +39,8 @@ def _save(fig, out: str | Path) -> list[Path]:
 
 
 def _metric_order(metrics) -> list:
-    """Metrics in the paper's order (cRSA, veRSA, encoding r), unknown ones last."""
-    known = list(METRIC_LABELS)
+    """Metrics in the registry's order (cRSA, veRSA, encoding r, ...), unknown ones last."""
+    known = list(metric_names())
     return sorted(
         set(metrics), key=lambda m: (known.index(m) if m in known else len(known), str(m))
     )
@@ -65,8 +66,10 @@ def _of_metric(frame: pd.DataFrame, metric: str | None) -> pd.DataFrame:
     return frame[frame["metric"] == metric] if metric is not None else frame
 
 
-def _label(metric: str | None) -> str:
-    return METRIC_LABELS.get(metric or "", metric or "score")
+def metric_label(metric: str | None) -> str:
+    """The axis label of ``metric`` (:attr:`Metric.label <zooscope.metrics.Metric.label>`)."""
+    labels = {m.name: m.label for m in registered()}
+    return labels.get(metric or "", metric or "score")
 
 
 def _overlaps(boxes: list) -> list[tuple[int, int]]:
@@ -197,8 +200,8 @@ def plot_ranked_models(
         ax.set_xticks([])
         ax.set_xlabel(f"{n} models, ranked by score")
     ax.set_xlim(-0.8, n - 0.2)
-    ax.set_ylabel(f"{_label(metric)}, best layer, test images")
-    ax.set_title(f"Models ranked by {_label(metric)}")
+    ax.set_ylabel(f"{metric_label(metric)}, best layer, test images")
+    ax.set_title(f"Models ranked by {metric_label(metric)}")
     if handles:
         ax.legend(
             handles=handles,
@@ -227,10 +230,10 @@ def plot_contrast(
     ----------
     scores : DataFrame
         Model-level scores (one row per model and metric) with columns ``metric``, ``by``, ``value``.
-        Within-subject normalize first (:func:`~zooscope.stats.contrasts.normalize_within_subject`)
+        Within-subject normalize first (:func:`~zooscope.analyses.contrasts.normalize_within_subject`)
         when plotting per-subject data.
     groups : DataFrame
-        :func:`~zooscope.stats.contrasts.group_summary` output (``metric, group, mean, ci_low,
+        :func:`~zooscope.analyses.contrasts.group_summary` output (``metric, group, mean, ci_low,
         ci_high, n_models``).
     """
     plt = _pyplot()
@@ -267,7 +270,7 @@ def plot_contrast(
             rotation=30 if len(order) > 3 else 0,
             fontsize=8,
         )
-        ax.set_title(_label(metric))
+        ax.set_title(metric_label(metric))
         ax.set_xlim(-0.6, len(order) - 0.4)
         sns.despine(ax=ax)
     axes[0][0].set_ylabel("score (dots: models; bar: mean, 95% bootstrap CI)")
@@ -304,7 +307,7 @@ def plot_correlate(
         )
         if log_x:
             ax.set_xscale("log")
-        title = _label(metric)
+        title = metric_label(metric)
         if stats_table is not None:
             row = stats_table[(stats_table["x"] == x) & (stats_table["metric"] == metric)]
             if len(row):
@@ -312,7 +315,7 @@ def plot_correlate(
                 title += f"\nSpearman ρ = {r.rho:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}], n = {r.n}"
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(x.replace("_", " "))
-        ax.set_ylabel(_label(metric))
+        ax.set_ylabel(metric_label(metric))
         sns.despine(ax=ax)
     if hue and axes[0][-1].get_legend() is not None:
         sns.move_legend(
@@ -395,8 +398,8 @@ def plot_layer_profiles(
     fig, ax = plt.subplots(figsize=(6.5, 4))
     sns.lineplot(data=df, x="depth", y="score", hue="model_uid", style="split", ax=ax, lw=1.2)
     ax.set_xlabel("relative layer depth (0 = input side, 1 = output)")
-    ax.set_ylabel(_label(metric))
-    ax.set_title(f"Layer profiles, {_label(metric)} (mean over subjects)")
+    ax.set_ylabel(metric_label(metric))
+    ax.set_title(f"Layer profiles, {metric_label(metric)} (mean over subjects)")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), frameon=False, fontsize=7)
     sns.despine(ax=ax)
     return _save(fig, out)
@@ -449,10 +452,8 @@ def rsm_square(vector: np.ndarray) -> np.ndarray:
     -------
     array, shape (n_images, n_images)
     """
-    from zooscope.results.db import _n_images_from_triu
-
     v = np.asarray(vector, dtype=np.float64)
-    n = _n_images_from_triu(v.size)
+    n = triangle_size(v.size)
     m = np.eye(n)
     iu = np.triu_indices(n, k=1)
     m[iu] = v
@@ -461,7 +462,7 @@ def rsm_square(vector: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# comparing models with each other (zooscope.stats.compare, unique_variance, layer_cka)
+# comparing models with each other (zooscope.analyses.compare, unique_variance, layer_cka)
 # --------------------------------------------------------------------------------------------
 def plot_paired(
     pairs: pd.DataFrame, out: str | Path, *, level_a: str, level_b: str, title: str = ""
@@ -471,7 +472,7 @@ def plot_paired(
     Parameters
     ----------
     pairs : DataFrame
-        :func:`~zooscope.stats.compare.paired_scores` output (``metric, pair, score_a,
+        :func:`~zooscope.analyses.compare.paired_scores` output (``metric, pair, score_a,
         score_b``; several subjects per pair are averaged here).
     """
     plt = _pyplot()
@@ -486,7 +487,7 @@ def plot_paired(
                     color="C3" if up else "C0", alpha=0.7)  # fmt: skip
         ax.set_xticks([0, 1], [level_a, level_b], fontsize=8)
         ax.set_xlim(-0.3, 1.3)
-        ax.set_title(f"{_label(metric)}\n{len(sub)} pairs", fontsize=9)
+        ax.set_title(f"{metric_label(metric)}\n{len(sub)} pairs", fontsize=9)
         sns.despine(ax=ax)
     axes[0][0].set_ylabel("score (one line per matched pair)")
     if title:
@@ -503,9 +504,9 @@ def plot_scaling(
     Parameters
     ----------
     points : DataFrame
-        :func:`~zooscope.stats.compare.scaling_frame` output (``metric, x, score``).
+        :func:`~zooscope.analyses.compare.scaling_frame` output (``metric, x, score``).
     band : DataFrame
-        :func:`~zooscope.stats.compare.scaling_band` output (``metric, x, fit, ci_low, ci_high``).
+        :func:`~zooscope.analyses.compare.scaling_band` output (``metric, x, fit, ci_low, ci_high``).
     """
     plt = _pyplot()
     import seaborn as sns
@@ -522,8 +523,8 @@ def plot_scaling(
             )
         ax.set_xscale("log")
         ax.set_xlabel(x.replace("_", " "))
-        ax.set_ylabel(_label(metric))
-        ax.set_title(f"{_label(metric)}: fit and 95% CI of the mean", fontsize=9)
+        ax.set_ylabel(metric_label(metric))
+        ax.set_title(f"{metric_label(metric)}: fit and 95% CI of the mean", fontsize=9)
         sns.despine(ax=ax)
     fig.tight_layout()
     return _save(fig, out)

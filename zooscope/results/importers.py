@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zooscope.metrics import GSN_RSA, metric_names
 from zooscope.results.db import SUBJECT_MEAN, ResultsDB
-from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def conwell_ceilings(directory: str | Path) -> pd.DataFrame:
         {
             "subject": agg["subj_id"].astype(str),
             "roi": CONWELL_ROI,
-            "method": RSA_CEILING_METHOD,
+            "method": GSN_RSA.name,
             "value": agg["mean"],
             "lower": agg["min"],
             "upper": agg["max"],
@@ -419,10 +419,10 @@ def import_scores_table(
             raise ValueError(f"column {column!r} not in the table; columns: {list(table.columns)}")
     metrics = table[metric_col] if metric_col else pd.Series(metric, index=table.index)
     metrics = metrics.map(lambda m: (metric_map or {}).get(m, m))
-    bad = sorted(set(metrics) - set(METRICS))
+    bad = sorted(set(metrics) - set(metric_names()))
     if bad:
         raise ValueError(
-            f"unknown metrics {bad}; map them with metric_map to one of {list(METRICS)}"
+            f"unknown metrics {bad}; map them with metric_map to one of {list(metric_names())}"
         )
     scores = pd.DataFrame(
         {

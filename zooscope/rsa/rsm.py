@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -45,6 +46,7 @@ __all__ = [
     "pearson_columns",
     "rsm",
     "tie_codes",
+    "triangle_size",
     "upper_triangle",
 ]
 
@@ -127,6 +129,17 @@ def upper_triangle(M: Any) -> np.ndarray:
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
         raise ValueError(f"upper_triangle expects a square matrix, got shape {M.shape}")
     return M[np.triu_indices(M.shape[0], 1)]
+
+
+def triangle_size(length: int) -> int:
+    """The n of an n x n matrix whose strict upper triangle (:func:`upper_triangle`) has ``length`` entries."""
+    n = round((1 + math.sqrt(1 + 8 * length)) / 2)
+    if n * (n - 1) // 2 != length:
+        raise ValueError(
+            f"an RSM upper triangle of length {length} is not n (n - 1) / 2 for any n; "
+            "store np.triu_indices(n, k=1) entries"
+        )
+    return n
 
 
 def _tie_tolerance(a: Any, tie_tol: float | None) -> float:

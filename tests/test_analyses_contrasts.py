@@ -10,9 +10,7 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from zooscope.results.db import ResultsDB
-from zooscope.results.importers import import_conwell2024
-from zooscope.stats.contrasts import (
+from zooscope.analyses.contrasts import (
     cohens_d,
     group_summary,
     mixed_contrast,
@@ -22,6 +20,8 @@ from zooscope.stats.contrasts import (
     permutation_pvalue,
     score_frame,
 )
+from zooscope.results.db import ResultsDB
+from zooscope.results.importers import import_conwell2024
 
 CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
 needs_conwell = pytest.mark.skipif(

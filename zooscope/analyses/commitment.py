@@ -12,10 +12,10 @@ from __future__ import annotations
 import pandas as pd
 
 from zooscope.benchmark import split_region
+from zooscope.metrics import get_metric
 from zooscope.results.db import ResultsDB
+from zooscope.results.summary import ceiled_score
 from zooscope.rsa.selection import select_best_layers
-from zooscope.rsa.vocabulary import CEILING_METHODS
-from zooscope.stats.summary import ceiled_score
 
 __all__ = ["COMMITMENT_COLUMNS", "COMMITMENT_DISPLAY", "committed_layers"]
 
@@ -78,7 +78,8 @@ def committed_layers(
         on=["model_uid", "benchmark_hash", "config_hash", "layer_index"],
         how="left",
     )
-    method = CEILING_METHODS.get(metric)
+    ceiling_method = get_metric(metric).ceiling
+    method = None if ceiling_method is None else ceiling_method.name
     ceilings = db.ceilings(benchmark_hash)
     ceilings = ceilings[ceilings["method"] == method]
     ceiling = ceilings.groupby(["benchmark_hash", "roi"])["value"].mean().rename("ceiling")

@@ -1,4 +1,4 @@
-"""Model rankings from frames alone (zooscope.stats.summary) against a hand-computed table."""
+"""Model rankings from frames alone (zooscope.results.summary) against a hand-computed table."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zooscope.stats.summary import SUMMARY_COLUMNS, ceiled_score, model_summary
+from zooscope.results.summary import SUMMARY_COLUMNS, ceiled_score, model_summary
 
 
 def _best(rows):

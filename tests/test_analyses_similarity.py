@@ -11,9 +11,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
-from zooscope.results.db import ResultsDB
-from zooscope.results.importers import load_conwell_model_similarity
-from zooscope.stats.similarity import (
+from zooscope.analyses.similarity import (
     classical_mds,
     cluster_models,
     correlation_matrix,
@@ -22,6 +20,8 @@ from zooscope.stats.similarity import (
     rsm_similarity,
     similarity_from_db,
 )
+from zooscope.results.db import ResultsDB
+from zooscope.results.importers import load_conwell_model_similarity
 
 CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
 
@@ -90,7 +90,7 @@ def test_constant_rsms_are_left_out_not_fatal(caplog):
     df, vecs = _synthetic_rsms(rng)
     constant = df.index[(df["model_uid"] == df["model_uid"].iloc[0]) & (df["subject"] == "1")]
     df.loc[constant[0], "rsm"] = np.ones_like(df.loc[constant[0], "rsm"])
-    with caplog.at_level(logging.INFO, logger="zooscope.stats.similarity"):
+    with caplog.at_level(logging.INFO, logger="zooscope.analyses.similarity"):
         got = rsm_similarity(df)
     assert "left out 1 constant" in caplog.text
     kept = df.drop(index=constant[0])
@@ -163,8 +163,8 @@ def test_validation():
 
 
 def test_cka_similarity_equals_pairwise_cka():
+    from zooscope.analyses.similarity import cka_similarity
     from zooscope.rsa.cka import cka
-    from zooscope.stats.similarity import cka_similarity
 
     rng = np.random.default_rng(3)
     feats = {f"m{i}": rng.normal(size=(15, 8 + i)) for i in range(4)}

@@ -1,4 +1,4 @@
-"""The ``predictivity`` metric in a survey: per layer, per split, per (subject, region, time bin).
+"""The ``predictivity`` metric: per layer, per split, per (subject, region, time bin).
 
 For each benchmark split (``train`` = the commitment images, ``test`` = held out) the layer's SRP
 features of that split's images are scored by Brain-Score's cross-validated regression *within*
@@ -14,19 +14,25 @@ configured regression is **fit on the commitment images** (all of ``train``) and
 held-out images** (``test``), one prediction per test image, so a unique-variance analysis gets a
 full ``[n_test, n_units]`` matrix. The predictivity score instead cross-validates *within* each
 split, so these predictions do not reproduce the stored score (the veRSA/encoding predictions do).
+
+Its settings (``regression``, ``predictivity_splits``) enter the config hash only when it is scored.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import warnings
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from zooscope.benchmark import Benchmark
+from zooscope.benchmark import Benchmark, split_label
+from zooscope.metrics.base import CeilingMethod, LayerContext, LayerScores, Metric, register_metric
+from zooscope.metrics.ceilings import CEILING_COLUMNS, CeilingResult
 from zooscope.rsa.predictivity import (
     cross_validation_splits,
     fit_predict,
@@ -34,25 +40,23 @@ from zooscope.rsa.predictivity import (
     internal_consistency,
     predictivity,
 )
-from zooscope.rsa.vocabulary import PREDICTIVITY_CEILING_METHOD
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "INTERNAL_CONSISTENCY",
+    "PREDICTIVITY",
     "PredictivityData",
-    "default_metrics",
     "internal_consistency_ceilings",
-    "is_neural",
+    "iter_internal_consistency",
     "predictivity_predictions",
     "score_predictivity",
 ]
 
+NAME = "predictivity"
 UNIT_SCORE_COLUMNS = ["subject", "roi", "metric", "split", "unit", "score"]
-
-
-def is_neural(benchmark: Benchmark) -> bool:
-    """A neural benchmark (time bins, or ``kind: neural`` in its attributes)."""
-    return bool(benchmark.time_bins) or benchmark.attrs.get("kind") == "neural"
+#: The ``method`` of the internal-consistency ceiling in the ``ceilings`` table.
+PREDICTIVITY_CEILING_METHOD = "internal_consistency"
 
 
 def _stratify(labels: np.ndarray | None, positions: np.ndarray) -> np.ndarray | None:
@@ -110,7 +114,7 @@ def score_predictivity(
     features : LayerFeatures
         Needs ``srp`` [n_images, k].
     brain : BrainData
-        With ``predictivity`` prepared.
+        With :class:`PredictivityData` prepared (``brain.prepared["predictivity"]``).
     config : ScoringConfig
 
     Returns
@@ -120,11 +124,9 @@ def score_predictivity(
     unit_scores : DataFrame
         Columns :data:`UNIT_SCORE_COLUMNS`: each neuron's r, averaged over CV splits.
     """
-    from zooscope.pipeline.scoring import split_label
-
     rows: list[dict[str, Any]] = []
     units: list[pd.DataFrame] = []
-    prepared: PredictivityData = brain.predictivity
+    prepared: PredictivityData = brain.prepared[NAME]
     for split, positions, Y in (
         ("train", brain.train, brain.Y_train),
         ("test", brain.test, brain.Y_test),
@@ -138,7 +140,7 @@ def score_predictivity(
                 {
                     "subject": subject,
                     "roi": roi,
-                    "metric": "predictivity",
+                    "metric": NAME,
                     "split": split,
                     "score": score,
                 }
@@ -149,7 +151,7 @@ def score_predictivity(
                     {
                         "subject": subject,
                         "roi": roi,
-                        "metric": "predictivity",
+                        "metric": NAME,
                         "split": split,
                         "unit": prepared.units[columns],
                         "score": per_unit[columns],
@@ -164,7 +166,7 @@ def score_predictivity(
 
 def predictivity_predictions(
     features: Any, brain: Any, config: Any, rows: list[dict[str, Any]]
-) -> dict[tuple[str, str], tuple[float, Any]]:
+) -> dict[str, tuple[float, Any]]:
     """Held-out predictions of one layer, offered per group with its train-split predictivity.
 
     Parameters
@@ -180,12 +182,10 @@ def predictivity_predictions(
     Returns
     -------
     dict
-        ``("predictivity", "subject|roi") -> (train score, callable)``; the callable returns the
+        ``"subject|roi" -> (train score, callable)``; the callable returns the
         group's predicted test responses ``[n_test, n_units of the group]``. The regression runs
         at most once per layer, and only when some group keeps the layer.
     """
-    from zooscope.pipeline.scoring import split_label
-
     cached: list[np.ndarray] = []
 
     def predicted(columns: np.ndarray) -> np.ndarray:
@@ -202,7 +202,7 @@ def predictivity_predictions(
     out = {}
     for label, columns in brain.groups.items():
         score = train.get(split_label(label), float("nan"))
-        out[("predictivity", label)] = (score, functools.partial(predicted, columns))
+        out[label] = (score, functools.partial(predicted, columns))
     return out
 
 
@@ -210,8 +210,6 @@ class _quiet_mean:
     """Silence numpy's 'Mean of empty slice' for all-NaN neurons (kept as NaN)."""
 
     def __enter__(self) -> None:
-        import warnings
-
         self._catch = warnings.catch_warnings()
         self._catch.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -220,25 +218,20 @@ class _quiet_mean:
         self._catch.__exit__(*exc)
 
 
-def internal_consistency_ceilings(benchmark: Benchmark, config: Any) -> pd.DataFrame:
-    """Brain-Score's internal-consistency ceiling of every group on the test images.
+def iter_internal_consistency(
+    benchmark: Benchmark, config: Any, n_sims: int = 50, skip: Collection[str] = ()
+) -> Iterator[CeilingResult]:
+    """Brain-Score's internal-consistency ceiling of each group on the test images, one at a time.
 
-    Returns
-    -------
-    DataFrame
-        Columns ``subject, roi, method, value, lower, upper``: ``value`` = mean over the 10
-        repetition splits of the median corrected r; ``lower``/``upper`` = 2.5/97.5 percentiles
-        of the per-split medians.
+    ``value`` = mean over the 10 repetition splits of the median corrected r; ``lower``/``upper`` =
+    2.5/97.5 percentiles of the per-split medians. A group with fewer than 2 repetitions is logged
+    and left out. ``n_sims`` is not used (the repetition splits are Brain-Score's); ``skip``
+    names groups not to compute (e.g. already stored).
     """
-    from zooscope.pipeline.scoring import _subjects, split_label
-
-    groups = benchmark.groups(
-        subjects=_subjects(benchmark, config.subjects),
-        rois=list(config.rois) if config.rois else None,
-    )
     test = benchmark.splits[config.test_split]
-    rows = []
-    for label, units in groups.items():
+    for label, units in config.groups(benchmark).items():
+        if label in set(skip):
+            continue
         data = benchmark.responses(units, test)
         if data.shape[2] < 2:
             logger.warning(
@@ -251,22 +244,60 @@ def internal_consistency_ceilings(benchmark: Benchmark, config: Any) -> pd.DataF
             per_split = np.nanmedian(unit_r, axis=1)
         low, high = np.nanpercentile(per_split, [2.5, 97.5])
         subject, roi = split_label(label)
-        rows.append(
-            {"subject": subject, "roi": roi, "method": PREDICTIVITY_CEILING_METHOD,
-             "value": value, "lower": float(low), "upper": float(high)}
-        )  # fmt: skip
+        row = {"subject": subject, "roi": roi, "method": PREDICTIVITY_CEILING_METHOD,
+               "value": value, "lower": float(low), "upper": float(high)}  # fmt: skip
         logger.info("internal consistency %s: %.3f", label, value)
-    return pd.DataFrame(rows, columns=["subject", "roi", "method", "value", "lower", "upper"])
+        yield CeilingResult(label, row=row, n_units=len(units))
 
 
-def default_metrics(benchmark: Benchmark | str | Any) -> tuple[str, ...]:
-    """Metrics of a survey that names none: predictivity on a neural benchmark, else the NSD set.
+def internal_consistency_ceilings(benchmark: Benchmark, config: Any) -> pd.DataFrame:
+    """Every group's internal-consistency ceiling (:func:`iter_internal_consistency`) as one table.
 
-    Parameters
-    ----------
-    benchmark : Benchmark or path
+    Returns
+    -------
+    DataFrame
+        Columns ``subject, roi, method, value, lower, upper``.
     """
-    from zooscope.rsa.vocabulary import DEFAULT_METRICS, NEURAL_METRICS
+    rows = [result.row for result in iter_internal_consistency(benchmark, config)]
+    return pd.DataFrame(rows, columns=CEILING_COLUMNS[:6])
 
-    bench = benchmark if isinstance(benchmark, Benchmark) else Benchmark.open(benchmark)
-    return NEURAL_METRICS if is_neural(bench) else DEFAULT_METRICS
+
+INTERNAL_CONSISTENCY = CeilingMethod(
+    PREDICTIVITY_CEILING_METHOD,
+    power=1,
+    compute=iter_internal_consistency,
+    description="Brain-Score's split-half (over repetitions), Spearman-Brown corrected per-neuron "
+    "consistency, on the test images",
+)
+
+
+class Predictivity(Metric):
+    """Brain-Score's neural predictivity (cross-validated regression, median per-neuron r)."""
+
+    name = NAME
+    label = "predictivity"
+    description = "Brain-Score's cross-validated regression on SRP features, median per-unit r"
+    needs = frozenset({"srp", "responses", "splits"})
+    stores = frozenset({"scores", "unit_predictions", "unit_scores"})
+    ceiling = INTERNAL_CONSISTENCY
+    settings = ("regression", "predictivity_splits")
+    default_on = frozenset({"neural"})
+
+    def prepare(
+        self, benchmark: Any, splits: Mapping[str, np.ndarray], units: np.ndarray, config: Any
+    ) -> PredictivityData:
+        return PredictivityData.from_benchmark(
+            benchmark, dict(splits), units, config.predictivity_splits
+        )
+
+    def score(self, layer: LayerContext) -> LayerScores:
+        rows, units = score_predictivity(layer.features, layer.brain, layer.config)
+        predictions = (
+            predictivity_predictions(layer.features, layer.brain, layer.config, rows)
+            if layer.keep_predictions
+            else {}
+        )
+        return LayerScores(rows=rows, predictions=predictions, unit_scores=units)
+
+
+PREDICTIVITY = register_metric(Predictivity())

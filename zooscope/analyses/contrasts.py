@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from zooscope.analyses.degenerate import profile_best_layer_scores
+from zooscope.results.db import SUBJECT_MEAN
+
 if TYPE_CHECKING:
     from zooscope.results.db import ResultsDB
 
@@ -60,20 +63,16 @@ def score_frame(
     benchmark_hash, roi : str, optional
     profile : str, optional
         Only results of this scoring profile, best layers chosen by its rule
-        (:func:`zooscope.stats.degenerate.profile_best_layer_scores`); all results when None.
+        (:func:`zooscope.analyses.degenerate.profile_best_layer_scores`); all results when None.
 
     Returns
     -------
     DataFrame
         Columns ``model_uid, subject, metric, roi, score`` plus the model columns.
     """
-    from zooscope.results.db import SUBJECT_MEAN
-
     metrics = [metric] if isinstance(metric, str) else metric
     best = None
     if profile is not None:
-        from zooscope.stats.degenerate import profile_best_layer_scores
-
         best = profile_best_layer_scores(db, profile, benchmark_hash=benchmark_hash)
     if level == "subject":
         df = db.best_layer_scores(benchmark_hash=benchmark_hash) if best is None else best

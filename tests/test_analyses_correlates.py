@@ -1,4 +1,4 @@
-"""Tests of zooscope.stats.correlates against scipy/numpy and published data."""
+"""Tests of zooscope.analyses.correlates against scipy/numpy and published data."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from zooscope.stats.correlates import (
-    effective_dimensionality,
-    participation_ratio,
+from zooscope.analyses.correlates import (
     rank_stability,
     spearman_correlates,
 )
+from zooscope.rsa.dimensionality import effective_dimensionality, participation_ratio
 
 CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
 

@@ -7,6 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import typer
+
+from zooscope.analyses.commitment import COMMITMENT_DISPLAY, committed_layers
+from zooscope.config import RunOptions, ScoringConfig
+from zooscope.neural.brainio import import_brainio
+from zooscope.neural.synthetic import write_synthetic_assembly
+from zooscope.pipeline.survey import survey
+from zooscope.report.html import build_report
+from zooscope.results.db import ResultsDB
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +66,6 @@ def run_neural_demo(
     dict
         ``{"summary": ..., "commitments": ...}`` tables (also printed).
     """
-    import typer
-
-    from zooscope.neural.brainio import import_brainio
-    from zooscope.neural.synthetic import write_synthetic_assembly
-    from zooscope.pipeline.scoring import RunOptions, ScoringConfig
-    from zooscope.pipeline.survey import survey
-    from zooscope.results.db import ResultsDB
-    from zooscope.stats.commitment import COMMITMENT_DISPLAY, committed_layers
-
     root = Path(out) / "neural"
     bench_path, db_path = root / "benchmark.h5", root / "results.duckdb"
     if not bench_path.exists():
@@ -89,8 +89,6 @@ def run_neural_demo(
         typer.echo("\ncommitted layers (best on the commitment images, scored on held-out images):")
         typer.echo(commitments[COMMITMENT_DISPLAY].to_string(index=False, float_format=fmt))
         if report:
-            from zooscope.report.html import build_report
-
             typer.echo(f"report: {build_report(database, root / 'report')}")
     typer.echo(
         f"scored {len(outcome.scored)} models, {len(outcome.failed)} failed; results in {db_path}"

@@ -1,5 +1,7 @@
 """GSN noise ceilings of a benchmark's subject x ROI groups, degrading gracefully.
 
+:data:`GSN_RSA` divides the RSA metrics (cRSA, veRSA): explained variance ``score**2 / ceiling**2``.
+
 Units that cannot enter GSN are left out of their group's ceiling, counted per reason in the log
 and in the stored row (``n_units``, ``n_dropped``, ``note``):
 
@@ -20,29 +22,29 @@ import logging
 import traceback
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
-
-if TYPE_CHECKING:
-    from zooscope.benchmark import Benchmark
-    from zooscope.pipeline.scoring import ScoringConfig
-    from zooscope.results.db import ResultsDB
+from zooscope.benchmark import Benchmark, split_label
+from zooscope.metrics.base import CeilingMethod
+from zooscope.rsa import rsa_noise_ceiling
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CEILING_COLUMNS",
+    "GSN_RSA",
     "CeilingResult",
     "compute_ceilings",
     "iter_ceilings",
-    "store_ceiling",
     "usable_units",
 ]
+
+#: The ``method`` of GSN's RSA noise ceiling in the ``ceilings`` table.
+RSA_CEILING_METHOD = "gsn_rsa"
 
 CEILING_COLUMNS = [
     "subject",
@@ -135,9 +137,6 @@ def usable_units(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, in
 
 
 def _one_group(label: str, data: np.ndarray, n_sims: int, seed: int, backend: str) -> CeilingResult:
-    from zooscope.pipeline.scoring import split_label
-    from zooscope.rsa import rsa_noise_ceiling
-
     keep, reps, dropped = usable_units(data)
     result = CeilingResult(label, n_units=int(keep.sum()), dropped=dropped)
     lost = f" ({_note(dropped)} left out)" if any(dropped.values()) else ""
@@ -171,7 +170,7 @@ def _one_group(label: str, data: np.ndarray, n_sims: int, seed: int, backend: st
 
 def iter_ceilings(
     benchmark: Benchmark,
-    config: ScoringConfig,
+    config: Any,
     n_sims: int = 50,
     seed: int = 0,
     backend: str = "auto",
@@ -197,12 +196,7 @@ def iter_ceilings(
     CeilingResult
         One per group, as soon as it is computed (so a caller can store it at once).
     """
-    from zooscope.pipeline.scoring import _subjects
-
-    groups = benchmark.groups(
-        subjects=_subjects(benchmark, config.subjects),
-        rois=list(config.rois) if config.rois else None,
-    )
+    groups = config.groups(benchmark)
     test = benchmark.splits[config.test_split]
     todo = {label: units for label, units in groups.items() if label not in set(skip)}
     for label, units in tqdm(todo.items(), desc="noise ceilings", unit="group", disable=None):
@@ -228,25 +222,9 @@ def iter_ceilings(
         yield result
 
 
-def store_ceiling(
-    results: ResultsDB, run_id: str, benchmark_hash: str, result: CeilingResult
-) -> None:
-    """Store one group's ceiling (replacing that group's row), or record its failure.
-
-    A failure goes to the ``failures`` table like a model's: ``model_uid`` is ``"ceiling <group>"``
-    and ``stage`` is ``"ceiling"``.
-    """
-    if result.ok:
-        results.write_ceilings(benchmark_hash, pd.DataFrame([result.row]), groups_only=True)
-    else:
-        results.record_failure(
-            run_id, f"ceiling {result.label}", "ceiling", result.error or "", result.traceback or ""
-        )
-
-
 def compute_ceilings(
     benchmark: Benchmark,
-    config: ScoringConfig,
+    config: Any,
     n_sims: int = 50,
     seed: int = 0,
     backend: str = "auto",
@@ -270,3 +248,11 @@ def compute_ceilings(
         if result.ok:
             rows.append(result.row)
     return pd.DataFrame(rows, columns=CEILING_COLUMNS)
+
+
+GSN_RSA = CeilingMethod(
+    RSA_CEILING_METHOD,
+    power=2,
+    compute=iter_ceilings,
+    description="GSN's RSA noise ceiling (split-half RSA of the denoised signal), on the test images",
+)

@@ -16,6 +16,7 @@ from scipy import stats
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
+from zooscope.rsa.cka import cka_matrix
 from zooscope.rsa.rsm import tie_codes
 
 if TYPE_CHECKING:
@@ -248,8 +249,6 @@ def cka_similarity(grams: dict[str, np.ndarray], debiased: bool = False) -> pd.D
     -------
     DataFrame, shape (n_models, n_models)
     """
-    from zooscope.rsa.cka import cka_matrix
-
     names = sorted(grams)
     matrix = cka_matrix([grams[n] for n in names], debiased=debiased)
     return pd.DataFrame(matrix, index=pd.Index(names, name="model_uid"), columns=names)

@@ -1,4 +1,4 @@
-"""Paired, group and scaling statistics (zooscope.stats.compare) against scipy, statsmodels and
+"""Paired, group and scaling statistics (zooscope.analyses.compare) against scipy, statsmodels and
 brute-force enumeration, on scores read back from a results database by manifest metadata."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
+from zooscope.analyses import compare
+from zooscope.analyses.contrasts import score_frame
 from zooscope.results.db import ResultsDB
-from zooscope.stats import compare
-from zooscope.stats.contrasts import score_frame
 
 # Hand-written test scores (subject 1 and 2) of five architectures x two objectives; the two
 # memorability seeds of "res" are averaged into one member of its pair.

@@ -16,17 +16,19 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from zooscope.benchmark import Benchmark
-from zooscope.pipeline.predictions import BestPredictions, observed_responses
-from zooscope.pipeline.scoring import BrainData, ScoringConfig, score_layer
-from zooscope.results.db import ResultsDB
-from zooscope.rsa import RSMComparator, rsm
-from zooscope.rsa.rsm import pearson_columns
-from zooscope.stats.unique_variance import (
+from zooscope.analyses.unique_variance import (
     summarize_unique_variance,
     unique_variance,
     unique_variance_units,
 )
+from zooscope.benchmark import Benchmark
+from zooscope.config import ScoringConfig
+from zooscope.pipeline.brain import BrainData
+from zooscope.pipeline.predictions import BestPredictions, observed_responses
+from zooscope.pipeline.scoring import score_layer
+from zooscope.results.db import ResultsDB
+from zooscope.rsa import RSMComparator, rsm
+from zooscope.rsa.rsm import pearson_columns
 
 N_IMAGES, N_FEATURES, UNITS_PER_ROI, SIGMA = 600, 8, 30, 0.5
 #: ROI -> (w_A, w_B), the generator's mixing weights.

@@ -21,7 +21,7 @@ the feature-cache keys), so results of different profiles never mix and can shar
     4. train predictions are the leave-one-out predictions in the centred frame;
     5. cRSA on full features (as the default);
     6. before the best train layer is chosen, rows whose z-scored test - train difference
-       (within a metric) is below -3.291 are dropped (:func:`zooscope.stats.degenerate.best_layers`).
+       (within a metric) is below -3.291 are dropped (:func:`zooscope.analyses.degenerate.best_layers`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from zooscope.profiles import get_profile
 from zooscope.rsa.selection import select_layer
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def profile_best_layer_scores(
     ----------
     db : ResultsDB
     profile : str
-        A scoring profile (:data:`~zooscope.pipeline.profiles.PROFILES`); only results made under
+        A scoring profile (:data:`~zooscope.profiles.PROFILES`); only results made under
         it are read.
     benchmark_hash : str, optional
 
@@ -180,8 +181,6 @@ def profile_best_layer_scores(
         metric, benchmark_hash, config_hash, layer_index, layer_name, train_score, test_score,
         selection``), ready for :meth:`ResultsDB.summary(best=...) <zooscope.results.db.ResultsDB.summary>`.
     """
-    from zooscope.pipeline.profiles import get_profile
-
     threshold = get_profile(profile).settings.get("degenerate_z")
     hashes = db.profile_config_hashes(profile)
     if threshold is None:

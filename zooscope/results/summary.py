@@ -14,13 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zooscope.metrics import GSN_RSA, ceiling_power, registered
 from zooscope.rsa.partial import explained_variance
-from zooscope.rsa.vocabulary import (
-    CEILING_METHODS,
-    PREDICTIVITY_CEILING_METHOD,
-    RSA_CEILING_METHOD,
-    RSA_METRICS,
-)
 
 __all__ = ["SUMMARY_COLUMNS", "ceiled_score", "model_summary"]
 
@@ -36,27 +31,37 @@ _KEYS = ["model_uid", "metric", "roi", "benchmark_hash", "config_hash"]
 def ceiled_score(score: Any, ceiling: Any, method: Any) -> np.ndarray:
     """Explained variance of scores under their ceiling method.
 
-    Predictivity's internal-consistency ceiling is a variance ratio (``score**2 / ceiling``);
-    every other (correlation-valued) ceiling is squared (``score**2 / ceiling**2``); see
-    :func:`zooscope.rsa.explained_variance`.
+    Each ceiling method says how it divides (:attr:`CeilingMethod.power
+    <zooscope.metrics.CeilingMethod.power>`): predictivity's internal-consistency ceiling is a
+    variance ratio (``score**2 / ceiling``); every other (correlation-valued) ceiling is squared
+    (``score**2 / ceiling**2``); see :func:`zooscope.rsa.explained_variance`.
 
     Parameters
     ----------
     score, ceiling : array-like, shape (n,)
     method : str or array-like of str, broadcastable to shape (n,)
-        The ceiling method of each row (:data:`zooscope.rsa.vocabulary.CEILING_METHODS`).
+        The ceiling method of each row (:func:`zooscope.metrics.ceiling_power`).
 
     Returns
     -------
     np.ndarray, shape (n,)
         NaN where the ceiling is missing or not positive.
     """
-    power = np.where(np.asarray(method, dtype=object) == PREDICTIVITY_CEILING_METHOD, 1, 2)
+    power = np.vectorize(ceiling_power, otypes=[np.int64])(np.asarray(method, dtype=object))
     return np.atleast_1d(
         explained_variance(
             np.asarray(score, dtype=np.float64), np.asarray(ceiling, dtype=np.float64), power
         )
     )
+
+
+def _ceiling_methods(rsa_method: str) -> dict[str, str]:
+    """Metric -> the ceiling method that divides it; ``rsa_method`` for GSN's RSA metrics."""
+    return {
+        metric.name: rsa_method if metric.ceiling is GSN_RSA else metric.ceiling.name
+        for metric in registered()
+        if metric.ceiling is not None
+    }
 
 
 def model_summary(
@@ -65,7 +70,7 @@ def model_summary(
     names: pd.DataFrame,
     profiles: pd.DataFrame,
     *,
-    ceiling_method: str = RSA_CEILING_METHOD,
+    ceiling_method: str = GSN_RSA.name,
     subject_mean: str = "mean",
 ) -> pd.DataFrame:
     """Models ranked by their subject-mean best-layer test score, per metric, ROI and benchmark.
@@ -73,9 +78,10 @@ def model_summary(
     ``score`` is the mean over subjects of the best-layer test score; where a model has no
     per-subject rows, the published subject mean (subject ``subject_mean``) is used and
     ``n_subjects`` is 0. ``ceiling`` is the mean over the same subjects (all subjects of the
-    benchmark for published means) of the metric's ceiling: ``ceiling_method`` for the RSA
-    metrics, the internal-consistency ceiling for ``predictivity`` (see :func:`ceiled_score`).
-    ``encoding_r`` is not ceiled.
+    benchmark for published means) of the metric's ceiling (:attr:`Metric.ceiling
+    <zooscope.metrics.Metric.ceiling>`): ``ceiling_method`` for the RSA metrics (those divided by
+    GSN's RSA ceiling), the internal-consistency ceiling for ``predictivity`` (see
+    :func:`ceiled_score`). A metric without a ceiling (``encoding_r``) is not ceiled.
 
     Parameters
     ----------
@@ -100,7 +106,7 @@ def model_summary(
     """
     if best.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    methods = {**CEILING_METHODS, **dict.fromkeys(RSA_METRICS, ceiling_method)}
+    methods = _ceiling_methods(ceiling_method)
     best = best.assign(method=best["metric"].map(methods))
     is_mean = best["subject"] == subject_mean
     per_subject = best[~is_mean].merge(

@@ -6,15 +6,15 @@ import h5py
 import numpy as np
 import pytest
 
-from zooscope.feature_extraction.cka_gram import CentredGramAccumulator, pack_gram, unpack_gram
-from zooscope.results.grams import GramStore, grams_path
-from zooscope.rsa import cka, cka_matrix
-from zooscope.stats.layer_cka import (
+from zooscope.analyses.layer_cka import (
     layer_cka,
     layer_cka_from_grams,
     model_cka_matrix,
     relative_depth,
 )
+from zooscope.feature_extraction.cka_gram import CentredGramAccumulator, pack_gram, unpack_gram
+from zooscope.results.grams import GramStore, grams_path
+from zooscope.rsa import cka, cka_matrix
 
 
 def _gram(X: np.ndarray) -> np.ndarray:

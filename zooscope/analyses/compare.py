@@ -1,7 +1,7 @@
 r"""Comparing families of models: matched pairs, groups, and scaling with training-set size.
 
 Every function takes a tidy score frame (one row per model, or per model and subject, with the
-model's manifest columns; :func:`zooscope.stats.contrasts.score_frame` builds one from a results
+model's manifest columns; :func:`zooscope.analyses.contrasts.score_frame` builds one from a results
 database) and works separately within each ``metric`` x ``roi`` (the ``keys``).
 
 Statistics
