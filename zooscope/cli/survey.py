@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -29,6 +29,22 @@ def _exit_if_failed(report: SurveyReport, db: Path) -> None:
     message = f"error: {' and '.join(parts)} failed; details: zooscope results failures --db {db}"
     typer.echo(message, err=True)
     raise typer.Exit(1)
+
+
+def _print_estimate(
+    manifest: str, benchmark: Path, db: Path, config: Any, options: Any, models: Any
+) -> None:
+    """``survey --estimate``: the predicted cost of the models the survey would score."""
+    from zooscope.benchmark import Benchmark
+    from zooscope.pipeline.cost import estimate_lines, estimate_survey
+    from zooscope.pipeline.survey import models_to_score
+
+    bench = Benchmark.open(benchmark)
+    entries = models_to_score(manifest, bench, db, config, models)
+    result = estimate_survey(entries, bench, config, options)
+    device = result.rates.key.get("device", "cpu")
+    for line in estimate_lines(result, device):
+        typer.echo(line)
 
 
 def register(app: typer.Typer) -> None:
@@ -135,6 +151,11 @@ def register(app: typer.Typer) -> None:
             "--keep-grams",
             help="Also store every scored layer's centred Gram matrix (n x n float64, counted in the memory budget) next to --db, for zooscope analyze layer-cka and the report's CKA section.",
         ),
+        estimate: bool = typer.Option(
+            False,
+            "--estimate",
+            help="Score nothing: print each model's predicted time, forward passes and peak memory on this machine, and the total.",
+        ),
     ) -> None:
         """Score every model of a manifest against a benchmark into a results database.
 
@@ -197,6 +218,9 @@ def register(app: typer.Typer) -> None:
         options = RunOptions(
             device=device, batch_size=batch_size, memory_budget=memory_budget, keep_grams=keep_grams
         )
+        if estimate:
+            _print_estimate(manifest, benchmark, db, config, options, _split(models))
+            return
         client = None
         try:
             if workers or scheduler or slurm:

@@ -496,6 +496,7 @@ def extract(
     cache: FeatureCache | None = None,
     image_set_id: str | None = None,
     progress: bool = True,
+    on_pass: Callable[[int, ExtractionPlan, int], None] | None = None,
     **changes: Any,
 ) -> Iterator[LayerFeatures]:
     """Yield every layer's SRP features and RSM over ``images``, one layer at a time.
@@ -516,6 +517,9 @@ def extract(
         Identity of the image set for cache keys (default: a hash of the pixels).
     progress : bool
         Show progress bars.
+    on_pass : callable, optional
+        Called as ``on_pass(number, plan, cached)`` when pass ``number`` (1-based) of ``plan``
+        starts; ``cached`` counts the layers already yielded from the cache.
     **changes
         Fields of :class:`ExtractionSettings` to change (``extract(model, images,
         memory_budget="4GB")``).
@@ -548,6 +552,7 @@ def extract(
         settings.components(n),
     )
     keys: dict[str, str] = {}
+    cached = 0
     if cache is not None:
         image_id = image_set_id or image_set.content_hash()
         params = settings.cache_params(n, consumers)
@@ -558,6 +563,7 @@ def extract(
                 arrays = {
                     name: value for name, value in stored.items() if isinstance(value, np.ndarray)
                 }
+                cached += 1
                 yield LayerFeatures.from_outputs(
                     spec, arrays, from_cache=True, cache_key=keys[spec.name]
                 )
@@ -583,6 +589,8 @@ def extract(
     try:
         for number, pieces in enumerate(passes, 1):
             bar.set_postfix_str(f"pass {number}/{len(passes)}, {len(pieces)} layer piece(s)")
+            if on_pass is not None:
+                on_pass(number, plan, cached)
             following = cuts[number] if number < len(passes) else None
             record = following if following is not None and following != cuts[number - 1] else None
             for layer, outputs in run(pieces, cuts[number - 1], record):

@@ -30,6 +30,7 @@ from zooscope.feature_extraction.cka_gram import pack_gram
 from zooscope.metrics import LayerContext, get_metric, metric_names, needed
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.predictions import BestPredictions, KeepBest
+from zooscope.pipeline.progress import ProgressCallback, Reporter
 from zooscope.rsa import upper_triangle
 from zooscope.rsa.dimensionality import effective_dimensionality
 from zooscope.rsa.selection import select_best_layers
@@ -51,6 +52,8 @@ class ModelScores:
     predictions: pd.DataFrame | None = None
     unit_scores: pd.DataFrame | None = None  # per-neuron predictivity of every layer
     grams: list[tuple[int, str, np.ndarray]] | None = None  # keep_grams: packed, per layer
+    passes: int = 0  # passes over the images the extraction planned (0: all layers cached)
+    stage_seconds: dict[str, dict[str, float]] | None = None  # measured: stage -> {wall, cpu}
 
     def best(self) -> dict[str, float]:
         """Mean over groups of the best-train-layer test score per metric (for log lines)."""
@@ -180,6 +183,23 @@ class _ModelKeeper:
 
     def add(self, features: Any, outcome: LayerOutcome) -> None:
         """Keep one scored layer's rows, and its RSMs and predictions where it is the best so far."""
+        with stage("keep"):
+            self._keep(features, outcome)
+        srp = features.srp
+        with stage("layer_stats"):
+            effective_dim = effective_dimensionality(srp) if srp is not None else None
+        self.layers.append(
+            {
+                "layer_index": features.index,
+                "layer_name": features.name,
+                "module_type": features.module_type,
+                "n_features": features.n_features,
+                "effective_dim": effective_dim,
+                "alpha_edge_fraction": outcome.diagnostics.get("alpha_edge_fraction", np.nan),
+            }
+        )
+
+    def _keep(self, features: Any, outcome: LayerOutcome) -> None:
         where = {"layer_index": features.index, "layer_name": features.name}
         self.scores += [{**where, **row} for row in outcome.rows]
         self.unit_scores += [frame.assign(**where) for frame in outcome.unit_scores]
@@ -192,16 +212,6 @@ class _ModelKeeper:
             # packed at once: the model holds n (n + 1) / 2 float64 per layer until it is stored
             gram = pack_gram(features.outputs.pop("cka_gram"))
             self.grams.append((features.index, features.name, gram))
-        srp = features.srp
-        self.layers.append(
-            {
-                **where,
-                "module_type": features.module_type,
-                "n_features": features.n_features,
-                "effective_dim": effective_dimensionality(srp) if srp is not None else None,
-                "alpha_edge_fraction": outcome.diagnostics.get("alpha_edge_fraction", np.nan),
-            }
-        )
 
     def model_scores(self, model: dict[str, Any], seconds: float) -> ModelScores:
         return ModelScores(
@@ -247,15 +257,28 @@ def extraction_settings(config: ScoringConfig, options: RunOptions) -> Extractio
 
 
 def _layer_stream(
-    loaded: Any, benchmark: Benchmark, config: ScoringConfig, options: RunOptions
+    loaded: Any,
+    benchmark: Benchmark,
+    config: ScoringConfig,
+    options: RunOptions,
+    reporter: Reporter,
 ) -> Any:
     """The extraction of what the chosen metrics need, one layer at a time."""
+
+    def on_pass(number: int, plan: Any, cached: int) -> None:
+        if number == 1:
+            reporter.total, reporter.passes = cached + len(plan.layers), len(plan.passes)
+            reporter.emit("planned")
+        reporter.emit("pass", number=number)
+
     return extract(
         loaded,
         benchmark.stimuli,
         extraction_settings(config, options),
         image_set_id=benchmark.content_hash,
-        progress=options.progress,
+        # the survey shows a bar over layers instead of the extraction's bar over batches
+        progress=options.progress and reporter.callback is None,
+        on_pass=on_pass,
         # composed, not wired in: the planner counts its n x n float64 per layer in the budget
         consumers=[CKAGramConsumer()] if options.keep_grams else (),
     )
@@ -272,7 +295,8 @@ def _next_layer(stream: Any) -> Any:
         raise ScoringError("extract", error) from error
 
 
-def _ridge_backend(options: RunOptions, device: str) -> str:
+def ridge_backend(options: RunOptions, device: str) -> str:
+    """The array backend of ridge fits on ``device`` (``options.ridge_backend``, or by device)."""
     if options.ridge_backend != "auto":
         return options.ridge_backend
     return "torch_cuda" if device.startswith("cuda") else "numpy"
@@ -284,6 +308,7 @@ def score_model(
     config: ScoringConfig | None = None,
     options: RunOptions | None = None,
     brain: BrainData | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> ModelScores:
     """Score every layer of one model.
 
@@ -296,6 +321,9 @@ def score_model(
     options : RunOptions, optional
     brain : BrainData, optional
         Prepared brain side (built from ``benchmark`` when not given; pass it to reuse it).
+    on_progress : callable, optional
+        Called with a :class:`~zooscope.pipeline.progress.ProgressEvent` when the extraction is
+        planned, when each pass starts, after each layer is scored and at the end.
 
     Returns
     -------
@@ -313,21 +341,28 @@ def score_model(
     started = time.perf_counter()
     brain = brain or BrainData.from_benchmark(benchmark, config)
     loaded = _load(entry, config, options)
-    stream = _layer_stream(loaded, benchmark, config, options)
-    ridge_backend = _ridge_backend(options, loaded.device)
+    reporter = Reporter(entry.model_uid, on_progress)
+    stream = _layer_stream(loaded, benchmark, config, options, reporter)
+    backend = ridge_backend(options, loaded.device)
     kept = _ModelKeeper(options)
     while (features := _next_layer(stream)) is not None:
-        layer = LayerContext(features, brain, config, ridge_backend, options.keep_predictions)
+        layer = LayerContext(features, brain, config, backend, options.keep_predictions)
         try:
             with stage("rsa"):  # ridge, inside it, counts apart
                 outcome = score_metrics(layer)
         except Exception as error:
             raise ScoringError("score", error) from error
         kept.add(features, outcome)
+        reporter.done += 1
+        reporter.total = max(reporter.total, reporter.done)  # all from the cache: no plan
+        reporter.emit("layer", layer=features.name)
         del features, layer  # stream: only one layer's features are alive at a time
     if not kept.layers:
         # A model with no scored layer must not be recorded as complete: it would be skipped forever.
         what = f"matches the layer selection {config.layers!r}" if config.layers else "was found"
         raise ScoringError("extract", ValueError(f"no layer of {entry.model_uid} {what}"))
     model = {**entry.to_record(), "param_count": loaded.info.n_params}
-    return kept.model_scores(model, time.perf_counter() - started)
+    reporter.emit("done")
+    scores = kept.model_scores(model, time.perf_counter() - started)
+    scores.passes = reporter.passes
+    return scores

@@ -27,19 +27,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from zooscope import _timing
+from zooscope._backend import resolve_device
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.config import RunOptions, ScoringConfig
 from zooscope.errors import InputFileError
+from zooscope.feature_extraction import parse_bytes
+from zooscope.feature_extraction.consumers import Placement
 from zooscope.logs import current_log_file, log_to_file
 from zooscope.metrics import ceiling_methods, storing
 from zooscope.metrics.ceilings import CeilingResult, compute_ceilings
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
+from zooscope.pipeline.cost import cached_costs
 from zooscope.pipeline.diagnostics import model_summary_lines
 from zooscope.pipeline.predictions import observed_responses
+from zooscope.pipeline.progress import ProgressCallback, SurveyBars
 from zooscope.pipeline.scoring import ModelScores, ScoringError, score_model
 from zooscope.results.db import ResultsDB
 from zooscope.results.grams import store_grams
@@ -80,17 +85,33 @@ class SurveyReport:
 @functools.lru_cache(maxsize=2)
 def _brain_for(benchmark_path: str, content_hash: str, config: ScoringConfig) -> BrainData:
     """Brain data per process, built once per (benchmark, config) and reused for every model."""
-    return BrainData.from_benchmark(Benchmark.open(benchmark_path), config)
+    with stage("brain"):
+        return BrainData.from_benchmark(Benchmark.open(benchmark_path), config)
 
 
 def score_task(
-    entry: ModelEntry, benchmark_path: str, config: ScoringConfig, options: RunOptions
+    entry: ModelEntry,
+    benchmark_path: str,
+    config: ScoringConfig,
+    options: RunOptions,
+    on_progress: ProgressCallback | None = None,
 ) -> ModelScores | Failure:
-    """Score one model in any process; failures come back as :class:`Failure` values."""
+    """Score one model in any process; failures come back as :class:`Failure` values.
+
+    The model's measured seconds per stage (:mod:`zooscope._timing`) come back with its scores.
+    """
+    before = {clock: _timing.totals(clock) for clock in ("wall", "cpu")}
     try:
         benchmark = Benchmark.open(benchmark_path)
         brain = _brain_for(str(benchmark_path), benchmark.content_hash, config)
-        return score_model(entry, benchmark, config, options, brain)
+        scores = score_model(entry, benchmark, config, options, brain, on_progress)
+        after = {clock: _timing.totals(clock) for clock in ("wall", "cpu")}
+        scores.stage_seconds = {
+            name: {c: after[c][name] - before[c].get(name, 0.0) for c in after}
+            for name in after["wall"]
+            if after["wall"][name] > before["wall"].get(name, 0.0)
+        }
+        return scores
     except ScoringError as error:
         tb = "".join(traceback.format_exception(error.error))
         return Failure(
@@ -211,10 +232,14 @@ def _store_method_ceilings(
 
 
 def _in_process(
-    entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions
+    entries: Sequence[ModelEntry],
+    benchmark_path: str,
+    config: ScoringConfig,
+    options: RunOptions,
+    on_progress: ProgressCallback | None = None,
 ) -> Iterator[ModelScores | Failure]:
     for entry in entries:
-        yield score_task(entry, benchmark_path, config, options)
+        yield score_task(entry, benchmark_path, config, options, on_progress)
 
 
 def _on_dask(
@@ -288,6 +313,22 @@ def _todo(
     return todo
 
 
+def _log_budget(options: RunOptions, distributed: bool) -> None:
+    """Say which memory budget each model's extraction gets, and where it comes from."""
+    if options.memory_budget is not None:
+        budget = parse_bytes(options.memory_budget)
+        logger.info("memory budget per model: %.1f GB (--memory-budget)", budget / 1e9)
+        return
+    where = "on each worker " if distributed else ""
+    free = Placement.of(resolve_device(options.device)).backend
+    logger.info(
+        "memory budget per model: half the free memory %swhen the model starts (now %.1f GB); "
+        "set --memory-budget for reproducible runs",
+        where,
+        free.free_memory_bytes() / 2e9,
+    )
+
+
 def _record(
     outcome: ModelScores | Failure | WorkerLost,
     session: ShortWrites,
@@ -333,11 +374,31 @@ def _store_model(scores: ModelScores, session: ShortWrites, run_id: str, bench: 
     uid = scores.model["model_uid"]
     best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(scores.best().items()))
     logger.info(
-        "%s: %d layers in %.0fs; best-layer test: %s", uid, len(scores.layers), scores.seconds, best
+        "%s: %d layers, %d passes, %.0fs; best-layer test: %s",
+        uid,
+        len(scores.layers),
+        scores.passes,
+        scores.seconds,
+        best,
     )
     random_init = scores.model.get("weights") == "random"
     for line in model_summary_lines(uid, scores.layers, scores.scores, random_init=random_init):
         logger.info(line)
+
+
+def models_to_score(
+    manifest: str | os.PathLike[str] | Sequence[ModelEntry],
+    benchmark: Benchmark,
+    db: str | os.PathLike[str] | None,
+    config: ScoringConfig,
+    models: Sequence[str] | None = None,
+) -> list[ModelEntry]:
+    """The manifest's available models (or ``models``) not yet complete in ``db`` for this config."""
+    done: set[str] = set()
+    if db is not None and Path(db).exists():
+        with ResultsDB(db, read_only=True) as results:
+            done = set(results.completed_models(benchmark.content_hash, config.hash))
+    return [e for e in _entries(manifest, models) if e.available and e.model_uid not in done]
 
 
 def survey(
@@ -399,8 +460,10 @@ def survey(
     entries = _entries(manifest, models)
     bench = Benchmark.open(benchmark)
     if verify:
-        _verify(bench)
-    _check_scorable(bench, config)
+        with stage("verify"):
+            _verify(bench)
+    with stage("brain"):
+        _check_scorable(bench, config)
     session = ShortWrites(db)
     manifest_name = entries[0].manifest if entries else None
     with session.open() as results:
@@ -423,19 +486,34 @@ def survey(
                 _store_ceilings(session, run_id, bench, config, n_sims, stored, report)
             if options.keep_predictions and storing(config.metrics, "unit_predictions"):
                 brain = _brain_for(str(benchmark), bench.content_hash, config)
-                with session.open() as results:
+                with stage("db"), session.open() as results:
                     results.write_responses(bench.content_hash, observed_responses(brain))
             todo = _todo(entries, done, failed_before, report)
+            _log_budget(options, client is not None)
+            predicted = cached_costs(todo, bench, config, options)
+            bars = SurveyBars(
+                [e.model_uid for e in todo],
+                {uid: cost.total("wall") for uid, cost in predicted.items()},
+                {uid: cost.layer_seconds for uid, cost in predicted.items()},
+                enabled=None if options.progress else False,
+            )
             stream = (
                 _on_dask(todo, str(benchmark), config, options, client, gpu_resources)
                 if client is not None
-                else _in_process(todo, str(benchmark), config, options)
+                else _in_process(todo, str(benchmark), config, options, bars)
             )
-            with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
+            try:
                 for outcome in stream:
                     _record(outcome, session, run_id, bench, report)
                     if not isinstance(outcome, WorkerLost):  # a lost model is run again
-                        bar.update(1)
+                        uid = (
+                            outcome.model_uid
+                            if isinstance(outcome, Failure)
+                            else outcome.model["model_uid"]
+                        )
+                        bars.model_finished(uid)
+            finally:
+                bars.close()
         status = "finished"
     finally:
         with session.open() as results:
