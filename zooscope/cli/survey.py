@@ -35,6 +35,7 @@ def _print_estimate(
     manifest: str, benchmark: Path, db: Path, config: Any, options: Any, models: Any
 ) -> None:
     """``survey --estimate``: the predicted cost of the models the survey would score."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.benchmark import Benchmark
     from zooscope.pipeline.cost import estimate_lines, estimate_survey
     from zooscope.pipeline.survey import models_to_score
