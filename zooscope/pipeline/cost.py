@@ -653,3 +653,16 @@ def estimate_lines(estimate: SurveyEstimate, device: str) -> list[str]:
     for uid, why in estimate.unprobed.items():
         lines.append(f"  not estimated: {uid}: {why.splitlines()[0]}")
     return lines
+
+
+def cost_line(measured: dict[str, dict[str, float]], predicted: ModelCost | None) -> str:
+    """One log line: a model's measured CPU seconds per stage, and the prediction if there was one."""
+    parts = [f"{name} {t['cpu']:.1f}" for name, t in sorted(measured.items()) if t["cpu"] >= 0.05]
+    total = sum(t["cpu"] for t in measured.values())
+    line = f"measured CPU s: {', '.join(parts)}; total {total:.1f}"
+    if predicted is not None:
+        line += (
+            f"; predicted {predicted.total('cpu'):.1f} "
+            f"({100 * (total / max(predicted.total('cpu'), 1e-9) - 1):+.0f}%)"
+        )
+    return line

@@ -41,7 +41,7 @@ from zooscope.metrics import ceiling_methods, storing
 from zooscope.metrics.ceilings import CeilingResult, compute_ceilings
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
-from zooscope.pipeline.cost import cached_costs
+from zooscope.pipeline.cost import ModelCost, cached_costs, cost_line
 from zooscope.pipeline.diagnostics import model_summary_lines
 from zooscope.pipeline.predictions import observed_responses
 from zooscope.pipeline.progress import ProgressCallback, SurveyBars
@@ -335,6 +335,7 @@ def _record(
     run_id: str,
     bench: Benchmark,
     report: SurveyReport,
+    predicted: dict[str, ModelCost] | None = None,
 ) -> None:
     """Write what came back for one model: its rows, its failure, or a lost worker."""
     if isinstance(outcome, WorkerLost):  # recorded; the model is run again elsewhere
@@ -350,11 +351,18 @@ def _record(
         report.failed.append(outcome)
         logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
     else:
-        _store_model(outcome, session, run_id, bench)
+        uid = outcome.model["model_uid"]
+        _store_model(outcome, session, run_id, bench, (predicted or {}).get(uid))
         report.scored.append(outcome.model["model_uid"])
 
 
-def _store_model(scores: ModelScores, session: ShortWrites, run_id: str, bench: Benchmark) -> None:
+def _store_model(
+    scores: ModelScores,
+    session: ShortWrites,
+    run_id: str,
+    bench: Benchmark,
+    predicted: ModelCost | None = None,
+) -> None:
     """Store one model's rows (its Grams first) and log its line and its concerns."""
     if scores.grams is not None:
         # before the model's rows: a model recorded complete has its Grams
@@ -384,6 +392,8 @@ def _store_model(scores: ModelScores, session: ShortWrites, run_id: str, bench: 
     random_init = scores.model.get("weights") == "random"
     for line in model_summary_lines(uid, scores.layers, scores.scores, random_init=random_init):
         logger.info(line)
+    if scores.stage_seconds:  # in the log file: measured beside predicted, to check the estimate
+        logger.debug("%s: %s", uid, cost_line(scores.stage_seconds, predicted))
 
 
 def models_to_score(
@@ -504,7 +514,7 @@ def survey(
             )
             try:
                 for outcome in stream:
-                    _record(outcome, session, run_id, bench, report)
+                    _record(outcome, session, run_id, bench, report, predicted)
                     if not isinstance(outcome, WorkerLost):  # a lost model is run again
                         uid = (
                             outcome.model_uid
