@@ -165,8 +165,3 @@ class ResultsDB(SchemaMigrations, ResultsWrites, ResultsReads):
     def _query(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         with self._lock:
             return self.con.execute(sql, params or []).df()
-
-
-
-
-
