@@ -19,6 +19,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SchemaMigrations"]
 SCHEMA_VERSION = 5
 
 
+# long: one CREATE statement per table of the first schema (a migration is never edited)
 def _migration_1_initial(con: Any) -> None:
     """Version 1: every table of the results database and the ``best_layer_scores`` view."""
     con.execute(
