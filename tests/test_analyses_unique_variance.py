@@ -202,11 +202,11 @@ def test_predictions_round_trip_replace_and_export(tmp_path):
 def test_a_version_1_file_gains_the_prediction_tables(tmp_path):
     import duckdb
 
-    from zooscope.results import db as dbmod
+    from zooscope.results import schema as dbmod
 
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    dbmod._MIGRATIONS[0](con)
+    dbmod.MIGRATIONS[0](con)
     con.execute("CREATE TABLE schema_info (version INTEGER)")
     con.execute("INSERT INTO schema_info VALUES (1)")
     con.close()

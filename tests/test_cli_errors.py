@@ -110,11 +110,11 @@ def test_corrupt_and_newer_results_databases(tmp_path: Path) -> None:
 
 
 def test_upgrade_keeps_the_old_file_as_the_way_back(tmp_path: Path) -> None:
-    from zooscope.results.schema import _MIGRATIONS
+    from zooscope.results.schema import MIGRATIONS
 
     path = tmp_path / "v1.duckdb"
     con = duckdb.connect(str(path))
-    _MIGRATIONS[0](con)
+    MIGRATIONS[0](con)
     con.execute("CREATE TABLE schema_info (version INTEGER)")
     con.execute("INSERT INTO schema_info VALUES (1)")
     con.execute("INSERT INTO runs (run_id, finished_at) VALUES ('a', NULL), ('b', now())")

@@ -260,7 +260,7 @@ def test_version_one_file_upgrades_keeping_rows(tmp_path):
 
     path = tmp_path / "v1.duckdb"
     con = duckdb.connect(str(path))
-    db_module._MIGRATIONS[0](con)  # a file as version 1 wrote it, with one model's rows
+    db_module.MIGRATIONS[0](con)  # a file as version 1 wrote it, with one model's rows
     con.execute("CREATE TABLE schema_info (version INTEGER); INSERT INTO schema_info VALUES (1)")
     con.execute("INSERT INTO layers VALUES ('m', 'b', 'c', 0, 'l0', 'Conv2d', 10, NULL, 'r')")
     con.execute(

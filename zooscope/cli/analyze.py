@@ -18,6 +18,7 @@ PROFILE_OPTION = typer.Option(
 )
 
 
+# long: one nested function per command, which typer's decorators register on ``app``
 def register(app: typer.Typer) -> None:
     """Add the analysis commands to ``app``."""
     imports = typer.Typer(

@@ -45,6 +45,7 @@ def _write(out: Path | None, name: str, table) -> None:
         table.to_csv(out / f"{name}.csv", index=False)
 
 
+# long: one nested function per command, which typer's decorators register on ``analyze``
 def register(analyze: typer.Typer) -> None:
     """Add the model-comparison commands to the ``analyze`` group."""
 

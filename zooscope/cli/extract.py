@@ -64,6 +64,7 @@ def open_images(path: Path) -> Iterator[tuple[Any, str | None]]:
         raise _fail(f"cannot read images from {path}: give a folder, a .npy array or an .h5 file")
 
 
+# long: typer declares the command's 18 options in its signature
 def extract_cmd(
     model: str = typer.Option(..., "--model", help="model_uid of the manifest row."),
     images: Path = typer.Option(

@@ -48,9 +48,42 @@ def _print_estimate(
         typer.echo(line)
 
 
+def _client(workers: int | None, scheduler: str | None, slurm: Any) -> Any:
+    """A Dask client of the cluster asked for; Dask's own INFO lines stay quiet unless -v."""
+    # lazy: `zooscope --help` stays fast
+    import distributed  # noqa: F401  (sets its loggers up on import)
+
+    from zooscope.pipeline.cluster import make_client
+
+    if not logging.getLogger("zooscope").isEnabledFor(logging.DEBUG):  # -v shows them
+        for name in ("distributed", "dask_jobqueue"):  # ~100 INFO lines per worker
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return make_client(workers=workers, scheduler=scheduler, slurm=slurm)
+
+
+def _print_survey(report: Any, client: Any) -> None:
+    """The survey's last lines: lost workers, replaced Slurm jobs, the counts, the failures."""
+    for lost in report.workers_lost:
+        typer.echo(f"  {lost.name}: {lost.message} (recorded in failures)", err=True)
+    for line in getattr(client, "replaced", []):  # Slurm jobs that ended while the survey ran
+        typer.echo(f"  {line}", err=True)
+    typer.echo(
+        f"scored {len(report.scored)}, failed {len(report.failed)}, already complete {len(report.skipped_complete)}, "
+        f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "
+        f"in {report.seconds:.0f}s" + (f"; detail in {report.log_file}" if report.log_file else "")
+    )
+    for failure in [*report.ceiling_failures, *report.failed]:
+        typer.echo(
+            f"  failed {failure.model_uid} at {failure.stage}: {failure.error.splitlines()[0]}",
+            err=True,
+        )
+
+
+# long: one nested function per command, which typer's decorators register on ``app``
 def register(app: typer.Typer) -> None:
     """Add ``survey``, ``ceiling`` and ``demo`` to ``app``."""
 
+    # long: typer declares the command's 34 options in its signature (the body is short)
     @app.command("survey")
     def survey_command(
         manifest: str = typer.Option(
@@ -170,7 +203,6 @@ def register(app: typer.Typer) -> None:
         from zooscope.pipeline.cluster import (
             ClusterError,
             SlurmOptions,
-            make_client,
             require_slurm,
             slurm_job_script,
         )
@@ -225,14 +257,7 @@ def register(app: typer.Typer) -> None:
         client = None
         try:
             if workers or scheduler or slurm:
-                import distributed  # noqa: F401  (sets its loggers up on import)
-
-                if not logging.getLogger("zooscope").isEnabledFor(logging.DEBUG):  # -v shows them
-                    for name in ("distributed", "dask_jobqueue"):  # ~100 INFO lines per worker
-                        logging.getLogger(name).setLevel(logging.WARNING)
-                client = make_client(
-                    workers=workers, scheduler=scheduler, slurm=slurm_options if slurm else None
-                )
+                client = _client(workers, scheduler, slurm_options if slurm else None)
             report = survey(
                 manifest,
                 benchmark,
@@ -253,21 +278,7 @@ def register(app: typer.Typer) -> None:
         finally:
             if client is not None:
                 client.close()
-        for lost in report.workers_lost:
-            typer.echo(f"  {lost.name}: {lost.message} (recorded in failures)", err=True)
-        for line in getattr(client, "replaced", []):  # Slurm jobs that ended while the survey ran
-            typer.echo(f"  {line}", err=True)
-        typer.echo(
-            f"scored {len(report.scored)}, failed {len(report.failed)}, already complete {len(report.skipped_complete)}, "
-            f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "
-            f"in {report.seconds:.0f}s"
-            + (f"; detail in {report.log_file}" if report.log_file else "")
-        )
-        for failure in [*report.ceiling_failures, *report.failed]:
-            typer.echo(
-                f"  failed {failure.model_uid} at {failure.stage}: {failure.error.splitlines()[0]}",
-                err=True,
-            )
+        _print_survey(report, client)
         _exit_if_failed(report, db)
 
     @app.command("ceiling")
@@ -333,6 +344,7 @@ def register(app: typer.Typer) -> None:
             )
             raise typer.Exit(1)
 
+    # long: typer declares the command's options in its signature
     @app.command("demo")
     def demo_command(
         out: Path = typer.Option(Path("zooscope-demo"), help="Output folder."),

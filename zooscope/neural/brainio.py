@@ -278,32 +278,9 @@ def import_brainio(
     for b, t in enumerate(chosen):
         block = responses[b * n_neuroids : (b + 1) * n_neuroids]
         block[:, image_pos, rep] = data.values[:, :, t].T
-        units = {}
-        for column in neuroid.columns:
-            if column in ("region", "animal"):
-                continue
-            values = neuroid[column].to_numpy()
-            units[column] = values.astype(str) if values.dtype == bool else values
-        if "animal" in neuroid.columns:
-            units["subject"] = neuroid["animal"].astype(str).to_numpy()
-        if regions is not None:
-            for region in dict.fromkeys(regions):
-                units[region] = regions == region
-        if data.time_bin.shape[1]:
-            units["time_bin"] = np.full(n_neuroids, labels[t])
-            for column in data.time_bin.columns:
-                units[column] = np.full(n_neuroids, data.time_bin[column].iloc[t])
-        unit_blocks.append(pd.DataFrame(units))
+        unit_blocks.append(_unit_table(data, regions, labels, t))
     table, pixels = read_stimulus_set(stimuli, images, list(image_order), image_size=image_size)
-    for column in pres.columns:  # presentation metadata constant per stimulus (object_name, ...)
-        if column in ("stimulus_id", "repetition") or column in table.columns:
-            continue
-        per_stimulus = pd.Series(pres[column].to_numpy(), index=stim).groupby(level=0)
-        if (per_stimulus.nunique() <= 1).all():
-            table[column] = per_stimulus.first().loc[image_order].to_numpy()
-    for column in table.columns:
-        if table[column].dtype == bool or table[column].dtype == object:
-            table[column] = table[column].astype(str)
+    table = _with_presentation_columns(table, pres, stim, image_order)
     bench = Benchmark.from_arrays(
         out,
         responses,
@@ -324,6 +301,45 @@ def import_brainio(
         Path(assembly).name, n_neuroids, len(chosen), image_order.size, n_reps, out,
     )  # fmt: skip
     return bench
+
+
+def _unit_table(data: Any, regions: np.ndarray | None, labels: list[str], t: int) -> pd.DataFrame:
+    """The unit rows of time bin ``t``: the neuroid coords, ``subject``, region flags, time bin."""
+    neuroid = data.neuroid
+    n_neuroids = data.values.shape[1]
+    units = {}
+    for column in neuroid.columns:
+        if column in ("region", "animal"):
+            continue
+        values = neuroid[column].to_numpy()
+        units[column] = values.astype(str) if values.dtype == bool else values
+    if "animal" in neuroid.columns:
+        units["subject"] = neuroid["animal"].astype(str).to_numpy()
+    if regions is not None:
+        for region in dict.fromkeys(regions):
+            units[region] = regions == region
+    if data.time_bin.shape[1]:
+        units["time_bin"] = np.full(n_neuroids, labels[t])
+        for column in data.time_bin.columns:
+            units[column] = np.full(n_neuroids, data.time_bin[column].iloc[t])
+    return pd.DataFrame(units)
+
+
+def _with_presentation_columns(
+    table: pd.DataFrame, pres: pd.DataFrame, stim: np.ndarray, image_order: np.ndarray
+) -> pd.DataFrame:
+    """The image table plus the presentation metadata that is constant per stimulus
+    (``object_name``, ...); boolean and object columns as text."""
+    for column in pres.columns:
+        if column in ("stimulus_id", "repetition") or column in table.columns:
+            continue
+        per_stimulus = pd.Series(pres[column].to_numpy(), index=stim).groupby(level=0)
+        if (per_stimulus.nunique() <= 1).all():
+            table[column] = per_stimulus.first().loc[image_order].to_numpy()
+    for column in table.columns:
+        if table[column].dtype == bool or table[column].dtype == object:
+            table[column] = table[column].astype(str)
+    return table
 
 
 def write_assembly(

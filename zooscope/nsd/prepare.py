@@ -226,30 +226,7 @@ def prepare(
     stim_path = layout.require(layout.stimuli, "the stimuli stored in the benchmark")
 
     # Plan every subject before reading betas, so that bad input fails fast.
-    plans = {}
-    for subject in subjects:
-        sessions = find_sessions(layout, subject, beta_format)
-        trials = design.trials(subject, sessions.trials_per_session, len(sessions.sessions))
-        reps = repetition_index(trials["image_id"].to_numpy(), image_ids)
-        counts = (reps >= 0).sum(axis=1)
-        too_few = int((counts < min_reps).sum())
-        if too_few:
-            raise ValueError(
-                f"subject {subject}: {too_few} of {image_ids.size} images have fewer than "
-                f"{min_reps} repetition(s) in sessions {sessions.sessions[0]}-"
-                f"{sessions.sessions[-1]} ({sessions.fmt}); choose subjects who saw every "
-                "image (NSD: 1, 2, 5, 7 for shared1000) or lower min_reps"
-            )
-        plans[subject] = (sessions, trials, reps, counts)
-    n_reps = max(reps.shape[1] for _, _, reps, _ in plans.values())
-    for subject, (sessions, _, _, counts) in plans.items():
-        short = int((counts < n_reps).sum())
-        if short:
-            logger.warning(
-                "subject %d: %d of %d images have fewer than %d repetitions (NaN there); "
-                "%d sessions present",
-                subject, short, image_ids.size, n_reps, len(sessions.sessions),
-            )  # fmt: skip
+    plans, n_reps = _plan_subjects(layout, design, subjects, beta_format, image_ids, min_reps)
 
     import h5py
 
@@ -261,10 +238,7 @@ def prepare(
         brick = stim_file["imgBrick"]
         if image_ids.max() >= brick.shape[0]:
             raise ValueError(f"image id {image_ids.max()} beyond {brick.shape[0]} stimuli")
-        specs = {}
-        for spec in rois:
-            name, expr = parse_roi_spec(spec)
-            specs[name] = expr
+        specs = dict(parse_roi_spec(spec) for spec in rois)
         attrs: dict[str, Any] = {
             "source": "Natural Scenes Dataset (Allen et al. 2022)",
             "nsd_root": str(layout.root),
@@ -289,49 +263,11 @@ def prepare(
         ) as writer:
             unit_tables = []
             for subject in subjects:
-                sessions, trials, reps, _ = plans[subject]
-                if reps.shape[1] < n_reps:
-                    reps = np.pad(reps, ((0, 0), (0, n_reps - reps.shape[1])), constant_values=-1)
-                volumes = ROIVolumes(layout, subject)
-                xyz, flags = select_voxels(volumes, rois, ncsnr_threshold)
-                if volumes.shape != sessions.grid:
-                    raise ValueError(
-                        f"subject {subject}: ROI grid {volumes.shape} differs from the beta "
-                        f"grid {sessions.grid}; use ROIs of space {space!r}"
-                    )
-                logger.debug(
-                    "subject %d: %d voxels (%s), %d sessions (%s)",
-                    subject, len(xyz), {k: int(v.sum()) for k, v in flags.items()},
-                    len(sessions.sessions), sessions.fmt,
-                )  # fmt: skip
-                block, dead = _subject_block(layout, subject, sessions, xyz, trials, reps)
-                if dead.any():
-                    logger.info(  # expected at the mask's edges; the count is in the log
-                        "subject %d: dropped %d voxel(s) with zero variance in at least one "
-                        "session (cannot be z-scored)",
-                        subject, int(dead.sum()),
-                    )  # fmt: skip
-                keep = ~dead
-                writer.append_responses(block[keep])
-                del block
-                ncsnr = volumes.ncsnr()[tuple(xyz[keep].T)]
-                table = {
-                    "subject": np.full(int(keep.sum()), subject, dtype=np.int64),
-                    "x": xyz[keep, 0],
-                    "y": xyz[keep, 1],
-                    "z": xyz[keep, 2],
-                    "ncsnr": ncsnr.astype(np.float32),
-                }
-                table.update({name: flag[keep] for name, flag in flags.items()})
-                unit_tables.append(pd.DataFrame(table))
-                attrs["subject_info"][str(subject)] = {
-                    "sessions": len(sessions.sessions),
-                    "beta_format": sessions.fmt,
-                    "trials_per_session": sessions.trials_per_session,
-                    "n_voxels": int(keep.sum()),
-                    "n_dropped_zero_variance": int(dead.sum()),
-                    "roi_counts": {k: int(v[keep].sum()) for k, v in flags.items()},
-                }
+                table, info = _write_subject(
+                    writer, layout, subject, plans[subject], n_reps, rois, ncsnr_threshold, space
+                )
+                unit_tables.append(table)
+                attrs["subject_info"][str(subject)] = info
             writer.units = pd.concat(unit_tables, ignore_index=True)
             writer.attrs = attrs
             for start in range(0, image_ids.size, _STIM_BATCH):
@@ -339,3 +275,101 @@ def prepare(
                 writer.write_stimuli(start, read_rows(brick, ids))
     logger.debug("wrote %s", Path(out))
     return Benchmark.open(out)
+
+
+def _plan_subjects(
+    layout: NSDLayout,
+    design: NSDDesign,
+    subjects: list[int],
+    beta_format: str,
+    image_ids: np.ndarray,
+    min_reps: int,
+) -> tuple[dict[int, tuple[Any, Any, np.ndarray, np.ndarray]], int]:
+    """Each subject's sessions, trials, repetition index and counts, and the most repetitions.
+
+    ``ValueError`` when an image has fewer than ``min_reps`` repetitions for some subject;
+    images with fewer than the most repetitions are logged (they get NaN there).
+    """
+    plans = {}
+    for subject in subjects:
+        sessions = find_sessions(layout, subject, beta_format)
+        trials = design.trials(subject, sessions.trials_per_session, len(sessions.sessions))
+        reps = repetition_index(trials["image_id"].to_numpy(), image_ids)
+        counts = (reps >= 0).sum(axis=1)
+        too_few = int((counts < min_reps).sum())
+        if too_few:
+            raise ValueError(
+                f"subject {subject}: {too_few} of {image_ids.size} images have fewer than "
+                f"{min_reps} repetition(s) in sessions {sessions.sessions[0]}-"
+                f"{sessions.sessions[-1]} ({sessions.fmt}); choose subjects who saw every "
+                "image (NSD: 1, 2, 5, 7 for shared1000) or lower min_reps"
+            )
+        plans[subject] = (sessions, trials, reps, counts)
+    n_reps = max(reps.shape[1] for _, _, reps, _ in plans.values())
+    for subject, (sessions, _, _, counts) in plans.items():
+        short = int((counts < n_reps).sum())
+        if short:
+            logger.warning(
+                "subject %d: %d of %d images have fewer than %d repetitions (NaN there); "
+                "%d sessions present",
+                subject, short, image_ids.size, n_reps, len(sessions.sessions),
+            )  # fmt: skip
+    return plans, n_reps
+
+
+def _write_subject(
+    writer: BenchmarkWriter,
+    layout: NSDLayout,
+    subject: int,
+    plan: tuple[Any, Any, np.ndarray, np.ndarray],
+    n_reps: int,
+    rois: Sequence[str],
+    ncsnr_threshold: float,
+    space: str,
+) -> tuple[Any, dict[str, Any]]:
+    """Append one subject's z-scored responses; its unit table and its ``subject_info``."""
+    import pandas as pd
+
+    sessions, trials, reps, _ = plan
+    if reps.shape[1] < n_reps:
+        reps = np.pad(reps, ((0, 0), (0, n_reps - reps.shape[1])), constant_values=-1)
+    volumes = ROIVolumes(layout, subject)
+    xyz, flags = select_voxels(volumes, rois, ncsnr_threshold)
+    if volumes.shape != sessions.grid:
+        raise ValueError(
+            f"subject {subject}: ROI grid {volumes.shape} differs from the beta "
+            f"grid {sessions.grid}; use ROIs of space {space!r}"
+        )
+    logger.debug(
+        "subject %d: %d voxels (%s), %d sessions (%s)",
+        subject, len(xyz), {k: int(v.sum()) for k, v in flags.items()},
+        len(sessions.sessions), sessions.fmt,
+    )  # fmt: skip
+    block, dead = _subject_block(layout, subject, sessions, xyz, trials, reps)
+    if dead.any():
+        logger.info(  # expected at the mask's edges; the count is in the log
+            "subject %d: dropped %d voxel(s) with zero variance in at least one "
+            "session (cannot be z-scored)",
+            subject, int(dead.sum()),
+        )  # fmt: skip
+    keep = ~dead
+    writer.append_responses(block[keep])
+    del block
+    ncsnr = volumes.ncsnr()[tuple(xyz[keep].T)]
+    table = {
+        "subject": np.full(int(keep.sum()), subject, dtype=np.int64),
+        "x": xyz[keep, 0],
+        "y": xyz[keep, 1],
+        "z": xyz[keep, 2],
+        "ncsnr": ncsnr.astype(np.float32),
+    }
+    table.update({name: flag[keep] for name, flag in flags.items()})
+    info = {
+        "sessions": len(sessions.sessions),
+        "beta_format": sessions.fmt,
+        "trials_per_session": sessions.trials_per_session,
+        "n_voxels": int(keep.sum()),
+        "n_dropped_zero_variance": int(dead.sum()),
+        "roi_counts": {k: int(v[keep].sum()) for k, v in flags.items()},
+    }
+    return pd.DataFrame(table), info

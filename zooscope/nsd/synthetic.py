@@ -500,9 +500,6 @@ def write_synthetic(
     -------
     SyntheticNSD
     """
-    import h5py
-    from scipy.io import savemat
-    from tqdm.auto import tqdm
 
     root = Path(out)
     layout = NSDLayout(root)
@@ -518,92 +515,25 @@ def write_synthetic(
     trials_per_session = 3 * (n_images + n_unique) // n_sessions
     rng = np.random.default_rng(seed)
 
-    # Design and stimuli.
-    masterordering, subjectim, sharedix = _design(n_images, n_unique, n_stimuli, rng)
-    layout.expdesign.parent.mkdir(parents=True, exist_ok=True)
-    savemat(
-        layout.expdesign,
-        {
-            "masterordering": masterordering[None].astype(np.float64),
-            "subjectim": subjectim.astype(np.float64),
-            "sharedix": sharedix[None].astype(np.float64),
-            "basiccnt": np.zeros((3, 40)),
-            "stimpattern": np.zeros((1, 1)),
-        },
+    masterordering, subjectim, sharedix, feats = _write_design_and_stimuli(
+        layout, n_images, n_unique, n_stimuli, image_size, features, feature_layer, seed, rng
     )
-    _write_stim_info(layout.stim_info, n_stimuli, subjectim, sharedix, masterordering, rng)
-    images = natural_images(n_stimuli, image_size, seed=seed + 1)  # row = 73k id
-    layout.stimuli.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(layout.stimuli, "w") as f:
-        f.create_dataset("imgBrick", data=images, chunks=(1, image_size, image_size, 3))
-    feats = _standardise(_features(features, images, sharedix - 1, feature_layer, rng), axis=0)
-    del images
     n_features = feats.shape[1]
 
     truth: dict[str, np.ndarray] = {
         "features": feats.astype(np.float32),
         "stim_ids": np.arange(n_stimuli),
     }
+    plan = _SubjectPlan(
+        tuple(volume_shape), n_sessions, trials_per_session, tuple(formats),
+        tuple(ncsnr_range), roi_density, save_latent,
+    )  # fmt: skip
     for subject in subjects:
-        brain, labels, tvals = _roi_volumes(tuple(volume_shape), rng, roi_density)  # type: ignore[arg-type]
-        responsive = brain & (
-            (labels["streams"] > 0)
-            | (labels["prf-visualrois"] > 0)
-            | np.any([labels[n] > 0 for n in labels if n.startswith("floc")], axis=0)
-        )
-        snr_volume = np.zeros(volume_shape, dtype=np.float32)
-        snr_volume[responsive] = rng.uniform(*ncsnr_range, size=int(responsive.sum()))
-        write_roi_files(layout, subject, labels, tvals, snr_volume)
-
-        resp_xyz = np.argwhere(responsive)
-        brain_xyz = np.argwhere(brain)
-        resp_rows = np.flatnonzero(responsive[tuple(brain_xyz.T)])
-        snr = snr_volume[tuple(resp_xyz.T)].astype(np.float64)
-        weights = rng.standard_normal((n_features, len(resp_xyz)))
-        # Standardise over the shared images, so that the planted ncsnr is exact on the
-        # benchmark's image set (not only in expectation over all stimuli).
-        drive = feats @ weights  # [n_stimuli, n_resp]
-        shared_drive = drive[sharedix - 1]
-        signal = ((drive - shared_drive.mean(0)) / shared_drive.std(0)).T  # [n_resp, n_stimuli]
         shown = subjectim[subject - 1, masterordering - 1] - 1  # 0-based id per trial
-        offset = rng.normal(0.0, 1.0, size=(len(resp_xyz), n_sessions))
-        gain = rng.uniform(0.5, 1.5, size=(len(resp_xyz), n_sessions))
-        latent_all = []
-        tag = f"subj{subject:02d}"
-        for k in tqdm(range(n_sessions), desc=f"{tag} synthetic sessions", leave=False):
-            cols = slice(k * trials_per_session, (k + 1) * trials_per_session)
-            # Brain voxels: noise; responsive voxels: offset + gain * (ncsnr * signal + noise).
-            x = rng.standard_normal((len(brain_xyz), trials_per_session))
-            latent = snr[:, None] * signal[:, shown[cols]] + x[resp_rows]
-            x[resp_rows] = offset[:, k : k + 1] + gain[:, k : k + 1] * latent
-            if save_latent:
-                latent_all.append(latent.astype(np.float32))
-            raw = np.clip(np.rint(BETA_SCALE * x), -32768, 32767).astype(np.int16)
-            volume = np.zeros((*volume_shape, trials_per_session), dtype=np.int16)
-            volume[tuple(brain_xyz.T)] = raw
-            if "nii.gz" in formats:
-                _save_nifti(volume, layout.betas(subject, k + 1, "nii.gz"), _affine(volume_shape))
-            if "hdf5" in formats:
-                with h5py.File(layout.betas(subject, k + 1, "hdf5"), "w") as f:
-                    # h5py's axes are NIfTI's reversed: (trials, Z, Y, X).
-                    f.create_dataset("betas", data=volume.T)
-            del volume, raw, x
+        truth.update(_write_subject(layout, subject, feats, sharedix, shown, plan, rng))
         _write_behavior(
             layout, subject, shown, subjectim[subject - 1], n_sessions, trials_per_session
         )
-        truth.update(
-            {
-                f"{tag}_xyz": resp_xyz,
-                f"{tag}_ncsnr": snr.astype(np.float32),
-                f"{tag}_weights": weights.astype(np.float32),
-                f"{tag}_signal": signal.astype(np.float32),
-                f"{tag}_offset": offset.astype(np.float32),
-                f"{tag}_gain": gain.astype(np.float32),
-            }
-        )
-        truth.update({f"{tag}_roi_{n}": v for n, v in labels.items()})
-        if save_latent:
-            truth[f"{tag}_latent"] = np.concatenate(latent_all, axis=1)
     np.savez_compressed(root / TRUTH_NPZ, **truth)
     settings = {
         "subjects": subjects,
@@ -626,6 +556,132 @@ def write_synthetic(
     (root / TRUTH_JSON).write_text(json.dumps(settings, indent=2))
     logger.debug("wrote synthetic NSD at %s", root)
     return SyntheticNSD(root, root / TRUTH_NPZ, root / TRUTH_JSON)
+
+
+def _write_design_and_stimuli(
+    layout: NSDLayout,
+    n_images: int,
+    n_unique: int,
+    n_stimuli: int,
+    image_size: int,
+    features: Any,
+    feature_layer: str,
+    seed: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The experimental design, stimulus info and images; the standardised image features.
+
+    Returns ``masterordering``, ``subjectim``, ``sharedix`` (as in ``nsd_expdesign.mat``) and the
+    features ``[n_stimuli, n_features]`` that drive the voxels.
+    """
+    import h5py
+    from scipy.io import savemat
+
+    masterordering, subjectim, sharedix = _design(n_images, n_unique, n_stimuli, rng)
+    layout.expdesign.parent.mkdir(parents=True, exist_ok=True)
+    savemat(
+        layout.expdesign,
+        {
+            "masterordering": masterordering[None].astype(np.float64),
+            "subjectim": subjectim.astype(np.float64),
+            "sharedix": sharedix[None].astype(np.float64),
+            "basiccnt": np.zeros((3, 40)),
+            "stimpattern": np.zeros((1, 1)),
+        },
+    )
+    _write_stim_info(layout.stim_info, n_stimuli, subjectim, sharedix, masterordering, rng)
+    images = natural_images(n_stimuli, image_size, seed=seed + 1)  # row = 73k id
+    layout.stimuli.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(layout.stimuli, "w") as f:
+        f.create_dataset("imgBrick", data=images, chunks=(1, image_size, image_size, 3))
+    feats = _standardise(_features(features, images, sharedix - 1, feature_layer, rng), axis=0)
+    del images
+    return masterordering, subjectim, sharedix, feats
+
+
+@dataclass(frozen=True)
+class _SubjectPlan:
+    """The settings every subject's synthetic betas share."""
+
+    volume_shape: tuple[int, int, int]
+    n_sessions: int
+    trials_per_session: int
+    formats: tuple[str, ...]
+    ncsnr_range: tuple[float, float]
+    roi_density: float
+    save_latent: bool
+
+
+def _write_subject(
+    layout: NSDLayout,
+    subject: int,
+    feats: np.ndarray,
+    sharedix: np.ndarray,
+    shown: np.ndarray,
+    plan: _SubjectPlan,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """One subject's ROI files and beta sessions; its planted truth (``subjNN_*`` arrays)."""
+    import h5py
+    from tqdm.auto import tqdm
+
+    volume_shape, n_sessions, trials_per_session = (
+        plan.volume_shape, plan.n_sessions, plan.trials_per_session,
+    )  # fmt: skip
+    brain, labels, tvals = _roi_volumes(volume_shape, rng, plan.roi_density)
+    responsive = brain & (
+        (labels["streams"] > 0)
+        | (labels["prf-visualrois"] > 0)
+        | np.any([labels[n] > 0 for n in labels if n.startswith("floc")], axis=0)
+    )
+    snr_volume = np.zeros(volume_shape, dtype=np.float32)
+    snr_volume[responsive] = rng.uniform(*plan.ncsnr_range, size=int(responsive.sum()))
+    write_roi_files(layout, subject, labels, tvals, snr_volume)
+
+    resp_xyz = np.argwhere(responsive)
+    brain_xyz = np.argwhere(brain)
+    resp_rows = np.flatnonzero(responsive[tuple(brain_xyz.T)])
+    snr = snr_volume[tuple(resp_xyz.T)].astype(np.float64)
+    weights = rng.standard_normal((feats.shape[1], len(resp_xyz)))
+    # Standardise over the shared images, so that the planted ncsnr is exact on the
+    # benchmark's image set (not only in expectation over all stimuli).
+    drive = feats @ weights  # [n_stimuli, n_resp]
+    shared_drive = drive[sharedix - 1]
+    signal = ((drive - shared_drive.mean(0)) / shared_drive.std(0)).T  # [n_resp, n_stimuli]
+    offset = rng.normal(0.0, 1.0, size=(len(resp_xyz), n_sessions))
+    gain = rng.uniform(0.5, 1.5, size=(len(resp_xyz), n_sessions))
+    latent_all = []
+    tag = f"subj{subject:02d}"
+    for k in tqdm(range(n_sessions), desc=f"{tag} synthetic sessions", leave=False):
+        cols = slice(k * trials_per_session, (k + 1) * trials_per_session)
+        # Brain voxels: noise; responsive voxels: offset + gain * (ncsnr * signal + noise).
+        x = rng.standard_normal((len(brain_xyz), trials_per_session))
+        latent = snr[:, None] * signal[:, shown[cols]] + x[resp_rows]
+        x[resp_rows] = offset[:, k : k + 1] + gain[:, k : k + 1] * latent
+        if plan.save_latent:
+            latent_all.append(latent.astype(np.float32))
+        raw = np.clip(np.rint(BETA_SCALE * x), -32768, 32767).astype(np.int16)
+        volume = np.zeros((*volume_shape, trials_per_session), dtype=np.int16)
+        volume[tuple(brain_xyz.T)] = raw
+        if "nii.gz" in plan.formats:
+            _save_nifti(volume, layout.betas(subject, k + 1, "nii.gz"), _affine(volume_shape))
+        if "hdf5" in plan.formats:
+            with h5py.File(layout.betas(subject, k + 1, "hdf5"), "w") as f:
+                # h5py's axes are NIfTI's reversed: (trials, Z, Y, X).
+                f.create_dataset("betas", data=volume.T)
+        del volume, raw, x
+    truth = {
+        f"{tag}_xyz": resp_xyz,
+        f"{tag}_ncsnr": snr.astype(np.float32),
+        f"{tag}_weights": weights.astype(np.float32),
+        f"{tag}_signal": signal.astype(np.float32),
+        f"{tag}_offset": offset.astype(np.float32),
+        f"{tag}_gain": gain.astype(np.float32),
+    }
+    truth.update({f"{tag}_roi_{n}": v for n, v in labels.items()})
+    if plan.save_latent:
+        truth[f"{tag}_latent"] = np.concatenate(latent_all, axis=1)
+    return truth
 
 
 def _write_behavior(

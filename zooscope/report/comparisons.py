@@ -78,89 +78,100 @@ def comparison_sections(
     scaling_x : str
         The training-set size column.
     """
-    sections = []
-    spec = None
-    if contrast is not None:
-        column, levels = compare.parse_contrast(contrast)
-        spec = (pair_by, column, levels)
-    else:
-        found = auto_contrast(scores)
-        if found is not None and pair_by in (None, found[0]):
-            spec = found
-    if spec is not None:
-        pair_col, column, levels = spec
-        a, b = levels
-        body = [
-            note_html(
-                f"{a} against {b} ({column}); models matched by {pair_col or '(none)'}; one score "
-                "per model (mean over subjects; seeds of one cell averaged). Paired t-test and "
-                "Wilcoxon signed-rank test across pairs; NaN where there are fewer than 2 pairs."
-            )
-        ]
-        if pair_col is not None:
-            pairs = compare.paired_scores(scores, pair_col, column, levels)
-            tests = compare.paired_tests(scores, pair_col, column, levels)
-            if len(pairs):
-                paths = plots.plot_paired(
-                    pairs, figdir / f"paired_{column}", level_a=a, level_b=b,
-                    title=f"{a} vs {b}, matched by {pair_col}",
-                )  # fmt: skip
-                body.append(figure_html(paths, f"Matched pairs: {a} vs {b} by {pair_col}"))
-                cols = ["metric", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
-                        "t", "df", "p_t", "cohen_dz", "w", "p_wilcoxon"]  # fmt: skip
-                body.append(table_html(tests[cols], "{:.3g}"))
-                if len(pairs) <= 40:
-                    body.append(table_html(pairs.drop(columns=["roi"], errors="ignore"), "{:.3f}"))
-            else:
-                body.append(note_html(f"No {pair_col} value has models at both levels."))
-        groups = compare.group_tests(scores, column, levels)
-        summary = contrasts.group_summary(scores, column, groups=list(levels), n_boot=200)
-        paths = plots.plot_contrast(
-            scores[scores[column].astype(str).isin(levels)], summary, column,
-            figdir / f"groups_{column}",
-        )  # fmt: skip
-        body.append(
-            f"<h3>Groups: Mann–Whitney U, {html.escape(a)} vs {html.escape(b)}</h3>"
-            + figure_html(paths, f"{a} vs {b} ({column})")
-            + table_html(groups.drop(columns=["roi"], errors="ignore"), "{:.3g}")
-        )
-        sections.append("<h2>Matched pairs and groups</h2>" + "".join(body))
-
-    # --- scaling with training-set size
-    body = []
-    if scaling_x in scores.columns:
-        points = compare.scaling_frame(scores, scaling_x)
-        fit = compare.scaling_fit(scores, scaling_x)
-        usable = fit.dropna(subset=["slope"])
-        if len(usable):
-            band = compare.scaling_band(scores, scaling_x)
-            paths = plots.plot_scaling(points, band, figdir / f"scaling_{scaling_x}", x=scaling_x)
-            body.append(figure_html(paths, f"Score against log10 {scaling_x}"))
-            body.append(table_html(fit.drop(columns=["roi", "x"], errors="ignore"), "{:.3g}"))
-        else:
-            n = points.groupby("metric")["model_uid"].nunique().max() if len(points) else 0
-            body.append(
-                note_html(
-                    f"Needs at least 3 models with a known {scaling_x} (and two distinct sizes); "
-                    f"this ROI has {int(n)}."
-                )
-            )
-        sections.append(
-            "<h2>Training-set size</h2>"
-            + note_html(
-                f"OLS of score on log10({scaling_x}), one point per model; band: 95% CI of the mean."
-            )
-            + "".join(body)
-        )
-
-    # --- unique variance, layer-by-layer CKA
-    for section in (
+    spec = _contrast_spec(scores, pair_by, contrast)
+    sections = [
+        "" if spec is None else pairs_and_groups_section(scores, figdir, spec),
+        scaling_section(scores, figdir, scaling_x),
         _unique_variance_section(db, scores, figdir, roi, spec),
         cka_section(db, scores, figdir, roi, spec),
-    ):
-        if section:
-            sections.append(section)
-    return sections
+    ]
+    return [section for section in sections if section]
+
+
+def _contrast_spec(
+    scores: pd.DataFrame, pair_by: str | None, contrast: str | None
+) -> tuple[str | None, str, tuple[str, str]] | None:
+    """``(pair_by, column, (a, b))`` named by the caller, else found (:func:`auto_contrast`)."""
+    if contrast is not None:
+        column, levels = compare.parse_contrast(contrast)
+        return pair_by, column, levels
+    found = auto_contrast(scores)
+    if found is not None and pair_by in (None, found[0]):
+        return found
+    return None
+
+
+def pairs_and_groups_section(
+    scores: pd.DataFrame, figdir: Path, spec: tuple[str | None, str, tuple[str, str]]
+) -> str:
+    """Matched pairs (paired t and Wilcoxon tests) and the two groups (Mann-Whitney U)."""
+    pair_col, column, levels = spec
+    a, b = levels
+    body = [
+        note_html(
+            f"{a} against {b} ({column}); models matched by {pair_col or '(none)'}; one score "
+            "per model (mean over subjects; seeds of one cell averaged). Paired t-test and "
+            "Wilcoxon signed-rank test across pairs; NaN where there are fewer than 2 pairs."
+        )
+    ]
+    if pair_col is not None:
+        pairs = compare.paired_scores(scores, pair_col, column, levels)
+        tests = compare.paired_tests(scores, pair_col, column, levels)
+        if len(pairs):
+            paths = plots.plot_paired(
+                pairs, figdir / f"paired_{column}", level_a=a, level_b=b,
+                title=f"{a} vs {b}, matched by {pair_col}",
+            )  # fmt: skip
+            body.append(figure_html(paths, f"Matched pairs: {a} vs {b} by {pair_col}"))
+            cols = ["metric", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+                    "t", "df", "p_t", "cohen_dz", "w", "p_wilcoxon"]  # fmt: skip
+            body.append(table_html(tests[cols], "{:.3g}"))
+            if len(pairs) <= 40:
+                body.append(table_html(pairs.drop(columns=["roi"], errors="ignore"), "{:.3f}"))
+        else:
+            body.append(note_html(f"No {pair_col} value has models at both levels."))
+    groups = compare.group_tests(scores, column, levels)
+    summary = contrasts.group_summary(scores, column, groups=list(levels), n_boot=200)
+    paths = plots.plot_contrast(
+        scores[scores[column].astype(str).isin(levels)], summary, column,
+        figdir / f"groups_{column}",
+    )  # fmt: skip
+    body.append(
+        f"<h3>Groups: Mann–Whitney U, {html.escape(a)} vs {html.escape(b)}</h3>"
+        + figure_html(paths, f"{a} vs {b} ({column})")
+        + table_html(groups.drop(columns=["roi"], errors="ignore"), "{:.3g}")
+    )
+    return "<h2>Matched pairs and groups</h2>" + "".join(body)
+
+
+def scaling_section(scores: pd.DataFrame, figdir: Path, scaling_x: str) -> str:
+    """Score against log10 of the training-set size: OLS fit and its 95% band."""
+    if scaling_x not in scores.columns:
+        return ""
+    body = []
+    points = compare.scaling_frame(scores, scaling_x)
+    fit = compare.scaling_fit(scores, scaling_x)
+    usable = fit.dropna(subset=["slope"])
+    if len(usable):
+        band = compare.scaling_band(scores, scaling_x)
+        paths = plots.plot_scaling(points, band, figdir / f"scaling_{scaling_x}", x=scaling_x)
+        body.append(figure_html(paths, f"Score against log10 {scaling_x}"))
+        body.append(table_html(fit.drop(columns=["roi", "x"], errors="ignore"), "{:.3g}"))
+    else:
+        n = points.groupby("metric")["model_uid"].nunique().max() if len(points) else 0
+        body.append(
+            note_html(
+                f"Needs at least 3 models with a known {scaling_x} (and two distinct sizes); "
+                f"this ROI has {int(n)}."
+            )
+        )
+    return (
+        "<h2>Training-set size</h2>"
+        + note_html(
+            f"OLS of score on log10({scaling_x}), one point per model; band: 95% CI of the mean."
+        )
+        + "".join(body)
+    )
 
 
 def _unique_variance_section(

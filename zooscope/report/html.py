@@ -1,10 +1,18 @@
-"""A self-contained HTML report of a results database (opens offline: images are embedded)."""
+"""A self-contained HTML report of a results database (opens offline: images are embedded).
+
+:func:`build_report` reads the rows of one ROI once (:class:`ReportData`) and joins the sections,
+each a function of those rows that returns its HTML (empty when its data do not apply): models
+ranked, committed layers, contrasts, correlates, model-to-model similarity, ridge diagnostics,
+the comparisons of :mod:`zooscope.report.comparisons` and the run's provenance. A new section is
+one such function and one line in :func:`build_report`.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +52,50 @@ table{border-collapse:collapse;font-size:.82em;margin:.6em 0}th,td{border:1px so
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}
 .note{color:#555;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
 """
+
+
+@dataclass
+class ReportData:
+    """What every section of the report reads: the database and the rows of the report's ROI.
+
+    Attributes
+    ----------
+    db : ResultsDB
+    figdir : Path
+        Where figures go (``out/figures``).
+    models : DataFrame
+        The models table, metadata expanded.
+    summary : DataFrame
+        :meth:`ResultsDB.summary` rows of the report's ROI (best layers by the profile's rule).
+    rois : list of str
+        Every ROI with scores.
+    roi : str
+        The ROI every section reports.
+    metrics : tuple of str
+        The metrics reported (those with scores).
+    model_scores : DataFrame
+        Model-level scores of the ROI with the model columns
+        (:func:`~zooscope.analyses.contrasts.score_frame`).
+    n_boot, seed : int
+        Bootstrap settings of the contrasts and correlates.
+    """
+
+    db: ResultsDB
+    figdir: Path
+    models: pd.DataFrame
+    summary: pd.DataFrame
+    rois: list[str]
+    roi: str
+    metrics: tuple[str, ...]
+    model_scores: pd.DataFrame
+    n_boot: int = 1000
+    seed: int = 0
+
+    @property
+    def rsa_ceilings(self) -> pd.DataFrame:
+        """GSN RSA noise ceilings of the report's ROI."""
+        ceil = self.db.ceilings()
+        return ceil[(ceil["method"] == GSN_RSA.name) & (ceil["roi"] == self.roi)]
 
 
 def build_report(
@@ -91,222 +143,19 @@ def build_report(
         The ``index.html`` written.
     """
     out = Path(out)
-    figdir = out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    models = db.models()
-    best = None
-    if profile is not None:
-        best = profile_best_layer_scores(db, profile)
-    summary = db.summary(best=best)
-    rois = sorted(summary["roi"].dropna().unique())
-    roi = roi or ("OTC" if "OTC" in rois or not rois else rois[0])
-    if rois and roi not in rois:
-        raise ValueError(f"no scores for ROI {roi!r}; the database has {', '.join(rois)}")
-    summary = summary[summary["roi"] == roi]
-    metrics = tuple(m for m in metrics or metric_names() if m in set(summary["metric"]))
-    model_scores = contrasts.score_frame(
-        db, metric=list(metrics), level="model", roi=roi, profile=profile
-    )
-    sections: list[str] = []
-
-    # --- ranked models
-    others = [r for r in rois if r != roi]
-    body = [
-        f'<p class="note">ROI: <b>{html.escape(roi)}</b>'
-        + (
-            f" (also in the database: {html.escape(', '.join(others))}; choose with <code>--roi</code>)"
-            if others
-            else ""
-        )
-        + ". Score: best layer (highest train score) evaluated on test images, averaged over subjects. "
-        "Explained variance = score² / noise ceiling² (RSA metrics only).</p>"
+    data = _report_data(db, out / "figures", metrics, roi, profile, n_boot, seed)
+    sections = [
+        ranked_section(data),
+        committed_section(data),
+        contrasts_section(data),
+        correlates_section(data),
+        similarity_section(data, model_similarity),
+        ridge_section(data),
+        *comparison_sections(
+            db, data.model_scores, data.figdir, data.roi, pair_by=pair_by, contrast=contrast
+        ),
+        provenance_section(data),
     ]
-    ceil = db.ceilings()
-    ceil = ceil[(ceil["method"] == GSN_RSA.name) & (ceil["roi"] == roi)]
-    for metric in metrics:
-        s = summary[summary["metric"] == metric].merge(
-            models[["model_uid", "arch_class"]], on="model_uid", how="left"
-        )
-        band = None
-        if get_metric(metric).ceiling is GSN_RSA and len(ceil):
-            band = (ceil["value"].mean(), ceil["value"].min(), ceil["value"].max())
-        paths = plots.plot_ranked_models(
-            s, figdir / f"ranked_{metric}", hue="arch_class", ceiling=band
-        )
-        body.append(
-            figure_html(
-                paths,
-                f"All models ranked by {plots.metric_label(metric)}; band: range of the subject noise ceilings",
-            )
-        )
-        cols = [
-            "rank",
-            "display_name",
-            "model_uid",
-            "score",
-            "n_subjects",
-            "ceiling",
-            "explained_variance",
-        ]
-        body.append(
-            f"<h3>Top 15, {html.escape(plots.metric_label(metric))}</h3>"
-            + table_html(s[cols].head(15))
-        )
-    sections.append("<h2>Models ranked</h2>" + "".join(body))
-
-    # --- region commitment (neural predictivity)
-
-    committed = committed_layers(db)
-    if len(committed):
-        columns = ["display_name", "region", "time_bin", "layer_name", "relative_depth",
-                   "train_score", "test_score", "ceiling", "ceiled"]  # fmt: skip
-        sections.append(
-            "<h2>Committed layers</h2>"
-            '<p class="note">Per model, region and time bin: the layer with the best neural '
-            "predictivity on the commitment (train) images and its held-out (test) score; relative "
-            "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling.</p>"
-            + table_html(committed[columns])
-        )
-
-    # --- contrasts
-    body = []
-    for column in REPORT_CONTRASTS:
-        if column not in model_scores.columns or model_scores[column].nunique() < 2:
-            continue
-        groups = contrasts.group_summary(model_scores, column, n_boot=n_boot, seed=seed)
-        pairs = contrasts.pairwise_contrasts(
-            model_scores, column, n_boot=n_boot, n_perm=2000, seed=seed
-        )
-        paths = plots.plot_contrast(model_scores, groups, column, figdir / f"contrast_{column}")
-        body.append(
-            f"<h3>{html.escape(column)}</h3>"
-            + figure_html(paths, f"Contrast by {column}")
-            + table_html(groups.drop(columns=["ci_subject_low", "ci_subject_high"]))
-        )
-        if len(pairs) <= 30:
-            body.append(
-                table_html(
-                    pairs[
-                        [
-                            "metric",
-                            "group_a",
-                            "group_b",
-                            "n_a",
-                            "n_b",
-                            "diff",
-                            "ci_low",
-                            "ci_high",
-                            "cohen_d",
-                            "p_perm",
-                            "p_holm",
-                            "p_fdr",
-                        ]
-                    ],
-                    "{:.3g}",
-                )
-            )
-    if body:
-        sections.append(
-            "<h2>Contrasts by inductive bias</h2>"
-            '<p class="note">Group means of model-level scores, 95% bootstrap CIs over models; pairwise '
-            "differences with permutation p-values, Holm and Benjamini-Hochberg corrected per metric.</p>"
-            + "".join(body)
-        )
-
-    # --- correlates
-    body = []
-    present = [
-        (x, log)
-        for x, log in REPORT_CORRELATES
-        if x in model_scores.columns and model_scores[x].notna().sum() >= 3
-    ]
-    if present:
-        table = correlates.spearman_correlates(
-            model_scores, [x for x, _ in present], n_boot=n_boot, seed=seed
-        )
-        for x, log in present:
-            paths = plots.plot_correlate(
-                model_scores,
-                x,
-                figdir / f"correlate_{x}",
-                hue="training" if "training" in model_scores.columns else "arch_class",
-                log_x=log,
-                stats_table=table,
-            )
-            body.append(figure_html(paths, f"Score against {x}"))
-        body.append(table_html(table))
-        sections.append("<h2>Correlates</h2>" + "".join(body))
-
-    # --- model similarity
-    body = []
-    for metric in metrics:
-        matrix = (model_similarity or {}).get(metric)
-        if matrix is None and len(db.rsms(metric=metric)) > 0:
-            matrix = similarity.similarity_from_db(db, metric, roi=roi)
-        if matrix is None or len(matrix) < 3:
-            continue
-        coords, _ = similarity.classical_mds(matrix)
-        indexed = models.set_index("model_uid")
-        hue = indexed["arch_class"] if "arch_class" in indexed else None
-        style = indexed["training"] if "training" in indexed else None
-        paths = plots.plot_mds(
-            coords,
-            figdir / f"mds_{metric}",
-            hue=hue,
-            style=style,
-            title=f"Model similarity ({plots.metric_label(metric)} RSMs), classical MDS",
-            labels=indexed["display_name"] if "display_name" in indexed else None,
-        )
-        order = similarity.cluster_models(matrix)["order"]
-        heat = plots.plot_matrix(
-            matrix,
-            figdir / f"similarity_{metric}",
-            title=f"Model x model RSM correlation ({plots.metric_label(metric)}), clustered",
-            order=order,
-        )
-        body.append(
-            figure_html(paths, f"MDS of model-to-model similarity, {metric}, {roi}")
-            + figure_html(heat, f"Model x model similarity, {metric}")
-        )
-    if body:
-        sections.append("<h2>Model-to-model similarity</h2>" + "".join(body))
-
-    # --- ridge diagnostics
-    edges = alpha_edge_table(db.layers(), db.best_layer_scores().query("roi == @roi"))
-    if len(edges):
-        sections.append(
-            "<h2>Ridge diagnostics</h2>"
-            f'<p class="note">Per model: layers in which more than {100 * ALPHA_EDGE_CONCERN:.0f}% '
-            "of the units chose the smallest or largest ridge alpha of the grid (their score may "
-            "be limited by the grid; units without predictable signal choose the largest), the "
-            f"median fraction over layers, and the fraction at the best veRSA layer ({html.escape(roi)}).</p>"
-            + table_html(edges, "{:.2f}")
-        )
-
-    # --- comparing models with each other (pairs, groups, scaling, unique variance)
-
-    sections += comparison_sections(
-        db, model_scores, figdir, roi, pair_by=pair_by, contrast=contrast
-    )
-
-    # --- provenance
-    runs = db.runs()
-    failures = db.failures()
-    body = [
-        f"<p>Database <code>{html.escape(str(db.path))}</code>, schema version {db.schema_version}; "
-        f"{len(models)} models, {len(runs)} runs, {len(failures)} failures. Report written "
-        f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC.</p>",
-        table_html(runs.drop(columns=["config"]).astype(str)),
-    ]
-    if len(ceil):
-        body.append("<h3>Noise ceilings</h3>" + table_html(db.ceilings()))
-    if len(failures):
-        body.append(
-            "<h3>Failures</h3>"
-            + table_html(failures[["run_id", "model_uid", "stage", "error", "time"]].astype(str))
-        )
-    sections.append("<h2>Run provenance</h2>" + "".join(body))
-
     page = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
@@ -317,3 +166,210 @@ def build_report(
     index.write_text(page, encoding="utf-8")
     logger.debug("report written to %s", index)
     return index
+
+
+def _report_data(
+    db: ResultsDB,
+    figdir: Path,
+    metrics: tuple[str, ...] | None,
+    roi: str | None,
+    profile: str | None,
+    n_boot: int,
+    seed: int,
+) -> ReportData:
+    """The report's rows: best layers by the profile's rule, of one ROI (``ValueError`` if absent)."""
+    figdir.mkdir(parents=True, exist_ok=True)
+    best = None if profile is None else profile_best_layer_scores(db, profile)
+    summary = db.summary(best=best)
+    rois = sorted(summary["roi"].dropna().unique())
+    roi = roi or ("OTC" if "OTC" in rois or not rois else rois[0])
+    if rois and roi not in rois:
+        raise ValueError(f"no scores for ROI {roi!r}; the database has {', '.join(rois)}")
+    summary = summary[summary["roi"] == roi]
+    metrics = tuple(m for m in metrics or metric_names() if m in set(summary["metric"]))
+    model_scores = contrasts.score_frame(
+        db, metric=list(metrics), level="model", roi=roi, profile=profile
+    )
+    return ReportData(db, figdir, db.models(), summary, rois, roi, metrics, model_scores,
+                      n_boot, seed)  # fmt: skip
+
+
+def ranked_section(data: ReportData) -> str:
+    """Models ranked per metric (figure and top 15), with the noise-ceiling band of RSA metrics."""
+    others = [r for r in data.rois if r != data.roi]
+    body = [
+        f'<p class="note">ROI: <b>{html.escape(data.roi)}</b>'
+        + (
+            f" (also in the database: {html.escape(', '.join(others))}; choose with <code>--roi</code>)"
+            if others
+            else ""
+        )
+        + ". Score: best layer (highest train score) evaluated on test images, averaged over subjects. "
+        "Explained variance = score² / noise ceiling² (RSA metrics only).</p>"
+    ]
+    ceil = data.rsa_ceilings
+    for metric in data.metrics:
+        s = data.summary[data.summary["metric"] == metric].merge(
+            data.models[["model_uid", "arch_class"]], on="model_uid", how="left"
+        )
+        band = None
+        if get_metric(metric).ceiling is GSN_RSA and len(ceil):
+            band = (ceil["value"].mean(), ceil["value"].min(), ceil["value"].max())
+        paths = plots.plot_ranked_models(
+            s, data.figdir / f"ranked_{metric}", hue="arch_class", ceiling=band
+        )
+        label = plots.metric_label(metric)
+        body.append(
+            figure_html(
+                paths, f"All models ranked by {label}; band: range of the subject noise ceilings"
+            )
+        )
+        cols = ["rank", "display_name", "model_uid", "score", "n_subjects", "ceiling",
+                "explained_variance"]  # fmt: skip
+        body.append(f"<h3>Top 15, {html.escape(label)}</h3>" + table_html(s[cols].head(15)))
+    return "<h2>Models ranked</h2>" + "".join(body)
+
+
+def committed_section(data: ReportData) -> str:
+    """Each model's committed layer per region and time bin (neural predictivity), if any."""
+    committed = committed_layers(data.db)
+    if not len(committed):
+        return ""
+    columns = ["display_name", "region", "time_bin", "layer_name", "relative_depth",
+               "train_score", "test_score", "ceiling", "ceiled"]  # fmt: skip
+    return (
+        "<h2>Committed layers</h2>"
+        '<p class="note">Per model, region and time bin: the layer with the best neural '
+        "predictivity on the commitment (train) images and its held-out (test) score; relative "
+        "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling.</p>"
+        + table_html(committed[columns])
+    )
+
+
+def contrasts_section(data: ReportData) -> str:
+    """Group means and pairwise contrasts for each grouping column with two levels or more."""
+    scores, body = data.model_scores, []
+    for column in REPORT_CONTRASTS:
+        if column not in scores.columns or scores[column].nunique() < 2:
+            continue
+        groups = contrasts.group_summary(scores, column, n_boot=data.n_boot, seed=data.seed)
+        pairs = contrasts.pairwise_contrasts(
+            scores, column, n_boot=data.n_boot, n_perm=2000, seed=data.seed
+        )
+        paths = plots.plot_contrast(scores, groups, column, data.figdir / f"contrast_{column}")
+        body.append(
+            f"<h3>{html.escape(column)}</h3>"
+            + figure_html(paths, f"Contrast by {column}")
+            + table_html(groups.drop(columns=["ci_subject_low", "ci_subject_high"]))
+        )
+        if len(pairs) <= 30:
+            columns = ["metric", "group_a", "group_b", "n_a", "n_b", "diff", "ci_low", "ci_high",
+                       "cohen_d", "p_perm", "p_holm", "p_fdr"]  # fmt: skip
+            body.append(table_html(pairs[columns], "{:.3g}"))
+    if not body:
+        return ""
+    return (
+        "<h2>Contrasts by inductive bias</h2>"
+        '<p class="note">Group means of model-level scores, 95% bootstrap CIs over models; pairwise '
+        "differences with permutation p-values, Holm and Benjamini-Hochberg corrected per metric.</p>"
+        + "".join(body)
+    )
+
+
+def correlates_section(data: ReportData) -> str:
+    """Spearman correlation of the scores with each model property known for 3 models or more."""
+    scores = data.model_scores
+    present = [
+        (x, log)
+        for x, log in REPORT_CORRELATES
+        if x in scores.columns and scores[x].notna().sum() >= 3
+    ]
+    if not present:
+        return ""
+    table = correlates.spearman_correlates(
+        scores, [x for x, _ in present], n_boot=data.n_boot, seed=data.seed
+    )
+    body = []
+    for x, log in present:
+        paths = plots.plot_correlate(
+            scores,
+            x,
+            data.figdir / f"correlate_{x}",
+            hue="training" if "training" in scores.columns else "arch_class",
+            log_x=log,
+            stats_table=table,
+        )
+        body.append(figure_html(paths, f"Score against {x}"))
+    body.append(table_html(table))
+    return "<h2>Correlates</h2>" + "".join(body)
+
+
+def similarity_section(
+    data: ReportData, model_similarity: dict[str, pd.DataFrame] | None = None
+) -> str:
+    """Model-to-model similarity of the stored best-layer RSMs: classical MDS and a heatmap."""
+    body = []
+    for metric in data.metrics:
+        matrix = (model_similarity or {}).get(metric)
+        if matrix is None and len(data.db.rsms(metric=metric)) > 0:
+            matrix = similarity.similarity_from_db(data.db, metric, roi=data.roi)
+        if matrix is None or len(matrix) < 3:
+            continue
+        coords, _ = similarity.classical_mds(matrix)
+        indexed = data.models.set_index("model_uid")
+        label = plots.metric_label(metric)
+        paths = plots.plot_mds(
+            coords,
+            data.figdir / f"mds_{metric}",
+            hue=indexed["arch_class"] if "arch_class" in indexed else None,
+            style=indexed["training"] if "training" in indexed else None,
+            title=f"Model similarity ({label} RSMs), classical MDS",
+            labels=indexed["display_name"] if "display_name" in indexed else None,
+        )
+        heat = plots.plot_matrix(
+            matrix,
+            data.figdir / f"similarity_{metric}",
+            title=f"Model x model RSM correlation ({label}), clustered",
+            order=similarity.cluster_models(matrix)["order"],
+        )
+        body.append(
+            figure_html(paths, f"MDS of model-to-model similarity, {metric}, {data.roi}")
+            + figure_html(heat, f"Model x model similarity, {metric}")
+        )
+    return "<h2>Model-to-model similarity</h2>" + "".join(body) if body else ""
+
+
+def ridge_section(data: ReportData) -> str:
+    """Per model: how many layers had many units at an edge of the ridge-alpha grid."""
+    best = data.db.best_layer_scores()
+    edges = alpha_edge_table(data.db.layers(), best[best["roi"] == data.roi])
+    if not len(edges):
+        return ""
+    return (
+        "<h2>Ridge diagnostics</h2>"
+        f'<p class="note">Per model: layers in which more than {100 * ALPHA_EDGE_CONCERN:.0f}% '
+        "of the units chose the smallest or largest ridge alpha of the grid (their score may "
+        "be limited by the grid; units without predictable signal choose the largest), the "
+        f"median fraction over layers, and the fraction at the best veRSA layer ({html.escape(data.roi)}).</p>"
+        + table_html(edges, "{:.2f}")
+    )
+
+
+def provenance_section(data: ReportData) -> str:
+    """The database, its runs, the noise ceilings and the failures."""
+    db = data.db
+    runs, failures = db.runs(), db.failures()
+    body = [
+        f"<p>Database <code>{html.escape(str(db.path))}</code>, schema version {db.schema_version}; "
+        f"{len(data.models)} models, {len(runs)} runs, {len(failures)} failures. Report written "
+        f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC.</p>",
+        table_html(runs.drop(columns=["config"]).astype(str)),
+    ]
+    if len(data.rsa_ceilings):
+        body.append("<h3>Noise ceilings</h3>" + table_html(db.ceilings()))
+    if len(failures):
+        body.append(
+            "<h3>Failures</h3>"
+            + table_html(failures[["run_id", "model_uid", "stage", "error", "time"]].astype(str))
+        )
+    return "<h2>Run provenance</h2>" + "".join(body)

@@ -17,6 +17,8 @@ from zooscope.rsa.selection import select_best_layers
 logger = logging.getLogger(__name__)
 
 
+__all__ = ["SCORE_KEY", "SUBJECT_MEAN", "ResultsReads"]
+
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -50,7 +52,8 @@ def _matrices(df: pd.DataFrame, array: str, dtype: type = np.float64) -> pd.Data
 
 
 class ResultsReads:
-    """Queries, the summary and export (mixed into :class:`~zooscope.results.db.ResultsDB`)."""
+    """Queries, the summary and export (mixed into :class:`~zooscope.results.db.ResultsDB`, whose
+    connection and lock it uses)."""
 
     def runs(self) -> pd.DataFrame:
         """All runs, oldest first."""

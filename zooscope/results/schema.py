@@ -13,10 +13,13 @@ from zooscope.results.locking import connect_waiting
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SchemaMigrations"]
+
 
 SCHEMA_VERSION = 5
 
 
+# long: one CREATE statement per table of the first schema (a migration is never edited)
 def _migration_1_initial(con: Any) -> None:
     """Version 1: every table of the results database and the ``best_layer_scores`` view."""
     con.execute(
@@ -167,15 +170,15 @@ def _migration_5_quiet_diagnostics(con: Any) -> None:
     con.execute("DROP VIEW IF EXISTS best_layer_scores")
 
 
-#: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
-_MIGRATIONS: tuple[Callable[[Any], None], ...] = (
+#: Ordered migrations: ``MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
+MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_1_initial,
     _migration_2_unit_predictions,
     _migration_3_run_status_ceiling_units,
     _migration_4_unit_scores,
     _migration_5_quiet_diagnostics,
 )
-assert len(_MIGRATIONS) == SCHEMA_VERSION
+assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def _backup_path(path: Path, version: int) -> Path:
@@ -184,7 +187,8 @@ def _backup_path(path: Path, version: int) -> Path:
 
 
 class SchemaMigrations:
-    """Upgrading an older file on open (mixed into :class:`~zooscope.results.db.ResultsDB`)."""
+    """Upgrading an older file on open (mixed into :class:`~zooscope.results.db.ResultsDB`, whose
+    connection, lock and transactions it uses)."""
 
     @property
     def schema_version(self) -> int:
@@ -216,7 +220,7 @@ class SchemaMigrations:
             )
         if version > 0:
             self._backup_before_upgrade(version)
-        for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
+        for target, migration in enumerate(MIGRATIONS[version:], start=version + 1):
             # A new file passes through every migration: only upgrades of old files are news.
             logger.log(
                 logging.INFO if version else logging.DEBUG,

@@ -20,6 +20,8 @@ from zooscope.rsa.rsm import triangle_size
 from zooscope.rsa.vocabulary import SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
+__all__ = ["MODEL_COLUMNS", "RUN_STATUSES", "ResultsWrites", "model_row"]
+
 #: The manifest's required columns, then the optional ones a model row keeps as columns.
 MODEL_COLUMNS = (
     *REQUIRED_COLUMNS,
@@ -181,7 +183,8 @@ def _with_constants(table: Any, constants: dict[str, str]) -> Any:
 
 
 class ResultsWrites:
-    """What the survey writes (mixed into :class:`~zooscope.results.db.ResultsDB`)."""
+    """What the survey writes (mixed into :class:`~zooscope.results.db.ResultsDB`, whose
+    connection, lock and transactions it uses). Only the process that owns the file writes."""
 
     def start_run(
         self, benchmark_hash: str, config: dict[str, Any], manifest: str | None = None

@@ -234,38 +234,11 @@ def versa(
         high train veRSA, winning layer selection.
     """
     Xtr, Xte, constant = _standardize(X_train, X_test)
-    Y_train = np.asarray(Y_train)
-    Y_test = np.asarray(Y_test)
-    if Y_train.ndim != 2 or Y_test.ndim != 2 or Y_train.shape[1] != Y_test.shape[1]:
-        raise ValueError(
-            f"Y_train and Y_test must be 2-D (images, units) with the same units, "
-            f"got {Y_train.shape} and {Y_test.shape}"
-        )
-    if Y_train.shape[0] != Xtr.shape[0] or Y_test.shape[0] != Xte.shape[0]:
-        raise ValueError(
-            f"image counts differ: X_train {Xtr.shape[0]} vs Y_train {Y_train.shape[0]}, "
-            f"X_test {Xte.shape[0]} vs Y_test {Y_test.shape[0]}"
-        )
-    n_units = Y_train.shape[1]
-    index = groups_to_indices(groups, n_units)
+    Y_train, Y_test = _check_responses(Y_train, Y_test, Xtr, Xte)
+    index = groups_to_indices(groups, Y_train.shape[1])
     if constant.all():
         logger.debug("veRSA: every feature is constant on the training images; scores are NaN")
-        nan = np.full(n_units, np.nan)
-        scores = pd.DataFrame(
-            [
-                (label, m, split, np.nan)
-                for label in index
-                for m in ("versa", "encoding_r")
-                for split in _SPLITS
-            ],
-            columns=["group", "metric", "split", "score"],
-        )
-        edge = pd.Series(dict.fromkeys([*index, ALL_UNITS], np.nan), name="alpha_edge_fraction")
-        predictions = np.full(Y_test.shape, np.nan) if return_predictions else None
-        return VersaResult(
-            scores, nan, edge, nan, nan.copy(), {} if return_rsms else None, predictions
-        )
-
+        return _constant_layer(index, Y_test, return_rsms, return_predictions)
     if train_predictions not in TRAIN_PREDICTIONS:
         raise ValueError(
             f"train_predictions must be one of {TRAIN_PREDICTIONS}, got {train_predictions!r}"
@@ -278,7 +251,70 @@ def versa(
         pred = {"train": loo, "test": model.predict(Xte)}
     actual = {"train": Y_train, "test": Y_test}
     unit_r = {split: pearson_columns(pred[split], actual[split]) for split in _SPLITS}
+    scores, rsms = _group_scores(
+        index, pred, actual, unit_r, brain_rsms, compare, backend, return_rsms
+    )
+    return VersaResult(
+        scores=scores,
+        alpha_=model.alpha_,
+        alpha_edge_fraction=_alpha_edges(model, index, edge_warning),
+        unit_r=unit_r["test"],
+        unit_r_train=unit_r["train"],
+        rsms=rsms,
+        predictions=pred["test"] if return_predictions else None,
+    )
 
+
+def _check_responses(
+    Y_train: Any, Y_test: Any, Xtr: np.ndarray, Xte: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The responses as arrays, ``ValueError`` unless their shapes match the features'."""
+    Y_train = np.asarray(Y_train)
+    Y_test = np.asarray(Y_test)
+    if Y_train.ndim != 2 or Y_test.ndim != 2 or Y_train.shape[1] != Y_test.shape[1]:
+        raise ValueError(
+            f"Y_train and Y_test must be 2-D (images, units) with the same units, "
+            f"got {Y_train.shape} and {Y_test.shape}"
+        )
+    if Y_train.shape[0] != Xtr.shape[0] or Y_test.shape[0] != Xte.shape[0]:
+        raise ValueError(
+            f"image counts differ: X_train {Xtr.shape[0]} vs Y_train {Y_train.shape[0]}, "
+            f"X_test {Xte.shape[0]} vs Y_test {Y_test.shape[0]}"
+        )
+    return Y_train, Y_test
+
+
+def _constant_layer(
+    index: dict[Any, np.ndarray], Y_test: np.ndarray, return_rsms: bool, return_predictions: bool
+) -> VersaResult:
+    """The all-NaN result of a layer whose every feature is constant on the training images."""
+    n_units = Y_test.shape[1]
+    nan = np.full(n_units, np.nan)
+    scores = pd.DataFrame(
+        [
+            (label, m, split, np.nan)
+            for label in index
+            for m in ("versa", "encoding_r")
+            for split in _SPLITS
+        ],
+        columns=["group", "metric", "split", "score"],
+    )
+    edge = pd.Series(dict.fromkeys([*index, ALL_UNITS], np.nan), name="alpha_edge_fraction")
+    predictions = np.full(Y_test.shape, np.nan) if return_predictions else None
+    return VersaResult(scores, nan, edge, nan, nan.copy(), {} if return_rsms else None, predictions)
+
+
+def _group_scores(
+    index: dict[Any, np.ndarray],
+    pred: dict[str, np.ndarray],
+    actual: dict[str, np.ndarray],
+    unit_r: dict[str, np.ndarray],
+    brain_rsms: Mapping | None,
+    compare: CompareMethod,
+    backend: str,
+    return_rsms: bool,
+) -> tuple[pd.DataFrame, dict[Any, np.ndarray] | None]:
+    """veRSA and encoding r of every group and split, and the predicted test RSMs if asked."""
     rows = []
     rsms = {} if return_rsms else None
     for label, idx in index.items():
@@ -297,8 +333,11 @@ def versa(
             )
             if rsms is not None and split == "test":
                 rsms[label] = pred_rsm
-    scores = pd.DataFrame(rows, columns=["group", "metric", "split", "score"])
+    return pd.DataFrame(rows, columns=["group", "metric", "split", "score"]), rsms
 
+
+def _alpha_edges(model: RidgeGCV, index: dict[Any, np.ndarray], edge_warning: float) -> pd.Series:
+    """Fraction of units whose alpha is the grid's smallest or largest, per group and overall."""
     grid = np.asarray(model.alphas_)
     on_edge = (model.alpha_ == grid.min()) | (model.alpha_ == grid.max())
     edge = {label: float(on_edge[idx].mean()) for label, idx in index.items()}
@@ -316,12 +355,4 @@ def versa(
             grid.max(),
             100 * edge[ALL_UNITS],
         )
-    return VersaResult(
-        scores=scores,
-        alpha_=model.alpha_,
-        alpha_edge_fraction=edge_series,
-        unit_r=unit_r["test"],
-        unit_r_train=unit_r["train"],
-        rsms=rsms,
-        predictions=pred["test"] if return_predictions else None,
-    )
+    return edge_series

@@ -171,18 +171,9 @@ def rsa_noise_ceiling(
     arr = validate_responses(data, allow_nan=False)
     be = get_backend(backend)
     n_trial = arr.shape[2]
-    if n_sims < 1 or n_conditions < 3:
-        raise ValueError("n_sims must be >= 1 and n_conditions >= 3")
-    if sim_chunk < 2 or max_split_sims < sim_chunk:
-        raise ValueError("sim_chunk must be >= 2 and max_split_sims >= sim_chunk")
-    n_trials = n_trial if n_trials is None else int(n_trials)
-    if n_trials < 1:
-        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
-    scales = (
-        np.round(np.arange(21) / 10, 12) if scales is None else np.unique(np.asarray(scales, float))
+    n_trials, scales = _check_ceiling_settings(
+        n_sims, n_conditions, sim_chunk, max_split_sims, n_trial, n_trials, scales
     )
-    if scales.size == 0 or np.any(scales < 0):
-        raise ValueError("scales must be a non-empty list of non-negative numbers")
     rdm_fn, cmp_fn = _check_metric(rdm, _RDMS, "rdm"), _check_metric(compare, _COMPARES, "compare")
 
     res = gsn if gsn is not None else perform_gsn(arr, shrinklevels=shrinklevels, backend=be)
@@ -204,6 +195,61 @@ def rsa_noise_ceiling(
             if robust > sim_thresh or model_r.shape[0] + sim_chunk > max_split_sims:
                 return sim, model_r
 
+    sim, model_r, scales, note = _simulate_to_match(simulate, scales, splitr, widen_scales)
+    medians = np.median(model_r, axis=0)
+    sc = float(scales[int(np.argmin(np.abs(medians - splitr)))])
+    ncdist = sim.ceiling(n_sims, sc, n_trials)
+    logger.debug("GSN RSA ceiling: splitr=%.4f sc=%.2f nc=%.4f", splitr, sc, np.median(ncdist))
+    return RSANoiseCeiling(
+        nc=float(np.median(ncdist)),
+        ncdist=ncdist,
+        sc=sc,
+        splitr=splitr,
+        scales=scales,
+        model_splitr=medians,
+        data_splitr=data_r,
+        n_model_sims=int(model_r.shape[0]),
+        gsn=res,
+        note=note,
+    )
+
+
+def _check_ceiling_settings(
+    n_sims: int,
+    n_conditions: int,
+    sim_chunk: int,
+    max_split_sims: int,
+    n_trial: int,
+    n_trials: int | None,
+    scales: ArrayLike | None,
+) -> tuple[int, np.ndarray]:
+    """The trials averaged in the ceiling and the signal-scale grid, the settings checked."""
+    if n_sims < 1 or n_conditions < 3:
+        raise ValueError("n_sims must be >= 1 and n_conditions >= 3")
+    if sim_chunk < 2 or max_split_sims < sim_chunk:
+        raise ValueError("sim_chunk must be >= 2 and max_split_sims >= sim_chunk")
+    n_trials = n_trial if n_trials is None else int(n_trials)
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    grid = (
+        np.round(np.arange(21) / 10, 12) if scales is None else np.unique(np.asarray(scales, float))
+    )
+    if grid.size == 0 or np.any(grid < 0):
+        raise ValueError("scales must be a non-empty list of non-negative numbers")
+    return n_trials, grid
+
+
+def _simulate_to_match(
+    simulate: Callable[[np.ndarray], tuple[_Simulator, np.ndarray]],
+    scales: np.ndarray,
+    splitr: float,
+    widen_scales: int,
+) -> tuple[_Simulator, np.ndarray, np.ndarray, str | None]:
+    """Simulated split-half r over the scale grid, widened while the data's lies above them all.
+
+    Returns the simulator, its split-half r ``(n_sims, n_scales)``, the (possibly widened) grid
+    and a note saying how it was widened (None when it was not).
+    """
     sim, model_r = simulate(scales)
     medians = np.median(model_r, axis=0)
     first_max, first_top, widened = float(medians.max()), float(scales.max()), 0
@@ -220,8 +266,6 @@ def rsa_noise_ceiling(
             f"split-half r {splitr:.3f} exceeded every simulated one (max {first_max:.3f})"
         )
         logger.debug("GSN RSA ceiling: %s", note)
-    best = int(np.argmin(np.abs(medians - splitr)))
-    sc = float(scales[best])
     if splitr > medians.max():
         logger.warning(
             "empirical split-half r %.3f exceeds every simulated one (max %.3f) even at signal "
@@ -232,20 +276,7 @@ def rsa_noise_ceiling(
             scales.max(),
             widened,
         )
-    ncdist = sim.ceiling(n_sims, sc, n_trials)
-    logger.debug("GSN RSA ceiling: splitr=%.4f sc=%.2f nc=%.4f", splitr, sc, np.median(ncdist))
-    return RSANoiseCeiling(
-        nc=float(np.median(ncdist)),
-        ncdist=ncdist,
-        sc=sc,
-        splitr=splitr,
-        scales=scales,
-        model_splitr=medians,
-        data_splitr=data_r,
-        n_model_sims=int(model_r.shape[0]),
-        gsn=res,
-        note=note,
-    )
+    return sim, model_r, scales, note
 
 
 # --------------------------------------------------------------------------- metrics

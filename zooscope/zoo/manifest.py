@@ -149,17 +149,51 @@ class ModelEntry:
 
 
 def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[str]]:
-    """Check one row's values; return the parsed fields and the problems found."""
+    """Check one row's values; return the parsed fields and the problems found.
+
+    Every problem of the row is reported at once (``file:line:column: message``), the rules that
+    read several columns included; hence plain checks rather than a pydantic row model, which
+    runs its cross-column checks only once every column passed its own.
+    """
     problems: list[str] = []
 
     def bad(column: str, message: str) -> None:
         problems.append(f"{where}:{column}: {message}")
 
     values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+    _check_names(values, bad)
+    _check_weights_and_locations(values, bad)
+    seed = _whole_number(values, "seed", 0, bad)
+    train_data_size = _whole_number(values, "train_data_size", None, bad)
+    available = _availability(values, bad)
+    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+    metadata = {k: v for k, v in values.items() if k not in known or k in ("model_string", "notes")}
+    metadata = {k: v for k, v in metadata.items() if v}
+    fields = {
+        "model_uid": values.get("model_uid", ""),
+        "source": values.get("source", ""),
+        "name": values.get("name", ""),
+        "weights": values.get("weights", ""),
+        "display_name": values.get("display_name", ""),
+        "arch_class": values.get("arch_class", ""),
+        "task": values.get("task", ""),
+        "task_cluster": values.get("task_cluster", ""),
+        "train_data": values.get("train_data", ""),
+        "train_data_size": train_data_size,
+        "seed": seed or 0,
+        "arch": values.get("arch") or None,
+        "available": available,
+        "unavailable_reason": values.get("unavailable_reason", ""),
+        "metadata": metadata,
+    }
+    return fields, problems
+
+
+def _check_names(values: dict[str, str], bad: Any) -> None:
+    """Required columns filled; uid, source, architecture class and timm name well formed."""
     for column in REQUIRED_COLUMNS:
         if column in values and not values[column] and column not in MAY_BE_EMPTY:
             bad(column, "must not be empty")
-
     uid = values.get("model_uid", "")
     if uid and not _UID.match(uid):
         bad(
@@ -173,7 +207,10 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
     if arch_class and arch_class not in ARCH_CLASSES:
         bad("arch_class", f"expected one of {', '.join(ARCH_CLASSES)}, got {arch_class!r}")
 
-    weights = values.get("weights", "")
+
+def _check_weights_and_locations(values: dict[str, str], bad: Any) -> None:
+    """Weights as the source names them; a checkpoint row's architecture; declared locations."""
+    source, weights = values.get("source", ""), values.get("weights", "")
     if weights and source in _WEIGHTS and weights != "random":
         pattern, expected = _WEIGHTS[source]
         if not pattern.match(weights):
@@ -210,22 +247,24 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
             f"{source} rows with trained weights need the checkpoint's location (URL or file)",
         )
 
-    parsed_int: dict[str, int | None] = {}
-    for column, default in (("seed", 0), ("train_data_size", None)):
-        text = values.get(column, "")
-        if not text:
-            parsed_int[column] = default
-            continue
-        try:
-            # Digits, or a float that is a whole number (sizes are often written 1.2e9).
-            number = float(text)
-            if number < 0 or not number.is_integer():
-                raise ValueError
-            parsed_int[column] = int(text) if text.isdigit() else int(number)
-        except ValueError:
-            bad(column, f"expected a non-negative integer, got {text!r}")
-            parsed_int[column] = default
 
+def _whole_number(values: dict[str, str], column: str, default: int | None, bad: Any) -> int | None:
+    """A non-negative whole number: digits, or a float that is one (sizes are often 1.2e9)."""
+    text = values.get(column, "")
+    if not text:
+        return default
+    try:
+        number = float(text)
+        if number < 0 or not number.is_integer():
+            raise ValueError
+        return int(text) if text.isdigit() else int(number)
+    except ValueError:
+        bad(column, f"expected a non-negative integer, got {text!r}")
+        return default
+
+
+def _availability(values: dict[str, str], bad: Any) -> bool:
+    """``available`` (default true); an unavailable row must say why."""
     available_text = values.get("available", "").lower()
     available = True
     if available_text in _FALSE - {""}:
@@ -234,28 +273,7 @@ def _parse_row(row: dict[str, str], where: str) -> tuple[dict[str, Any], list[st
         bad("available", f"expected true or false, got {values.get('available')!r}")
     if not available and not values.get("unavailable_reason"):
         bad("unavailable_reason", "rows with available=false must say why")
-
-    known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
-    metadata = {k: v for k, v in values.items() if k not in known or k in ("model_string", "notes")}
-    metadata = {k: v for k, v in metadata.items() if v}
-    fields = {
-        "model_uid": uid,
-        "source": source,
-        "name": name,
-        "weights": weights,
-        "display_name": values.get("display_name", ""),
-        "arch_class": arch_class,
-        "task": values.get("task", ""),
-        "task_cluster": values.get("task_cluster", ""),
-        "train_data": values.get("train_data", ""),
-        "train_data_size": parsed_int["train_data_size"],
-        "seed": parsed_int["seed"] or 0,
-        "arch": arch,
-        "available": available,
-        "unavailable_reason": values.get("unavailable_reason", ""),
-        "metadata": metadata,
-    }
-    return fields, problems
+    return available
 
 
 def parse_manifest(lines: Iterable[str], path: str = "<manifest>") -> list[ModelEntry]:
