@@ -4,8 +4,7 @@ These are choices a library must not make behind its caller's back, so :mod:`zoo
 packages never call them. The ``zooscope`` command always applies :func:`quiet_openmp_waits`
 before torch is imported. :func:`reuse_freed_memory` and :func:`use_huge_pages` are opt-in
 allocator tuning, measured on one 2-core machine only: call them first thing in a script, or set
-the environment variables they set before starting Python (``docs/performance.md``). The
-command's ``--keep-freed-memory`` and ``--huge-pages`` flags still apply them but are deprecated.
+the environment variables they set before starting Python (``docs/performance.md``).
 Each leaves a setting the user made alone, and child processes (Dask workers) inherit it through
 the environment.
 """
