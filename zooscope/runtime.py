@@ -119,3 +119,24 @@ def use_huge_pages() -> bool:
             THP_SETTING,
         )
     return available
+
+
+def parse_bytes(size: int | float | str) -> int:
+    """A memory size in bytes: ``"4GB"``, ``"512MiB"``, ``"2e9"``, ``2e9``.
+
+    Strings are read by :func:`dask.utils.parse_bytes` (decimal ``kB``/``MB``/``GB``, binary
+    ``KiB``/``MiB``/``GiB``, case-insensitive); an empty, negative or unreadable one raises a
+    ``ValueError`` that says what to write.
+    """
+    if isinstance(size, int | float):
+        return int(size)
+    # lazy: dask is not imported when the command line starts (zooscope --help)
+    from dask.utils import parse_bytes as dask_parse_bytes
+
+    try:
+        value = dask_parse_bytes(size) if str(size).strip() else -1
+    except (ValueError, TypeError, AttributeError):
+        value = -1
+    if value < 0:
+        raise ValueError(f"cannot read a memory size from {size!r}; use e.g. 4GB or 512MiB")
+    return int(value)
