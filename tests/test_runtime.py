@@ -92,44 +92,15 @@ def test_the_cli_imports_no_torch_before_configuring_the_process():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-@pytest.mark.parametrize(
-    ("flag", "expected"),
-    [
-        (["--keep-freed-memory"], ["1073741824", "None"]),
-        (["--huge-pages"], ["None", "1"]),
-        ([], ["None", "None"]),
-    ],
-)
-def test_the_deprecated_allocator_flags_still_work_and_say_where_the_settings_went(flag, expected):
-    code = (
-        "import os, sys\n"
-        "from typer.testing import CliRunner\n"
-        "from zooscope.cli import app\n"
-        "result = CliRunner().invoke(app, sys.argv[1:] + ['models', '--help'])\n"
-        "assert result.exit_code == 0, result.output\n"
-        "print(result.output.count('deprecated'), result.output.count('docs/performance.md'))\n"
-        "print(os.environ.get('MALLOC_MMAP_THRESHOLD_'), os.environ.get('THP_MEM_ALLOC_ENABLE'))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *flag],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=_environment(),
-    )
-    lines = out.stdout.splitlines()
-    assert lines[-1].split() == expected
-    assert lines[-2].split() == (["1", "1"] if flag else ["0", "0"])
-
-
-def test_the_deprecated_allocator_flags_are_hidden_from_help():
+@pytest.mark.parametrize("flag", ["--keep-freed-memory", "--huge-pages"])
+def test_the_removed_allocator_flags_are_refused(flag):
     from typer.testing import CliRunner
 
     from zooscope.cli import app
 
-    result = CliRunner().invoke(app, ["--help"])
-    assert result.exit_code == 0
-    assert "--huge-pages" not in result.output and "--keep-freed-memory" not in result.output
+    result = CliRunner().invoke(app, [flag, "models", "--help"])
+    assert result.exit_code == 2 and "No such option" in result.output
+    assert flag not in CliRunner().invoke(app, ["--help"]).output
 
 
 # A child that allocates a 64 MB torch tensor and reports how much of its mapping the kernel backs

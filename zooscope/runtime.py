@@ -4,8 +4,7 @@ These are choices a library must not make behind its caller's back, so :mod:`zoo
 packages never call them. The ``zooscope`` command always applies :func:`quiet_openmp_waits`
 before torch is imported. :func:`reuse_freed_memory` and :func:`use_huge_pages` are opt-in
 allocator tuning, measured on one 2-core machine only: call them first thing in a script, or set
-the environment variables they set before starting Python (``docs/performance.md``). The
-command's ``--keep-freed-memory`` and ``--huge-pages`` flags still apply them but are deprecated.
+the environment variables they set before starting Python (``docs/performance.md``).
 Each leaves a setting the user made alone, and child processes (Dask workers) inherit it through
 the environment.
 """
@@ -120,3 +119,24 @@ def use_huge_pages() -> bool:
             THP_SETTING,
         )
     return available
+
+
+def parse_bytes(size: int | float | str) -> int:
+    """A memory size in bytes: ``"4GB"``, ``"512MiB"``, ``"2e9"``, ``2e9``.
+
+    Strings are read by :func:`dask.utils.parse_bytes` (decimal ``kB``/``MB``/``GB``, binary
+    ``KiB``/``MiB``/``GiB``, case-insensitive); an empty, negative or unreadable one raises a
+    ``ValueError`` that says what to write.
+    """
+    if isinstance(size, int | float):
+        return int(size)
+    # lazy: dask is not imported when the command line starts (zooscope --help)
+    from dask.utils import parse_bytes as dask_parse_bytes
+
+    try:
+        value = dask_parse_bytes(size) if str(size).strip() else -1
+    except (ValueError, TypeError, AttributeError):
+        value = -1
+    if value < 0:
+        raise ValueError(f"cannot read a memory size from {size!r}; use e.g. 4GB or 512MiB")
+    return int(value)

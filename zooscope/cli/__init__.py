@@ -15,7 +15,7 @@ from zooscope import __version__
 from zooscope.cli import analyze, benchmark, extract, models, nsd, survey
 from zooscope.cli.errors import ErrorBoundaryGroup
 from zooscope.logs import configure_logging
-from zooscope.runtime import quiet_openmp_waits, reuse_freed_memory, use_huge_pages
+from zooscope.runtime import quiet_openmp_waits
 
 app = typer.Typer(
     name="zooscope",
@@ -30,14 +30,6 @@ def _version(value: bool) -> None:
     if value:
         typer.echo(f"zooscope {__version__}")
         raise typer.Exit()
-
-
-def _deprecated(flag: str, environment: str) -> None:
-    typer.echo(
-        f"zooscope {flag} is deprecated and will be removed; set {environment} in the environment "
-        "instead (docs/performance.md)",
-        err=True,
-    )
 
 
 @app.callback()
@@ -65,21 +57,8 @@ def _root(
     debug: bool = typer.Option(
         False, "--debug", envvar="ZOOSCOPE_DEBUG", help="Show the Python traceback of an error."
     ),
-    keep_freed_memory: bool = typer.Option(False, "--keep-freed-memory", hidden=True),
-    huge_pages: bool = typer.Option(False, "--huge-pages", hidden=True),
 ) -> None:
     """Score vision models against brain data and compare their inductive biases."""
-    # Deprecated allocator flags: still honoured (before the command imports torch), but the
-    # tuning now lives in docs/performance.md as environment variables.
-    if keep_freed_memory:
-        _deprecated(
-            "--keep-freed-memory",
-            "MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647",
-        )
-        reuse_freed_memory()
-    if huge_pages:
-        _deprecated("--huge-pages", "THP_MEM_ALLOC_ENABLE=1")
-        use_huge_pages()
     if quiet and verbose:
         raise typer.BadParameter("choose one of --quiet and --verbose")
     # Logs go to stderr so that a command's results on stdout can be piped.

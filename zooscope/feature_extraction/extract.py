@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -51,31 +50,10 @@ from zooscope.feature_extraction.layers import (
 )
 from zooscope.feature_extraction.projection import generator_id, jl_components
 from zooscope.feature_extraction.replay import Cut, ReplayStore, plan_replay
+from zooscope.runtime import parse_bytes
 from zooscope.zoo.loader import LoadedModel
 
 logger = logging.getLogger(__name__)
-
-_UNITS = {
-    "b": 1,
-    "kb": 1e3,
-    "mb": 1e6,
-    "gb": 1e9,
-    "tb": 1e12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_bytes(size: int | float | str) -> int:
-    """``"4GB"``, ``"512MiB"``, ``2e9`` -> bytes."""
-    if isinstance(size, int | float):
-        return int(size)
-    match = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", size)
-    if not match or match.group(2).lower() not in {**_UNITS, "": 1}:
-        raise ValueError(f"cannot read a memory size from {size!r}; use e.g. 4GB or 512MiB")
-    return int(float(match.group(1)) * _UNITS.get(match.group(2).lower(), 1))
 
 
 @dataclass

@@ -61,13 +61,13 @@ class BrainData:
                 "some units have no repetition at all for some images; drop them when preparing the benchmark"
             )
         Y_train, Y_test = mean[:, train].T.copy(), mean[:, test].T.copy()
+        rsm_groups = groups if needed(config.metrics, "brain_rsms") else {}
         comparators = {
             label: {
                 "train": RSMComparator(rsm(Y_train[:, idx], dtype="float64"), config.compare),
                 "test": RSMComparator(rsm(Y_test[:, idx], dtype="float64"), config.compare),
             }
-            for label, idx in groups.items()
-            if needed(config.metrics, "brain_rsms")
+            for label, idx in rsm_groups.items()
         }
         prepared = {}
         for name in config.metrics:

@@ -360,11 +360,14 @@ class SlurmWorkers:
             raise ClusterError(f"--slurm: {self._waiting_message(queue)}")
 
     async def _replace(self, names: list[str]) -> None:
-        """Forget ended jobs and submit new ones (on the cluster's event loop, which owns them)."""
+        """Retire ended jobs and submit new ones (on the cluster's event loop, which owns them).
+
+        Through the cluster's own API: ``scale_down`` forgets the jobs (its ``scancel`` of a job
+        that is gone already is a no-op in dask-jobqueue), ``scale`` submits as many new ones.
+        """
         for name in names:
-            self.cluster.worker_spec.pop(name, None)
-            self.cluster.workers.pop(name, None)  # its job is gone: nothing to cancel
-            self._joined.discard(name)  # scale() reuses the name for the new job
+            self._joined.discard(name)  # scale() may reuse the name for the new job
+        await self.cluster.scale_down(names)
         self.cluster.scale(jobs=self.options.jobs)
 
     def _log(self, job: str) -> str:

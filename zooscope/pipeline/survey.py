@@ -188,7 +188,7 @@ def store_ceiling(
 
 def _store_ceilings(
     session: ShortWrites, run_id: str, bench: Benchmark, config: ScoringConfig, n_sims: int,
-    stored: Any, report: SurveyReport,
+    stored: pd.DataFrame, report: SurveyReport,
 ) -> None:  # fmt: skip
     """Compute the missing ceilings of the chosen metrics, storing each group's as soon as it is done.
 
