@@ -465,6 +465,24 @@ def plan_extraction(
     return ExtractionPlan(list(layers), passes, cuts, list(consumers), budget, reserve, source)
 
 
+def _discover(
+    model: LoadedModel, dataset: PreprocessedImages, place: Placement, settings: ExtractionSettings
+) -> tuple[torch.Tensor, list[LayerSpec]]:
+    """The probe batch and the layers ``settings`` choose, found by one forward pass of the probe."""
+    probe = _probe(dataset, place.device)
+    with torch.autocast(place.device.type, enabled=settings.amp):
+        specs = discover_layers(model.module, probe, settings.layers, policy=settings.layer_policy)
+    n = len(dataset)
+    logger.debug(
+        "%s: %d layers, %d images, k=%d",
+        model.entry.model_uid,
+        len(specs),
+        n,
+        settings.components(n),
+    )
+    return probe, specs
+
+
 def extract(
     model: LoadedModel,
     images: Any,
@@ -519,16 +537,7 @@ def extract(
     module = model.module
     place = Placement.of(model.device)
     dataset = PreprocessedImages(image_set, model.preprocess)
-    probe = _probe(dataset, place.device)
-    with torch.autocast(place.device.type, enabled=settings.amp):
-        specs = discover_layers(module, probe, settings.layers, policy=settings.layer_policy)
-    logger.debug(
-        "%s: %d layers, %d images, k=%d",
-        model.entry.model_uid,
-        len(specs),
-        n,
-        settings.components(n),
-    )
+    probe, specs = _discover(model, dataset, place, settings)
     keys: dict[str, str] = {}
     cached = 0
     if cache is not None:
