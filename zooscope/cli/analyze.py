@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from zooscope.cli.validation import check_options
+
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 PROFILE_OPTION = typer.Option(
     None,
@@ -26,10 +28,12 @@ def register(app: typer.Typer) -> None:
 
     @imports.command("conwell2024")
     def import_conwell(
+        ctx: typer.Context,
         directory: Path = typer.Argument(..., help="Conwell et al. 2024 source-data folder."),
         db: Path = DB_OPTION,
     ) -> None:
         """Import Conwell et al. (2024)'s published scores, models and noise ceilings."""
+        check_options(ctx)
         from zooscope.results.db import ResultsDB
         from zooscope.results.importers import import_conwell2024
 
@@ -41,6 +45,7 @@ def register(app: typer.Typer) -> None:
 
     @imports.command("csv")
     def import_csv(
+        ctx: typer.Context,
         file: Path = typer.Argument(..., help="CSV with one row per model, metric (and subject)."),
         db: Path = DB_OPTION,
         benchmark: str = typer.Option(..., help="Benchmark key the scores belong to."),
@@ -55,6 +60,7 @@ def register(app: typer.Typer) -> None:
         metric_map: str = typer.Option("", help="Renames, e.g. 'wrsa=versa,srpr=encoding_r'."),
     ) -> None:
         """Import a generic table of published test scores."""
+        check_options(ctx)
         import pandas as pd
 
         from zooscope.results.db import ResultsDB
@@ -71,6 +77,7 @@ def register(app: typer.Typer) -> None:
 
     @analyze.command("contrast")
     def contrast(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         by: str = typer.Option(
             ..., "--by", help="Grouping column of the models table (e.g. compare_architecture)."
@@ -92,6 +99,7 @@ def register(app: typer.Typer) -> None:
         profile: str = PROFILE_OPTION,
     ) -> None:
         """Compare groups of models on one metric."""
+        check_options(ctx)
         from zooscope.results.db import ResultsDB
         from zooscope.stats import contrasts
 
@@ -115,6 +123,7 @@ def register(app: typer.Typer) -> None:
 
     @analyze.command("similarity")
     def similarity_cmd(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         metric: str = typer.Option(..., help="crsa or versa."),
         out: Path = typer.Option(
@@ -126,6 +135,7 @@ def register(app: typer.Typer) -> None:
         n_clusters: int = typer.Option(4, help="Clusters cut from the hierarchical tree."),
     ) -> None:
         """Model x model RSM similarity, hierarchical clustering and classical MDS."""
+        check_options(ctx)
         from zooscope.report import plots
         from zooscope.results.db import ResultsDB
         from zooscope.results.importers import load_conwell_model_similarity
@@ -159,6 +169,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         out: Path = typer.Option(..., help="Output folder for index.html and figures/."),
         published: Path = typer.Option(
@@ -173,6 +184,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write an offline HTML report (tables, figures, run provenance)."""
+        check_options(ctx)
         from zooscope.report.html import build_report
         from zooscope.results.db import ResultsDB
         from zooscope.results.importers import load_conwell_model_similarity
@@ -193,6 +205,7 @@ def register(app: typer.Typer) -> None:
 
     @results.command("summary")
     def summary(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         metric: str = typer.Option(None, help="Only this metric."),
         top: int = typer.Option(20, help="Rows per metric and ROI (0: all)."),
@@ -200,6 +213,7 @@ def register(app: typer.Typer) -> None:
         profile: str = PROFILE_OPTION,
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
+        check_options(ctx)
         from zooscope.results.db import ResultsDB
         from zooscope.stats.commitment import COMMITMENT_DISPLAY, committed_layers
 
@@ -216,11 +230,13 @@ def register(app: typer.Typer) -> None:
 
     @results.command("failures")
     def failures(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         run: str = typer.Option(None, help="Only this run id (default: every run)."),
         fmt: str = typer.Option("table", "--format", help="table or csv."),
     ) -> None:
         """Models (and noise-ceiling groups) that failed: run, stage and the error's first line."""
+        check_options(ctx)
         from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
@@ -231,8 +247,9 @@ def register(app: typer.Typer) -> None:
         _emit(table[["time", "run_id", "model_uid", "stage", "error"]], fmt)
 
     @results.command("upgrade")
-    def upgrade(db: Path = DB_OPTION) -> None:
+    def upgrade(ctx: typer.Context, db: Path = DB_OPTION) -> None:
         """Upgrade a results database to this zooscope's schema (keeps a copy of the old file)."""
+        check_options(ctx)
         from zooscope.results.db import ResultsDB
 
         if not db.is_file():
@@ -242,6 +259,7 @@ def register(app: typer.Typer) -> None:
 
     @results.command("export")
     def export(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         out: Path = typer.Option(
             ..., help="FILE.parquet/.csv: one tidy table; a folder: one file per table."
@@ -251,6 +269,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Export the database."""
+        check_options(ctx)
         from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from zooscope.cli.validation import check_options
+
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 CONTRAST_OPTION = typer.Option(
     ..., "--contrast", help="COLUMN=A,B of the models table, e.g. task=memorability,classification."
@@ -47,6 +49,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("paired")
     def paired(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         pair_by: str = typer.Option(..., "--pair-by", help="Column matching models (e.g. arch)."),
         contrast: str = CONTRAST_OPTION,
@@ -59,6 +62,7 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Paired t-test and Wilcoxon signed-rank test across matched pairs of models."""
+        check_options(ctx)
         from zooscope.report import plots
         from zooscope.stats import compare
 
@@ -77,6 +81,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("groups")
     def groups(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         contrast: str = CONTRAST_OPTION,
         metric: str = METRIC_OPTION,
@@ -85,6 +90,7 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Mann-Whitney U test between two groups of models (e.g. seeds of two objectives)."""
+        check_options(ctx)
         from zooscope.stats import compare
 
         column, levels = _contrast(contrast)
@@ -97,6 +103,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("scaling")
     def scaling(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         x: str = typer.Option("train_data_size", "--x", help="Size column of the models table."),
         metric: str = METRIC_OPTION,
@@ -105,6 +112,7 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """OLS of score on log10(training-set size), slope CI, and the fit's confidence band."""
+        check_options(ctx)
         from zooscope.report import plots
         from zooscope.stats import compare
 
@@ -122,6 +130,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("unique-variance")
     def unique_variance_cmd(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         model: str = typer.Option(..., "--model", help="Model A (model_uid)."),
         control: list[str] = typer.Option(
@@ -135,6 +144,7 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Per-unit r and partial r of model A's predictions controlling for each control's."""
+        check_options(ctx)
         from zooscope.report import plots
         from zooscope.results.db import ResultsDB
         from zooscope.stats import unique_variance
@@ -153,6 +163,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("layer-cka")
     def layer_cka_cmd(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         model: list[str] = typer.Option(
             ..., "--model", help="Model uid (at least 2; every pair with the first is compared)."
@@ -174,6 +185,7 @@ def register(analyze: typer.Typer) -> None:
         ``--keep-grams`` fills it); with ``--benchmark`` and ``--manifest``, first extracts the
         Gram matrices of the models not yet stored for that benchmark.
         """
+        check_options(ctx)
         import pandas as pd
 
         from zooscope.report import plots

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from zooscope.cli.extract import BACKGROUND_HELP, PIXEL_LIMIT_HELP, pixel_rule
+from zooscope.cli.validation import check_options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,6 +120,7 @@ def sample_entries(entries: Sequence[ModelEntry], n: int, seed: int = 0) -> list
 
 @models_app.command("list")
 def list_models(
+    ctx: typer.Context,
     manifest: str = MANIFEST_OPTION,
     summary: bool = typer.Option(
         False, "--summary", help="Counts by source, arch_class and task instead of the rows."
@@ -127,6 +131,7 @@ def list_models(
     ),
 ) -> None:
     """List the models of a manifest (or, with --summary, count them)."""
+    check_options(ctx)
     from rich.table import Table
 
     from zooscope.zoo import SOURCES
@@ -201,6 +206,7 @@ def _weights_status(entry: ModelEntry) -> tuple[str, str]:
 
 @models_app.command("show")
 def show_model(
+    ctx: typer.Context,
     uid: str = typer.Argument(..., help="The model_uid of the row."),
     manifest: str = MANIFEST_OPTION,
     load: bool = typer.Option(False, "--load", help="Also load the model and print its ModelInfo."),
@@ -216,10 +222,13 @@ def show_model(
     images: str | None = typer.Option(
         None,
         "--images",
-        help="With --profile: the probe images (folder, .npy or benchmark .h5; the first 3 are used), as a survey on them would. Default: 3 seeded noise images.",
+        help="With --profile: the probe images (folder or zip, .npy or benchmark .h5; the first 3 are used), as a survey on them would. Default: 3 seeded noise images.",
     ),
+    max_image_pixels: int | None = typer.Option(None, help=PIXEL_LIMIT_HELP),
+    alpha_background: str | None = typer.Option(None, help=BACKGROUND_HELP),
 ) -> None:
     """Show every column of one manifest row, where its weights live and how to fetch them."""
+    check_options(ctx)
     from rich.table import Table
 
     from zooscope.zoo import ModelUnavailable, WeightsUnavailable, load_model
@@ -241,7 +250,8 @@ def show_model(
     console = _console()
     console.print(table)
     if profile is not None:
-        _show_profile(entry, profile, images, weights, device, console)
+        rule = pixel_rule(max_image_pixels, alpha_background)
+        _show_profile(entry, profile, images, weights, device, console, rule)
         return
     if not load:
         return
@@ -269,6 +279,7 @@ def _show_profile(
     weights: str | None,
     device: str,
     console: Console,
+    rule: Any = None,
 ) -> None:
     """Print the transform and the layers a survey under ``profile`` would score for ``entry``."""
     from pathlib import Path
@@ -297,7 +308,7 @@ def _show_profile(
         layers = list_layers(loaded, probe, selection, config.layer_policy)
         source = "3 seeded noise images (a survey probes with the benchmark's first 3)"
     else:
-        with open_images(Path(images)) as (data, _):
+        with open_images(Path(images), rule) as (data, _):
             layers = list_layers(loaded, data, selection, config.layer_policy)
         source = f"the first 3 images of {images}"
     console.print(
@@ -340,6 +351,7 @@ def _check_one(entry: ModelEntry, weights: str | None, device: str, forward: boo
 
 @models_app.command("check")
 def check_models(
+    ctx: typer.Context,
     manifest: str = MANIFEST_OPTION,
     weights: str | None = typer.Option(
         None, "--weights", help="'random': build every row with its seeded random init (offline)."
@@ -362,6 +374,7 @@ def check_models(
     for hub models, config files) are not cached and cannot be downloaded are reported as
     "missing" with the fetch command: an environment state, not a broken row.
     """
+    check_options(ctx)
     import gc
 
     from rich.table import Table
@@ -421,10 +434,12 @@ def check_models(
 
 @models_app.command("fetch")
 def fetch_model(
+    ctx: typer.Context,
     uid: str = typer.Argument(..., help="The model_uid of the row."),
     manifest: str = MANIFEST_OPTION,
 ) -> None:
     """Download (or confirm cached) a model's pretrained weights into its library's cache."""
+    check_options(ctx)
     from zooscope.zoo import ModelUnavailable, WeightsUnavailable, fetch_weights
 
     entry = _find(_read_manifest(manifest), uid, manifest)
@@ -441,6 +456,7 @@ def fetch_model(
 
 @models_app.command("cache-path")
 def cache_path(
+    ctx: typer.Context,
     uid: str = typer.Argument(..., help="The model_uid of the row."),
     manifest: str = MANIFEST_OPTION,
 ) -> None:
@@ -449,6 +465,7 @@ def cache_path(
     For a URL checkpoint this is the file `zooscope models fetch` downloads to; for a local
     checkpoint the file itself; for hub models (timm, open_clip, transformers) their library's cache.
     """
+    check_options(ctx)
     from zooscope.zoo.sources import get_source
 
     entry = _find(_read_manifest(manifest), uid, manifest)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from zooscope.cli.validation import check_options
+
 if TYPE_CHECKING:
     from zooscope.pipeline.survey import SurveyReport
 
@@ -36,6 +38,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("survey")
     def survey_command(
+        ctx: typer.Context,
         manifest: str = typer.Option(
             ...,
             "--manifest",
@@ -144,6 +147,7 @@ def register(app: typer.Typer) -> None:
         2 for bad input. The database is opened only to write, so `zooscope results summary`
         can watch progress meanwhile.
         """
+        check_options(ctx)
         from zooscope.pipeline.cluster import (
             ClusterError,
             SlurmOptions,
@@ -245,6 +249,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ceiling")
     def ceiling_command(
+        ctx: typer.Context,
         benchmark: Path = typer.Argument(
             ..., exists=True, dir_okay=False, help="Benchmark .h5 file."
         ),
@@ -260,6 +265,7 @@ def register(app: typer.Typer) -> None:
         each group's ceiling is stored as soon as it is computed, and a group that fails is
         recorded in the failures table (exit code 1) while the others go on.
         """
+        check_options(ctx)
         import pandas as pd
 
         from zooscope.benchmark import Benchmark
@@ -306,6 +312,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo_command(
+        ctx: typer.Context,
         out: Path = typer.Option(Path("zooscope-demo"), help="Output folder."),
         n_images: int = typer.Option(
             100, help="Shared images of the synthetic NSD (split half train, half test)."
@@ -339,6 +346,7 @@ def register(app: typer.Typer) -> None:
         ``--neural``, the same for Brain-Score-style data, ending in each model's committed layer
         per region and time bin.
         """
+        check_options(ctx)
         if neural:
             from zooscope.neural.demo import run_neural_demo
 
