@@ -235,7 +235,12 @@ def register(app: typer.Typer) -> None:
         run: str = typer.Option(None, help="Only this run id (default: every run)."),
         fmt: str = typer.Option("table", "--format", help="table or csv."),
     ) -> None:
-        """Models (and noise-ceiling groups) that failed: run, stage and the error's first line."""
+        """Models (and noise-ceiling groups) that failed: run, stage, cause and the error's first line.
+
+        The cause is ``model`` for a model's own failure (a rerun skips it unless
+        --retry-failed) or a setting or environment cause (out-of-memory, disk-full, device,
+        settings, worker-lost, weights-unavailable, input), which a rerun retries.
+        """
         check_options(ctx)
         from zooscope.results.db import ResultsDB
 
@@ -244,7 +249,26 @@ def register(app: typer.Typer) -> None:
         if run is not None:
             table = table[table["run_id"] == run]
         table = table.assign(error=table["error"].astype(str).str.split("\n").str[0])
-        _emit(table[["time", "run_id", "model_uid", "stage", "error"]], fmt)
+        _emit(table[["time", "run_id", "model_uid", "stage", "cause", "error"]], fmt)
+
+    @results.command("runs")
+    def runs(
+        ctx: typer.Context,
+        db: Path = DB_OPTION,
+        fmt: str = typer.Option("table", "--format", help="table or csv."),
+    ) -> None:
+        """Runs (surveys, ceilings, imports): when, what, and how each ended.
+
+        Status: running, finished, interrupted (Ctrl-C, SIGTERM), failed (with the reason:
+        bad input, a full disk, ...) or lost (its heartbeat stopped: killed without a word).
+        """
+        check_options(ctx)
+        from zooscope.results.db import ResultsDB
+
+        with ResultsDB(db, read_only=True) as database:
+            table = database.runs()
+        columns = ["run_id", "started_at", "finished_at", "status", "reason", "host", "manifest"]
+        _emit(table[[c for c in columns if c in table.columns]], fmt)
 
     @results.command("upgrade")
     def upgrade(ctx: typer.Context, db: Path = DB_OPTION) -> None:

@@ -6,6 +6,7 @@ and in the stored row (``n_units``, ``n_dropped``, ``note``):
 * ``all-NaN`` -- no data on any test image and repetition;
 * ``stray NaN`` -- NaN where most units of the group have data (a damaged unit; keeping it would
   drop whole repetitions of every unit);
+* ``infinite`` -- an infinite value on some test trial (a damaged unit: no variance exists);
 * ``constant`` -- the same value on every test trial;
 * ``no trial-to-trial variability`` -- identical repetitions of every image (zero noise variance,
   which GSN's noise covariance cannot take).
@@ -114,7 +115,8 @@ def usable_units(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, in
     others = missing[~all_nan]
     common = others.mean(axis=0) > 0.5 if others.size else np.zeros(data.shape[1:], bool)
     stray = (missing & ~common).any(axis=(1, 2)) & ~all_nan
-    keep = ~all_nan & ~stray
+    infinite = np.isinf(data).any(axis=(1, 2)) & ~all_nan & ~stray
+    keep = ~all_nan & ~stray & ~infinite
     reps = ~missing[keep].any(axis=(0, 1)) if keep.any() else np.zeros(data.shape[2], bool)
     constant = np.zeros(data.shape[0], bool)
     noiseless = np.zeros(data.shape[0], bool)
@@ -128,6 +130,7 @@ def usable_units(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, in
     dropped = {
         "all-NaN": int(all_nan.sum()),
         "stray NaN": int(stray.sum()),
+        "infinite": int(infinite.sum()),
         "constant": int(constant.sum()),
         "no trial-to-trial variability": int(noiseless.sum()),
     }

@@ -3,10 +3,14 @@
 The unit of work is one model. Models already complete for this benchmark hash and scoring
 config are skipped, so a killed survey resumes where it stopped; each model's rows are written in
 one transaction by the client only (Dask workers return score tables); a model that raises is
-recorded in ``failures`` with its stage and traceback, and the survey goes on. The client opens the
-database only for each write (:class:`~zooscope.results.session.ShortWrites`), so readers and a
-second survey can use the file while this one runs; a run ended by Ctrl-C or SIGTERM is marked
-``interrupted``, not finished. Noise ceilings are computed per group and stored as each is done; a
+recorded in ``failures`` with its stage, traceback and cause (:mod:`zooscope.failure_causes`: a
+rerun retries failures of the run's settings or environment, skips the model's own), and the
+survey goes on. The client opens the database only for each write
+(:class:`~zooscope.results.session.ShortWrites`), so readers and a second survey can use the file
+while this one runs. Each model is claimed before it is scored (:mod:`zooscope.results.claims`):
+surveys started together into one database share the models, and a killed survey's model is
+taken over once its heartbeat stops. A run ended by Ctrl-C or SIGTERM is marked ``interrupted``;
+one ended by an error (bad input, a full disk) ``failed`` with the reason. Noise ceilings are computed per group and stored as each is done; a
 group that fails is recorded like a model failure (``ceiling <group>``) and never stops the survey.
 """
 
@@ -31,6 +35,7 @@ from tqdm.auto import tqdm
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.errors import InputFileError
+from zooscope.failure_causes import MODEL, classify
 from zooscope.logs import current_log_file, log_to_file
 from zooscope.pipeline.ceilings import compute_ceilings, iter_ceilings, store_ceiling
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
@@ -44,15 +49,24 @@ from zooscope.pipeline.scoring import (
     ScoringError,
     score_model,
 )
+from zooscope.results.claims import WorkQueue, completed, recorded_run, release
 from zooscope.results.db import ResultsDB
 from zooscope.results.grams import store_grams
 from zooscope.results.session import ShortWrites
 from zooscope.rsa.vocabulary import PREDICTIVITY_CEILING_METHOD, RSA_CEILING_METHOD
+from zooscope.validation import check_run_options
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Failure", "SurveyReport", "compute_ceilings", "score_task", "survey"]
+__all__ = [
+    "Failure",
+    "SurveyReport",
+    "compute_ceilings",
+    "score_task",
+    "survey",
+    "verify_benchmark",
+]
 
 
 @dataclass
@@ -63,6 +77,7 @@ class Failure:
     stage: str
     error: str
     traceback: str
+    cause: str = MODEL  # zooscope.failure_causes: who is to blame, so whether a rerun retries
 
 
 @dataclass
@@ -74,6 +89,7 @@ class SurveyReport:
     skipped_complete: list[str] = field(default_factory=list)
     skipped_failed: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    completed_elsewhere: list[str] = field(default_factory=list)  # by a concurrent survey
     failed: list[Failure] = field(default_factory=list)
     ceiling_failures: list[Failure] = field(default_factory=list)
     workers_lost: list[WorkerLost] = field(default_factory=list)
@@ -97,16 +113,16 @@ def score_task(
         return score_model(entry, benchmark, config, options, brain)
     except ScoringError as error:
         tb = "".join(traceback.format_exception(error.error))
-        return Failure(
-            entry.model_uid, error.stage, f"{type(error.error).__name__}: {error.error}", tb
-        )
+        message = f"{type(error.error).__name__}: {error.error}"
+        cause = classify(error.error, error.stage)
+        return Failure(entry.model_uid, error.stage, message, tb, cause)
     except Exception as error:
-        return Failure(
-            entry.model_uid, "setup", f"{type(error).__name__}: {error}", traceback.format_exc()
-        )
+        message = f"{type(error).__name__}: {error}"
+        cause = classify(error, "setup")
+        return Failure(entry.model_uid, "setup", message, traceback.format_exc(), cause)
 
 
-def _verify(bench: Benchmark) -> None:
+def verify_benchmark(bench: Benchmark) -> None:
     """Refuse a benchmark whose data no longer matches its content hash."""
     started = time.perf_counter()
     if not bench.verify():
@@ -121,23 +137,29 @@ def _verify(bench: Benchmark) -> None:
 
 
 def _check_scorable(bench: Benchmark, config: ScoringConfig) -> None:
-    """Refuse, once and before any model, units that every model would fail on (no data at all)."""
+    """Refuse, once and before any model, units that every model would fail on (no data at all,
+    or infinite values)."""
     from zooscope.pipeline.scoring import _subjects
 
     groups = bench.groups(
         subjects=_subjects(bench, config.subjects), rois=list(config.rois) if config.rois else None
     )
     units = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, np.int64)
-    bad = units[np.isnan(bench.mean_responses(units)).any(axis=1)] if units.size else units
-    if bad.size:
-        labels = [label for label, idx in groups.items() if np.isin(idx, bad).any()]
-        raise InputFileError(
-            bench.path,
-            "a Benchmark file to score",
-            f"{bad.size} unit(s) (e.g. {bad[:5].tolist()}) have no repetition at all for some images, "
-            f"in group(s) {', '.join(labels)}",
-            "drop them when preparing the benchmark, or leave their groups out (--subjects/--rois)",
-        )
+    means = bench.mean_responses(units) if units.size else np.zeros((0, 0))
+    for problem, bad_rows in (
+        ("have no repetition at all for some images", np.isnan(means).any(axis=1)),
+        ("have infinite values", np.isinf(means).any(axis=1)),
+    ):
+        bad = units[bad_rows]
+        if bad.size:
+            labels = [label for label, idx in groups.items() if np.isin(idx, bad).any()]
+            raise InputFileError(
+                bench.path,
+                "a Benchmark file to score",
+                f"{bad.size} unit(s) (e.g. {bad[:5].tolist()}) {problem}, in group(s) "
+                f"{', '.join(labels)}",
+                "drop them when preparing the benchmark, or leave their groups out (--subjects/--rois)",
+            )
 
 
 @contextlib.contextmanager
@@ -188,14 +210,21 @@ def _store_ceilings(
 
 
 def _in_process(
-    entries: Sequence[ModelEntry], benchmark_path: str, config: ScoringConfig, options: RunOptions
+    queue: WorkQueue, benchmark_path: str, config: ScoringConfig, options: RunOptions
 ) -> Iterator[ModelScores | Failure]:
-    for entry in entries:
+    for entry in queue.claimed():
         yield score_task(entry, benchmark_path, config, options)
 
 
+def _threads(target: Any) -> int:
+    """Worker threads of a Dask client (or SlurmWorkers) now: how many models run at once."""
+    client = getattr(target, "client", target)
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers))
+
+
 def _on_dask(
-    entries: Sequence[ModelEntry],
+    queue: WorkQueue,
     benchmark_path: str,
     config: ScoringConfig,
     options: RunOptions,
@@ -203,20 +232,96 @@ def _on_dask(
     gpu: bool,
 ) -> Iterator[ModelScores | Failure | WorkerLost]:
     path = os.path.abspath(benchmark_path)  # workers may start in another folder
-    arguments = {entry.model_uid: (entry, path, config, options) for entry in entries}
-    for event in run_tasks(
-        client,
-        score_task,
-        arguments,
-        key_prefix=f"score-{config.hash}",
-        resources={"GPU": 1} if gpu else None,
-    ):
-        if isinstance(event, WorkerLost):
-            yield event
-        elif event.error is not None:  # e.g. KilledWorker: every worker that tried it died
-            yield Failure(event.name, "worker", f"{type(event.error).__name__}: {event.error}", "")
-        else:
-            yield event.result
+    while queue.pending:
+        # Models are claimed as workers free up (not all at once), so that concurrent surveys
+        # share them; models held by another survey are waited for, then taken over or skipped.
+        tasks = ((e.model_uid, (e, path, config, options)) for e in queue.claimed(wait=False))
+        for event in run_tasks(
+            client,
+            score_task,
+            tasks,
+            key_prefix=f"score-{config.hash}",
+            resources={"GPU": 1} if gpu else None,
+            window=lambda: _threads(client),
+        ):
+            if isinstance(event, WorkerLost):
+                yield event
+            elif event.error is not None:  # e.g. KilledWorker: every worker that tried it died
+                message = f"{type(event.error).__name__}: {event.error}"
+                yield Failure(event.name, "worker", message, "", classify(event.error, "worker"))
+            else:
+                yield event.result
+        if queue.pending:
+            time.sleep(queue.poll)
+
+
+def _record(
+    outcome: ModelScores | Failure | WorkerLost,
+    session: ShortWrites,
+    queue: WorkQueue,
+    report: SurveyReport,
+    benchmark_hash: str,
+) -> bool:
+    """Store one outcome of the stream in the database; True when a model is done with."""
+    run_id = queue.run_id
+    if isinstance(outcome, WorkerLost):  # recorded; Dask runs the model again elsewhere
+        with session.open() as results:
+            results.record_failure(
+                run_id,
+                outcome.name,
+                "worker-lost",
+                outcome.message,
+                "",
+                classify(stage="worker-lost"),
+            )
+        report.workers_lost.append(outcome)
+        logger.warning("%s: %s", outcome.name, outcome.message)
+        return False
+    if isinstance(outcome, Failure):
+        with session.open() as results:
+            results.record_failure(
+                run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback,
+                outcome.cause,
+            )  # fmt: skip
+            release(results, run_id, outcome.model_uid)
+        report.failed.append(outcome)
+        logger.error(
+            "%s failed at %s (%s): %s", outcome.model_uid, outcome.stage, outcome.cause,
+            outcome.error,
+        )  # fmt: skip
+        return True
+    uid = outcome.model["model_uid"]
+    with stage("db"), session.open() as results:
+        if completed(results, benchmark_hash, queue.config_hash, uid):
+            # Another run completed it after its claim here lapsed: one completion per model.
+            release(results, run_id, uid)
+            report.completed_elsewhere.append(uid)
+            logger.info("%s: completed by another run meanwhile; this result is not stored", uid)
+            return True
+    if outcome.grams is not None:
+        # before the model's rows: a model recorded complete has its Grams
+        with stage("db"):
+            store_grams(session.path, benchmark_hash, outcome)
+    with stage("db"), session.open() as results:
+        results.write_model(
+            run_id,
+            outcome.model,
+            outcome.layers,
+            outcome.scores,
+            outcome.rsms,
+            outcome.seconds,
+            outcome.predictions,
+            unit_scores=outcome.unit_scores,
+        )
+        release(results, run_id, uid)
+    report.scored.append(uid)
+    best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
+    logger.info("%s: %d layers in %.0fs; best-layer test: %s", uid, len(outcome.layers),
+                outcome.seconds, best)  # fmt: skip
+    random_init = outcome.model.get("weights") == "random"
+    for line in model_summary_lines(uid, outcome.layers, outcome.scores, random_init=random_init):
+        logger.info(line)
+    return True
 
 
 def survey(
@@ -288,8 +393,9 @@ def survey(
         entries = [e for e in entries if e.model_uid in set(models)]
     bench = Benchmark.open(benchmark)
     if verify:
-        _verify(bench)
+        verify_benchmark(bench)
     _check_scorable(bench, config)
+    check_run_options(options, local=client is None)
     session = ShortWrites(db)
     manifest_name = entries[0].manifest if entries else None
     with session.open() as results:
@@ -308,9 +414,9 @@ def survey(
     if log_file:
         logs.enter_context(log_to_file(log_file))
     report = SurveyReport(run_id)
-    status = "interrupted"
+    queue = WorkQueue(session, run_id, bench.content_hash, config.hash, [], retry_failed)
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(), recorded_run(session, run_id, queue.lease):
             if ceilings and set(config.metrics) - {"predictivity"}:
                 _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
             if (
@@ -327,7 +433,6 @@ def survey(
                 brain = _brain_for(str(benchmark), bench.content_hash, config)
                 with session.open() as results:
                     results.write_responses(bench.content_hash, observed_responses(brain))
-            todo = []
             for entry in entries:
                 if not entry.available:
                     report.unavailable.append(entry.model_uid)
@@ -341,81 +446,27 @@ def survey(
                 elif entry.model_uid in failed_before:
                     report.skipped_failed.append(entry.model_uid)
                 else:
-                    todo.append(entry)
+                    queue.pending.append(entry)
             logger.info(
                 "survey %s: %d to score, %d complete, %d failed before (use --retry-failed), %d unavailable",
                 run_id,
-                len(todo),
+                len(queue.pending),
                 len(report.skipped_complete),
                 len(report.skipped_failed),
                 len(report.unavailable),
             )
             stream = (
-                _on_dask(todo, str(benchmark), config, options, client, gpu_resources)
+                _on_dask(queue, str(benchmark), config, options, client, gpu_resources)
                 if client is not None
-                else _in_process(todo, str(benchmark), config, options)
+                else _in_process(queue, str(benchmark), config, options)
             )
-            with tqdm(total=len(todo), desc="survey", unit="model", disable=None) as bar:
+            with tqdm(total=len(queue.pending), desc="survey", unit="model", disable=None) as bar:
                 for outcome in stream:
-                    if isinstance(
-                        outcome, WorkerLost
-                    ):  # recorded; the model is run again elsewhere
-                        with session.open() as results:
-                            results.record_failure(
-                                run_id, outcome.name, "worker-lost", outcome.message, ""
-                            )
-                        report.workers_lost.append(outcome)
-                        logger.warning("%s: %s", outcome.name, outcome.message)
-                        continue
-                    if isinstance(outcome, Failure):
-                        with session.open() as results:
-                            results.record_failure(
-                                run_id,
-                                outcome.model_uid,
-                                outcome.stage,
-                                outcome.error,
-                                outcome.traceback,
-                            )
-                        report.failed.append(outcome)
-                        logger.error(
-                            "%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error
-                        )
-                    else:
-                        if outcome.grams is not None:
-                            # before the model's rows: a model recorded complete has its Grams
-                            with stage("db"):
-                                store_grams(session.path, bench.content_hash, outcome)
-                        with stage("db"), session.open() as results:
-                            results.write_model(
-                                run_id,
-                                outcome.model,
-                                outcome.layers,
-                                outcome.scores,
-                                outcome.rsms,
-                                outcome.seconds,
-                                outcome.predictions,
-                                unit_scores=outcome.unit_scores,
-                            )
-                        uid = outcome.model["model_uid"]
-                        report.scored.append(uid)
-                        best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(outcome.best().items()))
-                        logger.info(
-                            "%s: %d layers in %.0fs; best-layer test: %s",
-                            uid,
-                            len(outcome.layers),
-                            outcome.seconds,
-                            best,
-                        )
-                        random_init = outcome.model.get("weights") == "random"
-                        for line in model_summary_lines(
-                            uid, outcome.layers, outcome.scores, random_init=random_init
-                        ):
-                            logger.info(line)
-                    bar.update(1)
-        status = "finished"
+                    if _record(outcome, session, queue, report, bench.content_hash):
+                        bar.update(1)
+            report.completed_elsewhere.extend(queue.completed_elsewhere)
+            report.skipped_failed.extend(queue.failed_elsewhere)
     finally:
-        with session.open() as results:
-            results.finish_run(run_id, status)
         logs.close()
     report.seconds = time.perf_counter() - started
     report.log_file = Path(log_file) if log_file else current_log_file()

@@ -308,14 +308,16 @@ def build_report(
         f"<p>Database <code>{html.escape(str(db.path))}</code>, schema version {db.schema_version}; "
         f"{len(models)} models, {len(runs)} runs, {len(failures)} failures. Report written "
         f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC.</p>",
-        _table(runs.drop(columns=["config"]).astype(str)),
+        _table(runs.drop(columns=["config", "process"], errors="ignore").astype(str)),
     ]
     if len(ceil):
         body.append("<h3>Noise ceilings</h3>" + _table(db.ceilings()))
     if len(failures):
         body.append(
             "<h3>Failures</h3>"
-            + _table(failures[["run_id", "model_uid", "stage", "error", "time"]].astype(str))
+            + _table(
+                failures[["run_id", "model_uid", "stage", "cause", "error", "time"]].astype(str)
+            )
         )
     sections.append("<h2>Run provenance</h2>" + "".join(body))
 

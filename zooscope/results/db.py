@@ -10,9 +10,12 @@ migration functions in ``_MIGRATIONS``):
     manifest column (``compare_*``, notes, published statistics, ...) in ``metadata`` (JSON).
 ``runs``
     One row per survey or import run: timing, zooscope version, benchmark hash, scoring config
-    (JSON) and its hash, host and manifest; ``status`` is ``running``, ``finished`` or
-    ``interrupted`` (``finished_at`` is set only for a finished run; a killed one stays
-    ``running`` with no finish time).
+    (JSON) and its hash, host and manifest; ``status`` is ``running``, ``finished``,
+    ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` (bad input, a full disk, ...: ``reason``
+    says why); ``finished_at`` is set only for a finished run. A running run renews
+    ``heartbeat_at`` (:mod:`zooscope.results.claims`); :meth:`ResultsDB.runs` shows a running
+    run whose heartbeat is older than its ``lease_seconds`` (or whose ``process`` on this
+    machine is gone) as ``lost``.
 ``layers``
     Per model, benchmark and config: layer index, name, module type, feature count and
     (optionally) effective dimensionality.
@@ -25,7 +28,9 @@ migration functions in ``_MIGRATIONS``):
     Noise ceilings per benchmark, subject, ROI and method (value and interval), with the number
     of units used (``n_units``) and left out (``n_dropped``: constant, all-NaN, ...; ``note``).
 ``failures``
-    Models that raised, with the stage, error and traceback.
+    Models that raised, with the stage, error, traceback and ``cause``
+    (:mod:`zooscope.failure_causes`: ``model`` for the model's own failures, which a rerun skips
+    unless ``--retry-failed``; settings and environment causes are retried).
 ``rsms``
     Best-layer test RSMs (upper triangle above the diagonal, row-major as ``np.triu_indices(n,
     k=1)``) per model, metric, subject and ROI, for model-to-model similarity.
@@ -39,6 +44,10 @@ migration functions in ``_MIGRATIONS``):
     predictions are scored against, in the same layout, in float32 like the benchmark's.
 ``completions``
     The marker that a model's rows for a (benchmark_hash, config_hash) are complete.
+``claims``
+    Which run scores which model (benchmark_hash, config_hash, model_uid) now, with its host,
+    process, lease and heartbeat, so concurrent surveys share the work
+    (:mod:`zooscope.results.claims`).
 ``unit_scores``
     Per-neuron scores of every layer (``predictivity``: each neuron's r averaged over the
     cross-validation splits), keyed like ``scores`` plus the benchmark ``unit`` index.
@@ -78,13 +87,15 @@ import pandas as pd
 
 from zooscope._hashing import hash_json
 from zooscope.errors import SchemaVersionError
+from zooscope.failure_causes import MODEL
+from zooscope.results.claims import migrate_claims_and_causes, run_identity, with_lost_runs
 from zooscope.results.locking import connect_waiting
 from zooscope.rsa.vocabulary import METRICS, RSA_CEILING_METHOD, SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -116,7 +127,7 @@ _PREDICTION_INPUT = ("metric", "subject", "roi", "layer_name", "split", "predict
 _RESPONSE_INPUT = ("subject", "roi", "split", "response")
 _CEILING_OPTIONAL = {"n_units": "Int64", "n_dropped": "Int64", "note": object}
 #: ``runs.status`` values.
-RUN_STATUSES = ("running", "finished", "interrupted")
+RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 #: Key of a best-layer selection in the ``scores`` table.
 _BEST_LAYER_KEY = ("model_uid", "subject", "roi", "metric", "benchmark_hash", "config_hash")
 
@@ -281,6 +292,7 @@ _MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_3_run_status_ceiling_units,
     _migration_4_unit_scores,
     _migration_5_quiet_diagnostics,
+    migrate_claims_and_causes,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -556,11 +568,12 @@ class ResultsDB:
         config_hash = hash_json(config)
         started = _now()
         run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        alive = run_identity()
         with self._lock:
             self.con.execute(
                 "INSERT INTO runs (run_id, started_at, finished_at, zooscope_version, "
-                "benchmark_hash, config_hash, config, host, manifest, status) "
-                "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'running')",
+                "benchmark_hash, config_hash, config, host, manifest, status, heartbeat_at, "
+                "lease_seconds, process) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                 [
                     run_id,
                     started,
@@ -570,28 +583,36 @@ class ResultsDB:
                     json.dumps(config, sort_keys=True, default=str),
                     socket.gethostname(),
                     None if manifest is None else str(manifest),
+                    started,
+                    alive["lease_seconds"],
+                    alive["process"],
                 ],
             )
         return run_id
 
-    def finish_run(self, run_id: str, status: str = "finished") -> None:
-        """Set a run's status; a ``finished`` run also gets its finish time.
+    def finish_run(self, run_id: str, status: str = "finished", reason: str | None = None) -> None:
+        """Set a run's status (and release its claims); a ``finished`` run gets its finish time.
 
         Parameters
         ----------
         run_id : str
-        status : {"finished", "interrupted"}
-            ``interrupted`` (Ctrl-C, SIGTERM from a scheduler) leaves ``finished_at`` NULL.
+        status : {"finished", "interrupted", "failed"}
+            ``interrupted`` (Ctrl-C, SIGTERM from a scheduler) and ``failed`` leave
+            ``finished_at`` NULL.
+        reason : str, optional
+            Why the run failed or was interrupted (one line).
         """
         if status not in RUN_STATUSES[1:]:
             raise ValueError(f"status must be one of {RUN_STATUSES[1:]}, got {status!r}")
-        with self._lock:
+        with self._transaction() as con:
             self._run(run_id)
             finished = _now() if status == "finished" else None
-            self.con.execute(
-                "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
-                [finished, status, run_id],
+            con.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, reason = ?, heartbeat_at = ? "
+                "WHERE run_id = ?",
+                [finished, status, reason, _now(), run_id],
             )
+            con.execute("DELETE FROM claims WHERE run_id = ?", [run_id])
 
     def _run(self, run_id: str) -> tuple[str, str]:
         row = self.con.execute(
@@ -602,8 +623,8 @@ class ResultsDB:
         return row[0], row[1]
 
     def runs(self) -> pd.DataFrame:
-        """All runs, oldest first."""
-        return self._query("SELECT * FROM runs ORDER BY started_at")
+        """All runs, oldest first; a running run whose heartbeat stopped shows as ``lost``."""
+        return with_lost_runs(self._query("SELECT * FROM runs ORDER BY started_at"))
 
     def config_profiles(self) -> pd.DataFrame:
         """``config_hash -> profile`` of every run's scoring config (``default`` when it names none)."""
@@ -627,14 +648,24 @@ class ResultsDB:
         return set(df["model_uid"])
 
     def failed_models(self, benchmark_hash: str, config_hash: str) -> set[str]:
-        """Models that failed for this benchmark and config and have not completed since."""
+        """Models whose last failure for this benchmark and config was their own, not completed since.
+
+        A failure caused by the run's settings or environment (``failures.cause`` other than
+        ``model``: out of memory, a full disk, a missing device, ...) does not count: a rerun
+        tries the model again.
+        """
         df = self._query(
             """
-            SELECT DISTINCT f.model_uid FROM failures f JOIN runs r USING (run_id)
-            WHERE r.benchmark_hash = ? AND r.config_hash = ? AND NOT EXISTS (
-                SELECT 1 FROM completions c WHERE c.model_uid = f.model_uid
-                  AND c.benchmark_hash = r.benchmark_hash AND c.config_hash = r.config_hash
-                  AND c.finished_at >= f.time)
+            WITH latest AS (
+                SELECT f.model_uid, f.cause, f.time, r.benchmark_hash, r.config_hash,
+                       row_number() OVER (PARTITION BY f.model_uid ORDER BY f.time DESC) AS rk
+                FROM failures f JOIN runs r USING (run_id)
+                WHERE r.benchmark_hash = ? AND r.config_hash = ?)
+            SELECT l.model_uid FROM latest l
+            WHERE l.rk = 1 AND coalesce(l.cause, 'model') = 'model' AND NOT EXISTS (
+                SELECT 1 FROM completions c WHERE c.model_uid = l.model_uid
+                  AND c.benchmark_hash = l.benchmark_hash AND c.config_hash = l.config_hash
+                  AND c.finished_at >= l.time)
             """,
             [benchmark_hash, config_hash],
         )
@@ -825,14 +856,25 @@ class ResultsDB:
         )
 
     def record_failure(
-        self, run_id: str, model_uid: str, stage: str, error: str, traceback: str
+        self,
+        run_id: str,
+        model_uid: str,
+        stage: str,
+        error: str,
+        traceback: str,
+        cause: str = MODEL,
     ) -> None:
-        """Record that a model raised at ``stage`` (e.g. ``load``, ``extract``, ``score``)."""
+        """Record that a model raised at ``stage`` (e.g. ``load``, ``extract``, ``score``).
+
+        ``cause`` is one of :data:`zooscope.failure_causes.CAUSES`; only ``model`` makes a
+        later run skip the model (:meth:`failed_models`).
+        """
         with self._lock:
             self._run(run_id)
             self.con.execute(
-                "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                [run_id, model_uid, stage, str(error), str(traceback), _now()],
+                "INSERT INTO failures (run_id, model_uid, stage, error, traceback, time, cause) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [run_id, model_uid, stage, str(error), str(traceback), _now(), cause],
             )
 
     def failures(self) -> pd.DataFrame:
@@ -1094,7 +1136,7 @@ class ResultsDB:
     # ---------------------------------------------------------------- export
     TABLES = (
         "models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions",
-        "unit_predictions", "unit_responses", "unit_scores",
+        "unit_predictions", "unit_responses", "unit_scores", "claims",
     )  # fmt: skip
     #: Tables with array columns: exported as Parquet only.
     ARRAY_TABLES = ("rsms", "unit_predictions", "unit_responses")
