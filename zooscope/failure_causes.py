@@ -35,7 +35,7 @@ RETRIED = frozenset(CAUSES) - {MODEL}
 _PATTERNS = (
     (OUT_OF_MEMORY, r"out of memory|cannot allocate memory|can't allocate memory|"
      r"defaultcpuallocator|memoryerror|outofmemoryerror|unable to allocate"),
-    (DISK_FULL, r"no space left on device|disk quota exceeded|errno 28\b|errno 122\b"),
+    (DISK_FULL, r"no space left on device|disk quota exceeded|file too large|errno 28\b|errno 122\b"),
     (WORKER_LOST, r"killedworker|worker.*(left|lost|died)|left while running this task"),
     (DEVICE, r"cuda error|no cuda gpus are available|found no nvidia driver|"
      r"torch not compiled with cuda|cudnn_status|cublas_status|mps backend|"
@@ -64,7 +64,7 @@ def _by_type(error: BaseException, stage: str) -> str | None:
     name = type(error).__name__
     if isinstance(error, MemoryError) or name == "OutOfMemoryError":
         return OUT_OF_MEMORY
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return DISK_FULL
     if isinstance(error, OSError) and error.errno == errno.ENOMEM:
         return OUT_OF_MEMORY

@@ -63,7 +63,7 @@ def _profile(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
 
 def _remote(params: Mapping[str, Any]) -> bool:
     """The models of this command run on other machines (Slurm jobs, an existing scheduler)."""
-    return bool(params.get("slurm") or params.get("scheduler"))
+    return bool(params.get("slurm") or params.get("slurm_dry_run") or params.get("scheduler"))
 
 
 def _device(value: str | None, flag: str, params: Mapping[str, Any]) -> None:
@@ -73,7 +73,7 @@ def _device(value: str | None, flag: str, params: Mapping[str, Any]) -> None:
 def _memory_budget(value: str | None, flag: str, params: Mapping[str, Any]) -> None:
     if params.get("scheduler"):  # an existing cluster: its machines are unknown here
         check_byte_size(value, flag)
-    elif params.get("slurm"):
+    elif params.get("slurm") or params.get("slurm_dry_run"):
         from dask.utils import parse_bytes
 
         check_byte_size(value, flag, maximum=parse_bytes(params["slurm_memory"]),
@@ -207,7 +207,8 @@ def _inputs(params: Mapping[str, Any], flag: Flags, *names: str) -> dict[str, An
 
 def _survey(params: Mapping[str, Any], flag: Flags) -> None:
     device = params.get("device") or ""
-    if params.get("slurm") and params.get("slurm_gpus", 0) < 1 and device.startswith("cuda"):
+    slurm = params.get("slurm") or params.get("slurm_dry_run")
+    if slurm and params.get("slurm_gpus", 0) < 1 and device.startswith("cuda"):
         raise OptionError(
             f"--device {device} with --slurm: the jobs ask for no GPU\n"
             "  add --slurm-gpus 1 (or run on --device cpu)"
@@ -219,6 +220,17 @@ def _survey(params: Mapping[str, Any], flag: Flags) -> None:
         outputs = {"--db": db, "the log next to --db": db.with_suffix(".log"),
                    "the Gram store next to --db": grams_path(db)}  # fmt: skip
         check_outputs_apart(outputs, _inputs(params, flag, "benchmark", "manifest"))
+        store = grams_path(db)
+        if params.get("keep_grams") and store.is_file():
+            import h5py
+
+            if not h5py.is_hdf5(store):
+                from zooscope.errors import InputFileError
+
+                raise InputFileError(
+                    store, "the Gram store next to --db (HDF5)", "not an HDF5 file",
+                    "move it away (a new store is created), or use another --db",
+                )  # fmt: skip
 
 
 def _outputs_apart(output: str, *inputs: str) -> Callable[[Mapping[str, Any], Flags], None]:
@@ -228,6 +240,18 @@ def _outputs_apart(output: str, *inputs: str) -> Callable[[Mapping[str, Any], Fl
     return check
 
 
+def _synthetic_root(params: Mapping[str, Any], flag: Flags) -> None:
+    """``nsd synth`` writes a whole tree: only into a new, empty or earlier synthetic folder."""
+    from zooscope.nsd.synthetic import TRUTH_JSON
+
+    out = Path(params["out"])
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / TRUTH_JSON).exists()):
+        raise OptionError(
+            f"{flag('out')} {out}: holds other files, and a synthetic NSD tree would be written "
+            "over them\n  give a new or empty folder (or one an earlier nsd synth wrote)"
+        )
+
+
 #: Checks involving several options, by command.
 CROSS_CHECKS: dict[str, tuple[Callable[[Mapping[str, Any], Flags], None], ...]] = {
     "survey": (_survey,),
@@ -235,6 +259,7 @@ CROSS_CHECKS: dict[str, tuple[Callable[[Mapping[str, Any], Flags], None], ...]] 
     "extract": (_outputs_apart("out", "images"),),
     "benchmark import-brainio": (_outputs_apart("out", "assembly", "stimuli", "images"),),
     "nsd prepare": (_outputs_apart("out", "nsd_root"),),
+    "nsd synth": (_synthetic_root,),
     "import-scores csv": (_outputs_apart("db", "file"),),
     "import-scores conwell2024": (_outputs_apart("db", "directory"),),
     "results export": (_outputs_apart("out", "db"),),
