@@ -23,7 +23,8 @@ from zooscope.zoo.preprocess import Preprocess
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm",
+                  ".ppm", ".pbm", ".pnm")  # fmt: skip
 #: Images with a side shorter than this are upsampled a lot by any model's resize: say so.
 TINY_SIDE = 16
 
@@ -34,8 +35,25 @@ def zip_members(path: str | os.PathLike[str]) -> list[str]:
         return sorted(
             info.filename
             for info in archive.infolist()
-            if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES
+            if not info.is_dir()
+            and not _hidden(info.filename)
+            and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES
         )
+
+
+def _hidden(name: str) -> bool:
+    """A hidden file or folder part (``.DS_Store``, ``__MACOSX/``): never a stimulus."""
+    return any(part.startswith((".", "__MACOSX")) for part in Path(name).parts)
+
+
+def _warn_skipped(source: Any, names: list[str]) -> None:
+    """Say which files of an image folder or zip are not read (a stimulus must not go missing)."""
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        logger.warning(
+            "%s: %d file(s) without an image suffix (%s) are not read: %s",
+            source, len(names), " ".join(IMAGE_SUFFIXES), shown,
+        )  # fmt: skip
 
 
 class ImageSet:
@@ -65,13 +83,16 @@ class ImageSet:
         self._h5: tuple[str, str] | None = None
         self._array: Any = None
         if isinstance(images, str | os.PathLike) and Path(images).is_dir():
-            self._files = sorted(
-                p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            files = sorted(p for p in Path(images).iterdir() if not p.name.startswith("."))
+            self._files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
             if not self._files:
                 raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {images}")
+            _warn_skipped(images, [p.name for p in files if p.is_file() and p not in self._files])
         elif isinstance(images, str | os.PathLike) and zipfile.is_zipfile(images):
             members = zip_members(images)
+            with zipfile.ZipFile(images) as archive:
+                others = [i.filename for i in archive.infolist() if not i.is_dir()]
+            _warn_skipped(images, [m for m in others if m not in members and not _hidden(m)])
             if not members:
                 raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {images}")
             self._zip = (str(images), members)
