@@ -448,9 +448,10 @@ def read_image(
                     "save the stimulus as a single-frame image",
                 )
             image.load()
+            pixels = _to_rgb(image, rule.background)
             if seen_mode is not None:
                 seen_mode(image.mode)
-            return _to_rgb(image, rule.background)
+            return pixels
     except InputFileError:
         raise
     except _Refused as refused:

@@ -199,6 +199,17 @@ def extract_cmd(
         source,
         image_set_id,
     ):
+        if len(source) < 2:
+            from zooscope.errors import InputFileError
+
+            raise InputFileError(
+                images, "images to extract", f"it holds {len(source)} image(s)",
+                "an RSM and the projection need at least 2 images",
+            )  # fmt: skip
+        if image_set_id is None and hasattr(source, "content_hash"):
+            # An image folder or zip: every file is read (and a refused one named) before the
+            # model loads; the hash is the one extract() would compute.
+            image_set_id = source.content_hash()
         loaded = load_model(entry, device=device)
         out.mkdir(parents=True, exist_ok=True)
         cache = FeatureCache(out / "cache")

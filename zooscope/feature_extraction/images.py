@@ -72,8 +72,8 @@ class ImageSet:
     """
 
     def __init__(self, images: Any, rule: PixelRule | None = None) -> None:
-        if isinstance(images, ImageSet):
-            self.__dict__.update(images.__getstate__())
+        if isinstance(images, ImageSet):  # a copy that remembers what was already noted
+            self.__dict__.update({**images.__dict__, "_handle": None, "_noted": images._noted})
             if rule is not None:
                 self.rule = rule
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -61,30 +62,34 @@ def load_weights(path: str | os.PathLike[str]) -> Any:
 
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": the refusal says enough
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except pickle.UnpicklingError as error:
-        text = str(error)
-        found = re.search(
-            r"(?:Unsupported global|Unsupported operand|WeightsUnpickler error)[^\n]*", text
-        )
+    except Exception as error:  # UnpicklingError, KeyError, IndexError, EOFError, RuntimeError, ...
+        raise _refusal(path, error) from None
+
+
+def _refusal(path: Path, error: Exception) -> InputFileError:
+    """Why ``torch.load`` failed on ``path``, for the user."""
+    kind = _kind(path)
+    if kind == "empty":
+        return InputFileError(path, _WHAT, "the file is empty", "fetch or copy it again")
+    if kind == "other":
+        return InputFileError(
+            path, _WHAT, "not a PyTorch checkpoint (neither a torch.save zip nor a pickle)",
+            "point the manifest at the weights file itself (.pt, .pth, .bin, .torch)",
+        )  # fmt: skip
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in text:
+        found = re.search(r"Unsupported (?:global|operand)[^\n]*", text)
         detail = f" ({found.group(0).strip().rstrip('.')})" if found else ""
-        if "Weights only load failed" in text and _kind(path) in ("zip", "pickle"):
-            raise InputFileError(
-                path, _WHAT, f"it holds Python objects besides tensors{detail}", _SAVE_HINT
-            ) from None
-        reason = f"not a checkpoint zooscope can read{detail}"
-        raise InputFileError(path, _WHAT, reason, _SAVE_HINT) from None
-    except Exception as error:  # KeyError, IndexError, EOFError, RuntimeError (zip reader), ...
-        kind = _kind(path)
-        if kind == "empty":
-            reason, hint = "the file is empty", "fetch or copy it again"
-        elif kind == "other":
-            reason = "not a PyTorch checkpoint (neither a torch.save zip nor a pickle)"
-            hint = "point the manifest at the weights file itself (.pt, .pth, .bin, .torch)"
-        else:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            reason = f"damaged or truncated ({type(error).__name__}: {first[:200]})"
-            hint = "the file looks truncated (an interrupted download or copy?): fetch it again"
-        raise InputFileError(path, _WHAT, reason, hint) from None
+        return InputFileError(
+            path, _WHAT, f"it holds Python objects besides tensors{detail}", _SAVE_HINT
+        )
+    first = (text.strip().splitlines() or [type(error).__name__])[0]
+    return InputFileError(
+        path, _WHAT, f"damaged or truncated ({type(error).__name__}: {first[:200]})",
+        "the file looks truncated (an interrupted download or copy?): fetch it again",
+    )  # fmt: skip
