@@ -181,7 +181,9 @@ def with_lost_runs(runs: pd.DataFrame, now: _dt.datetime | None = None) -> pd.Da
     alive = pd.to_datetime(runs["heartbeat_at"]).fillna(pd.to_datetime(runs["started_at"]))
     lease = pd.to_numeric(runs["lease_seconds"]).fillna(DEFAULT_LEASE_SECONDS)
     age = (pd.Timestamp(now) - alive).dt.total_seconds()
-    gone = runs["process"].map(lambda identity: process_gone(identity) if identity else False)
+    gone = runs["process"].map(
+        lambda identity: isinstance(identity, str) and process_gone(identity)
+    )
     lost = (runs["status"] == "running") & ((age > lease) | age.isna() | gone)
     return runs.assign(status=runs["status"].where(~lost, "lost"))
 
