@@ -204,18 +204,8 @@ def test_a_settings_failure_is_retried_by_the_corrected_command(
     the settings', and the corrected command scores the model without --retry-failed."""
     bench = tiny_benchmark(tmp_path / "bench.h5")
     db = tmp_path / "r.duckdb"
-    args = [
-        "survey",
-        "-m",
-        str(manifest),
-        "-b",
-        str(bench),
-        "--db",
-        str(db),
-        *ONE_LAYER,
-        "--models",
-        "r0",
-    ]
+    args = ["survey", "-m", str(manifest), "-b", str(bench), "--db", str(db), *ONE_LAYER,
+            "--models", "r0"]  # fmt: skip
     result = run(*args, "--memory-budget", "20MB")
     assert result.exit_code == 1, result.output
     assert "failed 1 (a rerun retries 1 (1 settings))" in result.output

@@ -40,7 +40,10 @@ def _contrast(text: str) -> tuple[str, tuple[str, str]]:
 def _write(out: Path | None, name: str, table) -> None:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / f"{name}.csv", index=False)
+        from zooscope._files import replacing
+
+        with replacing(out / f"{name}.csv") as temporary:
+            table.to_csv(temporary, index=False)
 
 
 def register(analyze: typer.Typer) -> None:

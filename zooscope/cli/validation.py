@@ -1,9 +1,10 @@
 """Every option of every command is checked before the command does any work.
 
 Each command takes ``ctx: typer.Context`` and calls :func:`check_options` first, which reads
-the command's parsed options from the context and applies one rule per option name (``--batch-size`` means the same everywhere,
-so it is checked the same everywhere; :data:`RULES`), or a rule for one command's option where
-the name means something else there (:data:`COMMAND_RULES`); then the command's checks that
+the command's parsed options from the context and applies one rule per option name
+(``--batch-size`` means the same everywhere, so it is checked the same everywhere; :data:`RULES`),
+or a rule for one command's option where the name means something else there
+(:data:`COMMAND_RULES`); then the command's checks that
 involve several options (:data:`CROSS_CHECKS`: a device on remote workers, outputs that must
 not be inputs, ...). ``tests/test_cli_validation.py`` fails when a command has an option that
 no rule covers and that is not listed as free text in :data:`UNCHECKED`.
@@ -55,10 +56,15 @@ def _metrics(allowed: tuple[str, ...] | None = None) -> Rule:
     return rule
 
 
-def _profile(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
-    from zooscope.pipeline.profiles import PROFILES
+def _choice_of(module: str, name: str) -> Rule:
+    """A choice among the names a library module defines (imported when the rule runs)."""
 
-    check_choice(value, flag, tuple(PROFILES))
+    def rule(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
+        import importlib
+
+        check_choice(value, flag, tuple(getattr(importlib.import_module(module), name)))
+
+    return rule
 
 
 def _remote(params: Mapping[str, Any]) -> bool:
@@ -76,8 +82,11 @@ def _memory_budget(value: str | None, flag: str, params: Mapping[str, Any]) -> N
     elif params.get("slurm") or params.get("slurm_dry_run"):
         from dask.utils import parse_bytes
 
-        check_byte_size(value, flag, maximum=parse_bytes(params["slurm_memory"]),
-                        where="each Slurm job (--slurm-memory)")  # fmt: skip
+        try:
+            job = parse_bytes(params["slurm_memory"])
+        except (ValueError, TypeError):  # --slurm-memory's own rule says so
+            job = None
+        check_byte_size(value, flag, maximum=job, where="each Slurm job (--slurm-memory)")
     else:
         check_byte_size(value, flag, maximum=machine().memory)
 
@@ -130,15 +139,15 @@ RULES: dict[str, Rule] = {
     "n_components": _at_least(1),
     "max_depth": _at_least(0),
     "image_size": _at_least(1, 8192),
-    "n_images": _at_least(1),
+    "n_images": _at_least(2),
     "n_sessions": _at_least(1),
     "volume_shape": _volume,
     "random_features": _at_least(0),
     "rsm_from": _choice("full", "srp"),
     "srp_mode": _choice("fast", "sklearn"),
-    "regression": _choice("ridge", "pls", "ridgecv"),
-    "splits": _choice("brainscore", "even-odd"),
-    "profile": _profile,
+    "regression": _choice_of("zooscope.rsa.predictivity", "REGRESSIONS"),
+    "splits": _choice_of("zooscope.rsa.predictivity", "PREDICTIVITY_SPLITS"),
+    "profile": _choice_of("zooscope.pipeline.profiles", "PROFILES"),
     "metrics": _metrics(),
     "metric": _metrics(),
     "level": _choice("model", "subject"),

@@ -239,12 +239,7 @@ def claim(
     key = [benchmark_hash, config_hash, model_uid]
     now = _now()
     with db._transaction() as con:
-        done = con.execute(
-            "SELECT 1 FROM completions WHERE benchmark_hash = ? AND config_hash = ? "
-            "AND model_uid = ? LIMIT 1",
-            key,
-        ).fetchone()
-        if done:
+        if completed(db, benchmark_hash, config_hash, model_uid):
             return COMPLETE, None
         if skip_failed and model_uid in db.failed_models(benchmark_hash, config_hash):
             return FAILED, None
@@ -275,11 +270,12 @@ def claim(
 
 def completed(db: ResultsDB, benchmark_hash: str, config_hash: str, model_uid: str) -> bool:
     """Whether any run has completed ``model_uid`` for this benchmark and config."""
-    row = db.con.execute(
-        "SELECT 1 FROM completions WHERE benchmark_hash = ? AND config_hash = ? "
-        "AND model_uid = ? LIMIT 1",
-        [benchmark_hash, config_hash, model_uid],
-    ).fetchone()
+    with db._lock:
+        row = db.con.execute(
+            "SELECT 1 FROM completions WHERE benchmark_hash = ? AND config_hash = ? "
+            "AND model_uid = ? LIMIT 1",
+            [benchmark_hash, config_hash, model_uid],
+        ).fetchone()
     return row is not None
 
 

@@ -85,6 +85,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zooscope._files import replacing
 from zooscope._hashing import hash_json
 from zooscope.errors import SchemaVersionError
 from zooscope.failure_causes import MODEL
@@ -1180,8 +1181,8 @@ class ResultsDB:
             if table == "best_layer_scores":
                 self._write(self.best_layer_scores(), path)
             elif table in self.ARRAY_TABLES:
-                with self._lock:
-                    self.con.execute(f"COPY {table} TO '{_sql_path(path)}' (FORMAT parquet)")
+                with self._lock, replacing(path) as temporary:
+                    self.con.execute(f"COPY {table} TO '{_sql_path(temporary)}' (FORMAT parquet)")
             else:
                 self._write(self._query(f"SELECT * FROM {table}"), path)
             written.append(path)
@@ -1189,10 +1190,11 @@ class ResultsDB:
 
     @staticmethod
     def _write(df: pd.DataFrame, path: Path) -> None:
-        if path.suffix == ".parquet":
-            df.to_parquet(path, index=False)
-        else:
-            df.to_csv(path, index=False)
+        with replacing(path) as temporary:  # a reader never sees half a file
+            if path.suffix == ".parquet":
+                df.to_parquet(temporary, index=False)
+            else:
+                df.to_csv(temporary, index=False)
 
 
 def _backup_path(path: Path, version: int) -> Path:
