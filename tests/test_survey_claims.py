@@ -32,9 +32,10 @@ def write_manifest(path: Path, n: int) -> Path:
     return path
 
 
-def survey_command(manifest: Path, bench: Path, db: Path) -> list[str]:
+def survey_command(manifest: Path, bench: Path, db: Path, ceilings: bool = False) -> list[str]:
+    ceiling = ["--n-sims", "5"] if ceilings else ["--no-ceilings"]
     return [ZOOSCOPE, "-q", "survey", "-m", str(manifest), "-b", str(bench), "--db", str(db),
-            "--no-ceilings", "--device", "cpu", "--layers", LAYERS, "--batch-size", "8"]  # fmt: skip
+            *ceiling, "--device", "cpu", "--layers", LAYERS, "--batch-size", "8"]  # fmt: skip
 
 
 def completions(db: Path) -> list[tuple[str, str]]:
@@ -48,7 +49,7 @@ def test_two_surveys_started_together_score_each_model_once(tmp_path: Path) -> N
     bench = tiny_benchmark(tmp_path / "bench.h5")
     manifest = write_manifest(tmp_path / "m.csv", 4)
     db = tmp_path / "r.duckdb"
-    command = survey_command(manifest, bench, db)
+    command = survey_command(manifest, bench, db, ceilings=True)
     surveys = [
         subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_of()
@@ -67,6 +68,10 @@ def test_two_surveys_started_together_score_each_model_once(tmp_path: Path) -> N
         assert list(database.runs()["status"]) == ["finished", "finished"]
         assert database.con.execute("SELECT count(*) FROM claims").fetchone() == (0,)
         assert database.duplicate_score_keys().empty
+        assert sorted(database.ceilings()["subject"]) == ["1", "2"]
+    # Noise ceilings are claimed like models: each group computed by one of the two surveys.
+    log = (tmp_path / "r.log").read_text()
+    assert log.count("ceiling 1|OTC: ") == 1 and log.count("ceiling 2|OTC: ") == 1, log
 
 
 def test_a_killed_surveys_model_is_taken_over_and_its_run_shows_lost(tmp_path: Path) -> None:

@@ -234,7 +234,6 @@ def show_model(
     from zooscope.zoo import ModelUnavailable, WeightsUnavailable, load_model
     from zooscope.zoo.loader import fetch_command
 
-    _check_weights_option(weights)
     entry = _find(_read_manifest(manifest), uid, manifest)
     table = Table(
         title=f"{entry.model_uid} ({entry.manifest}, line {entry.line})", show_header=False
@@ -326,13 +325,6 @@ def _show_profile(
     console.print(listing)
 
 
-def _check_weights_option(weights: str | None) -> None:
-    if weights not in (None, "random"):
-        raise typer.BadParameter(
-            f"only 'random' is allowed, got {weights!r}", param_hint="--weights"
-        )
-
-
 def _check_one(entry: ModelEntry, weights: str | None, device: str, forward: bool) -> str:
     """Load one model (and run one image through it); return a short description of it."""
     import numpy as np
@@ -382,7 +374,6 @@ def check_models(
 
     from zooscope.zoo import WeightsUnavailable
 
-    _check_weights_option(weights)
     if sample is not None and uids is not None:
         raise _fail("error: give either --sample or --uids, not both")
     entries = _read_manifest(manifest)

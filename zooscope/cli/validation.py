@@ -118,6 +118,13 @@ def _volume(value: tuple[int, ...] | None, flag: str, _params: Mapping[str, Any]
         check_number(side, flag, 1, 4096)
 
 
+def _weights(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
+    if value not in (None, "random"):
+        raise OptionError(
+            f"{flag} {value!r}: only 'random' is allowed (leave it out for the manifest's weights)"
+        )
+
+
 def _background(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
     from zooscope.pixels import parse_background
 
@@ -154,7 +161,7 @@ RULES: dict[str, Rule] = {
     "depth": _at_least(0, 1),
     "n_clusters": _at_least(1),
     "sample": _at_least(1),
-    "weights": _choice("random"),
+    "weights": _weights,
     "ncsnr_threshold": lambda value, flag, _p: check_number(value, flag),
     "beta_format": _choice("auto", "hdf5", "nii.gz"),
     "max_image_pixels": _at_least(0),

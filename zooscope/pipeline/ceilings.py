@@ -179,6 +179,7 @@ def iter_ceilings(
     seed: int = 0,
     backend: str = "auto",
     skip: Collection[str] = (),
+    claim: Callable[[str], bool] | None = None,
 ) -> Iterator[CeilingResult]:
     """GSN RSA noise ceiling of each subject x ROI group on the test images, one at a time.
 
@@ -194,6 +195,9 @@ def iter_ceilings(
         Array backend of the simulations.
     skip : collection of str
         Group labels (``"1|OTC"``) not to compute (e.g. already stored).
+    claim : callable, optional
+        Asked with each group's label just before it is computed; False skips the group (a
+        concurrent survey computes it, or has stored it meanwhile).
 
     Yields
     ------
@@ -209,6 +213,8 @@ def iter_ceilings(
     test = benchmark.splits[config.test_split]
     todo = {label: units for label, units in groups.items() if label not in set(skip)}
     for label, units in tqdm(todo.items(), desc="noise ceilings", unit="group", disable=None):
+        if claim is not None and not claim(label):
+            continue
         result = _one_group(label, benchmark.responses(units, test), n_sims, seed, backend)
         if result.ok:
             row = result.row or {}

@@ -49,7 +49,15 @@ from zooscope.pipeline.scoring import (
     ScoringError,
     score_model,
 )
-from zooscope.results.claims import WorkQueue, completed, recorded_run, release
+from zooscope.results.claims import (
+    CLAIMED,
+    HELD,
+    WorkQueue,
+    claim,
+    completed,
+    recorded_run,
+    release,
+)
 from zooscope.results.db import ResultsDB
 from zooscope.results.grams import store_grams
 from zooscope.results.session import ShortWrites
@@ -179,15 +187,35 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _rsa_ceiling_labels(stored: Any) -> set[str]:
+    """The ``subject|roi`` groups of a ceilings table that have an RSA (GSN) ceiling."""
+    return {f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == RSA_CEILING_METHOD}
+
+
 def _store_ceilings(
     session: ShortWrites, run_id: str, bench: Benchmark, config: ScoringConfig, n_sims: int,
-    have: set[str], report: SurveyReport,
+    have: set[str], report: SurveyReport, lease: float,
 ) -> None:  # fmt: skip
-    """Compute the missing ceilings, storing each group's as soon as it is done."""
+    """Compute the missing ceilings, storing each group's as soon as it is done.
+
+    Each group is claimed first (like a model): a concurrent survey leaves it to this one.
+    """
     values, noted = [], 0
-    for result in iter_ceilings(bench, config, n_sims=n_sims, skip=have):
+
+    def claimed(label: str) -> bool:
+        with session.open() as results:
+            if label in _rsa_ceiling_labels(results.ceilings(bench.content_hash)):
+                return False  # stored meanwhile by another survey
+            outcome, holder = claim(results, run_id, bench.content_hash, RSA_CEILING_METHOD,
+                                    f"ceiling {label}", lease, skip_failed=False)  # fmt: skip
+        if holder is not None and outcome == HELD:
+            logger.info("noise ceiling %s is being computed by %s", label, holder.run_id)
+        return outcome == CLAIMED
+
+    for result in iter_ceilings(bench, config, n_sims=n_sims, skip=have, claim=claimed):
         with session.open() as results:
             store_ceiling(results, run_id, bench.content_hash, result)
+            release(results, run_id, f"ceiling {result.label}")
         if not result.ok:
             report.ceiling_failures.append(
                 Failure(
@@ -405,9 +433,7 @@ def survey(
             set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
         )
         stored = results.ceilings(bench.content_hash)
-    have_ceilings = {
-        f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == RSA_CEILING_METHOD
-    }
+    have_ceilings = _rsa_ceiling_labels(stored)
     logs = contextlib.ExitStack()
     if log_file is None and current_log_file() is None:
         log_file = session.path.with_suffix(".log")
@@ -418,7 +444,9 @@ def survey(
     try:
         with _sigterm_interrupts(), recorded_run(session, run_id, queue.lease):
             if ceilings and set(config.metrics) - {"predictivity"}:
-                _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
+                _store_ceilings(
+                    session, run_id, bench, config, n_sims, have_ceilings, report, queue.lease
+                )
             if (
                 ceilings
                 and "predictivity" in config.metrics
