@@ -125,6 +125,13 @@ def _weights(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
         )
 
 
+def _database(value: Path | None, flag: str, _params: Mapping[str, Any]) -> None:
+    if value is not None and Path(value).is_dir():
+        raise OptionError(
+            f"{flag} {value}: is a folder\n  give the results database file, e.g. {Path(value) / 'results.duckdb'}"
+        )
+
+
 def _background(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
     from zooscope.pixels import parse_background
 
@@ -162,6 +169,7 @@ RULES: dict[str, Rule] = {
     "n_clusters": _at_least(1),
     "sample": _at_least(1),
     "weights": _weights,
+    "db": _database,
     "ncsnr_threshold": lambda value, flag, _p: check_number(value, flag),
     "beta_format": _choice("auto", "hdf5", "nii.gz"),
     "max_image_pixels": _at_least(0),
@@ -197,7 +205,7 @@ COMMAND_RULES: dict[tuple[str, str], Rule] = {
 #: up by the command with its own precise message (a manifest, a model uid, a column, ...).
 UNCHECKED = frozenset(
     {
-        "manifest", "benchmark", "db", "models", "subjects", "rois", "roi", "retry_failed",
+        "manifest", "benchmark", "models", "subjects", "rois", "roi", "retry_failed",
         "ceilings", "scheduler", "slurm", "slurm_queue", "slurm_extra", "slurm_log_dir",
         "slurm_interface", "slurm_dry_run", "verify", "keep_grams", "model", "images", "out",
         "module_type", "amp", "progress", "report", "neural", "published", "pair_by",
