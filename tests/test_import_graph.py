@@ -22,7 +22,19 @@ ROOT = Path(__file__).resolve().parents[1] / "zooscope"
 FLOORS: tuple[frozenset[str], ...] = (
     # tools every layer uses
     frozenset(
-        {"zooscope", "_backend", "_files", "_hashing", "_timing", "errors", "logs", "runtime"}
+        {
+            "zooscope",
+            "_backend",
+            "_files",
+            "_hashing",
+            "_timing",
+            "errors",
+            "logs",
+            "runtime",
+            "validation",
+            "pixels",
+            "failure_causes",
+        }
     ),
     # libraries: they take plain arguments and know nothing of a survey
     frozenset({"rsa", "zoo", "benchmark", "nsd", "neural", "feature_extraction"}),

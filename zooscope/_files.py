@@ -8,16 +8,18 @@ process (remove) from one that a running process is still writing (keep).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["current_umask", "remove_stale_temporaries", "temporary_path"]
+__all__ = ["current_umask", "remove_stale_temporaries", "replacing", "temporary_path"]
 
 #: A temporary from another host is removed only when it has not been touched for this long.
 FOREIGN_STALE_SECONDS = 24 * 3600
@@ -64,6 +66,32 @@ def temporary_path(folder: str | os.PathLike[str], stem: str) -> Path:
     finally:
         os.close(fd)
     return Path(name)
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary beside ``path`` that replaces ``path`` (atomic rename) when the block succeeds.
+
+    Readers see the old file or the new one, never half a file; on an error (a full disk, a
+    Ctrl-C) the temporary is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to (re)write.
+
+    Yields
+    ------
+    Path
+        Write the new content here.
+    """
+    path = Path(path)
+    temporary = temporary_path(path.parent, path.name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:

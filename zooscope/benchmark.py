@@ -144,6 +144,10 @@ def _hash_table(table: pd.DataFrame, h: Any) -> None:
             hash_array(values, h)
 
 
+#: The fewest images a split may have: RSMs of fewer images have no pair of pairs to correlate.
+MIN_SPLIT_IMAGES = 3
+
+
 def _validate(
     responses: np.ndarray,
     stimuli: Any,
@@ -178,11 +182,20 @@ def _validate(
         raise ValueError(f"image_ids must have shape ({n_images},), got {image_ids.shape}")
     if len(np.unique(image_ids)) != n_images:
         raise ValueError("image_ids must be unique")
+    if n_units < 1 or responses.shape[2] < 1:
+        raise ValueError(f"responses {responses.shape} hold no unit or no repetition")
     for name, positions in splits.items():
         if positions.ndim != 1 or (
             positions.size and (positions.min() < 0 or positions.max() >= n_images)
         ):
             raise ValueError(f"split {name!r} must hold 1-D positions in [0, {n_images})")
+    for name in ("train", "test"):
+        if name in splits and splits[name].size < MIN_SPLIT_IMAGES:
+            raise ValueError(
+                f"{n_images} image(s) give the {name!r} split {splits[name].size}; an RSM "
+                f"comparison needs at least {MIN_SPLIT_IMAGES} images per split "
+                f"(at least {2 * MIN_SPLIT_IMAGES} images with the default even/odd splits)"
+            )
     for column in units.columns:
         if not isinstance(column, str) or "/" in column:
             raise ValueError(f"unit-table column names must be strings without '/', got {column!r}")
@@ -309,7 +322,10 @@ class Benchmark:
             for k, v in (default_splits(n_images) if splits is None else splits).items()
         }
         images_df = None if images is None else pd.DataFrame(images).reset_index(drop=True)
-        _validate(responses, stimuli, units_df, ids, split_arrays, images_df)
+        try:
+            _validate(responses, stimuli, units_df, ids, split_arrays, images_df)
+        except ValueError as error:  # name the file: the error may surface far from here
+            raise ValueError(f"{path}: cannot write a Benchmark: {error}") from None
         with BenchmarkWriter(
             path, n_images, responses.shape[2], stimuli.shape, ids, split_arrays, attrs
         ) as writer:

@@ -8,6 +8,7 @@ import typer
 
 from zooscope.cli import compare
 from zooscope.cli.output import emit
+from zooscope.cli.validation import check_options
 from zooscope.profiles import get_profile
 
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
@@ -31,10 +32,12 @@ def register(app: typer.Typer) -> None:
 
     @imports.command("conwell2024")
     def import_conwell(
+        ctx: typer.Context,
         directory: Path = typer.Argument(..., help="Conwell et al. 2024 source-data folder."),
         db: Path = DB_OPTION,
     ) -> None:
         """Import Conwell et al. (2024)'s published scores, models and noise ceilings."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
         from zooscope.results.importers import import_conwell2024
@@ -47,6 +50,7 @@ def register(app: typer.Typer) -> None:
 
     @imports.command("csv")
     def import_csv(
+        ctx: typer.Context,
         file: Path = typer.Argument(..., help="CSV with one row per model, metric (and subject)."),
         db: Path = DB_OPTION,
         benchmark: str = typer.Option(..., help="Benchmark key the scores belong to."),
@@ -61,6 +65,7 @@ def register(app: typer.Typer) -> None:
         metric_map: str = typer.Option("", help="Renames, e.g. 'wrsa=versa,srpr=encoding_r'."),
     ) -> None:
         """Import a generic table of published test scores."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         import pandas as pd
 
@@ -78,6 +83,7 @@ def register(app: typer.Typer) -> None:
 
     @analyze.command("contrast")
     def contrast(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         by: str = typer.Option(
             ..., "--by", help="Grouping column of the models table (e.g. compare_architecture)."
@@ -99,6 +105,7 @@ def register(app: typer.Typer) -> None:
         profile: str = PROFILE_OPTION,
     ) -> None:
         """Compare groups of models on one metric."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses import contrasts
         from zooscope.results.db import ResultsDB
@@ -123,6 +130,7 @@ def register(app: typer.Typer) -> None:
 
     @analyze.command("similarity")
     def similarity_cmd(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         metric: str = typer.Option(..., help="crsa or versa."),
         out: Path = typer.Option(
@@ -134,6 +142,7 @@ def register(app: typer.Typer) -> None:
         n_clusters: int = typer.Option(4, help="Clusters cut from the hierarchical tree."),
     ) -> None:
         """Model x model RSM similarity, hierarchical clustering and classical MDS."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses import similarity
         from zooscope.report import plots
@@ -168,6 +177,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         out: Path = typer.Option(..., help="Output folder for index.html and figures/."),
         published: Path = typer.Option(
@@ -182,6 +192,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write an offline HTML report (tables, figures, run provenance)."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses import similarity
         from zooscope.report.html import build_report
@@ -203,6 +214,7 @@ def register(app: typer.Typer) -> None:
 
     @results.command("summary")
     def summary(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         metric: str = typer.Option(None, help="Only this metric."),
         top: int = typer.Option(20, help="Rows per metric and ROI (0: all)."),
@@ -210,6 +222,7 @@ def register(app: typer.Typer) -> None:
         profile: str = PROFILE_OPTION,
     ) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses.commitment import COMMITMENT_DISPLAY, committed_layers
         from zooscope.results.db import ResultsDB
@@ -227,11 +240,18 @@ def register(app: typer.Typer) -> None:
 
     @results.command("failures")
     def failures(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         run: str = typer.Option(None, help="Only this run id (default: every run)."),
         fmt: str = typer.Option("table", "--format", help="table or csv."),
     ) -> None:
-        """Models (and noise-ceiling groups) that failed: run, stage and the error's first line."""
+        """Models (and noise-ceiling groups) that failed: run, stage, cause and the error's first line.
+
+        The cause is ``model`` for a model's own failure (a rerun skips it unless
+        --retry-failed) or a setting or environment cause (out-of-memory, disk-full, device,
+        settings, worker-lost, weights-unavailable, input), which a rerun retries.
+        """
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
 
@@ -240,11 +260,32 @@ def register(app: typer.Typer) -> None:
         if run is not None:
             table = table[table["run_id"] == run]
         table = table.assign(error=table["error"].astype(str).str.split("\n").str[0])
-        emit(table[["time", "run_id", "model_uid", "stage", "error"]], fmt)
+        emit(table[["time", "run_id", "model_uid", "stage", "cause", "error"]], fmt)
+
+    @results.command("runs")
+    def runs(
+        ctx: typer.Context,
+        db: Path = DB_OPTION,
+        fmt: str = typer.Option("table", "--format", help="table or csv."),
+    ) -> None:
+        """Runs (surveys, ceilings, imports): when, what, and how each ended.
+
+        Status: running, finished, interrupted (Ctrl-C, SIGTERM), failed (with the reason:
+        bad input, a full disk, ...) or lost (its heartbeat stopped: killed without a word).
+        """
+        check_options(ctx)
+        # lazy: `zooscope --help` stays fast
+        from zooscope.results.db import ResultsDB
+
+        with ResultsDB(db, read_only=True) as database:
+            table = database.runs()
+        columns = ["run_id", "started_at", "finished_at", "status", "reason", "host", "manifest"]
+        emit(table[[c for c in columns if c in table.columns]], fmt)
 
     @results.command("upgrade")
-    def upgrade(db: Path = DB_OPTION) -> None:
+    def upgrade(ctx: typer.Context, db: Path = DB_OPTION) -> None:
         """Upgrade a results database to this zooscope's schema (keeps a copy of the old file)."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
 
@@ -255,6 +296,7 @@ def register(app: typer.Typer) -> None:
 
     @results.command("export")
     def export(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         out: Path = typer.Option(
             ..., help="FILE.parquet/.csv: one tidy table; a folder: one file per table."
@@ -264,6 +306,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Export the database."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
 

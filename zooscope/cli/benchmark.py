@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from zooscope.cli.extract import BACKGROUND_HELP, PIXEL_LIMIT_HELP, pixel_rule
+from zooscope.cli.validation import check_options
+
 benchmark_app = typer.Typer(
     help="Inspect Benchmark files; import Brain-Score assemblies.", no_args_is_help=True
 )
@@ -14,10 +17,12 @@ benchmark_app = typer.Typer(
 
 @benchmark_app.command("info")
 def info(
+    ctx: typer.Context,
     path: Path = typer.Argument(..., help="Benchmark .h5 file."),
     verify: bool = typer.Option(False, help="Recompute the content hash from the data."),
 ) -> None:
     """Sizes, groups, splits, provenance and content hash of a Benchmark file."""
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from zooscope.benchmark import Benchmark
 
@@ -47,6 +52,7 @@ def info(
 
 @benchmark_app.command("import-brainio")
 def import_brainio_command(
+    ctx: typer.Context,
     assembly: Path = typer.Argument(
         ..., exists=True, dir_okay=False, help="brainio NetCDF assembly (.nc)."
     ),
@@ -61,13 +67,23 @@ def import_brainio_command(
         None, "--time-bins", help="Comma-separated time bins to keep, e.g. 70-170 (default: all)."
     ),
     image_size: int = typer.Option(224, help="Side of the stored square RGB images."),
+    max_image_pixels: int | None = typer.Option(None, help=PIXEL_LIMIT_HELP),
+    alpha_background: str | None = typer.Option(None, help=BACKGROUND_HELP),
 ) -> None:
-    """Convert a Brain-Score assembly + stimulus set into a Benchmark file (time bins kept)."""
+    """Convert a Brain-Score assembly + stimulus set into a Benchmark file (time bins kept).
+
+    Each image becomes 8-bit RGB by zooscope's per-mode rule (16-bit scaled, palettes looked up;
+    transparent images need --alpha-background), or the import stops naming the file.
+    """
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from zooscope.neural.brainio import import_brainio
 
     bins = [t.strip() for t in time_bins.split(",") if t.strip()] if time_bins else None
-    bench = import_brainio(assembly, stimuli, images, out, time_bins=bins, image_size=image_size)
+    rule = pixel_rule(max_image_pixels, alpha_background)
+    bench = import_brainio(
+        assembly, stimuli, images, out, time_bins=bins, image_size=image_size, rule=rule
+    )
     typer.echo(
         f"{bench.path}: {bench.n_units} units ({len(bench.time_bins) or 1} time bins) x "
         f"{bench.n_images} images x {bench.n_reps} reps; ROIs {bench.roi_names}; hash {bench.content_hash}"

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from zooscope.cli.output import emit
+from zooscope.cli.validation import check_options
 
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 CONTRAST_OPTION = typer.Option(
@@ -42,7 +43,10 @@ def _contrast(text: str) -> tuple[str, tuple[str, str]]:
 def _write(out: Path | None, name: str, table) -> None:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / f"{name}.csv", index=False)
+        from zooscope._files import replacing
+
+        with replacing(out / f"{name}.csv") as temporary:
+            table.to_csv(temporary, index=False)
 
 
 # long: one nested function per command, which typer's decorators register on ``analyze``
@@ -51,6 +55,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("paired")
     def paired(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         pair_by: str = typer.Option(..., "--pair-by", help="Column matching models (e.g. arch)."),
         contrast: str = CONTRAST_OPTION,
@@ -63,6 +68,7 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Paired t-test and Wilcoxon signed-rank test across matched pairs of models."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses import compare
         from zooscope.report import plots
@@ -82,6 +88,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("groups")
     def groups(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         contrast: str = CONTRAST_OPTION,
         metric: str = METRIC_OPTION,
@@ -90,6 +97,7 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Mann-Whitney U test between two groups of models (e.g. seeds of two objectives)."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses import compare
 
@@ -103,6 +111,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("scaling")
     def scaling(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         x: str = typer.Option("train_data_size", "--x", help="Size column of the models table."),
         metric: str = METRIC_OPTION,
@@ -111,6 +120,7 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """OLS of score on log10(training-set size), slope CI, and the fit's confidence band."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses import compare
         from zooscope.report import plots
@@ -129,6 +139,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("unique-variance")
     def unique_variance_cmd(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         model: str = typer.Option(..., "--model", help="Model A (model_uid)."),
         control: list[str] = typer.Option(
@@ -142,6 +153,7 @@ def register(analyze: typer.Typer) -> None:
         fmt: str = FORMAT_OPTION,
     ) -> None:
         """Per-unit r and partial r of model A's predictions controlling for each control's."""
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses import unique_variance
         from zooscope.report import plots
@@ -161,6 +173,7 @@ def register(analyze: typer.Typer) -> None:
 
     @analyze.command("layer-cka")
     def layer_cka_cmd(
+        ctx: typer.Context,
         db: Path = DB_OPTION,
         model: list[str] = typer.Option(
             ..., "--model", help="Model uid (at least 2; every pair with the first is compared)."
@@ -182,6 +195,7 @@ def register(analyze: typer.Typer) -> None:
         ``--keep-grams`` fills it); with ``--benchmark`` and ``--manifest``, first extracts the
         Gram matrices of the models not yet stored for that benchmark.
         """
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         import pandas as pd
 

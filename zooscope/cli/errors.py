@@ -14,6 +14,7 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
 import typer
@@ -117,6 +118,14 @@ def describe(error: BaseException) -> tuple[str, int]:
     elif isinstance(error, KeyError):
         # KeyError's str() is the repr of its argument: show the message, not the quotes.
         text = str(error.args[0]) if error.args else "KeyError"
+    elif isinstance(error, pickle.UnpicklingError):
+        text = str(error)
+        if "weights_only" in text:  # torch's advice to load unsafely: never pass it on
+            text = (
+                "a checkpoint holds Python objects besides tensors, which zooscope never "
+                "unpickles (they could run code)\n  save the weights alone: "
+                "torch.save(model.state_dict(), path)"
+            )
     elif isinstance(error, (ValueError, LookupError, TypeError)) and str(error):
         text = str(error)
     else:

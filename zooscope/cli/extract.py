@@ -15,6 +15,8 @@ from typing import Any
 
 import typer
 
+from zooscope.cli.validation import check_options
+
 INDEX_COLUMNS = (
     "index",
     "name",
@@ -37,40 +39,117 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+EXPECTED_PIXELS = "uint8 pixels [n_images, height, width, 3] (RGB, 0-255)"
+
+
+def _checked_pixels(array: Any, path: Path, what: str) -> Any:
+    """``array`` if it holds RGB uint8 images, else an error naming the file and what it holds."""
+    from zooscope.errors import InputFileError
+
+    if array.dtype != "uint8" or array.ndim != 4 or array.shape[-1] != 3 or not array.shape[0]:
+        raise InputFileError(
+            path, what, f"it holds {array.dtype} {tuple(array.shape)}", f"save {EXPECTED_PIXELS}"
+        )
+    return array
+
+
+def _load_npy(path: Path) -> Any:
+    """A memory-mapped ``.npy`` image array; never unpickles, and says what a bad file is."""
+    import numpy as np
+
+    from zooscope.errors import InputFileError, corrupt_file
+
+    what = "a .npy array of images"
+    with open(path, "rb") as handle:
+        if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise InputFileError(
+                path, what, "not a NumPy .npy file (it does not start with the .npy header)",
+                f"write the images with numpy.save(path, images), images being {EXPECTED_PIXELS}",
+            )  # fmt: skip
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)  # read as needed
+    except ValueError as error:
+        if "allow_pickle" in str(error):  # an object array: Python objects, not pixels
+            raise InputFileError(
+                path, what, "it holds Python objects (dtype object), not pixels",
+                f"save {EXPECTED_PIXELS}",
+            ) from None  # fmt: skip
+        raise corrupt_file(path, what, error) from error
+    except (OSError, EOFError) as error:
+        raise corrupt_file(path, what, error) from error
+    return _checked_pixels(array, path, what)
+
+
 @contextlib.contextmanager
-def open_images(path: Path) -> Iterator[tuple[Any, str | None]]:
-    """Images from a folder, a ``.npy`` array or a Benchmark HDF5 file (its ``stimuli``).
+def open_images(path: Path, rule: Any = None) -> Iterator[tuple[Any, str | None]]:
+    """Images from a folder or zip of image files, a ``.npy`` array or a Benchmark's ``stimuli``.
 
-    Yields ``(images, image_set_id)``; the id is the Benchmark's content hash when it has one
-    (so the pixels need not be hashed again), else None.
+    Parameters
+    ----------
+    path : Path
+    rule : zooscope.pixels.PixelRule, optional
+        How image files become 8-bit RGB (translucency, pixel limit).
+
+    Yields
+    ------
+    images : ImageSet, array or h5py.Dataset
+    image_set_id : str or None
+        The Benchmark's content hash when it has one (so the pixels need not be hashed again).
     """
-    if path.is_dir():
-        yield path, None
-    elif path.suffix == ".npy":
-        import numpy as np
+    import zipfile
 
-        yield np.load(path, mmap_mode="r"), None  # memory-mapped: images are read as needed
+    if path.is_dir() or (path.is_file() and zipfile.is_zipfile(path)):
+        from zooscope.feature_extraction.images import ImageSet
+
+        yield ImageSet(path, rule), None
+    elif path.suffix == ".npy":
+        yield _load_npy(path), None
     elif path.suffix in (".h5", ".hdf5"):
         import h5py
 
-        with h5py.File(path, "r") as handle:
+        from zooscope.errors import reading
+
+        with reading(path, "a Benchmark file"), h5py.File(path, "r") as handle:
             if "stimuli" not in handle:
                 raise _fail(f"{path} has no 'stimuli' dataset (expected a Benchmark file)")
+            stimuli = _checked_pixels(handle["stimuli"], path, "the stimuli of a Benchmark file")
             content_hash = handle.attrs.get("content_hash")
-            yield handle["stimuli"], (f"benchmark:{content_hash}" if content_hash else None)
+            yield stimuli, (f"benchmark:{content_hash}" if content_hash else None)
     elif not path.exists():
         raise _fail(f"{path} does not exist")
     else:
-        raise _fail(f"cannot read images from {path}: give a folder, a .npy array or an .h5 file")
+        raise _fail(
+            f"cannot read images from {path}: give a folder or zip of images, a .npy array or an .h5 file"
+        )
+
+
+PIXEL_LIMIT_HELP = (
+    "Refuse images with more pixels (decompression bombs; default: Pillow's 89,478,485, or "
+    "ZOOSCOPE_MAX_IMAGE_PIXELS; 0: no limit)."
+)
+BACKGROUND_HELP = (
+    "Composite transparent or translucent images on this colour (white, black, gray, R,G,B, "
+    "#rrggbb); without it they are refused (what the experiment showed behind them is unknown)."
+)
+
+
+def pixel_rule(max_image_pixels: int | None, alpha_background: str | None) -> Any:
+    """The :class:`~zooscope.pixels.PixelRule` of the two image options."""
+    from zooscope.pixels import PixelRule, parse_background
+
+    limit = -1 if max_image_pixels is None else (max_image_pixels or None)
+    return PixelRule(background=parse_background(alpha_background), max_pixels=limit)
 
 
 # long: typer declares the command's 18 options in its signature
 def extract_cmd(
+    ctx: typer.Context,
     model: str = typer.Option(..., "--model", help="model_uid of the manifest row."),
     images: Path = typer.Option(
         ...,
         "--images",
-        help="Folder of images, .npy uint8 array (n, H, W, 3), or Benchmark .h5 (its stimuli).",
+        help="Folder or zip of images, .npy uint8 array (n, H, W, 3), or Benchmark .h5 (its stimuli).",
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (feature cache + layers.csv)."),
     manifest: str = typer.Option(
@@ -99,19 +178,11 @@ def extract_cmd(
     srp_mode: str = typer.Option("fast", help="fast, or sklearn (scikit-learn's exact matrix)."),
     amp: bool = typer.Option(False, help="Autocast the forward pass (inexact features)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    max_image_pixels: int | None = typer.Option(None, help=PIXEL_LIMIT_HELP),
+    alpha_background: str | None = typer.Option(None, help=BACKGROUND_HELP),
 ) -> None:
     """Extract every layer's SRP features and RSM for one model into OUT."""
-    import re
-
-    if rsm_from not in ("full", "srp"):
-        raise _fail(f"--rsm-from must be 'full' or 'srp', got {rsm_from!r}")
-    if srp_mode not in ("fast", "sklearn"):
-        raise _fail(f"--srp-mode must be 'fast' or 'sklearn', got {srp_mode!r}")
-    if layers is not None:
-        try:
-            re.compile(layers)
-        except re.error as error:
-            raise _fail(f"--layers is not a valid regular expression: {error}") from None
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from tqdm.auto import tqdm
 
@@ -126,11 +197,25 @@ def extract_cmd(
     selection = LayerSelection(
         include=layers, module_types=module_type or None, max_depth=max_depth
     )
-    loaded = load_model(entry, device=device)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = FeatureCache(out / "cache")
-    rows: list[dict[str, Any]] = []
-    with open_images(images) as (source, image_set_id):
+    with open_images(images, pixel_rule(max_image_pixels, alpha_background)) as (
+        source,
+        image_set_id,
+    ):
+        if len(source) < 2:
+            from zooscope.errors import InputFileError
+
+            raise InputFileError(
+                images, "images to extract", f"it holds {len(source)} image(s)",
+                "an RSM and the projection need at least 2 images",
+            )  # fmt: skip
+        if image_set_id is None and hasattr(source, "content_hash"):
+            # An image folder or zip: every file is read (and a refused one named) before the
+            # model loads; the hash is the one extract() would compute.
+            image_set_id = source.content_hash()
+        loaded = load_model(entry, device=device)
+        out.mkdir(parents=True, exist_ok=True)
+        cache = FeatureCache(out / "cache")
+        rows: list[dict[str, Any]] = []
         results = extract(
             loaded,
             source,
@@ -164,10 +249,13 @@ def extract_cmd(
     if not rows:
         raise _fail("no layer matched the selection (--layers/--module-type/--max-depth)")
     rows.sort(key=lambda row: row["index"])
-    with open(out / "layers.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=INDEX_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    from zooscope._files import replacing
+
+    with replacing(out / "layers.csv") as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=INDEX_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
     reused = sum(row["from_cache"] for row in rows)
     typer.echo(
         f"{entry.model_uid}: {len(rows)} layers ({reused} reused from cache) -> {out / 'layers.csv'}"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from zooscope.cli.extract import open_images
+from zooscope.cli.extract import BACKGROUND_HELP, PIXEL_LIMIT_HELP, open_images, pixel_rule
+from zooscope.cli.validation import check_options
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -122,6 +123,7 @@ def sample_entries(entries: Sequence[ModelEntry], n: int, seed: int = 0) -> list
 
 @models_app.command("list")
 def list_models(
+    ctx: typer.Context,
     manifest: str = MANIFEST_OPTION,
     summary: bool = typer.Option(
         False, "--summary", help="Counts by source, arch_class and task instead of the rows."
@@ -132,6 +134,7 @@ def list_models(
     ),
 ) -> None:
     """List the models of a manifest (or, with --summary, count them)."""
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from rich.table import Table
 
@@ -208,6 +211,7 @@ def _weights_status(entry: ModelEntry) -> tuple[str, str]:
 
 @models_app.command("show")
 def show_model(
+    ctx: typer.Context,
     uid: str = typer.Argument(..., help="The model_uid of the row."),
     manifest: str = MANIFEST_OPTION,
     load: bool = typer.Option(False, "--load", help="Also load the model and print its ModelInfo."),
@@ -223,17 +227,19 @@ def show_model(
     images: str | None = typer.Option(
         None,
         "--images",
-        help="With --profile: the probe images (folder, .npy or benchmark .h5; the first 3 are used), as a survey on them would. Default: 3 seeded noise images.",
+        help="With --profile: the probe images (folder or zip, .npy or benchmark .h5; the first 3 are used), as a survey on them would. Default: 3 seeded noise images.",
     ),
+    max_image_pixels: int | None = typer.Option(None, help=PIXEL_LIMIT_HELP),
+    alpha_background: str | None = typer.Option(None, help=BACKGROUND_HELP),
 ) -> None:
     """Show every column of one manifest row, where its weights live and how to fetch them."""
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from rich.table import Table
 
     from zooscope.zoo import ModelUnavailable, WeightsUnavailable, load_model
     from zooscope.zoo.loader import fetch_command
 
-    _check_weights_option(weights)
     entry = _find(_read_manifest(manifest), uid, manifest)
     table = Table(
         title=f"{entry.model_uid} ({entry.manifest}, line {entry.line})", show_header=False
@@ -249,7 +255,8 @@ def show_model(
     console = _console()
     console.print(table)
     if profile is not None:
-        _show_profile(entry, profile, images, weights, device, console)
+        rule = pixel_rule(max_image_pixels, alpha_background)
+        _show_profile(entry, profile, images, weights, device, console, rule)
         return
     if not load:
         return
@@ -277,6 +284,7 @@ def _show_profile(
     weights: str | None,
     device: str,
     console: Console,
+    rule: Any = None,
 ) -> None:
     """Print the transform and the layers a survey under ``profile`` would score for ``entry``."""
     # lazy: `zooscope --help` stays fast
@@ -305,7 +313,7 @@ def _show_profile(
         layers = list_layers(loaded, probe, selection, config.layer_policy)
         source = "3 seeded noise images (a survey probes with the benchmark's first 3)"
     else:
-        with open_images(Path(images)) as (data, _):
+        with open_images(Path(images), rule) as (data, _):
             layers = list_layers(loaded, data, selection, config.layer_policy)
         source = f"the first 3 images of {images}"
     console.print(
@@ -321,13 +329,6 @@ def _show_profile(
             f"{layer.n_features:,}", ", ".join(layer.aliases),
         )  # fmt: skip
     console.print(listing)
-
-
-def _check_weights_option(weights: str | None) -> None:
-    if weights not in (None, "random"):
-        raise typer.BadParameter(
-            f"only 'random' is allowed, got {weights!r}", param_hint="--weights"
-        )
 
 
 def _check_one(entry: ModelEntry, weights: str | None, device: str, forward: bool) -> str:
@@ -349,6 +350,7 @@ def _check_one(entry: ModelEntry, weights: str | None, device: str, forward: boo
 
 @models_app.command("check")
 def check_models(
+    ctx: typer.Context,
     manifest: str = MANIFEST_OPTION,
     weights: str | None = typer.Option(
         None, "--weights", help="'random': build every row with its seeded random init (offline)."
@@ -371,6 +373,7 @@ def check_models(
     for hub models, config files) are not cached and cannot be downloaded are reported as
     "missing" with the fetch command: an environment state, not a broken row.
     """
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     import gc
 
@@ -379,7 +382,6 @@ def check_models(
 
     from zooscope.zoo import WeightsUnavailable
 
-    _check_weights_option(weights)
     if sample is not None and uids is not None:
         raise _fail("error: give either --sample or --uids, not both")
     entries = _read_manifest(manifest)
@@ -431,10 +433,12 @@ def check_models(
 
 @models_app.command("fetch")
 def fetch_model(
+    ctx: typer.Context,
     uid: str = typer.Argument(..., help="The model_uid of the row."),
     manifest: str = MANIFEST_OPTION,
 ) -> None:
     """Download (or confirm cached) a model's pretrained weights into its library's cache."""
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from zooscope.zoo import ModelUnavailable, WeightsUnavailable, fetch_weights
 
@@ -452,6 +456,7 @@ def fetch_model(
 
 @models_app.command("cache-path")
 def cache_path(
+    ctx: typer.Context,
     uid: str = typer.Argument(..., help="The model_uid of the row."),
     manifest: str = MANIFEST_OPTION,
 ) -> None:
@@ -460,6 +465,7 @@ def cache_path(
     For a URL checkpoint this is the file `zooscope models fetch` downloads to; for a local
     checkpoint the file itself; for hub models (timm, open_clip, transformers) their library's cache.
     """
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from zooscope.zoo.sources import get_source
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from zooscope.cli.validation import check_options
+
 nsd_app = typer.Typer(
     help="Natural Scenes Dataset: inspect a tree, prepare a benchmark, write a synthetic NSD.",
     no_args_is_help=True,
@@ -14,6 +16,7 @@ nsd_app = typer.Typer(
 
 @nsd_app.command("info")
 def info(
+    ctx: typer.Context,
     root: Path = typer.Argument(..., help="NSD root (holds nsddata/, nsddata_betas/, ...)."),
     beta_version: str = typer.Option("betas_fithrf_GLMdenoise_RR", help="Beta folder."),
     verify: bool = typer.Option(
@@ -27,6 +30,7 @@ def info(
     Without --verify a file counts as present when it exists; with --verify each one is read
     through, and unreadable (truncated, damaged) files are listed; exit code 1 if any.
     """
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from zooscope.nsd.layout import BETA_FORMATS, NSDLayout
     from zooscope.nsd.verify import check_file
@@ -115,6 +119,7 @@ def _ranges(values: list[int]) -> str:
 
 @nsd_app.command("prepare")
 def prepare_cmd(
+    ctx: typer.Context,
     nsd_root: Path = typer.Option(..., "--nsd-root", help="NSD root folder."),
     out: Path = typer.Option(..., "--out", help="Benchmark file to write (.h5)."),
     subjects: list[int] = typer.Option([1, 2, 5, 7], "--subjects", "-s", help="Subjects (repeat)."),
@@ -127,6 +132,7 @@ def prepare_cmd(
     beta_format: str = typer.Option("auto", help="auto, hdf5 or nii.gz."),
 ) -> None:
     """Select voxels, z-score betas per session and write a Benchmark file."""
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     from zooscope.nsd.prepare import prepare
 
@@ -151,6 +157,7 @@ def prepare_cmd(
 
 @nsd_app.command("synth")
 def synth(
+    ctx: typer.Context,
     out: Path = typer.Argument(..., help="Root of the synthetic tree to write."),
     subjects: list[int] = typer.Option([1, 2], "--subjects", "-s", help="Subjects (repeat)."),
     n_images: int = typer.Option(200, help="Shared images (each shown 3 times)."),
@@ -165,6 +172,7 @@ def synth(
     layer: str = typer.Option("blocks.5", help="EfficientNet-Lite0 layer for the responses."),
 ) -> None:
     """Write a synthetic NSD tree (exact NSD layout) with a planted truth beside it."""
+    check_options(ctx)
     # lazy: `zooscope --help` stays fast
     import numpy as np
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+
+from zooscope.cli.validation import check_options
 
 if TYPE_CHECKING:
     from zooscope.pipeline.survey import SurveyReport
@@ -16,6 +19,31 @@ logger = logging.getLogger(__name__)
 
 def _split(text: str | None) -> tuple[str, ...] | None:
     return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
+
+
+def summary_line(report: SurveyReport) -> str:
+    """The survey's last stdout line: what happened to each model, and what a rerun will do."""
+    from zooscope.failure_causes import RETRIED, describe_causes
+
+    failed = f"failed {len(report.failed)}"
+    if report.failed:
+        retried = [f.cause for f in report.failed if f.cause in RETRIED]
+        own = len(report.failed) - len(retried)
+        parts = [f"a rerun retries {len(retried)} ({describe_causes(retried)})"] if retried else []
+        if own:
+            parts.append(f"{own} failed on their own: a rerun skips them unless --retry-failed")
+        failed += f" ({'; '.join(parts)})"
+    skipped = f"skipped after earlier failure {len(report.skipped_failed)}"
+    if report.skipped_failed:
+        skipped += " (--retry-failed retries them)"
+    complete = f"already complete {len(report.skipped_complete) + len(report.completed_elsewhere)}"
+    if report.completed_elsewhere:
+        complete += f" ({len(report.completed_elsewhere)} by a concurrent survey)"
+    detail = f"; detail in {report.log_file}" if report.log_file else ""
+    return (
+        f"scored {len(report.scored)}, {failed}, {complete}, "
+        f"{skipped}, unavailable {len(report.unavailable)} in {report.seconds:.0f}s{detail}"
+    )
 
 
 def _exit_if_failed(report: SurveyReport, db: Path) -> None:
@@ -63,18 +91,25 @@ def _client(workers: int | None, scheduler: str | None, slurm: Any) -> Any:
 
 def _print_survey(report: Any, client: Any) -> None:
     """The survey's last lines: lost workers, replaced Slurm jobs, the counts, the failures."""
+    # lazy: `zooscope --help` stays fast
+    from zooscope.failure_causes import RETRIED
+
     for lost in report.workers_lost:
         typer.echo(f"  {lost.name}: {lost.message} (recorded in failures)", err=True)
     for line in getattr(client, "replaced", []):  # Slurm jobs that ended while the survey ran
         typer.echo(f"  {line}", err=True)
-    typer.echo(
-        f"scored {len(report.scored)}, failed {len(report.failed)}, already complete {len(report.skipped_complete)}, "
-        f"skipped after earlier failure {len(report.skipped_failed)}, unavailable {len(report.unavailable)} "
-        f"in {report.seconds:.0f}s" + (f"; detail in {report.log_file}" if report.log_file else "")
-    )
+    typer.echo(summary_line(report))
     for failure in [*report.ceiling_failures, *report.failed]:
+        retried = (
+            "a rerun computes it again"
+            if failure.stage == "ceiling"
+            else "a rerun retries it"
+            if failure.cause in RETRIED
+            else "--retry-failed retries it"
+        )
         typer.echo(
-            f"  failed {failure.model_uid} at {failure.stage}: {failure.error.splitlines()[0]}",
+            f"  failed {failure.model_uid} at {failure.stage} ({failure.cause}; {retried}): "
+            f"{failure.error.splitlines()[0]}",
             err=True,
         )
 
@@ -86,6 +121,7 @@ def register(app: typer.Typer) -> None:
     # long: typer declares the command's 34 options in its signature (the body is short)
     @app.command("survey")
     def survey_command(
+        ctx: typer.Context,
         manifest: str = typer.Option(
             ...,
             "--manifest",
@@ -199,6 +235,7 @@ def register(app: typer.Typer) -> None:
         2 for bad input. The database is opened only to write, so `zooscope results summary`
         can watch progress meanwhile.
         """
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.pipeline.cluster import (
             ClusterError,
@@ -283,6 +320,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ceiling")
     def ceiling_command(
+        ctx: typer.Context,
         benchmark: Path = typer.Argument(
             ..., exists=True, dir_okay=False, help="Benchmark .h5 file."
         ),
@@ -291,33 +329,43 @@ def register(app: typer.Typer) -> None:
         roi: str = typer.Option(None, "--roi", help="Comma-separated ROIs (default: all)."),
         n_sims: int = typer.Option(50, help="Monte Carlo simulations."),
         seed: int = typer.Option(0, help="Seed of the simulations."),
+        verify: bool = typer.Option(
+            True,
+            "--verify/--no-verify",
+            help="Check the benchmark's content hash once at the start.",
+        ),
     ) -> None:
         """GSN RSA noise ceilings (test images) of each subject x ROI of a benchmark.
 
-        Units that cannot enter GSN (constant, all-NaN, ...) are left out and counted; with --db
-        each group's ceiling is stored as soon as it is computed, and a group that fails is
-        recorded in the failures table (exit code 1) while the others go on.
+        Units that cannot enter GSN (constant, infinite, all-NaN, ...) are left out and counted;
+        with --db each group's ceiling is stored as soon as it is computed, and a group that
+        fails is recorded in the failures table (exit code 1) while the others go on.
         """
+        check_options(ctx)
         # lazy: `zooscope --help` stays fast
         import pandas as pd
 
         from zooscope.benchmark import Benchmark
         from zooscope.config import ScoringConfig
         from zooscope.metrics.ceilings import CEILING_COLUMNS, iter_ceilings
-        from zooscope.pipeline.survey import store_ceiling
+        from zooscope.pipeline.survey import store_ceiling, verify_benchmark
+        from zooscope.results.claims import recorded_run
         from zooscope.results.session import ShortWrites
 
         bench = Benchmark.open(benchmark)
+        if verify:
+            verify_benchmark(bench)
         config = ScoringConfig(subjects=_split(subjects), rois=_split(roi))
         session = ShortWrites(db) if db is not None else None
-        run_id = None
+        record = contextlib.nullcontext()
         if session is not None:
             with session.open() as database:
                 run_id = database.start_run(
                     bench.content_hash, {"command": "ceiling", "n_sims": n_sims, "seed": seed}
                 )
-        rows, failed, status = [], [], "interrupted"
-        try:
+            record = recorded_run(session, run_id)
+        rows, failed = [], []
+        with record:
             for result in iter_ceilings(bench, config, n_sims=n_sims, seed=seed):
                 if result.ok:
                     rows.append(result.row)
@@ -326,11 +374,6 @@ def register(app: typer.Typer) -> None:
                 if session is not None:
                     with session.open() as database:
                         store_ceiling(database, run_id, bench.content_hash, result)
-            status = "finished"
-        finally:
-            if session is not None:
-                with session.open() as database:
-                    database.finish_run(run_id, status)
         typer.echo(pd.DataFrame(rows, columns=CEILING_COLUMNS).to_string(index=False))
         if db is not None:
             typer.echo(f"stored {len(rows)} ceiling(s) in {db}")
@@ -347,6 +390,7 @@ def register(app: typer.Typer) -> None:
     # long: typer declares the command's options in its signature
     @app.command("demo")
     def demo_command(
+        ctx: typer.Context,
         out: Path = typer.Option(Path("zooscope-demo"), help="Output folder."),
         n_images: int = typer.Option(
             100, help="Shared images of the synthetic NSD (split half train, half test)."
@@ -380,6 +424,7 @@ def register(app: typer.Typer) -> None:
         ``--neural``, the same for Brain-Score-style data, ending in each model's committed layer
         per region and time bin.
         """
+        check_options(ctx)
         if neural:
             # lazy: `zooscope --help` stays fast
             from zooscope.cli.neural_demo import run_neural_demo

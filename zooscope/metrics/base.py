@@ -60,9 +60,10 @@ class CeilingMethod:
         Explained variance is ``score**2 / ceiling**power``: 2 for a correlation-valued ceiling
         (an RSA ceiling), 1 for a variance-ratio ceiling (Brain-Score's internal consistency).
     compute : callable
-        ``compute(benchmark, config, n_sims=..., skip=...)`` yields one
+        ``compute(benchmark, config, n_sims=..., skip=..., claim=...)`` yields one
         :class:`~zooscope.metrics.ceilings.CeilingResult` per group of ``config`` not in ``skip``
-        (group labels), as soon as it is computed.
+        (group labels), as soon as it is computed; ``claim(label)``, when given, is asked just
+        before a group is computed and False skips it (a concurrent survey computes it).
     description : str
     """
 

@@ -8,6 +8,7 @@ and in the stored row (``n_units``, ``n_dropped``, ``note``):
 * ``all-NaN`` -- no data on any test image and repetition;
 * ``stray NaN`` -- NaN where most units of the group have data (a damaged unit; keeping it would
   drop whole repetitions of every unit);
+* ``infinite`` -- an infinite value on some test trial (a damaged unit: no variance exists);
 * ``constant`` -- the same value on every test trial;
 * ``no trial-to-trial variability`` -- identical repetitions of every image (zero noise variance,
   which GSN's noise covariance cannot take).
@@ -116,7 +117,8 @@ def usable_units(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, in
     others = missing[~all_nan]
     common = others.mean(axis=0) > 0.5 if others.size else np.zeros(data.shape[1:], bool)
     stray = (missing & ~common).any(axis=(1, 2)) & ~all_nan
-    keep = ~all_nan & ~stray
+    infinite = np.isinf(data).any(axis=(1, 2)) & ~all_nan & ~stray
+    keep = ~all_nan & ~stray & ~infinite
     reps = ~missing[keep].any(axis=(0, 1)) if keep.any() else np.zeros(data.shape[2], bool)
     constant = np.zeros(data.shape[0], bool)
     noiseless = np.zeros(data.shape[0], bool)
@@ -130,6 +132,7 @@ def usable_units(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, in
     dropped = {
         "all-NaN": int(all_nan.sum()),
         "stray NaN": int(stray.sum()),
+        "infinite": int(infinite.sum()),
         "constant": int(constant.sum()),
         "no trial-to-trial variability": int(noiseless.sum()),
     }
@@ -175,6 +178,7 @@ def iter_ceilings(
     seed: int = 0,
     backend: str = "auto",
     skip: Collection[str] = (),
+    claim: Callable[[str], bool] | None = None,
 ) -> Iterator[CeilingResult]:
     """GSN RSA noise ceiling of each subject x ROI group on the test images, one at a time.
 
@@ -190,6 +194,9 @@ def iter_ceilings(
         Array backend of the simulations.
     skip : collection of str
         Group labels (``"1|OTC"``) not to compute (e.g. already stored).
+    claim : callable, optional
+        Asked with each group's label just before it is computed; False skips the group (a
+        concurrent survey computes it, or has stored it meanwhile).
 
     Yields
     ------
@@ -200,6 +207,8 @@ def iter_ceilings(
     test = benchmark.splits[config.test_split]
     todo = {label: units for label, units in groups.items() if label not in set(skip)}
     for label, units in tqdm(todo.items(), desc="noise ceilings", unit="group", disable=None):
+        if claim is not None and not claim(label):
+            continue
         result = _one_group(label, benchmark.responses(units, test), n_sims, seed, backend)
         if result.ok:
             row = result.row or {}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,18 +219,23 @@ class _quiet_mean:
 
 
 def iter_internal_consistency(
-    benchmark: Benchmark, config: Any, n_sims: int = 50, skip: Collection[str] = ()
+    benchmark: Benchmark,
+    config: Any,
+    n_sims: int = 50,
+    skip: Collection[str] = (),
+    claim: Callable[[str], bool] | None = None,
 ) -> Iterator[CeilingResult]:
     """Brain-Score's internal-consistency ceiling of each group on the test images, one at a time.
 
     ``value`` = mean over the 10 repetition splits of the median corrected r; ``lower``/``upper`` =
     2.5/97.5 percentiles of the per-split medians. A group with fewer than 2 repetitions is logged
     and left out. ``n_sims`` is not used (the repetition splits are Brain-Score's); ``skip``
-    names groups not to compute (e.g. already stored).
+    names groups not to compute (e.g. already stored); ``claim``, asked with each group's label
+    just before it is computed, skips the group when it answers False (a concurrent survey has it).
     """
     test = benchmark.splits[config.test_split]
     for label, units in config.groups(benchmark).items():
-        if label in set(skip):
+        if label in set(skip) or (claim is not None and not claim(label)):
             continue
         data = benchmark.responses(units, test)
         if data.shape[2] < 2:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from zooscope.benchmark import Benchmark
+from zooscope.pixels import PixelRule, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -134,11 +135,15 @@ def _image_sources(images: str | os.PathLike) -> tuple[Any, dict[str, str]]:
     root = Path(images)
     if root.is_dir():
         files = {p.stem: str(p) for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES}
-        return (lambda member: open(member, "rb")), files
+        return (lambda member: (member, member)), files
     if zipfile.is_zipfile(root):
         archive = zipfile.ZipFile(root)
         names = [n for n in archive.namelist() if Path(n).suffix.lower() in _IMAGE_SUFFIXES]
-        return (lambda member: io.BytesIO(archive.read(member))), {Path(n).stem: n for n in names}
+
+        def opener(member: str) -> tuple[Any, str]:
+            return io.BytesIO(archive.read(member)), f"{root} (member {member})"
+
+        return opener, {Path(n).stem: n for n in names}
     raise ValueError(f"--images must be a folder or a zip file of images, got {root}")
 
 
@@ -147,6 +152,7 @@ def read_stimulus_set(
     images: str | os.PathLike,
     stimulus_ids: Sequence[str],
     image_size: int = 224,
+    rule: PixelRule | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Read the rows and images of ``stimulus_ids`` from a brainio stimulus set.
 
@@ -161,6 +167,9 @@ def read_stimulus_set(
         The stimuli to read, in this order.
     image_size : int
         Images are resized (bilinear) to ``image_size x image_size`` RGB.
+    rule : PixelRule, optional
+        How each file becomes 8-bit RGB (:mod:`zooscope.pixels`; background of translucent
+        images, pixel limit); a file it refuses stops the import with a message naming it.
 
     Returns
     -------
@@ -194,10 +203,10 @@ def read_stimulus_set(
             raise ValueError(
                 f"no image for stimulus {row.stimulus_id!r} (looked for {key!r}) in {images}"
             )
-        with opener(members[key]) as handle:
-            image = Image.open(handle).convert("RGB")
-            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            pixels[k] = np.asarray(image, dtype=np.uint8)
+        source, name = opener(members[key])
+        image = Image.fromarray(read_image(source, name, rule), mode="RGB")
+        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        pixels[k] = np.asarray(image, dtype=np.uint8)
     return table, pixels
 
 
@@ -223,6 +232,7 @@ def import_brainio(
     out: str | os.PathLike,
     time_bins: Sequence[str] | None = None,
     image_size: int = 224,
+    rule: PixelRule | None = None,
 ) -> Benchmark:
     """Convert a brainio assembly + stimulus set into a Benchmark file (format 2).
 
@@ -240,6 +250,8 @@ def import_brainio(
         Keep only these bins (``"70-170"`` labels, ms); default all.
     image_size : int
         Side of the stored (square, RGB) images.
+    rule : PixelRule, optional
+        How each image file becomes 8-bit RGB (:mod:`zooscope.pixels`).
 
     Returns
     -------
@@ -279,7 +291,9 @@ def import_brainio(
         block = responses[b * n_neuroids : (b + 1) * n_neuroids]
         block[:, image_pos, rep] = data.values[:, :, t].T
         unit_blocks.append(_unit_table(data, regions, labels, t))
-    table, pixels = read_stimulus_set(stimuli, images, list(image_order), image_size=image_size)
+    table, pixels = read_stimulus_set(
+        stimuli, images, list(image_order), image_size=image_size, rule=rule
+    )
     table = _with_presentation_columns(table, pres, stim, image_order)
     bench = Benchmark.from_arrays(
         out,

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -489,10 +489,11 @@ class _Announced:
 def run_tasks(
     target: Any,
     function: Callable[..., Any],
-    arguments: Mapping[str, tuple[Any, ...]],
+    arguments: Mapping[str, tuple[Any, ...]] | Iterable[tuple[str, tuple[Any, ...]]],
     key_prefix: str,
     resources: Mapping[str, float] | None = None,
     poll: float = 5.0,
+    window: Callable[[], int] | None = None,
 ) -> Iterator[Completed | WorkerLost]:
     """Run ``function(*arguments[name])`` for every name as a Dask task; yield as they finish.
 
@@ -500,13 +501,16 @@ def run_tasks(
     ----------
     target : distributed.Client or SlurmWorkers
     function : callable
-    arguments : mapping of str to tuple
-        Task name -> positional arguments; the Dask key is ``f"{key_prefix}-{name}"``.
+    arguments : mapping of str to tuple, or iterable of (name, arguments) pairs
+        Task name -> positional arguments; the Dask key is ``f"{key_prefix}-{name}"``. An
+        iterable is drawn from lazily: only when fewer than ``window()`` tasks are running.
     key_prefix : str
     resources : mapping, optional
         Dask worker resources each task needs, e.g. ``{"GPU": 1}``.
     poll : float
         Seconds between looks at the cluster (lost workers, ended jobs).
+    window : callable, optional
+        How many tasks may be submitted at once (asked again as tasks finish); all when None.
 
     Yields
     ------
@@ -523,20 +527,31 @@ def run_tasks(
 
     slurm = target if isinstance(target, SlurmWorkers) else None
     client = slurm.client if slurm is not None else target
-    futures = {
-        client.submit(
-            _Announced(function),
-            *args,
-            key=f"{key_prefix}-{name}",
-            resources=dict(resources) if resources else None,
-            pure=False,
-        ): name
-        for name, args in arguments.items()
-    }
-    names_by_key = {future.key: name for future, name in futures.items()}
+    source = iter(arguments.items() if isinstance(arguments, Mapping) else arguments)
+    futures: dict[Any, str] = {}
+    names_by_key: dict[str, str] = {}
+    pending: set[Any] = set()
+
+    def submit_more() -> None:
+        limit = None if window is None else window()
+        while limit is None or len(pending) < limit:
+            item = next(source, None)
+            if item is None:
+                return
+            name, args = item
+            future = client.submit(
+                _Announced(function),
+                *args,
+                key=f"{key_prefix}-{name}",
+                resources=dict(resources) if resources else None,
+                pure=False,
+            )
+            futures[future], names_by_key[future.key] = name, name
+            pending.add(future)
+
+    submit_more()
     roster: dict[str, str] = {}  # worker address -> who it was, to describe workers that left
     seen = time.time()
-    pending = set(futures)
     while pending:
         try:
             done, pending = wait(pending, timeout=poll, return_when="FIRST_COMPLETED")
@@ -571,5 +586,6 @@ def run_tasks(
             else:
                 yield Completed(name, result=future.result())
             future.release()
+        submit_more()
         if slurm is not None and pending:
             slurm.check()

@@ -3,11 +3,15 @@
 The unit of work is one model. Models already complete for this benchmark hash and scoring
 config are skipped, so a killed survey resumes where it stopped; each model's rows are written in
 one transaction by the client only (Dask workers return score tables); a model that raises is
-recorded in ``failures`` with its stage and traceback, and the survey goes on. The client opens the
-database only for each write (:class:`~zooscope.results.session.ShortWrites`), so readers and a
-second survey can use the file while this one runs; a run ended by Ctrl-C or SIGTERM is marked
-``interrupted``, not finished. Noise ceilings are computed per group and stored as each is done; a
-group that fails is recorded like a model failure (``ceiling <group>``) and never stops the survey.
+recorded in ``failures`` with its stage, traceback and cause (:mod:`zooscope.failure_causes`: a
+rerun retries failures of the run's settings or environment, skips the model's own), and the
+survey goes on. The client opens the database only for each write
+(:class:`~zooscope.results.session.ShortWrites`), so readers and a second survey can use the file
+while this one runs. Each model is claimed before it is scored (:mod:`zooscope.results.claims`):
+surveys started together into one database share the models, and a killed survey's model is
+taken over once its heartbeat stops. A run ended by Ctrl-C or SIGTERM is marked ``interrupted``;
+one ended by an error (bad input, a full disk) ``failed`` with the reason. Noise ceilings are
+computed per group (each group claimed like a model) and stored as each is done; a group that fails is recorded like a model failure (``ceiling <group>``) and never stops the survey.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
 from zooscope.config import RunOptions, ScoringConfig
 from zooscope.errors import InputFileError
+from zooscope.failure_causes import MODEL, classify
 from zooscope.feature_extraction import parse_bytes
 from zooscope.feature_extraction.consumers import Placement
 from zooscope.logs import current_log_file, log_to_file
@@ -46,14 +51,32 @@ from zooscope.pipeline.diagnostics import model_summary_lines
 from zooscope.pipeline.predictions import observed_responses
 from zooscope.pipeline.progress import ProgressCallback, SurveyBars
 from zooscope.pipeline.scoring import ModelScores, ScoringError, score_model
+from zooscope.results.claims import (
+    CLAIMED,
+    HELD,
+    WorkQueue,
+    claim,
+    completed,
+    recorded_run,
+    release,
+)
 from zooscope.results.db import ResultsDB
 from zooscope.results.grams import store_grams
 from zooscope.results.session import ShortWrites
+from zooscope.validation import check_run_options
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Failure", "SurveyReport", "compute_ceilings", "score_task", "store_ceiling", "survey"]
+__all__ = [
+    "Failure",
+    "SurveyReport",
+    "compute_ceilings",
+    "score_task",
+    "store_ceiling",
+    "survey",
+    "verify_benchmark",
+]
 
 
 @dataclass
@@ -64,6 +87,7 @@ class Failure:
     stage: str
     error: str
     traceback: str
+    cause: str = MODEL  # zooscope.failure_causes: who is to blame, so whether a rerun retries
 
 
 @dataclass
@@ -75,6 +99,7 @@ class SurveyReport:
     skipped_complete: list[str] = field(default_factory=list)
     skipped_failed: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    completed_elsewhere: list[str] = field(default_factory=list)  # by a concurrent survey
     failed: list[Failure] = field(default_factory=list)
     ceiling_failures: list[Failure] = field(default_factory=list)
     workers_lost: list[WorkerLost] = field(default_factory=list)
@@ -114,16 +139,16 @@ def score_task(
         return scores
     except ScoringError as error:
         tb = "".join(traceback.format_exception(error.error))
-        return Failure(
-            entry.model_uid, error.stage, f"{type(error.error).__name__}: {error.error}", tb
-        )
+        message = f"{type(error.error).__name__}: {error.error}"
+        cause = classify(error.error, error.stage)
+        return Failure(entry.model_uid, error.stage, message, tb, cause)
     except Exception as error:
-        return Failure(
-            entry.model_uid, "setup", f"{type(error).__name__}: {error}", traceback.format_exc()
-        )
+        message = f"{type(error).__name__}: {error}"
+        cause = classify(error, "setup")
+        return Failure(entry.model_uid, "setup", message, traceback.format_exc(), cause)
 
 
-def _verify(bench: Benchmark) -> None:
+def verify_benchmark(bench: Benchmark) -> None:
     """Refuse a benchmark whose data no longer matches its content hash."""
     started = time.perf_counter()
     if not bench.verify():
@@ -138,19 +163,25 @@ def _verify(bench: Benchmark) -> None:
 
 
 def _check_scorable(bench: Benchmark, config: ScoringConfig) -> None:
-    """Refuse, once and before any model, units that every model would fail on (no data at all)."""
+    """Refuse, once and before any model, units that every model would fail on (no data at all,
+    or infinite values)."""
     groups = config.groups(bench)
     units = np.unique(np.concatenate(list(groups.values()))) if groups else np.zeros(0, np.int64)
-    bad = units[np.isnan(bench.mean_responses(units)).any(axis=1)] if units.size else units
-    if bad.size:
-        labels = [label for label, idx in groups.items() if np.isin(idx, bad).any()]
-        raise InputFileError(
-            bench.path,
-            "a Benchmark file to score",
-            f"{bad.size} unit(s) (e.g. {bad[:5].tolist()}) have no repetition at all for some images, "
-            f"in group(s) {', '.join(labels)}",
-            "drop them when preparing the benchmark, or leave their groups out (--subjects/--rois)",
-        )
+    means = bench.mean_responses(units) if units.size else np.zeros((0, 0))
+    for problem, bad_rows in (
+        ("have no repetition at all for some images", np.isnan(means).any(axis=1)),
+        ("have infinite values", np.isinf(means).any(axis=1)),
+    ):
+        bad = units[bad_rows]
+        if bad.size:
+            labels = [label for label, idx in groups.items() if np.isin(idx, bad).any()]
+            raise InputFileError(
+                bench.path,
+                "a Benchmark file to score",
+                f"{bad.size} unit(s) (e.g. {bad[:5].tolist()}) {problem}, in group(s) "
+                f"{', '.join(labels)}",
+                "drop them when preparing the benchmark, or leave their groups out (--subjects/--rois)",
+            )
 
 
 @contextlib.contextmanager
@@ -186,19 +217,40 @@ def store_ceiling(
         )
 
 
+def _ceiling_labels(stored: pd.DataFrame, method: str) -> set[str]:
+    """The ``subject|roi`` groups of a ceilings table that have ``method``'s ceiling."""
+    return {f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == method}
+
+
 def _store_ceilings(
     session: ShortWrites, run_id: str, bench: Benchmark, config: ScoringConfig, n_sims: int,
-    stored: pd.DataFrame, report: SurveyReport,
+    stored: pd.DataFrame, report: SurveyReport, lease: float,
 ) -> None:  # fmt: skip
     """Compute the missing ceilings of the chosen metrics, storing each group's as soon as it is done.
 
     ``stored`` is the benchmark's ``ceilings`` table; groups that have a method's ceiling already
-    are not computed again.
+    are not computed again. Each group is claimed first (like a model): a concurrent survey
+    leaves it to this one.
     """
     for method in ceiling_methods(config.metrics):
-        have = {f"{r.subject}|{r.roi}" for r in stored.itertuples() if r.method == method.name}
-        results = method.compute(bench, config, n_sims=n_sims, skip=have)
+        have = _ceiling_labels(stored, method.name)
+        claimed = functools.partial(_claim_ceiling, session, run_id, bench, method.name, lease)
+        results = method.compute(bench, config, n_sims=n_sims, skip=have, claim=claimed)
         _store_method_ceilings(session, run_id, bench, results, report)
+
+
+def _claim_ceiling(
+    session: ShortWrites, run_id: str, bench: Benchmark, method: str, lease: float, label: str
+) -> bool:
+    """Claim group ``label``'s ceiling of ``method``: False when stored or held elsewhere."""
+    with session.open() as results:
+        if label in _ceiling_labels(results.ceilings(bench.content_hash), method):
+            return False  # stored meanwhile by another survey
+        outcome, holder = claim(results, run_id, bench.content_hash, method,
+                                f"ceiling {label}", lease, skip_failed=False)  # fmt: skip
+    if holder is not None and outcome == HELD:
+        logger.info("noise ceiling %s is being computed by %s", label, holder.run_id)
+    return outcome == CLAIMED
 
 
 def _store_method_ceilings(
@@ -208,8 +260,9 @@ def _store_method_ceilings(
     """Store each group's ceiling of one method as it comes; one log line sums them up."""
     values, noted = [], 0
     for result in results:
-        with session.open() as results:
-            store_ceiling(results, run_id, bench.content_hash, result)
+        with session.open() as db:
+            store_ceiling(db, run_id, bench.content_hash, result)
+            release(db, run_id, f"ceiling {result.label}")
         if not result.ok:
             report.ceiling_failures.append(
                 Failure(
@@ -232,18 +285,25 @@ def _store_method_ceilings(
 
 
 def _in_process(
-    entries: Sequence[ModelEntry],
+    queue: WorkQueue,
     benchmark_path: str,
     config: ScoringConfig,
     options: RunOptions,
     on_progress: ProgressCallback | None = None,
 ) -> Iterator[ModelScores | Failure]:
-    for entry in entries:
+    for entry in queue.claimed():
         yield score_task(entry, benchmark_path, config, options, on_progress)
 
 
+def _threads(target: Any) -> int:
+    """Worker threads of a Dask client (or SlurmWorkers) now: how many models run at once."""
+    client = getattr(target, "client", target)
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers))
+
+
 def _on_dask(
-    entries: Sequence[ModelEntry],
+    queue: WorkQueue,
     benchmark_path: str,
     config: ScoringConfig,
     options: RunOptions,
@@ -251,20 +311,27 @@ def _on_dask(
     gpu: bool,
 ) -> Iterator[ModelScores | Failure | WorkerLost]:
     path = os.path.abspath(benchmark_path)  # workers may start in another folder
-    arguments = {entry.model_uid: (entry, path, config, options) for entry in entries}
-    for event in run_tasks(
-        client,
-        score_task,
-        arguments,
-        key_prefix=f"score-{config.hash}",
-        resources={"GPU": 1} if gpu else None,
-    ):
-        if isinstance(event, WorkerLost):
-            yield event
-        elif event.error is not None:  # e.g. KilledWorker: every worker that tried it died
-            yield Failure(event.name, "worker", f"{type(event.error).__name__}: {event.error}", "")
-        else:
-            yield event.result
+    while queue.pending:
+        # Models are claimed as workers free up (not all at once), so that concurrent surveys
+        # share them; models held by another survey are waited for, then taken over or skipped.
+        tasks = ((e.model_uid, (e, path, config, options)) for e in queue.claimed(wait=False))
+        for event in run_tasks(
+            client,
+            score_task,
+            tasks,
+            key_prefix=f"score-{config.hash}",
+            resources={"GPU": 1} if gpu else None,
+            window=lambda: _threads(client),
+        ):
+            if isinstance(event, WorkerLost):
+                yield event
+            elif event.error is not None:  # e.g. KilledWorker: every worker that tried it died
+                message = f"{type(event.error).__name__}: {event.error}"
+                yield Failure(event.name, "worker", message, "", classify(event.error, "worker"))
+            else:
+                yield event.result
+        if queue.pending:
+            time.sleep(queue.poll)
 
 
 def _entries(
@@ -332,42 +399,59 @@ def _log_budget(options: RunOptions, distributed: bool) -> None:
 def _record(
     outcome: ModelScores | Failure | WorkerLost,
     session: ShortWrites,
-    run_id: str,
-    bench: Benchmark,
+    queue: WorkQueue,
     report: SurveyReport,
     predicted: dict[str, ModelCost] | None = None,
-) -> None:
-    """Write what came back for one model: its rows, its failure, or a lost worker."""
-    if isinstance(outcome, WorkerLost):  # recorded; the model is run again elsewhere
+) -> str | None:
+    """Write what came back for one model: its rows, its failure, or a lost worker.
+
+    Returns the model's uid when the model is done with (None for a lost worker: Dask runs the
+    model again elsewhere).
+    """
+    run_id = queue.run_id
+    if isinstance(outcome, WorkerLost):
         with session.open() as results:
-            results.record_failure(run_id, outcome.name, "worker-lost", outcome.message, "")
+            results.record_failure(run_id, outcome.name, "worker-lost", outcome.message, "",
+                                   classify(stage="worker-lost"))  # fmt: skip
         report.workers_lost.append(outcome)
         logger.warning("%s: %s", outcome.name, outcome.message)
-    elif isinstance(outcome, Failure):
+        return None
+    if isinstance(outcome, Failure):
         with session.open() as results:
             results.record_failure(
-                run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback
-            )
+                run_id, outcome.model_uid, outcome.stage, outcome.error, outcome.traceback,
+                outcome.cause,
+            )  # fmt: skip
+            release(results, run_id, outcome.model_uid)
         report.failed.append(outcome)
-        logger.error("%s failed at %s: %s", outcome.model_uid, outcome.stage, outcome.error)
-    else:
-        uid = outcome.model["model_uid"]
-        _store_model(outcome, session, run_id, bench, (predicted or {}).get(uid))
-        report.scored.append(outcome.model["model_uid"])
+        logger.error("%s failed at %s (%s): %s", outcome.model_uid, outcome.stage, outcome.cause,
+                     outcome.error)  # fmt: skip
+        return outcome.model_uid
+    uid = outcome.model["model_uid"]
+    with stage("db"), session.open() as results:
+        if completed(results, queue.benchmark_hash, queue.config_hash, uid):
+            # Another run completed it after its claim here lapsed: one completion per model.
+            release(results, run_id, uid)
+            report.completed_elsewhere.append(uid)
+            logger.info("%s: completed by another run meanwhile; this result is not stored", uid)
+            return uid
+    _store_model(outcome, session, run_id, queue.benchmark_hash, (predicted or {}).get(uid))
+    report.scored.append(uid)
+    return uid
 
 
 def _store_model(
     scores: ModelScores,
     session: ShortWrites,
     run_id: str,
-    bench: Benchmark,
+    benchmark_hash: str,
     predicted: ModelCost | None = None,
 ) -> None:
-    """Store one model's rows (its Grams first) and log its line and its concerns."""
+    """Store one model's rows (its Grams first), release its claim, and log its lines."""
     if scores.grams is not None:
         # before the model's rows: a model recorded complete has its Grams
         with stage("db"):
-            store_grams(session.path, bench.content_hash, scores)
+            store_grams(session.path, benchmark_hash, scores)
     with stage("db"), session.open() as results:
         results.write_model(
             run_id,
@@ -379,6 +463,7 @@ def _store_model(
             scores.predictions,
             unit_scores=scores.unit_scores,
         )
+        release(results, run_id, scores.model["model_uid"])
     uid = scores.model["model_uid"]
     best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(scores.best().items()))
     logger.info(
@@ -471,9 +556,10 @@ def survey(
     bench = Benchmark.open(benchmark)
     if verify:
         with stage("verify"):
-            _verify(bench)
+            verify_benchmark(bench)
     with stage("brain"):
         _check_scorable(bench, config)
+    check_run_options(options, local=client is None)
     session = ShortWrites(db)
     manifest_name = entries[0].manifest if entries else None
     with session.open() as results:
@@ -489,16 +575,17 @@ def survey(
     if log_file:
         logs.enter_context(log_to_file(log_file))
     report = SurveyReport(run_id)
-    status = "interrupted"
+    queue = WorkQueue(session, run_id, bench.content_hash, config.hash, [], retry_failed)
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(), recorded_run(session, run_id, queue.lease):
             if ceilings:
-                _store_ceilings(session, run_id, bench, config, n_sims, stored, report)
+                _store_ceilings(session, run_id, bench, config, n_sims, stored, report, queue.lease)
             if options.keep_predictions and storing(config.metrics, "unit_predictions"):
                 brain = _brain_for(str(benchmark), bench.content_hash, config)
                 with stage("db"), session.open() as results:
                     results.write_responses(bench.content_hash, observed_responses(brain))
             todo = _todo(entries, done, failed_before, report)
+            queue.pending.extend(todo)
             _log_budget(options, client is not None)
             predicted = cached_costs(todo, bench, config, options)
             bars = SurveyBars(
@@ -508,26 +595,20 @@ def survey(
                 enabled=None if options.progress else False,
             )
             stream = (
-                _on_dask(todo, str(benchmark), config, options, client, gpu_resources)
+                _on_dask(queue, str(benchmark), config, options, client, gpu_resources)
                 if client is not None
-                else _in_process(todo, str(benchmark), config, options, bars)
+                else _in_process(queue, str(benchmark), config, options, bars)
             )
             try:
                 for outcome in stream:
-                    _record(outcome, session, run_id, bench, report, predicted)
-                    if not isinstance(outcome, WorkerLost):  # a lost model is run again
-                        uid = (
-                            outcome.model_uid
-                            if isinstance(outcome, Failure)
-                            else outcome.model["model_uid"]
-                        )
+                    uid = _record(outcome, session, queue, report, predicted)
+                    if uid is not None:
                         bars.model_finished(uid)
             finally:
                 bars.close()
-        status = "finished"
+            report.completed_elsewhere.extend(queue.completed_elsewhere)
+            report.skipped_failed.extend(queue.failed_elsewhere)
     finally:
-        with session.open() as results:
-            results.finish_run(run_id, status)
         logs.close()
     report.seconds = time.perf_counter() - started
     report.log_file = Path(log_file) if log_file else current_log_file()

@@ -363,13 +363,15 @@ def provenance_section(data: ReportData) -> str:
         f"<p>Database <code>{html.escape(str(db.path))}</code>, schema version {db.schema_version}; "
         f"{len(data.models)} models, {len(runs)} runs, {len(failures)} failures. Report written "
         f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC.</p>",
-        table_html(runs.drop(columns=["config"]).astype(str)),
+        table_html(runs.drop(columns=["config", "process"], errors="ignore").astype(str)),
     ]
     if len(data.rsa_ceilings):
         body.append("<h3>Noise ceilings</h3>" + table_html(db.ceilings()))
     if len(failures):
         body.append(
             "<h3>Failures</h3>"
-            + table_html(failures[["run_id", "model_uid", "stage", "error", "time"]].astype(str))
+            + table_html(
+                failures[["run_id", "model_uid", "stage", "cause", "error", "time"]].astype(str)
+            )
         )
     return "<h2>Run provenance</h2>" + "".join(body)

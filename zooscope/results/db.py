@@ -10,9 +10,12 @@ migration functions in :mod:`zooscope.results.schema`):
     manifest column (``compare_*``, notes, published statistics, ...) in ``metadata`` (JSON).
 ``runs``
     One row per survey or import run: timing, zooscope version, benchmark hash, scoring config
-    (JSON) and its hash, host and manifest; ``status`` is ``running``, ``finished`` or
-    ``interrupted`` (``finished_at`` is set only for a finished run; a killed one stays
-    ``running`` with no finish time).
+    (JSON) and its hash, host and manifest; ``status`` is ``running``, ``finished``,
+    ``interrupted`` (Ctrl-C, SIGTERM) or ``failed`` (bad input, a full disk, ...: ``reason``
+    says why); ``finished_at`` is set only for a finished run. A running run renews
+    ``heartbeat_at`` (:mod:`zooscope.results.claims`); :meth:`ResultsDB.runs` shows a running
+    run whose heartbeat is older than its ``lease_seconds`` (or whose ``process`` on this
+    machine is gone) as ``lost``.
 ``layers``
     Per model, benchmark and config: layer index, name, module type, feature count and
     (optionally) effective dimensionality.
@@ -25,7 +28,9 @@ migration functions in :mod:`zooscope.results.schema`):
     Noise ceilings per benchmark, subject, ROI and method (value and interval), with the number
     of units used (``n_units``) and left out (``n_dropped``: constant, all-NaN, ...; ``note``).
 ``failures``
-    Models that raised, with the stage, error and traceback.
+    Models that raised, with the stage, error, traceback and ``cause``
+    (:mod:`zooscope.failure_causes`: ``model`` for the model's own failures, which a rerun skips
+    unless ``--retry-failed``; settings and environment causes are retried).
 ``rsms``
     Best-layer test RSMs (upper triangle above the diagonal, row-major as ``np.triu_indices(n,
     k=1)``) per model, metric, subject and ROI, for model-to-model similarity.
@@ -39,6 +44,10 @@ migration functions in :mod:`zooscope.results.schema`):
     predictions are scored against, in the same layout, in float32 like the benchmark's.
 ``completions``
     The marker that a model's rows for a (benchmark_hash, config_hash) are complete.
+``claims``
+    Which run scores which model (benchmark_hash, config_hash, model_uid) now, with its host,
+    process, lease and heartbeat, so concurrent surveys share the work
+    (:mod:`zooscope.results.claims`).
 ``unit_scores``
     Per-neuron scores of every layer (``predictivity``: each neuron's r averaged over the
     cross-validation splits), keyed like ``scores`` plus the benchmark ``unit`` index.

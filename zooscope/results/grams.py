@@ -130,7 +130,11 @@ class GramStore:
 
 def store_grams(db_path: str | Path, benchmark_hash: str, outcome: Any) -> int:
     """Write a scored model's kept Grams (``ModelScores.grams``) to the store next to ``db_path``."""
+    from zooscope.errors import reading
+
     uid = outcome.model["model_uid"]
-    count = GramStore(grams_path(db_path)).write(benchmark_hash, uid, outcome.grams)
+    path = grams_path(db_path)
+    with reading(path, "the Gram store of the results database (HDF5)"):
+        count = GramStore(path).write(benchmark_hash, uid, outcome.grams)
     logger.debug("%s: %d Gram matrices stored next to %s", uid, count, db_path)
     return count

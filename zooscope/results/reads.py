@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zooscope._files import replacing
 from zooscope.metrics import GSN_RSA, metric_names
+from zooscope.results.claims import with_lost_runs
 from zooscope.results.summary import model_summary
 from zooscope.rsa.selection import select_best_layers
 
@@ -56,8 +58,8 @@ class ResultsReads:
     connection and lock it uses)."""
 
     def runs(self) -> pd.DataFrame:
-        """All runs, oldest first."""
-        return self._query("SELECT * FROM runs ORDER BY started_at")
+        """All runs, oldest first; a running run whose heartbeat stopped shows as ``lost``."""
+        return with_lost_runs(self._query("SELECT * FROM runs ORDER BY started_at"))
 
     def config_profiles(self) -> pd.DataFrame:
         """``config_hash -> profile`` of every run's scoring config (``default`` when it names none)."""
@@ -80,14 +82,24 @@ class ResultsReads:
         return set(df["model_uid"])
 
     def failed_models(self, benchmark_hash: str, config_hash: str) -> set[str]:
-        """Models that failed for this benchmark and config and have not completed since."""
+        """Models whose last failure for this benchmark and config was their own, not completed since.
+
+        A failure caused by the run's settings or environment (``failures.cause`` other than
+        ``model``: out of memory, a full disk, a missing device, ...) does not count: a rerun
+        tries the model again.
+        """
         df = self._query(
             """
-            SELECT DISTINCT f.model_uid FROM failures f JOIN runs r USING (run_id)
-            WHERE r.benchmark_hash = ? AND r.config_hash = ? AND NOT EXISTS (
-                SELECT 1 FROM completions c WHERE c.model_uid = f.model_uid
-                  AND c.benchmark_hash = r.benchmark_hash AND c.config_hash = r.config_hash
-                  AND c.finished_at >= f.time)
+            WITH latest AS (
+                SELECT f.model_uid, f.cause, f.time, r.benchmark_hash, r.config_hash,
+                       row_number() OVER (PARTITION BY f.model_uid ORDER BY f.time DESC) AS rk
+                FROM failures f JOIN runs r USING (run_id)
+                WHERE r.benchmark_hash = ? AND r.config_hash = ?)
+            SELECT l.model_uid FROM latest l
+            WHERE l.rk = 1 AND coalesce(l.cause, 'model') = 'model' AND NOT EXISTS (
+                SELECT 1 FROM completions c WHERE c.model_uid = l.model_uid
+                  AND c.benchmark_hash = l.benchmark_hash AND c.config_hash = l.config_hash
+                  AND c.finished_at >= l.time)
             """,
             [benchmark_hash, config_hash],
         )
@@ -264,7 +276,7 @@ class ResultsReads:
 
     TABLES = (
         "models", "runs", "layers", "scores", "ceilings", "failures", "rsms", "completions",
-        "unit_predictions", "unit_responses", "unit_scores",
+        "unit_predictions", "unit_responses", "unit_scores", "claims",
     )  # fmt: skip
 
     #: Tables with array columns: exported as Parquet only.
@@ -309,8 +321,8 @@ class ResultsReads:
             if table == "best_layer_scores":
                 self._write(self.best_layer_scores(), path)
             elif table in self.ARRAY_TABLES:
-                with self._lock:
-                    self.con.execute(f"COPY {table} TO '{_sql_path(path)}' (FORMAT parquet)")
+                with self._lock, replacing(path) as temporary:
+                    self.con.execute(f"COPY {table} TO '{_sql_path(temporary)}' (FORMAT parquet)")
             else:
                 self._write(self._query(f"SELECT * FROM {table}"), path)
             written.append(path)
@@ -318,7 +330,8 @@ class ResultsReads:
 
     @staticmethod
     def _write(df: pd.DataFrame, path: Path) -> None:
-        if path.suffix == ".parquet":
-            df.to_parquet(path, index=False)
-        else:
-            df.to_csv(path, index=False)
+        with replacing(path) as temporary:  # a reader never sees half a file
+            if path.suffix == ".parquet":
+                df.to_parquet(temporary, index=False)
+            else:
+                df.to_csv(temporary, index=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from zooscope.errors import SchemaVersionError
+from zooscope.results.claims import migrate_claims_and_causes
 from zooscope.results.locking import connect_waiting
 
 logger = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SchemaMigrations"]
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 # long: one CREATE statement per table of the first schema (a migration is never edited)
@@ -177,6 +178,7 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_3_run_status_ceiling_units,
     _migration_4_unit_scores,
     _migration_5_quiet_diagnostics,
+    migrate_claims_and_causes,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

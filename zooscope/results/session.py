@@ -4,19 +4,30 @@ DuckDB lets one process write a file, and no other process read it meanwhile. A 
 kept its connection for hours would lock out ``zooscope results summary``, ``report`` and a second
 survey for hours; a :class:`ShortWrites` session holds the file only while it writes one model (or
 a run row, or a ceiling), so readers get in between and a second writer waits its turn (see
-:mod:`zooscope.results.locking`).
+:mod:`zooscope.results.locking`). Within one process the openings of one file take turns (a
+survey's heartbeat thread and its main thread never hold two connections at once).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from zooscope.results.db import ResultsDB
 
 __all__ = ["ShortWrites"]
+
+_TURNS: dict[Path, threading.RLock] = {}
+_TURNS_GUARD = threading.Lock()
+
+
+def _turn(path: Path) -> threading.RLock:
+    """The lock that makes this process's openings of ``path`` take turns."""
+    with _TURNS_GUARD:
+        return _TURNS.setdefault(path.absolute(), threading.RLock())
 
 
 class ShortWrites:
@@ -44,5 +55,5 @@ class ShortWrites:
         if self._open_db is not None:
             yield self._open_db
             return
-        with ResultsDB(self.path, timeout=self.timeout) as database:
+        with _turn(self.path), ResultsDB(self.path, timeout=self.timeout) as database:
             yield database

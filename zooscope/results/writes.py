@@ -15,7 +15,9 @@ import pandas as pd
 
 from zooscope import __version__
 from zooscope._hashing import hash_json
+from zooscope.failure_causes import MODEL
 from zooscope.metrics import metric_names
+from zooscope.results.claims import run_identity
 from zooscope.rsa.rsm import triangle_size
 from zooscope.rsa.vocabulary import SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS
@@ -49,7 +51,7 @@ _RESPONSE_INPUT = ("subject", "roi", "split", "response")
 _CEILING_OPTIONAL = {"n_units": "Int64", "n_dropped": "Int64", "note": object}
 
 #: ``runs.status`` values.
-RUN_STATUSES = ("running", "finished", "interrupted")
+RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 
 
 def _now() -> _dt.datetime:
@@ -210,11 +212,12 @@ class ResultsWrites:
         config_hash = hash_json(config)
         started = _now()
         run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        alive = run_identity()
         with self._lock:
             self.con.execute(
                 "INSERT INTO runs (run_id, started_at, finished_at, zooscope_version, "
-                "benchmark_hash, config_hash, config, host, manifest, status) "
-                "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'running')",
+                "benchmark_hash, config_hash, config, host, manifest, status, heartbeat_at, "
+                "lease_seconds, process) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                 [
                     run_id,
                     started,
@@ -224,28 +227,36 @@ class ResultsWrites:
                     json.dumps(config, sort_keys=True, default=str),
                     socket.gethostname(),
                     None if manifest is None else str(manifest),
+                    started,
+                    alive["lease_seconds"],
+                    alive["process"],
                 ],
             )
         return run_id
 
-    def finish_run(self, run_id: str, status: str = "finished") -> None:
-        """Set a run's status; a ``finished`` run also gets its finish time.
+    def finish_run(self, run_id: str, status: str = "finished", reason: str | None = None) -> None:
+        """Set a run's status (and release its claims); a ``finished`` run gets its finish time.
 
         Parameters
         ----------
         run_id : str
-        status : {"finished", "interrupted"}
-            ``interrupted`` (Ctrl-C, SIGTERM from a scheduler) leaves ``finished_at`` NULL.
+        status : {"finished", "interrupted", "failed"}
+            ``interrupted`` (Ctrl-C, SIGTERM from a scheduler) and ``failed`` leave
+            ``finished_at`` NULL.
+        reason : str, optional
+            Why the run failed or was interrupted (one line).
         """
         if status not in RUN_STATUSES[1:]:
             raise ValueError(f"status must be one of {RUN_STATUSES[1:]}, got {status!r}")
-        with self._lock:
+        with self._transaction() as con:
             self._run(run_id)
             finished = _now() if status == "finished" else None
-            self.con.execute(
-                "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
-                [finished, status, run_id],
+            con.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, reason = ?, heartbeat_at = ? "
+                "WHERE run_id = ?",
+                [finished, status, reason, _now(), run_id],
             )
+            con.execute("DELETE FROM claims WHERE run_id = ?", [run_id])
 
     def _run(self, run_id: str) -> tuple[str, str]:
         row = self.con.execute(
@@ -439,14 +450,25 @@ class ResultsWrites:
         )
 
     def record_failure(
-        self, run_id: str, model_uid: str, stage: str, error: str, traceback: str
+        self,
+        run_id: str,
+        model_uid: str,
+        stage: str,
+        error: str,
+        traceback: str,
+        cause: str = MODEL,
     ) -> None:
-        """Record that a model raised at ``stage`` (e.g. ``load``, ``extract``, ``score``)."""
+        """Record that a model raised at ``stage`` (e.g. ``load``, ``extract``, ``score``).
+
+        ``cause`` is one of :data:`zooscope.failure_causes.CAUSES`; only ``model`` makes a
+        later run skip the model (:meth:`failed_models`).
+        """
         with self._lock:
             self._run(run_id)
             self.con.execute(
-                "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                [run_id, model_uid, stage, str(error), str(traceback), _now()],
+                "INSERT INTO failures (run_id, model_uid, stage, error, traceback, time, cause) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [run_id, model_uid, stage, str(error), str(traceback), _now(), cause],
             )
 
     def write_ceilings(

@@ -276,6 +276,27 @@ def _availability(values: dict[str, str], bad: Any) -> bool:
     return available
 
 
+def _rows(reader: csv.DictReader, path: str) -> Iterable[dict[str, Any]]:
+    """The reader's rows; malformed CSV (an unclosed quote, text after a closing quote) raises
+    a :class:`ManifestError` naming the line where the bad row starts."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            why = (
+                'a quote (") opened on this line is never closed'
+                if "end of data" in str(error)
+                else f"not valid CSV ({error})"
+            )
+            raise ManifestError(
+                path, [f'{path}:{start}:-: {why}; quote a field containing commas as "a, b"']
+            ) from None
+        yield row
+
+
 def parse_manifest(lines: Iterable[str], path: str = "<manifest>") -> list[ModelEntry]:
     """Parse and validate manifest CSV text.
 
@@ -295,8 +316,21 @@ def parse_manifest(lines: Iterable[str], path: str = "<manifest>") -> list[Model
     ManifestError
         Listing every problem as ``file:line:column: what was expected``.
     """
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames or []
+    reader = csv.DictReader(lines, strict=True)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as error:
+        raise ManifestError(
+            path, [f"{path}:1:-: the header line is not valid CSV ({error})"]
+        ) from None
+    if not header:
+        raise ManifestError(
+            path,
+            [
+                f"{path}:1:-: the file is empty; a manifest needs a header line "
+                f"({','.join(REQUIRED_COLUMNS)}) and one row per model (manifests/README.md)"
+            ],
+        )
     problems: list[str] = []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     for column in missing:
@@ -307,7 +341,7 @@ def parse_manifest(lines: Iterable[str], path: str = "<manifest>") -> list[Model
 
     entries: list[ModelEntry] = []
     first_line: dict[str, int] = {}
-    for row in reader:
+    for row in _rows(reader, path):
         line = reader.line_num
         if not any((v or "").strip() for k, v in row.items() if k is not None):
             continue  # blank line

@@ -16,9 +16,17 @@ from PIL import Image
 
 
 def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
-    """Convert an RGB PIL image or an ``[H, W, 3]`` uint8 array to an RGB PIL image."""
+    """An RGB PIL image from a PIL image or an ``[H, W, 3]`` uint8 array.
+
+    A PIL image of another mode is converted by zooscope's per-mode rule
+    (:func:`zooscope.pixels.to_rgb`; a translucent one is refused, with the reason).
+    """
     if isinstance(image, Image.Image):
-        return image.convert("RGB") if image.mode != "RGB" else image
+        if image.mode == "RGB":
+            return image
+        from zooscope.pixels import to_rgb
+
+        return Image.fromarray(to_rgb(image), mode="RGB")
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(

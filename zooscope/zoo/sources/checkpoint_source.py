@@ -27,6 +27,7 @@ from zooscope.zoo.manifest import ModelEntry
 from zooscope.zoo.sources.base import Source, Transform, register_source
 from zooscope.zoo.sources.timm_source import build_timm, uncropped
 from zooscope.zoo.sources.torchvision_source import build_torchvision, conwell2024_torchvision
+from zooscope.zoo.weights_file import load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class CheckpointSource(Source):
         if not pretrained:
             return module, transform
         path = fetch_checkpoint(entry.name, entry.manifest)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights(path)
         tensors = unwrap_state_dict(state, entry.metadata.get("checkpoint_key"))
         load_checkpoint_into(module, tensors, entry.metadata.get("strip_prefix", ""))
         return module, transform

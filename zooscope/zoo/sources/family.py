@@ -27,6 +27,7 @@ from zooscope.zoo.sources.checkpoint_source import (
     remap_state_dict,
     unwrap_state_dict,
 )
+from zooscope.zoo.weights_file import load_weights
 
 
 class ScaleShift(torch.nn.Module):
@@ -85,7 +86,7 @@ class FamilySource(Source):
 
     def read_state_dict(self, path, entry: ModelEntry) -> dict[str, torch.Tensor]:
         """Tensors of the checkpoint file ``path`` under the architecture's parameter names."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_weights(path)
         return unwrap_state_dict(state, entry.metadata.get("checkpoint_key"))
 
     def load(self, entry: ModelEntry, pretrained: bool) -> tuple[torch.nn.Module, Transform]:
