@@ -59,13 +59,24 @@ def import_brainio_command(
     time_bins: str = typer.Option(
         None, "--time-bins", help="Comma-separated time bins to keep, e.g. 70-170 (default: all)."
     ),
-    image_size: int = typer.Option(224, help="Side of the stored square RGB images."),
+    image_size: int = typer.Option(
+        224,
+        help="Side of the stored square RGB images; 0 keeps the images' own size (they must all share it; what --profile brainscore needs to place them on screen as Brain-Score does).",
+    ),
+    degrees: float = typer.Option(
+        None,
+        "--degrees",
+        help="Visual degrees the stimuli spanned (default: the stimulus set's degrees column, if any; Brain-Score's benchmarks give it, e.g. 8 for MajajHong2015, 4 for FreemanZiemba2013).",
+    ),
 ) -> None:
     """Convert a Brain-Score assembly + stimulus set into a Benchmark file (time bins kept)."""
     from zooscope.neural.brainio import import_brainio
 
     bins = [t.strip() for t in time_bins.split(",") if t.strip()] if time_bins else None
-    bench = import_brainio(assembly, stimuli, images, out, time_bins=bins, image_size=image_size)
+    bench = import_brainio(
+        assembly, stimuli, images, out, time_bins=bins, image_size=image_size or None,
+        degrees=degrees,
+    )  # fmt: skip
     typer.echo(
         f"{bench.path}: {bench.n_units} units ({len(bench.time_bins) or 1} time bins) x "
         f"{bench.n_images} images x {bench.n_reps} reps; ROIs {bench.roi_names}; hash {bench.content_hash}"

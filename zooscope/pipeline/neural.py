@@ -43,6 +43,7 @@ __all__ = [
     "default_metrics",
     "internal_consistency_ceilings",
     "is_neural",
+    "missing_ceilings",
     "predictivity_predictions",
     "score_predictivity",
 ]
@@ -220,8 +221,22 @@ class _quiet_mean:
         self._catch.__exit__(*exc)
 
 
-def internal_consistency_ceilings(benchmark: Benchmark, config: Any) -> pd.DataFrame:
+def internal_consistency_ceilings(
+    benchmark: Benchmark,
+    config: Any,
+    groups: dict[str, np.ndarray] | None = None,
+    images: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Brain-Score's internal-consistency ceiling of every group on the test images.
+
+    Parameters
+    ----------
+    benchmark : Benchmark
+    config : ScoringConfig
+    groups : dict, optional
+        ``"subject|roi"`` -> units (default: the config's subject x ROI groups).
+    images : ndarray of int, optional
+        Image positions (default: the config's test split).
 
     Returns
     -------
@@ -232,11 +247,12 @@ def internal_consistency_ceilings(benchmark: Benchmark, config: Any) -> pd.DataF
     """
     from zooscope.pipeline.scoring import _subjects, split_label
 
-    groups = benchmark.groups(
-        subjects=_subjects(benchmark, config.subjects),
-        rois=list(config.rois) if config.rois else None,
-    )
-    test = benchmark.splits[config.test_split]
+    if groups is None:
+        groups = benchmark.groups(
+            subjects=_subjects(benchmark, config.subjects),
+            rois=list(config.rois) if config.rois else None,
+        )
+    test = benchmark.splits[config.test_split] if images is None else images
     rows = []
     for label, units in groups.items():
         data = benchmark.responses(units, test)
@@ -257,6 +273,35 @@ def internal_consistency_ceilings(benchmark: Benchmark, config: Any) -> pd.DataF
         )  # fmt: skip
         logger.info("internal consistency %s: %.3f", label, value)
     return pd.DataFrame(rows, columns=["subject", "roi", "method", "value", "lower", "upper"])
+
+
+def missing_ceilings(
+    benchmark: Benchmark, config: Any, stored: pd.DataFrame
+) -> pd.DataFrame | None:
+    """The internal-consistency ceilings a predictivity survey needs and ``stored`` lacks.
+
+    The default groups (subject x ROI, test images), or under the brainscore profile the
+    regions pooled over subjects on every image (:func:`zooscope.neural.brainscore.ceiling_groups`);
+    store the result with ``write_ceilings(..., groups_only=True)``. None when none is missing.
+    """
+    from zooscope.pipeline.scoring import _subjects, split_label
+
+    images = None
+    if config.profile == "brainscore":
+        from zooscope.neural.brainscore import ceiling_groups
+
+        groups, images = ceiling_groups(benchmark, config)
+    else:
+        groups = benchmark.groups(
+            subjects=_subjects(benchmark, config.subjects),
+            rois=list(config.rois) if config.rois else None,
+        )
+    rows = stored[stored["method"] == PREDICTIVITY_CEILING_METHOD]
+    have = set(zip(rows["subject"].astype(str), rows["roi"].astype(str), strict=True))
+    groups = {label: units for label, units in groups.items() if split_label(label) not in have}
+    if not groups:
+        return None
+    return internal_consistency_ceilings(benchmark, config, groups=groups, images=images)
 
 
 def default_metrics(benchmark: Benchmark | str | Any) -> tuple[str, ...]:

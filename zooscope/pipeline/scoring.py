@@ -64,6 +64,12 @@ class ScoringConfig:
         "ridge"  # predictivity only: ridge (exact, fast), pls or ridgecv (Brain-Score's)
     )
     predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
+    # Profile "brainscore" only (zooscope.neural.brainscore; kept out of other profiles' hashes).
+    commit_on: tuple[str, ...] = ()  # commitment Benchmark files (their content enters the hash)
+    pca_images: str | None = None  # folder of the layer-PCA images (its content enters the hash)
+    pca_components: int = 1000
+    commit_time_bin: str | None = None  # the commitment files' time bin (default: their only one)
+    activations_dtype: str = "float32"  # float64: the parity fixture's
 
     def __post_init__(self) -> None:
         from zooscope.feature_extraction.layers import LAYER_POLICIES
@@ -82,12 +88,19 @@ class ScoringConfig:
             "train_predictions": TRAIN_PREDICTIONS,
             "regression": REGRESSIONS,
             "predictivity_splits": PREDICTIVITY_SPLITS,
+            "activations_dtype": ("float32", "float64"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
+        if self.profile == "brainscore" and tuple(self.metrics) != ("predictivity",):
+            raise ValueError(
+                f"profile brainscore scores predictivity only, got metrics {list(self.metrics)}"
+            )
+        if self.pca_components < 1:
+            raise ValueError(f"pca_components must be >= 1, got {self.pca_components}")
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> ScoringConfig:
@@ -111,6 +124,12 @@ class ScoringConfig:
             # Settings that cannot change these numbers stay out of the hash, so configs (and
             # the results they key) from before predictivity existed keep their hash.
             del out["regression"], out["predictivity_splits"]
+        from zooscope.neural.brainscore import BRAINSCORE_FIELDS, config_identity
+
+        for name in BRAINSCORE_FIELDS:
+            del out[name]
+        if self.profile == "brainscore":
+            out.update(config_identity(self))
         return out
 
     @property
@@ -395,6 +414,10 @@ def score_model(
 
     config = config or ScoringConfig()
     options = options or RunOptions()
+    if config.profile == "brainscore":  # commitment on other benchmarks, then all images scored
+        from zooscope.neural import brainscore
+
+        return brainscore.score_model(entry, benchmark, config, options)
     started = time.perf_counter()
     brain = brain or BrainData.from_benchmark(benchmark, config)
     try:

@@ -47,7 +47,7 @@ from zooscope.pipeline.scoring import (
 from zooscope.results.db import ResultsDB
 from zooscope.results.grams import store_grams
 from zooscope.results.session import ShortWrites
-from zooscope.rsa.vocabulary import PREDICTIVITY_CEILING_METHOD, RSA_CEILING_METHOD
+from zooscope.rsa.vocabulary import RSA_CEILING_METHOD
 from zooscope.zoo.manifest import ModelEntry, load_manifest
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,11 @@ def score_task(
     """Score one model in any process; failures come back as :class:`Failure` values."""
     try:
         benchmark = Benchmark.open(benchmark_path)
-        brain = _brain_for(str(benchmark_path), benchmark.content_hash, config)
+        brain = (  # the brainscore profile prepares its own (pooled, every image)
+            None
+            if config.profile == "brainscore"
+            else _brain_for(str(benchmark_path), benchmark.content_hash, config)
+        )
         return score_model(entry, benchmark, config, options, brain)
     except ScoringError as error:
         tb = "".join(traceback.format_exception(error.error))
@@ -290,6 +294,10 @@ def survey(
     if verify:
         _verify(bench)
     _check_scorable(bench, config)
+    if config.profile == "brainscore":  # commitment files, PCA images, degrees: before any model
+        from zooscope.neural.brainscore import check_inputs
+
+        check_inputs(bench, config)
     session = ShortWrites(db)
     manifest_name = entries[0].manifest if entries else None
     with session.open() as results:
@@ -313,17 +321,18 @@ def survey(
         with _sigterm_interrupts():
             if ceilings and set(config.metrics) - {"predictivity"}:
                 _store_ceilings(session, run_id, bench, config, n_sims, have_ceilings, report)
-            if (
-                ceilings
-                and "predictivity" in config.metrics
-                and PREDICTIVITY_CEILING_METHOD not in set(stored["method"])
-            ):
-                from zooscope.pipeline.neural import internal_consistency_ceilings
+            if ceilings and "predictivity" in config.metrics:
+                from zooscope.pipeline.neural import missing_ceilings
 
-                table = internal_consistency_ceilings(bench, config)
-                with session.open() as results:
-                    results.write_ceilings(bench.content_hash, table)
-            if options.keep_predictions and set(UNIT_METRICS) & set(config.metrics):
+                table = missing_ceilings(bench, config, stored)  # per group: profiles differ
+                if table is not None:
+                    with session.open() as results:
+                        results.write_ceilings(bench.content_hash, table, groups_only=True)
+            if (
+                options.keep_predictions
+                and set(UNIT_METRICS) & set(config.metrics)
+                and config.profile != "brainscore"  # keeps no predictions
+            ):
                 brain = _brain_for(str(benchmark), bench.content_hash, config)
                 with session.open() as results:
                     results.write_responses(bench.content_hash, observed_responses(brain))

@@ -18,7 +18,9 @@ migration functions in ``_MIGRATIONS``):
     (optionally) effective dimensionality.
 ``scores``
     Tidy scores: model, layer, subject, ROI, metric (``crsa``, ``versa``, ``encoding_r``), split
-    (``train``, ``test``), score. The key (model_uid, layer_index, subject, roi, metric, split,
+    (``train``, ``test``), score, and the score's ``error`` where its metric gives one (the
+    brainscore profile's test scores: Brain-Score's standard error over cross-validation splits;
+    NULL otherwise). The key (model_uid, layer_index, subject, roi, metric, split,
     benchmark_hash, config_hash) is unique (enforced by :meth:`ResultsDB.write_model`, checked by
     :meth:`ResultsDB.duplicate_score_keys`).
 ``ceilings``
@@ -84,7 +86,7 @@ from zooscope.zoo.manifest import REQUIRED_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Reserved subject label of a score averaged over subjects (published summary tables).
 SUBJECT_MEAN = "mean"
 
@@ -274,6 +276,11 @@ def _migration_5_quiet_diagnostics(con: Any) -> None:
     con.execute("DROP VIEW IF EXISTS best_layer_scores")
 
 
+def _migration_6_score_errors(con: Any) -> None:
+    """Version 6: ``scores.error``, the error a metric reports with a score (NULL when none)."""
+    con.execute("ALTER TABLE scores ADD COLUMN error DOUBLE")
+
+
 #: Ordered migrations: ``_MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
 _MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_1_initial,
@@ -281,6 +288,7 @@ _MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_3_run_status_ceiling_units,
     _migration_4_unit_scores,
     _migration_5_quiet_diagnostics,
+    _migration_6_score_errors,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -667,8 +675,8 @@ class ResultsDB:
         layers : DataFrame, shape (n_layers, 4 to 6)
             Columns ``layer_index, layer_name, module_type, n_features[, effective_dim]
             [, alpha_edge_fraction]``.
-        scores : DataFrame, shape (n_rows, 7)
-            Columns ``layer_index, layer_name, subject, roi, metric, split, score``;
+        scores : DataFrame, shape (n_rows, 7 or 8)
+            Columns ``layer_index, layer_name, subject, roi, metric, split, score[, error]``;
             ``layer_index`` may be missing (NA) for published scores without layers.
         rsms : DataFrame or None, shape (n_rsms, 6)
             Columns ``metric, subject, roi, layer_name, split, rsm``; ``rsm`` holds 1-D arrays of
@@ -763,6 +771,8 @@ class ResultsDB:
     def _prepare_scores(scores: pd.DataFrame, uid: str) -> pd.DataFrame:
         _require_columns(scores, _SCORE_INPUT, f"scores of {uid!r}")
         out = pd.DataFrame(_typed_score_columns(scores, uid, "scores"))
+        if "error" in scores.columns:  # optional: the metric's error of each score
+            out["error"] = scores["error"].astype(float).to_numpy()
         key = ["layer_index", "subject", "roi", "metric", "split"]
         dup = out.duplicated(key, keep=False)
         if dup.any():
