@@ -167,15 +167,20 @@ def build_report(
     # --- region commitment (neural predictivity)
     from zooscope.stats.commitment import committed_layers
 
-    committed = committed_layers(db)
+    committed = committed_layers(db, profile=profile)
     if len(committed):
-        columns = ["display_name", "region", "time_bin", "layer_name", "relative_depth",
-                   "train_score", "test_score", "ceiling", "ceiled"]  # fmt: skip
+        columns = ["display_name", "profile", "region", "time_bin", "layer_name",
+                   "relative_depth", "train_score", "test_score", "error", "ceiling", "ceiled"]  # fmt: skip
+        if not committed["error"].notna().any():
+            columns.remove("error")
         sections.append(
             "<h2>Committed layers</h2>"
             '<p class="note">Per model, region and time bin: the layer with the best neural '
             "predictivity on the commitment (train) images and its held-out (test) score; relative "
-            "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling.</p>"
+            "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling. "
+            "Profile brainscore: the train score is the commitment benchmark's ceiled score, the "
+            "test score Brain-Score's raw score on all of the benchmark's images (subjects pooled), "
+            "error its standard error over cross-validation splits.</p>"
             + _table(committed[columns])
         )
 
