@@ -299,6 +299,7 @@ def _score(
     X: np.ndarray, region: _Region, splits: list[tuple[np.ndarray, np.ndarray]]
 ) -> tuple[float, float, np.ndarray]:
     """Raw score, its error and the per-neuroid r ``[splits, units]`` of one layer on one region."""
+    from zooscope.pipeline.neural import _quiet_mean as _quiet
     from zooscope.rsa.predictivity import group_medians, predictivity
 
     unit_r = predictivity(X, region.Y, splits, "pls")
@@ -307,20 +308,6 @@ def _score(
         medians = np.nanmedian(unit_r, axis=1)
         error = float(np.nanstd(medians) / np.sqrt(len(medians)))
     return raw, error, unit_r
-
-
-class _quiet:
-    """Silence NumPy's all-NaN warnings (a constant layer scores NaN, which never wins)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._catch.__exit__(*exc)
 
 
 # -- layer PCA -------------------------------------------------------------------------------------
@@ -499,6 +486,7 @@ def score_model(entry: Any, benchmark: Benchmark, config: Any, options: Any) -> 
     from zooscope.feature_extraction import LayerSelection
     from zooscope.feature_extraction.consumers import Placement
     from zooscope.feature_extraction.extract import parse_bytes
+    from zooscope.pipeline.neural import _quiet_mean as _quiet
     from zooscope.pipeline.scoring import ModelScores, ScoringError
     from zooscope.rsa.selection import layer_rank
 
@@ -615,7 +603,7 @@ def score_model(entry: Any, benchmark: Benchmark, config: Any, options: Any) -> 
                 for layer in specs:
                     rows.append(_row(layer, roi, "train", ceiled[region][position[layer.name]]))
                 rows.append({**_row(spec, roi, "test", raw), "error": error})
-                with _quiet():
+                with _quiet():  # an all-NaN neuroid stays NaN
                     per_unit = np.nanmean(unit_r, axis=0)
                 units.append(
                     pd.DataFrame(
