@@ -317,7 +317,7 @@ def test_neural_demo_runs_the_brainscore_profile(tmp_path: Path) -> None:
 
     result = _invoke(
         ["demo", "--neural", "--profile", "brainscore", "--out", str(tmp_path),
-         "--models", "effnet_lite0"]
+         "--models", "effnet_lite0", "--n-images", "80"]
     )  # fmt: skip
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "stand-in images" in result.output and "scored 1 models, 0 failed" in result.output

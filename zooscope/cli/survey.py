@@ -346,7 +346,8 @@ def register(app: typer.Typer) -> None:
     def demo_command(
         out: Path = typer.Option(Path("zooscope-demo"), help="Output folder."),
         n_images: int = typer.Option(
-            100, help="Shared images of the synthetic NSD (split half train, half test)."
+            None,
+            help="Shared images of the synthetic NSD (split half train, half test; default 100), or with --neural of each synthetic assembly (default 200).",
         ),
         subjects: str = typer.Option("1,2", help="Synthetic subjects."),
         layers: str = typer.Option(
@@ -391,6 +392,7 @@ def register(app: typer.Typer) -> None:
                 memory_budget=memory_budget,
                 report=report,
                 profile=profile,
+                **({"n_images": n_images} if n_images else {}),
             )
             return
         if profile == "brainscore":
@@ -407,7 +409,7 @@ def register(app: typer.Typer) -> None:
         if not bench_path.exists():
             logger.info("writing a synthetic NSD tree to %s and its benchmark %s", root, bench_path)
             write_synthetic(
-                root, subjects=subject_ids, n_images=n_images, n_sessions=3, image_size=224
+                root, subjects=subject_ids, n_images=n_images or 100, n_sessions=3, image_size=224
             )
             prepare(root, bench_path, subjects=subject_ids, rois=("OTC", "EVC"))
         report_ = survey(
