@@ -34,7 +34,8 @@ which the test imports from this file, so both sides see the same pixels):
   object; internal-consistency ceiling over repetitions).
 
 ``--measure {brainscore,zooscope}`` times the float64 scoring (commitment included) of one side
-on the stored files and prints its wall/CPU seconds and peak memory, with the load average:
+on the stored files and prints its wall/CPU seconds and the peak memory it adds, with the load
+average (run both sides on one thread: ``OMP_NUM_THREADS=1``):
 ``/tmp/bsenv/bin/python scripts/brainscore_fixture.py --measure brainscore`` and, in the project
 environment, ``python scripts/brainscore_fixture.py --measure zooscope``.
 
@@ -46,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -408,10 +408,6 @@ def main(out: Path) -> None:
 
 
 # -- timing ---------------------------------------------------------------------------------------
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(side: str, data: Path) -> dict[str, float | str]:
     """Wall/CPU seconds and peak memory of one side's float64 scoring on the fixture's files."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -423,14 +419,38 @@ def measure(side: str, data: Path) -> dict[str, float | str]:
             run = lambda: _run(data, folders, "float64")  # noqa: E731
         else:
             run = _zooscope_runner(data, folders, Path(tmp))
-        before = _peak_mb()
         load = Path("/proc/loadavg").read_text().split()[0]
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        with _PeakMemory() as memory:
+            wall, cpu = time.perf_counter(), time.process_time()
+            run()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"side": side, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-            "peak_mb_before": round(before), "peak_mb": round(_peak_mb()),
+            "rss_mb_at_start": round(memory.start), "peak_added_mb": round(memory.peak - memory.start),
             "loadavg_at_start": load, "loadavg_at_end": Path("/proc/loadavg").read_text().split()[0]}  # fmt: skip
+
+
+class _PeakMemory:
+    """The process's resident memory at the start of a block and its peak within (sampled, 10 ms)."""
+
+    def __enter__(self) -> _PeakMemory:
+        import threading
+
+        import psutil
+
+        self._process, self._done = psutil.Process(), threading.Event()
+        self.start = self.peak = self._process.memory_info().rss / 2**20
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.01):
+            self.peak = max(self.peak, self._process.memory_info().rss / 2**20)
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss / 2**20)
 
 
 def _zooscope_runner(data: Path, folders: dict[str, Path], tmp: Path):
