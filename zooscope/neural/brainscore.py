@@ -41,6 +41,7 @@ import functools
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,12 +300,12 @@ def _score(
     X: np.ndarray, region: _Region, splits: list[tuple[np.ndarray, np.ndarray]]
 ) -> tuple[float, float, np.ndarray]:
     """Raw score, its error and the per-neuroid r ``[splits, units]`` of one layer on one region."""
-    from zooscope.pipeline.neural import _quiet_mean as _quiet
     from zooscope.rsa.predictivity import group_medians, predictivity
 
     unit_r = predictivity(X, region.Y, splits, "pls")
     raw = group_medians(unit_r, {"g": np.arange(unit_r.shape[1])})["g"]
-    with np.errstate(invalid="ignore"), _quiet():
+    with warnings.catch_warnings():  # an all-NaN split (a constant layer) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         medians = np.nanmedian(unit_r, axis=1)
         error = float(np.nanstd(medians) / np.sqrt(len(medians)))
     return raw, error, unit_r
@@ -486,7 +487,6 @@ def score_model(entry: Any, benchmark: Benchmark, config: Any, options: Any) -> 
     from zooscope.feature_extraction import LayerSelection
     from zooscope.feature_extraction.consumers import Placement
     from zooscope.feature_extraction.extract import parse_bytes
-    from zooscope.pipeline.neural import _quiet_mean as _quiet
     from zooscope.pipeline.scoring import ModelScores, ScoringError
     from zooscope.rsa.selection import layer_rank
 
@@ -603,7 +603,8 @@ def score_model(entry: Any, benchmark: Benchmark, config: Any, options: Any) -> 
                 for layer in specs:
                     rows.append(_row(layer, roi, "train", ceiled[region][position[layer.name]]))
                 rows.append({**_row(spec, roi, "test", raw), "error": error})
-                with _quiet():  # an all-NaN neuroid stays NaN
+                with warnings.catch_warnings():  # an all-NaN neuroid stays NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
                     per_unit = np.nanmean(unit_r, axis=0)
                 units.append(
                     pd.DataFrame(
