@@ -18,6 +18,7 @@ from zooscope._hashing import hash_json
 from zooscope.benchmark import Benchmark
 from zooscope.feature_extraction.layers import LAYER_POLICIES
 from zooscope.metrics import default_metrics, metric_names, registered
+from zooscope.neural.brainscore import ACTIVATION_DTYPES, BRAINSCORE_FIELDS, config_identity
 from zooscope.profiles import PROFILES, get_profile
 from zooscope.rsa.encoding import TRAIN_PREDICTIONS
 from zooscope.rsa.predictivity import PREDICTIVITY_SPLITS, REGRESSIONS
@@ -58,6 +59,12 @@ class ScoringConfig:
         "ridge"  # predictivity only: ridge (exact, fast), pls or ridgecv (Brain-Score's)
     )
     predictivity_splits: str = "brainscore"  # predictivity only: brainscore or even-odd
+    # Profile "brainscore" only (zooscope.neural.brainscore; kept out of other profiles' hashes).
+    commit_on: tuple[str, ...] = ()  # commitment Benchmark files (their content enters the hash)
+    pca_images: str | None = None  # folder of the layer-PCA images (its content enters the hash)
+    pca_components: int = 1000
+    commit_time_bin: str | None = None  # the commitment files' time bin (default: their only one)
+    activations_dtype: str = "float32"  # float64: the parity fixture's
 
     def __post_init__(self) -> None:
         names = metric_names()
@@ -72,12 +79,19 @@ class ScoringConfig:
             "train_predictions": TRAIN_PREDICTIONS,
             "regression": REGRESSIONS,
             "predictivity_splits": PREDICTIVITY_SPLITS,
+            "activations_dtype": ACTIVATION_DTYPES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
+        if self.profile == "brainscore" and tuple(self.metrics) != ("predictivity",):
+            raise ValueError(
+                f"profile brainscore scores predictivity only, got metrics {list(self.metrics)}"
+            )
+        if self.pca_components < 1:
+            raise ValueError(f"pca_components must be >= 1, got {self.pca_components}")
 
     @classmethod
     def from_profile(cls, name: str, **overrides: Any) -> ScoringConfig:
@@ -96,12 +110,18 @@ class ScoringConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field; a metric's own settings (:attr:`Metric.settings
         <zooscope.metrics.Metric.settings>`) only when it is scored, so configs (and the results
-        they key) from before that metric existed keep their hash."""
+        they key) from before that metric existed keep their hash; the brainscore profile's
+        settings only under that profile, as the identity of its files
+        (:func:`zooscope.neural.brainscore.config_identity`: content hashes, not paths)."""
         out = asdict(self)
         for metric in registered():
             if metric.name not in self.metrics:
                 for setting in metric.settings:
                     del out[setting]
+        for name in BRAINSCORE_FIELDS:
+            del out[name]
+        if self.profile == "brainscore":
+            out.update(config_identity(self))
         return out
 
     @property

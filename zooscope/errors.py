@@ -16,6 +16,7 @@ __all__ = [
     "DatabaseLocked",
     "InputFileError",
     "SchemaVersionError",
+    "ScoringError",
     "ZooscopeError",
     "corrupt_file",
     "reading",
@@ -50,6 +51,15 @@ class InputFileError(ZooscopeError):
         self.hint = hint
         message = f"{self.path}: cannot read {expected}: {reason}"
         super().__init__(f"{message}\n  {hint}" if hint else message)
+
+
+class ScoringError(RuntimeError):
+    """A model failed while being scored; ``stage`` says where (load, extract, score)."""
+
+    def __init__(self, stage: str, error: BaseException) -> None:
+        self.stage = stage
+        self.error = error
+        super().__init__(f"{stage}: {type(error).__name__}: {error}")
 
 
 class DatabaseLocked(ZooscopeError):

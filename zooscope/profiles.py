@@ -22,6 +22,11 @@ the feature-cache keys), so results of different profiles never mix and can shar
     5. cRSA on full features (as the default);
     6. before the best train layer is chosen, rows whose z-scored test - train difference
        (within a metric) is below -3.291 are dropped (:func:`zooscope.analyses.degenerate.best_layers`).
+``brainscore``
+    Brain-Score's benchmark number (brainscore-vision 2.4.2): each region's layer committed on a
+    commitment benchmark with a 1,000-component layer PCA, stimuli placed on the model's screen,
+    Brain-Score's preprocessing, PLS predictivity on all of the target's images, pooled over
+    animals, internal-consistency ceiling (:mod:`zooscope.neural.brainscore`).
 """
 
 from __future__ import annotations
@@ -70,6 +75,13 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                     "train_predictions": "loo_centred",
                     "degenerate_z": CONWELL_DEGENERATE_Z,
                 }
+            ),
+        ),
+        "brainscore": Profile(
+            "brainscore",
+            "Brain-Score's benchmark number: layer commitment, screen placement, all images scored",
+            MappingProxyType(
+                {"metrics": ("predictivity",), "regression": "pls", "preprocessing": "brainscore"}
             ),
         ),
     }

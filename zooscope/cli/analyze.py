@@ -15,7 +15,7 @@ DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 PROFILE_OPTION = typer.Option(
     None,
     "--profile",
-    help="Only results of this scoring profile (default, conwell2024), best layers by its rule.",
+    help="Only results of this scoring profile (default, conwell2024, brainscore), best layers by its rule.",
 )
 
 
@@ -224,19 +224,23 @@ def register(app: typer.Typer) -> None:
         """Models ranked by best-layer test score, with noise ceilings and explained variance."""
         check_options(ctx)
         # lazy: `zooscope --help` stays fast
-        from zooscope.analyses.commitment import COMMITMENT_DISPLAY, committed_layers
+        from zooscope.analyses.commitment import committed_layers, display_columns
         from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
             table = database.summary(metric=metric, best=_profile_best(database, profile))
-            committed = committed_layers(database) if metric in (None, "predictivity") else None
+            committed = (
+                committed_layers(database, profile=profile)
+                if metric in (None, "predictivity")
+                else None
+            )
         if top:
             table = table.groupby(["metric", "roi"], group_keys=False).head(top)
         emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
         if committed is not None and len(committed) and fmt == "table":
             # Region commitment: each model's best predictivity layer per region x time bin.
             typer.echo("\ncommitted layers (best on train images, scored on test images):")
-            emit(committed[COMMITMENT_DISPLAY], fmt)
+            emit(committed[display_columns(committed)], fmt)
 
     @results.command("failures")
     def failures(

@@ -66,7 +66,15 @@ def import_brainio_command(
     time_bins: str = typer.Option(
         None, "--time-bins", help="Comma-separated time bins to keep, e.g. 70-170 (default: all)."
     ),
-    image_size: int = typer.Option(224, help="Side of the stored square RGB images."),
+    image_size: int = typer.Option(
+        224,
+        help="Side of the stored square RGB images; 0 keeps the images' own size (they must all share it; what --profile brainscore needs to place them on screen as Brain-Score does).",
+    ),
+    degrees: float = typer.Option(
+        None,
+        "--degrees",
+        help="Visual degrees the stimuli spanned (default: the stimulus set's degrees column, if any; Brain-Score's benchmarks give it, e.g. 8 for MajajHong2015, 4 for FreemanZiemba2013).",
+    ),
     max_image_pixels: int | None = typer.Option(None, help=PIXEL_LIMIT_HELP),
     alpha_background: str | None = typer.Option(None, help=BACKGROUND_HELP),
 ) -> None:
@@ -82,8 +90,9 @@ def import_brainio_command(
     bins = [t.strip() for t in time_bins.split(",") if t.strip()] if time_bins else None
     rule = pixel_rule(max_image_pixels, alpha_background)
     bench = import_brainio(
-        assembly, stimuli, images, out, time_bins=bins, image_size=image_size, rule=rule
-    )
+        assembly, stimuli, images, out, time_bins=bins, image_size=image_size or None,
+        degrees=degrees, rule=rule,
+    )  # fmt: skip
     typer.echo(
         f"{bench.path}: {bench.n_units} units ({len(bench.time_bins) or 1} time bins) x "
         f"{bench.n_images} images x {bench.n_reps} reps; ROIs {bench.roi_names}; hash {bench.content_hash}"

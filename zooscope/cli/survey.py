@@ -140,8 +140,8 @@ def register(app: typer.Typer) -> None:
             help="Comma-separated metrics: crsa, versa, encoding_r, predictivity (default: crsa,versa,encoding_r; predictivity on a neural benchmark).",
         ),
         regression: str = typer.Option(
-            "ridge",
-            help="predictivity: Brain-Score regression ridge (Ridge(alpha=1), closed form, fast), pls (Brain-Score's public benchmarks; ~10x slower) or ridgecv.",
+            None,
+            help="predictivity: Brain-Score regression ridge (Ridge(alpha=1), closed form, fast; the default), pls (Brain-Score's public benchmarks; ~10x slower; the brainscore profile's) or ridgecv.",
         ),
         splits: str = typer.Option(
             "brainscore",
@@ -161,7 +161,34 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option(
             "default",
             "--profile",
-            help="Scoring profile: default, or conwell2024 (the published procedure step for step; docs/profiles.md).",
+            help="Scoring profile: default, conwell2024 (the published procedure step for step) or brainscore (Brain-Score's benchmark number: needs --commit-on and --pca-images); docs/profiles.md.",
+        ),
+        commit_on: list[Path] = typer.Option(
+            [],
+            "--commit-on",
+            exists=True,
+            dir_okay=False,
+            help="--profile brainscore: a commitment Benchmark .h5 that chooses each of its regions' layer (repeatable: one file per region, or one with several; Brain-Score's: FreemanZiemba2013 V1/V2, MajajHong2015 V4/IT).",
+        ),
+        pca_images: Path = typer.Option(
+            None,
+            "--pca-images",
+            help="--profile brainscore: folder of the images the commitment's layer PCA is fitted on: 1,000 ImageNet validation images, as Brain-Score uses.",
+        ),
+        pca_components: int = typer.Option(
+            None,
+            "--pca-components",
+            help="--profile brainscore: components of the layer PCA (Brain-Score: 1000; --pca-images must hold at least as many images).",
+        ),
+        commit_time_bin: str = typer.Option(
+            None,
+            "--commit-time-bin",
+            help="--profile brainscore: the commitment files' time bin, e.g. 70-170 (default: their only one).",
+        ),
+        activations_dtype: str = typer.Option(
+            None,
+            "--activations-dtype",
+            help="--profile brainscore: float32 (as Brain-Score runs models; the default) or float64.",
         ),
         retry_failed: bool = typer.Option(
             False, "--retry-failed", help="Retry models whose last attempt failed."
@@ -272,6 +299,17 @@ def register(app: typer.Typer) -> None:
         from zooscope.metrics import default_metrics
         from zooscope.pipeline.survey import survey
 
+        given = {  # options left out keep the profile's (or the config's) value
+            "regression": regression,
+            "pca_components": pca_components,
+            "commit_time_bin": commit_time_bin,
+            "activations_dtype": activations_dtype,
+        }
+        if profile == "brainscore":
+            given["commit_on"] = tuple(str(p) for p in commit_on)
+            given["pca_images"] = str(pca_images) if pca_images is not None else None
+        elif commit_on or pca_images is not None:
+            raise typer.BadParameter("--commit-on and --pca-images belong to --profile brainscore")
         try:
             config = ScoringConfig.from_profile(
                 profile,
@@ -280,8 +318,8 @@ def register(app: typer.Typer) -> None:
                 rois=_split(rois),
                 layers=layers,
                 rsm_from=rsm_from,
-                regression=regression,
                 predictivity_splits=splits,
+                **{name: value for name, value in given.items() if value is not None},
             )
         except (KeyError, ValueError) as error:
             raise typer.BadParameter(str(error)) from None
@@ -393,7 +431,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         out: Path = typer.Option(Path("zooscope-demo"), help="Output folder."),
         n_images: int = typer.Option(
-            100, help="Shared images of the synthetic NSD (split half train, half test)."
+            None,
+            help="Shared images of the synthetic NSD (split half train, half test; default 100), or with --neural of each synthetic assembly (default 200).",
         ),
         subjects: str = typer.Option("1,2", help="Synthetic subjects."),
         layers: str = typer.Option(
@@ -409,7 +448,9 @@ def register(app: typer.Typer) -> None:
             help="Memory each extraction may add to its loaded model (forward pass + buffers), e.g. 2GB (default: half the free memory).",
         ),
         profile: str = typer.Option(
-            "default", "--profile", help="Scoring profile: default or conwell2024."
+            "default",
+            "--profile",
+            help="Scoring profile: default or conwell2024; with --neural: default or brainscore (commitment on a second synthetic assembly, layer PCA on stand-in images).",
         ),
         neural: bool = typer.Option(
             False,
@@ -429,14 +470,20 @@ def register(app: typer.Typer) -> None:
             # lazy: `zooscope --help` stays fast
             from zooscope.cli.neural_demo import run_neural_demo
 
+            if profile not in ("default", "brainscore"):
+                raise typer.BadParameter("demo --neural runs profile default or brainscore")
             run_neural_demo(
                 out,
                 models=_split(models),
                 layers=layers,
                 memory_budget=memory_budget,
                 report=report,
+                profile=profile,
+                **({"n_images": n_images} if n_images else {}),
             )
             return
+        if profile == "brainscore":
+            raise typer.BadParameter("profile brainscore scores neural benchmarks: add --neural")
         # lazy: `zooscope --help` stays fast
         from zooscope.config import RunOptions, ScoringConfig
         from zooscope.nsd import prepare, write_synthetic
@@ -450,7 +497,7 @@ def register(app: typer.Typer) -> None:
         if not bench_path.exists():
             logger.info("writing a synthetic NSD tree to %s and its benchmark %s", root, bench_path)
             write_synthetic(
-                root, subjects=subject_ids, n_images=n_images, n_sessions=3, image_size=224
+                root, subjects=subject_ids, n_images=n_images or 100, n_sessions=3, image_size=224
             )
             prepare(root, bench_path, subjects=subject_ids, rois=("OTC", "EVC"))
         report_ = survey(

@@ -33,6 +33,7 @@ import pandas as pd
 from zooscope.benchmark import Benchmark, split_label
 from zooscope.metrics.base import CeilingMethod, LayerContext, LayerScores, Metric, register_metric
 from zooscope.metrics.ceilings import CEILING_COLUMNS, CeilingResult
+from zooscope.neural.brainscore import ceiling_groups
 from zooscope.rsa.predictivity import (
     cross_validation_splits,
     fit_predict,
@@ -233,8 +234,11 @@ def iter_internal_consistency(
     names groups not to compute (e.g. already stored); ``claim``, asked with each group's label
     just before it is computed, skips the group when it answers False (a concurrent survey has it).
     """
-    test = benchmark.splits[config.test_split]
-    for label, units in config.groups(benchmark).items():
+    if config.profile == "brainscore":  # regions pooled over subjects, on every image
+        groups, test = ceiling_groups(benchmark, config)
+    else:
+        groups, test = config.groups(benchmark), benchmark.splits[config.test_split]
+    for label, units in groups.items():
         if label in set(skip) or (claim is not None and not claim(label)):
             continue
         data = benchmark.responses(units, test)

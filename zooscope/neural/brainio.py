@@ -10,8 +10,8 @@ brainio is needed.
 Mapping onto the Benchmark (format 2)
 -------------------------------------
 - images: the assembly's stimulus ids, sorted (the order Brain-Score's ``average_repetition``
-  gives them), resized to ``image_size``; ``stimulus_id`` and the stimulus set's metadata
-  (``object_name``, ...) go to the image table.
+  gives them), resized to ``image_size`` (or kept at their own size); ``stimulus_id`` and the
+  stimulus set's metadata (``object_name``, ``degrees``, ...) go to the image table.
 - repetitions: the rep axis, by sorted ``repetition`` value (occurrence order without the coord);
   NaN where a repetition is missing.
 - units: one row per (neuroid, time bin); ``region`` -> one boolean ROI column per region,
@@ -151,7 +151,7 @@ def read_stimulus_set(
     csv: str | os.PathLike,
     images: str | os.PathLike,
     stimulus_ids: Sequence[str],
-    image_size: int = 224,
+    image_size: int | None = 224,
     rule: PixelRule | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Read the rows and images of ``stimulus_ids`` from a brainio stimulus set.
@@ -165,8 +165,9 @@ def read_stimulus_set(
         ``stimulus_path_within_store`` or the stimulus id.
     stimulus_ids : sequence of str
         The stimuli to read, in this order.
-    image_size : int
-        Images are resized (bilinear) to ``image_size x image_size`` RGB.
+    image_size : int or None
+        Images are resized (bilinear) to ``image_size x image_size`` RGB; None keeps their own
+        size (every image must have the same).
     rule : PixelRule, optional
         How each file becomes 8-bit RGB (:mod:`zooscope.pixels`; background of translucent
         images, pixel limit); a file it refuses stops the import with a message naming it.
@@ -175,7 +176,8 @@ def read_stimulus_set(
     -------
     table : DataFrame, len(stimulus_ids) rows
         The CSV's rows of these stimuli.
-    pixels : ndarray of uint8, shape (n, image_size, image_size, 3)
+    pixels : ndarray of uint8, shape (n, H, W, 3)
+        ``H = W = image_size`` unless it is None.
     """
     from PIL import Image
 
@@ -196,7 +198,7 @@ def read_stimulus_set(
     name_column = next(
         (c for c in ("filename", "stimulus_path_within_store") if c in table.columns), None
     )
-    pixels = np.empty((len(table), image_size, image_size, 3), dtype=np.uint8)
+    pixels: np.ndarray | None = None
     for k, row in enumerate(table.itertuples(index=False)):
         key = Path(str(getattr(row, name_column))).stem if name_column else row.stimulus_id
         if key not in members:
@@ -205,8 +207,20 @@ def read_stimulus_set(
             )
         source, name = opener(members[key])
         image = Image.fromarray(read_image(source, name, rule), mode="RGB")
-        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        pixels[k] = np.asarray(image, dtype=np.uint8)
+        if image_size is not None:
+            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+        if pixels is None:
+            pixels = np.empty((len(table), *array.shape), dtype=np.uint8)
+        if array.shape != pixels.shape[1:]:
+            raise ValueError(
+                f"stimulus {row.stimulus_id!r} is {array.shape[1]}x{array.shape[0]} pixels, the "
+                f"first {pixels.shape[2]}x{pixels.shape[1]}; keeping their own size needs one size "
+                "for all (give an image size to resize them)"
+            )
+        pixels[k] = array
+    if pixels is None:
+        pixels = np.empty((0, image_size or 0, image_size or 0, 3), dtype=np.uint8)
     return table, pixels
 
 
@@ -231,7 +245,8 @@ def import_brainio(
     images: str | os.PathLike,
     out: str | os.PathLike,
     time_bins: Sequence[str] | None = None,
-    image_size: int = 224,
+    image_size: int | None = 224,
+    degrees: float | None = None,
     rule: PixelRule | None = None,
 ) -> Benchmark:
     """Convert a brainio assembly + stimulus set into a Benchmark file (format 2).
@@ -248,8 +263,13 @@ def import_brainio(
         The Benchmark ``.h5`` to write.
     time_bins : sequence of str, optional
         Keep only these bins (``"70-170"`` labels, ms); default all.
-    image_size : int
-        Side of the stored (square, RGB) images.
+    image_size : int or None
+        Side of the stored (square, RGB) images; None keeps the images' own size (one for all),
+        which ``--profile brainscore`` needs to place them on screen as Brain-Score does.
+    degrees : float, optional
+        Visual degrees the stimuli spanned, stored in the image table's ``degrees`` column;
+        default: the stimulus set's own ``degrees`` column, if it has one (a different value
+        there is an error).
     rule : PixelRule, optional
         How each image file becomes 8-bit RGB (:mod:`zooscope.pixels`).
 
@@ -294,7 +314,7 @@ def import_brainio(
     table, pixels = read_stimulus_set(
         stimuli, images, list(image_order), image_size=image_size, rule=rule
     )
-    table = _with_presentation_columns(table, pres, stim, image_order)
+    table = _with_presentation_columns(table, pres, stim, image_order, stimuli, degrees)
     bench = Benchmark.from_arrays(
         out,
         responses,
@@ -307,7 +327,8 @@ def import_brainio(
             "assembly": Path(assembly).name,
             "stimulus_set": Path(stimuli).name,
             "time_bins": [labels[t] for t in chosen],
-            "image_size": image_size,
+            "image_size": image_size if image_size is not None else "native",
+            **({"degrees": float(degrees)} if degrees is not None else {}),
         },
     )
     logger.info(
@@ -340,16 +361,29 @@ def _unit_table(data: Any, regions: np.ndarray | None, labels: list[str], t: int
 
 
 def _with_presentation_columns(
-    table: pd.DataFrame, pres: pd.DataFrame, stim: np.ndarray, image_order: np.ndarray
+    table: pd.DataFrame,
+    pres: pd.DataFrame,
+    stim: np.ndarray,
+    image_order: np.ndarray,
+    stimuli: Any = None,
+    degrees: float | None = None,
 ) -> pd.DataFrame:
     """The image table plus the presentation metadata that is constant per stimulus
-    (``object_name``, ...); boolean and object columns as text."""
+    (``object_name``, ...) and the stimuli's visual ``degrees`` when given (checked against the
+    stimulus set's own column, ``stimuli`` naming it); boolean and object columns as text."""
     for column in pres.columns:
         if column in ("stimulus_id", "repetition") or column in table.columns:
             continue
         per_stimulus = pd.Series(pres[column].to_numpy(), index=stim).groupby(level=0)
         if (per_stimulus.nunique() <= 1).all():
             table[column] = per_stimulus.first().loc[image_order].to_numpy()
+    if degrees is not None:
+        if "degrees" in table.columns and not np.allclose(table["degrees"].astype(float), degrees):
+            raise ValueError(
+                f"{stimuli} gives the stimuli's degrees ({sorted(set(table['degrees']))[:3]}), "
+                f"which differ from degrees={degrees}; leave --degrees out to keep the set's"
+            )
+        table["degrees"] = float(degrees)
     for column in table.columns:
         if table[column].dtype == bool or table[column].dtype == object:
             table[column] = table[column].astype(str)

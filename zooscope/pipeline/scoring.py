@@ -24,10 +24,12 @@ import pandas as pd
 from zooscope._timing import stage
 from zooscope.benchmark import Benchmark, split_label
 from zooscope.config import RunOptions, ScoringConfig
+from zooscope.errors import ScoringError
 from zooscope.feature_extraction import ExtractionSettings, LayerSelection, extract
 from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
 from zooscope.feature_extraction.cka_gram import pack_gram
 from zooscope.metrics import LayerContext, get_metric, metric_names, needed
+from zooscope.neural import brainscore
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.predictions import BestPredictions, KeepBest
 from zooscope.pipeline.progress import ProgressCallback, Reporter
@@ -62,15 +64,6 @@ class ModelScores:
         columns = ["subject", "roi", "metric", "layer_index", "layer_name", "split", "score"]
         best = select_best_layers(self.scores[columns], ["subject", "roi", "metric"])
         return best.groupby("metric")["test_score"].mean().to_dict()
-
-
-class ScoringError(RuntimeError):
-    """A model failed while being scored; ``stage`` says where (load, extract, score)."""
-
-    def __init__(self, stage: str, error: BaseException) -> None:
-        self.stage = stage
-        self.error = error
-        super().__init__(f"{stage}: {type(error).__name__}: {error}")
 
 
 class _BestRSMs(KeepBest):
@@ -339,6 +332,13 @@ def score_model(
     """
     config = config or ScoringConfig()
     options = options or RunOptions()
+    if config.profile == "brainscore":  # commitment on other benchmarks, then all images scored
+        scored = brainscore.score_model(entry, benchmark, config, options)
+        empty_rsms = pd.DataFrame(
+            columns=["metric", "subject", "roi", "layer_name", "split", "rsm"]
+        )
+        return ModelScores(scored.model, scored.layers, scored.scores, empty_rsms, scored.seconds,
+                           unit_scores=scored.unit_scores)  # fmt: skip
     started = time.perf_counter()
     brain = brain or BrainData.from_benchmark(benchmark, config)
     loaded = _load(entry, config, options)

@@ -44,6 +44,7 @@ from zooscope.feature_extraction.consumers import Placement
 from zooscope.logs import current_log_file, log_to_file
 from zooscope.metrics import ceiling_methods, storing
 from zooscope.metrics.ceilings import CeilingResult, compute_ceilings
+from zooscope.neural.brainscore import check_inputs
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
 from zooscope.pipeline.cost import ModelCost, cached_costs, cost_line
@@ -128,7 +129,11 @@ def score_task(
     before = {clock: _timing.totals(clock) for clock in ("wall", "cpu")}
     try:
         benchmark = Benchmark.open(benchmark_path)
-        brain = _brain_for(str(benchmark_path), benchmark.content_hash, config)
+        brain = (  # the brainscore profile prepares its own (pooled, every image)
+            None
+            if config.profile == "brainscore"
+            else _brain_for(str(benchmark_path), benchmark.content_hash, config)
+        )
         scores = score_model(entry, benchmark, config, options, brain, on_progress)
         after = {clock: _timing.totals(clock) for clock in ("wall", "cpu")}
         scores.stage_seconds = {
@@ -560,6 +565,8 @@ def survey(
     with stage("brain"):
         _check_scorable(bench, config)
     check_run_options(options, local=client is None)
+    if config.profile == "brainscore":  # commitment files, PCA images, degrees: before any model
+        check_inputs(bench, config)
     session = ShortWrites(db)
     manifest_name = entries[0].manifest if entries else None
     with session.open() as results:
@@ -580,7 +587,11 @@ def survey(
         with _sigterm_interrupts(), recorded_run(session, run_id, queue.lease):
             if ceilings:
                 _store_ceilings(session, run_id, bench, config, n_sims, stored, report, queue.lease)
-            if options.keep_predictions and storing(config.metrics, "unit_predictions"):
+            if (
+                options.keep_predictions
+                and storing(config.metrics, "unit_predictions")
+                and config.profile != "brainscore"  # keeps no predictions
+            ):
                 brain = _brain_for(str(benchmark), bench.content_hash, config)
                 with stage("db"), session.open() as results:
                     results.write_responses(bench.content_hash, observed_responses(brain))

@@ -78,6 +78,8 @@ class ReportData:
         (:func:`~zooscope.analyses.contrasts.score_frame`).
     n_boot, seed : int
         Bootstrap settings of the contrasts and correlates.
+    profile : str, optional
+        Only results of this scoring profile (None: every profile).
     """
 
     db: ResultsDB
@@ -90,6 +92,7 @@ class ReportData:
     model_scores: pd.DataFrame
     n_boot: int = 1000
     seed: int = 0
+    profile: str | None = None
 
     @property
     def rsa_ceilings(self) -> pd.DataFrame:
@@ -191,7 +194,7 @@ def _report_data(
         db, metric=list(metrics), level="model", roi=roi, profile=profile
     )
     return ReportData(db, figdir, db.models(), summary, rois, roi, metrics, model_scores,
-                      n_boot, seed)  # fmt: skip
+                      n_boot, seed, profile)  # fmt: skip
 
 
 def ranked_section(data: ReportData) -> str:
@@ -232,16 +235,21 @@ def ranked_section(data: ReportData) -> str:
 
 def committed_section(data: ReportData) -> str:
     """Each model's committed layer per region and time bin (neural predictivity), if any."""
-    committed = committed_layers(data.db)
+    committed = committed_layers(data.db, profile=data.profile)
     if not len(committed):
         return ""
-    columns = ["display_name", "region", "time_bin", "layer_name", "relative_depth",
-               "train_score", "test_score", "ceiling", "ceiled"]  # fmt: skip
+    columns = ["display_name", "profile", "region", "time_bin", "layer_name", "relative_depth",
+               "train_score", "test_score", "error", "ceiling", "ceiled"]  # fmt: skip
+    if not committed["error"].notna().any():
+        columns.remove("error")
     return (
         "<h2>Committed layers</h2>"
         '<p class="note">Per model, region and time bin: the layer with the best neural '
         "predictivity on the commitment (train) images and its held-out (test) score; relative "
-        "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling.</p>"
+        "depth 0 = first scored layer, 1 = last; ceiled = r² / internal-consistency ceiling. "
+        "Profile brainscore: the train score is the commitment benchmark's ceiled score, the "
+        "test score Brain-Score's raw score on all of the benchmark's images (subjects pooled), "
+        "error its standard error over cross-validation splits.</p>"
         + table_html(committed[columns])
     )
 

@@ -21,7 +21,9 @@ migration functions in :mod:`zooscope.results.schema`):
     (optionally) effective dimensionality.
 ``scores``
     Tidy scores: model, layer, subject, ROI, metric (``crsa``, ``versa``, ``encoding_r``), split
-    (``train``, ``test``), score. The key (model_uid, layer_index, subject, roi, metric, split,
+    (``train``, ``test``), score, and the score's ``error`` where its metric gives one (the
+    brainscore profile's test scores: Brain-Score's standard error over cross-validation splits;
+    NULL otherwise). The key (model_uid, layer_index, subject, roi, metric, split,
     benchmark_hash, config_hash) is unique (enforced by :meth:`ResultsDB.write_model`, checked by
     :meth:`ResultsDB.duplicate_score_keys`).
 ``ceilings``

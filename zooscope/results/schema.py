@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SchemaMigrations"]
 
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 # long: one CREATE statement per table of the first schema (a migration is never edited)
@@ -171,6 +171,11 @@ def _migration_5_quiet_diagnostics(con: Any) -> None:
     con.execute("DROP VIEW IF EXISTS best_layer_scores")
 
 
+def _migration_7_score_errors(con: Any) -> None:
+    """Version 7: ``scores.error``, the error a metric reports with a score (NULL when none)."""
+    con.execute("ALTER TABLE scores ADD COLUMN error DOUBLE")
+
+
 #: Ordered migrations: ``MIGRATIONS[v]`` upgrades a file from version ``v`` to ``v + 1``.
 MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_1_initial,
@@ -179,6 +184,7 @@ MIGRATIONS: tuple[Callable[[Any], None], ...] = (
     _migration_4_unit_scores,
     _migration_5_quiet_diagnostics,
     migrate_claims_and_causes,
+    _migration_7_score_errors,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

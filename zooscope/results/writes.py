@@ -292,8 +292,8 @@ class ResultsWrites:
         layers : DataFrame, shape (n_layers, 4 to 6)
             Columns ``layer_index, layer_name, module_type, n_features[, effective_dim]
             [, alpha_edge_fraction]``.
-        scores : DataFrame, shape (n_rows, 7)
-            Columns ``layer_index, layer_name, subject, roi, metric, split, score``;
+        scores : DataFrame, shape (n_rows, 7 or 8)
+            Columns ``layer_index, layer_name, subject, roi, metric, split, score[, error]``;
             ``layer_index`` may be missing (NA) for published scores without layers.
         rsms : DataFrame or None, shape (n_rsms, 6)
             Columns ``metric, subject, roi, layer_name, split, rsm``; ``rsm`` holds 1-D arrays of
@@ -388,6 +388,8 @@ class ResultsWrites:
     def _prepare_scores(scores: pd.DataFrame, uid: str) -> pd.DataFrame:
         _require_columns(scores, _SCORE_INPUT, f"scores of {uid!r}")
         out = pd.DataFrame(_typed_score_columns(scores, uid, "scores"))
+        if "error" in scores.columns:  # optional: the metric's error of each score
+            out["error"] = scores["error"].astype(float).to_numpy()
         key = ["layer_index", "subject", "roi", "metric", "split"]
         dup = out.duplicated(key, keep=False)
         if dup.any():

@@ -126,9 +126,10 @@ def load_model(
     weights : {"random"} or None
         ``"random"`` overrides the row's weights with its seeded random init (the row's
         preprocessing is kept); None uses the row as written.
-    preprocessing : {"library", "conwell2024"}
-        The library's own test-time transform, or the rule Conwell et al. (2024) used for the
-        row's source (:meth:`~zooscope.zoo.sources.base.Source.conwell2024_transform`).
+    preprocessing : {"library", "conwell2024", "brainscore"}
+        The library's own test-time transform, the rule Conwell et al. (2024) used for the
+        row's source (:meth:`~zooscope.zoo.sources.base.Source.conwell2024_transform`), or
+        Brain-Score's (:func:`~zooscope.neural.screen.brainscore_transform`).
 
     Returns
     -------

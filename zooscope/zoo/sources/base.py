@@ -13,9 +13,10 @@ from zooscope.zoo.manifest import ModelEntry
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
-#: Preprocessing policies: the library's own test-time transform, or the one Conwell et al.
-#: (2024) used (no centre crop: the whole image is resized to the model's input size).
-PREPROCESSING = ("library", "conwell2024")
+#: Preprocessing policies: the library's own test-time transform, the one Conwell et al.
+#: (2024) used (no centre crop: the whole image is resized to the model's input size), or
+#: Brain-Score's ``load_preprocess_images`` (:func:`zooscope.neural.screen.brainscore_transform`).
+PREPROCESSING = ("library", "conwell2024", "brainscore")
 
 
 class Source(ABC):
@@ -62,9 +63,10 @@ class Source(ABC):
 
         Parameters
         ----------
-        policy : {"library", "conwell2024"}
+        policy : {"library", "conwell2024", "brainscore"}
             ``"library"`` keeps ``transform`` (what :meth:`load` returned); ``"conwell2024"``
-            asks :meth:`conwell2024_transform`.
+            asks :meth:`conwell2024_transform`; ``"brainscore"`` is Brain-Score's resize and
+            ImageNet normalisation at the row's ``image_size`` (default: ``transform``'s).
         entry : ModelEntry
         transform : callable
             The library's own transform, from :meth:`load`.
@@ -76,6 +78,10 @@ class Source(ABC):
             return transform
         if policy == "conwell2024":
             return self.conwell2024_transform(entry, transform, pretrained)
+        if policy == "brainscore":  # the same for every source: Brain-Score's own rule
+            from zooscope.neural.screen import brainscore_transform
+
+            return brainscore_transform(entry, transform)
         raise ValueError(
             f"unknown preprocessing policy {policy!r}; choose from {', '.join(PREPROCESSING)}"
         )
