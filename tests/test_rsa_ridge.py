@@ -195,3 +195,25 @@ def test_sklearn_api_and_validation():
     bad[0, 0] = np.inf
     with pytest.raises(ValueError, match="X contains NaN"):
         RidgeGCV().fit(bad, Y)
+
+
+def test_float32_keeps_the_alphas_and_moves_scores_by_less_than_1e_6():
+    """What veRSA reads from a float32 fit: the chosen alphas, per-unit r and predicted RSMs."""
+    from zooscope.rsa.rsm import pearson_columns, rsm
+
+    rng = np.random.default_rng(3)
+    n, p, t = 120, 700, 400
+    X = rng.standard_normal((2 * n, p)) / np.sqrt(1 + np.arange(p) / 20)
+    signal = (X @ rng.standard_normal((p, 8)) / np.sqrt(p)) @ rng.standard_normal((8, t))
+    Y = signal * np.logspace(-1.5, 0.5, t) + rng.standard_normal((2 * n, t))
+    alphas = np.logspace(-1, 5, 7)
+    single = RidgeGCV(alphas=alphas, criterion="pearson").fit(X[:n], Y[:n])
+    double = RidgeGCV(alphas=alphas, criterion="pearson", dtype="float64").fit(X[:n], Y[:n])
+    differ = np.flatnonzero(single.alpha_ != double.alpha_)
+    assert differ.size <= 0.01 * t  # only LOO near-ties may go the other way
+    same = np.setdiff1d(np.arange(t), differ)
+    p32, p64 = single.predict(X[n:]), double.predict(X[n:])
+    np.testing.assert_allclose(p32[:, same], p64[:, same], atol=1e-6 * np.abs(p64).max())
+    r32, r64 = pearson_columns(p32, Y[n:]), pearson_columns(p64, Y[n:])
+    np.testing.assert_allclose(r32[same], r64[same], atol=1e-6)
+    np.testing.assert_allclose(rsm(p32[:, same]), rsm(p64[:, same]), atol=1e-6)

@@ -135,3 +135,6 @@ class RunOptions:
     # extraction counts each layer's n x n float64 in memory_budget while it accumulates; the
     # model then holds n (n + 1) / 2 float64 per scored layer until the client stores them.
     keep_grams: bool = False
+    # Start each extraction pass after the first from a recorded block output where that is
+    # bit-identical (feature_extraction/replay.py); off only to measure what it saves.
+    replay: bool = True

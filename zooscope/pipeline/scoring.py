@@ -256,6 +256,7 @@ def extraction_settings(config: ScoringConfig, options: RunOptions) -> Extractio
         memory_budget=options.memory_budget,
         batch_size=options.batch_size,
         num_workers=options.num_workers,
+        replay=options.replay,
     )
 
 

@@ -119,12 +119,16 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         (their ``alpha_``, ``loo_score_``, ``loo_predictions_``, ``intercept_`` and
         predictions are NaN) and log how many.
     dtype : {"float32", "float64"}, default="float32"
-        Precision of the per-alpha GEMMs over targets (the decomposition, the hat diagonal and
-        the LOO operators are always formed in float64, and the intercept direction is removed
+        Precision of the GEMMs over targets: the per-alpha LOO products and the last product of
+        ``predict`` (the decomposition, the hat diagonal, the LOO operators, ``U^T Y`` and the
+        coefficients are always formed in float64, and the intercept direction is removed
         exactly, so float32 rounding does not accumulate). float32 is about twice as fast;
         LOO scores then carry ~1e-6 relative rounding, so alphas whose LOO scores are tied to
-        that level may be chosen differently from a float64 solver. Use "float64" to
-        reproduce scikit-learn to ~1e-10.
+        that level may be chosen differently from a float64 solver, and predictions carry
+        ~1e-7 of their scale (per-unit r and predicted RSMs of veRSA move by < 1e-7,
+        ``tests/test_rsa_ridge.py``). Use "float64" to reproduce scikit-learn to ~1e-10.
+    progress : bool, default=False
+        Show a progress bar over the chunks of targets (a survey shows its own, per layer).
 
     Attributes
     ----------
@@ -164,6 +168,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         store_cv_values: bool = False,
         nan_policy: Literal["raise", "mask"] = "raise",
         dtype: Literal["float32", "float64"] = "float32",
+        progress: bool = False,
     ) -> None:
         self.alphas = alphas
         self.criterion = criterion
@@ -173,6 +178,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         self.store_cv_values = store_cv_values
         self.nan_policy = nan_policy
         self.dtype = dtype
+        self.progress = progress
 
     # ------------------------------------------------------------------ validation
     def _validated_alphas(self) -> np.ndarray:
@@ -268,7 +274,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
             for s in range(0, cols_all.size, chunk)
         ]
         with be.exact():
-            for cols in tqdm(blocks, desc="RidgeGCV", unit="chunk", disable=len(blocks) < 4):
+            for cols in tqdm(blocks, desc="RidgeGCV", unit="chunk", disable=not self.progress):
                 Yb = np.array(Y[:, cols], dtype=np.float64)
                 y_mean = Yb.mean(axis=0) if self.fit_intercept else np.zeros(Yb.shape[1])
                 Yb -= y_mean
@@ -286,6 +292,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         if self.cv_values_ is None:
             del self.cv_values_
         self.X_fit_ = Xc
+        self._coef32 = None  # predict's float32 copy of eigen_coef_, made on first use
         self.n_features_in_ = p
         self.alphas_ = alphas
         return self
@@ -318,8 +325,20 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         X = get_backend("numpy").asarray(X, dtype="float64")
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"X must have shape (m, {self.n_features_in_}), got {X.shape}")
-        out = ((X @ self.X_fit_.T) @ self.basis_) @ self.eigen_coef_ + self.intercept_
+        scores = (X @ self.X_fit_.T) @ self.basis_  # [m, r], float64
+        if self.dtype == "float32":
+            # the one GEMM over targets in float32, like the LOO ones: m x r x t, half the time
+            out = (scores.astype(np.float32) @ self._eigen_coef32()).astype(np.float64)
+        else:
+            out = scores @ self.eigen_coef_
+        out += self.intercept_
         return out[:, 0] if self._y_1d else out
+
+    def _eigen_coef32(self) -> np.ndarray:
+        """``eigen_coef_`` in float32, made once per fit."""
+        if getattr(self, "_coef32", None) is None:
+            self._coef32 = self.eigen_coef_.astype(np.float32)
+        return self._coef32
 
     @property
     def dual_coef_(self) -> np.ndarray:
