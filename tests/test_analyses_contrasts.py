@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from reference_data import CONWELL, needs_conwell2024
 
 from zooscope.analyses.contrasts import (
     cohens_d,
@@ -23,10 +23,7 @@ from zooscope.analyses.contrasts import (
 from zooscope.results.db import ResultsDB
 from zooscope.results.importers import import_conwell2024
 
-CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
-needs_conwell = pytest.mark.skipif(
-    not CONWELL.exists(), reason="Conwell 2024 reference data absent"
-)
+needs_conwell = needs_conwell2024
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from reference_data import CONWELL, needs_conwell2024
 from scipy import stats
 
 from zooscope.analyses.correlates import (
@@ -14,8 +13,6 @@ from zooscope.analyses.correlates import (
     spearman_correlates,
 )
 from zooscope.rsa.dimensionality import effective_dimensionality, participation_ratio
-
-CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
 
 
 def test_effective_dimensionality_matches_covariance_eigenvalues():
@@ -52,7 +49,7 @@ def test_spearman_correlates_matches_scipy_and_is_seeded():
     pd.testing.assert_frame_equal(got, again)
 
 
-@pytest.mark.skipif(not CONWELL.exists(), reason="Conwell 2024 reference data absent")
+@needs_conwell2024
 def test_published_accuracy_correlation():
     fig = pd.read_csv(CONWELL / "figure_data" / "Figure5C.csv")
     got = spearman_correlates(fig, "imagenet_accuracy", n_boot=200).set_index("metric")

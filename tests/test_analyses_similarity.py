@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from reference_data import CONWELL, needs_conwell2024
 from scipy import stats
 from scipy.spatial.distance import pdist, squareform
 
@@ -23,10 +23,8 @@ from zooscope.analyses.similarity import (
 from zooscope.results.db import ResultsDB
 from zooscope.results.importers import load_conwell_model_similarity
 
-CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
 
-
-@pytest.mark.skipif(not CONWELL.exists(), reason="Conwell 2024 reference data absent")
+@needs_conwell2024
 @pytest.mark.parametrize("metric", ["crsa", "versa"])
 def test_published_uber_rsa_matrix(metric):
     pairs = load_conwell_model_similarity(CONWELL, metric)

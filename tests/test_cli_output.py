@@ -105,8 +105,15 @@ def _model(random_nan_layers=0):
 def test_model_summary_lines():
     layers, scores = _model()
     assert model_summary_lines("m", layers, scores) == [
-        "m: 2/4 layers had >20% of units at an alpha-grid edge; best veRSA layer c had 3%"
+        "m: 2/4 layers had >20% of units at an alpha-grid edge; best veRSA layer: OTC c 3% "
+        "(no action needed: the best layers are below it, and units without predictable signal "
+        "pick the largest alpha)"
     ]
+    # a second region gets its own best layer, and a flagged best layer is named as such
+    evc = scores.assign(roi="EVC")
+    evc.loc[evc["layer_name"] == "a", "score"] = 2.0
+    (line,) = model_summary_lines("m", layers, pd.concat([scores, evc]))
+    assert "best veRSA layer: EVC a 50%, OTC c 3% (a best layer is flagged too" in line
     layers, scores = _model(random_nan_layers=2)
     lines = model_summary_lines("r", layers, scores, random_init=True)
     assert lines[1] == (
@@ -128,6 +135,7 @@ def test_alpha_edge_table():
     assert table.to_dict("records") == [
         {
             "model_uid": "m",
+            "roi": "OTC",
             "layers": 4,
             "layers_over": 2,
             "median_fraction": pytest.approx(0.2),

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from reference_data import CONWELL as REFERENCE
+from reference_data import needs_conwell2024
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
 SCRIPT = ROOT / "scripts" / "build_conwell2024_manifest.py"
-REFERENCE = ROOT.parent / "shared" / "reference" / "conwell2024"
 
 REQUIRED = [
     "model_uid",
@@ -58,10 +59,7 @@ TASKS = {
 UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-needs_reference = pytest.mark.skipif(
-    not (REFERENCE / "results_summary.csv").is_file(),
-    reason=f"paper source data not found at {REFERENCE}",
-)
+needs_reference = needs_conwell2024
 
 
 def _read(name: str) -> pd.DataFrame:

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from reference_data import CONWELL, needs_conwell2024
 
 from zooscope.nsd import NSDLayout, ROIVolumes, evc_mask, otc_mask, roi_mask
 from zooscope.nsd.rois import OTC_FLOC, OTC_STREAMS_EXCLUDED, parse_roi_spec, read_ctab
 from zooscope.nsd.synthetic import CTABS, write_roi_files
-
-CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
 
 # One voxel per case: (streams, nsdgeneral, fLoc file, fLoc label, {domain: t}, ncsnr, prf,
 # expected OTC, what the case exercises).
@@ -152,7 +151,7 @@ def test_read_ctab(tmp_path):
     assert read_ctab(path) == {0: "Unknown", 1: "OFA", 2: "FFA-1"}
 
 
-@pytest.mark.skipif(not CONWELL.exists(), reason="Conwell 2024 reference data absent")
+@needs_conwell2024
 def test_published_otc_table_obeys_rule():
     # The published table has no nsdgeneral or t columns, so check what it can show: voxels
     # outside every OTC fLoc ROI are in a kept stream; excluded streams occur only with a fLoc

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 from PIL import Image
+from reference_data import CONWELL, needs_conwell2024
 from typer.testing import CliRunner
 
 from zooscope.cli import app
 
-CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
-pytestmark = pytest.mark.skipif(not CONWELL.exists(), reason="Conwell 2024 reference data absent")
+pytestmark = needs_conwell2024
 runner = CliRunner()
 
 

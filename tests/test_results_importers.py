@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from reference_data import CONWELL, needs_conwell2024
 
 from zooscope.results.db import SUBJECT_MEAN, ResultsDB
 from zooscope.results.importers import (
@@ -16,8 +15,7 @@ from zooscope.results.importers import (
     load_conwell_model_similarity,
 )
 
-CONWELL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "conwell2024"
-pytestmark = pytest.mark.skipif(not CONWELL.exists(), reason="Conwell 2024 reference data absent")
+pytestmark = needs_conwell2024
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,13 @@ of freedom; the band is the confidence interval of the fitted mean,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from zooscope.analyses.cells import cells, keys_of
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ __all__ = [
     "scaling_fit",
     "scaling_frame",
 ]
-
-#: Columns that separate independent analyses (each test runs within one metric and ROI).
-KEYS = ("metric", "roi")
 
 _PAIRED_COLUMNS = [
     "n_pairs", "mean_a", "mean_b", "mean_diff", "sd_diff", "ci_low", "ci_high", "t", "df", "p_t",
@@ -81,19 +79,6 @@ def parse_contrast(text: str) -> tuple[str, tuple[str, str]]:
             f"got {text!r}"
         )
     return column.strip(), (parts[0], parts[1])
-
-
-def _keys(df: pd.DataFrame) -> list[str]:
-    return [k for k in KEYS if k in df.columns]
-
-
-def _cells(
-    data: pd.DataFrame, keys: Sequence[str]
-) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
-    """``(key values, rows)`` per combination of ``keys``, sorted; the whole frame when none."""
-    for key, sub in data.groupby(list(keys), sort=True) if keys else [((), data)]:
-        key = key if isinstance(key, tuple) else (key,)
-        yield dict(zip(keys, key, strict=True)), sub
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -147,11 +132,11 @@ def paired_scores(
     """
     _require(df, [value, model, pair_by])
     data = _levels(df.dropna(subset=[pair_by, value]), column, levels)
-    keys = _keys(data)
+    keys = keys_of(data)
     per_subject = "subject" in data.columns and (data["subject"].astype(str) != "mean").any()
     cell = [*keys, pair_by, *(["subject"] if per_subject else [])]
     rows = []
-    for row, sub in _cells(data, cell):
+    for row, sub in cells(data, cell):
         side = {level: sub[sub[column] == level] for level in levels}
         if any(s.empty for s in side.values()):
             continue
@@ -230,9 +215,9 @@ def paired_tests(
         p_wilcoxon`` (NaN where a statistic needs more pairs or non-zero differences).
     """
     pairs = paired_scores(df, pair_by, column, levels, value=value, model=model)
-    keys = _keys(pairs)
+    keys = keys_of(pairs)
     rows = []
-    for row, sub in _cells(pairs, keys):
+    for row, sub in cells(pairs, keys):
         row.update(contrast=column, level_a=levels[0], level_b=levels[1], pair_by=pair_by)
         a, b = sub["score_a"].to_numpy(float), sub["score_b"].to_numpy(float)
         row.update(_paired_statistics(a, b, ci))
@@ -262,10 +247,10 @@ def group_tests(
     """
     _require(df, [value, model])
     data = _levels(df.dropna(subset=[value]), column, levels)
-    keys = _keys(data)
+    keys = keys_of(data)
     means = data.groupby([*keys, column, model], sort=True)[value].mean().reset_index()
     rows = []
-    for row, sub in _cells(means, keys):
+    for row, sub in cells(means, keys):
         a = sub.loc[sub[column] == levels[0], value].to_numpy(float)
         b = sub.loc[sub[column] == levels[1], value].to_numpy(float)
         row.update(contrast=column, level_a=levels[0], level_b=levels[1])
@@ -308,7 +293,7 @@ def _scaling_data(df: pd.DataFrame, x: str, value: str, model: str) -> pd.DataFr
             "scaling: %d row(s) with %s <= 0 have no logarithm and are left out", dropped, x
         )
     data = data[data["_x"] > 0]
-    keys = _keys(data)
+    keys = keys_of(data)
     out = data.groupby([*keys, model], sort=True).agg(x=("_x", "first"), score=(value, "mean"))
     out = out.reset_index()
     out["log_x"] = np.log10(out["x"].astype(float))
@@ -350,9 +335,9 @@ def scaling_fit(
         distinct sizes.
     """
     data = _scaling_data(df, x, value, model)
-    keys = _keys(data)
+    keys = keys_of(data)
     rows = []
-    for row, sub in _cells(data, keys):
+    for row, sub in cells(data, keys):
         row.update(x=x, **dict.fromkeys(_SCALING_COLUMNS, np.nan))
         lx, y = sub["log_x"].to_numpy(float), sub["score"].to_numpy(float)
         row["n"] = lx.size
@@ -394,9 +379,9 @@ def scaling_band(
         spanning the observed sizes (none where the fit is undefined).
     """
     data = _scaling_data(df, x, value, model)
-    keys = _keys(data)
+    keys = keys_of(data)
     frames = []
-    for key, sub in _cells(data, keys):
+    for key, sub in cells(data, keys):
         lx, y = sub["log_x"].to_numpy(float), sub["score"].to_numpy(float)
         if lx.size < 3 or np.ptp(lx) == 0:
             continue

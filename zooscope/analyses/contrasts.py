@@ -16,7 +16,7 @@ For a grouping column ``g`` with levels ``a, b, ...``:
 - pairwise difference :math:`\\bar s_a - \\bar s_b` with a bootstrap CI (models resampled within
   each group), a two-sided permutation p-value (group labels shuffled among the models of ``a``
   and ``b``, :math:`p = (1 + \\#\\{|d^*| \\ge |d|\\}) / (1 + n_{perm})`), Cohen's d with the pooled
-  SD, and Holm and Benjamini-Hochberg corrections across the pairs of one metric;
+  SD, and Holm and Benjamini-Hochberg corrections across the pairs of one metric and ROI;
 - OLS ``score ~ C(group) + C(subject)`` (statsmodels), and the mixed model
   ``score ~ C(group) [+ C(subject)] + (C(group) | pair)`` (statsmodels MixedLM) for paired designs
   such as trained vs randomly initialised twins of one architecture.
@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from zooscope.analyses.cells import cells, keys_of, select_rois
 from zooscope.analyses.degenerate import profile_best_layer_scores
 from zooscope.results.db import SUBJECT_MEAN
 
@@ -47,10 +49,10 @@ def score_frame(
     metric: str | list[str] | None = None,
     level: str = "subject",
     benchmark_hash: str | None = None,
-    roi: str | None = None,
+    roi: str | Sequence[str] | None = None,
     profile: str | None = None,
 ) -> pd.DataFrame:
-    """Best-layer test scores joined with every model column.
+    """Best-layer test scores joined with every model column, one row per ROI (never pooled).
 
     Parameters
     ----------
@@ -60,7 +62,10 @@ def score_frame(
         ``"subject"``: one row per model and subject (models with only a published subject mean
         are left out). ``"model"``: one row per model, the subject mean (or the published mean;
         see :meth:`ResultsDB.summary`), with ``subject`` set to ``"mean"``.
-    benchmark_hash, roi : str, optional
+    benchmark_hash : str, optional
+    roi : str or sequence of str, optional
+        Only these ROIs (a region name also selects its time bins:
+        :func:`~zooscope.analyses.cells.select_rois`); default every ROI, each in its own rows.
     profile : str, optional
         Only results of this scoring profile, best layers chosen by its rule
         (:func:`zooscope.analyses.degenerate.profile_best_layer_scores`); all results when None.
@@ -85,7 +90,7 @@ def score_frame(
     if metrics is not None:
         df = df[df["metric"].isin(metrics)]
     if roi is not None:
-        df = df[df["roi"] == roi]
+        df = select_rois(df, [roi] if isinstance(roi, str) else roi)
     df = df[["model_uid", "subject", "metric", "roi", "score"]]
     return df.merge(db.models(), on="model_uid", how="left").reset_index(drop=True)
 
@@ -135,12 +140,6 @@ def _prepare(
     return out
 
 
-def _by_metric(df: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
-    if "metric" in df.columns:
-        return list(df.groupby("metric", sort=True))
-    return [(None, df)]
-
-
 def _model_means(df: pd.DataFrame, by: str, value: str, model: str) -> pd.DataFrame:
     return df.groupby([by, model], sort=True)[value].mean().reset_index()
 
@@ -185,13 +184,14 @@ def group_summary(
     Returns
     -------
     DataFrame
-        Columns ``metric, group, n_models, n_subjects, mean, sd, ci_low, ci_high,
+        One block per metric and ROI (:mod:`zooscope.analyses.cells`; never pooled): columns
+        ``metric, roi, group, n_models, n_subjects, mean, sd, ci_low, ci_high,
         ci_subject_low, ci_subject_high``; ``ci_*`` resample models, ``ci_subject_*`` subjects.
     """
     df = _prepare(df, by, value, model, groups)
     rng = np.random.default_rng(seed)
     rows = []
-    for metric, sub in _by_metric(df):
+    for key, sub in cells(df):
         for group, gdf in sub.groupby(by, sort=True):
             means = _model_means(gdf, by, value, model)[value].to_numpy()
             n = means.size
@@ -208,7 +208,7 @@ def group_summary(
                 s_low, s_high = _percentile_ci(np.nanmean(per_model, axis=1), ci)
             rows.append(
                 {
-                    "metric": metric,
+                    **key,
                     "group": group,
                     "n_models": n,
                     "n_subjects": n_subjects,
@@ -269,15 +269,16 @@ def pairwise_contrasts(
     Returns
     -------
     DataFrame
-        Columns ``metric, group_a, group_b, n_a, n_b, mean_a, mean_b, diff, ci_low, ci_high,
-        cohen_d, p_perm, p_holm, p_fdr`` (Holm and Benjamini-Hochberg across the pairs of a metric).
+        Columns ``metric, roi, group_a, group_b, n_a, n_b, mean_a, mean_b, diff, ci_low,
+        ci_high, cohen_d, p_perm, p_holm, p_fdr`` (Holm and Benjamini-Hochberg across the pairs
+        of one metric and ROI).
     """
     from statsmodels.stats.multitest import multipletests
 
     df = _prepare(df, by, value, model, groups)
     rng = np.random.default_rng(seed)
     out = []
-    for metric, sub in _by_metric(df):
+    for key, sub in cells(df):
         means = _model_means(sub, by, value, model)
         values = {g: v[value].to_numpy() for g, v in means.groupby(by, sort=True)}
         rows = []
@@ -289,7 +290,7 @@ def pairwise_contrasts(
             ci_low, ci_high = _percentile_ci(boot, ci)
             rows.append(
                 {
-                    "metric": metric,
+                    **key,
                     "group_a": a,
                     "group_b": b,
                     "n_a": va.size,
@@ -379,18 +380,19 @@ def ols_contrast(
     Returns
     -------
     DataFrame
-        Columns ``metric, term, estimate, se, ci_low, ci_high, p_value``; terms are
+        Columns ``metric, roi, term, estimate, se, ci_low, ci_high, p_value`` (one fit per
+        metric and ROI); terms are
         ``Intercept``, ``{by}[T.level]`` and ``subject[T.level]``.
     """
     import statsmodels.formula.api as smf
 
     df = _prepare(df, by, value, model, groups)
     out = []
-    for metric, sub in _by_metric(df):
+    for key, sub in cells(df):
         data, formula = _design(sub, by, value, subject, reference)
         result = smf.ols(formula, data=data).fit()
-        out.append(_term_table(result, by, alpha).assign(metric=metric))
-    return pd.concat(out, ignore_index=True)[["metric", *_TERM_COLUMNS]]
+        out.append(_term_table(result, by, alpha).assign(**key))
+    return pd.concat(out, ignore_index=True)[[*keys_of(df), *_TERM_COLUMNS]]
 
 
 def mixed_contrast(
@@ -416,7 +418,7 @@ def mixed_contrast(
     Returns
     -------
     DataFrame
-        Columns ``metric, term, estimate, se, ci_low, ci_high, p_value, random_effects``
+        Columns ``metric, roi, term, estimate, se, ci_low, ci_high, p_value, random_effects``
         (fixed effects only; ``random_effects`` names the random-effects structure used).
     """
     import statsmodels.formula.api as smf
@@ -425,19 +427,19 @@ def mixed_contrast(
     if pair not in df.columns:
         raise ValueError(f"pair column {pair!r} not in the score frame")
     out = []
-    for metric, sub in _by_metric(df):
+    for key, sub in cells(df):
         sub = sub.dropna(subset=[pair])
         data, formula = _design(sub, by, value, subject, reference)
         data["pair"] = sub[pair].astype(str).to_numpy()
         per_cell = data.groupby(["pair", "group"], observed=True).size()
         slope = random_slope and bool((per_cell > 1).all())
         if random_slope and not slope:
-            logger.info("one observation per (pair, group): random intercept only for %s", metric)
+            logger.info("one observation per (pair, group): random intercept only for %s", key)
         re_formula = "~C(group)" if slope else "1"
         fit = smf.mixedlm(formula, data, groups=data["pair"], re_formula=re_formula).fit(reml=True)
         out.append(
             _term_table(fit, by, alpha, fixed_effects=True).assign(
-                metric=metric, random_effects=f"({'group' if slope else '1'} | {pair})"
+                **key, random_effects=f"({'group' if slope else '1'} | {pair})"
             )
         )
-    return pd.concat(out, ignore_index=True)[["metric", *_TERM_COLUMNS, "random_effects"]]
+    return pd.concat(out, ignore_index=True)[[*keys_of(df), *_TERM_COLUMNS, "random_effects"]]

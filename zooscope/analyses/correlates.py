@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from zooscope.analyses.cells import cells
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,7 +54,8 @@ def spearman_correlates(
     Returns
     -------
     DataFrame
-        Columns ``metric, x, n, rho, p_value, ci_low, ci_high``; rows with a missing ``x`` or
+        Columns ``metric, roi, x, n, rho, p_value, ci_low, ci_high`` (one row per metric, ROI
+        and property; never pooled across them); rows with a missing ``x`` or
         ``y`` are left out of that correlation.
     """
     xs = [x] if isinstance(x, str) else list(x)
@@ -60,9 +63,8 @@ def spearman_correlates(
         if column not in df.columns:
             raise ValueError(f"column {column!r} not in the frame; columns: {list(df.columns)}")
     rng = np.random.default_rng(seed)
-    groups = list(df.groupby("metric", sort=True)) if "metric" in df.columns else [(None, df)]
     rows = []
-    for metric, sub in groups:
+    for key, sub in cells(df):
         for column in xs:
             pair = sub[[column, y]].apply(pd.to_numeric, errors="coerce").dropna()
             a, b = pair[column].to_numpy(), pair[y].to_numpy()
@@ -70,7 +72,7 @@ def spearman_correlates(
             if n < 3:
                 rows.append(
                     {
-                        "metric": metric,
+                        **key,
                         "x": column,
                         "n": n,
                         "rho": np.nan,
@@ -86,7 +88,7 @@ def spearman_correlates(
             lo, hi = np.nanpercentile(boot, [50 * (1 - ci), 50 * (1 + ci)])
             rows.append(
                 {
-                    "metric": metric,
+                    **key,
                     "x": column,
                     "n": n,
                     "rho": float(res.statistic),

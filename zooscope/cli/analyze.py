@@ -33,7 +33,13 @@ def register(app: typer.Typer) -> None:
     @imports.command("conwell2024")
     def import_conwell(
         ctx: typer.Context,
-        directory: Path = typer.Argument(..., help="Conwell et al. 2024 source-data folder."),
+        directory: Path = typer.Argument(
+            None,
+            help="Source-data folder of Conwell et al. 2024. Default: fetch the published files "
+            "from the paper's repository at pinned commits (checksums checked) into "
+            "~/.cache/zooscope/published/conwell2024 (ZOOSCOPE_CACHE), or use them from there.",
+            show_default=False,
+        ),
         db: Path = DB_OPTION,
     ) -> None:
         """Import Conwell et al. (2024)'s published scores, models and noise ceilings."""
@@ -41,7 +47,11 @@ def register(app: typer.Typer) -> None:
         # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
         from zooscope.results.importers import import_conwell2024
+        from zooscope.results.published import conwell2024_folder
 
+        if directory is None:
+            directory = conwell2024_folder()
+            typer.echo(f"published files (checksums verified) in {directory}", err=True)
         with ResultsDB(db) as database:
             counts = import_conwell2024(database, directory)
         typer.echo(

@@ -25,7 +25,7 @@ import logging
 import os
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,20 @@ class Assembly:
         A 2-D assembly gets a time-bin axis of length 1.
     presentation, neuroid, time_bin : DataFrame
         The coords of each dim (``time_bin`` has no columns for a 2-D assembly).
+    attrs : dict
+        Text attributes of the file (e.g. :data:`SYNTHETIC_ATTR`).
     """
 
     values: np.ndarray
     presentation: pd.DataFrame
     neuroid: pd.DataFrame
     time_bin: pd.DataFrame
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+#: File attribute that marks an assembly as synthetic (its value says what wrote it); the
+#: importer records it as the benchmark's ``source``.
+SYNTHETIC_ATTR = "zooscope_synthetic"
 
 
 def _decode(values: np.ndarray) -> np.ndarray:
@@ -84,6 +92,9 @@ def read_assembly(path: str | os.PathLike) -> Assembly:
 
     path = Path(path)
     with h5py.File(path, "r") as f:
+        attrs = {
+            k: str(_decode(np.array([v]))[0]) for k, v in f.attrs.items() if not k.startswith("_")
+        }
         dim_names: dict[int, str] = {}
         variables: dict[str, Any] = {}
         for name, ds in f.items():
@@ -127,6 +138,7 @@ def read_assembly(path: str | os.PathLike) -> Assembly:
         presentation=pd.DataFrame(tables["presentation"]).sort_index(axis=1),
         neuroid=pd.DataFrame(tables["neuroid"]).sort_index(axis=1),
         time_bin=pd.DataFrame(tables["time_bin"], index=pd.RangeIndex(values.shape[2])),
+        attrs=attrs,
     )
 
 
@@ -322,7 +334,7 @@ def import_brainio(
         pd.concat(unit_blocks, ignore_index=True),
         images=table,
         attrs={
-            "source": "brainio",
+            "source": data.attrs.get(SYNTHETIC_ATTR) or "brainio",
             "kind": "neural",
             "assembly": Path(assembly).name,
             "stimulus_set": Path(stimuli).name,
@@ -396,6 +408,7 @@ def write_assembly(
     presentation: pd.DataFrame,
     neuroid: pd.DataFrame,
     time_bin: pd.DataFrame,
+    attrs: dict[str, str] | None = None,
 ) -> Path:
     """Write an assembly in brainio's NetCDF4 layout with h5py (no xarray or brainio needed).
 
@@ -410,6 +423,8 @@ def write_assembly(
     values : ndarray, shape (n_presentations, n_neuroids, n_time_bins)
     presentation, neuroid, time_bin : DataFrame
         Coords per dim (text columns are stored as variable-length UTF-8 strings).
+    attrs : dict, optional
+        Text attributes of the file (global netCDF attributes).
 
     Returns
     -------
@@ -424,6 +439,8 @@ def write_assembly(
         raise ValueError(f"values {values.shape} do not match the coordinate tables")
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w", track_order=True) as f:
+        for key, text in (attrs or {}).items():
+            f.attrs[key] = text
         scales = {}
         for dim_id, (dim, table) in enumerate(dims.items()):
             scale = f.create_dataset(dim, shape=(len(table),), dtype="f4")

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from zooscope.neural.brainio import write_assembly
+from zooscope.neural.brainio import SYNTHETIC_ATTR, write_assembly
 from zooscope.nsd.synthetic import effnet_lite0_layer_features, natural_images
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PLANTED_GRID", "PLANTED_LAYERS", "TIME_BINS", "write_synthetic_assembly"]
+__all__ = [
+    "PLANTED_GRID", "PLANTED_LAYERS", "SYNTHETIC_SOURCE", "TIME_BINS", "write_synthetic_assembly",
+]  # fmt: skip
 
 #: Time bins (ms) of the synthetic recordings.
 TIME_BINS: tuple[tuple[int, int], ...] = ((70, 170), (170, 270))
@@ -42,6 +44,11 @@ PLANTED_LAYERS: dict[tuple[str, int], str] = {
 #: Spatial grid of the pooling per planted layer: early regions keep coarse retinotopy, which
 #: deeper (more invariant) layers lose, so the planted layer is the best linear predictor.
 PLANTED_GRID: dict[str, int] = {"blocks.1": 4, "blocks.3": 2}
+#: The ``source`` a benchmark imported from the synthetic assembly records.
+SYNTHETIC_SOURCE = (
+    "synthetic macaque-style assembly written by zooscope.neural.synthetic (brainio format; "
+    "neurons read out pooled EfficientNet-Lite0 layers; not recorded data)"
+)
 _NEURONS = {"V1": 16, "V4": 16, "IT": 24}
 _ANIMALS = ("m1", "m2")
 _OBJECTS = ("animal", "car", "face", "fruit", "house", "plane", "tree", "boat")
@@ -125,7 +132,14 @@ def write_synthetic_assembly(
         {"time_bin_start": [s for s, _ in TIME_BINS], "time_bin_end": [e for _, e in TIME_BINS]}
     )
     paths = {
-        "assembly": write_assembly(out / "assembly.nc", values, presentation, neuroid, time_bin),
+        "assembly": write_assembly(
+            out / "assembly.nc",
+            values,
+            presentation,
+            neuroid,
+            time_bin,
+            attrs={SYNTHETIC_ATTR: SYNTHETIC_SOURCE},
+        ),
         "stimuli": out / "stimuli.csv",
         "images": out / "stimuli.zip",
     }

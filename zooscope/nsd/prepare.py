@@ -26,6 +26,7 @@ from zooscope.nsd.betas import BETA_SCALE, beta_file_shape, read_session_betas, 
 from zooscope.nsd.design import NSDDesign, repetition_index
 from zooscope.nsd.layout import BETA_FORMATS, NSDLayout
 from zooscope.nsd.rois import ROIVolumes, parse_roi_spec, roi_mask
+from zooscope.nsd.synthetic import TRUTH_JSON
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +57,16 @@ class SubjectSessions:
     sessions: list[int]
     grid: tuple[int, int, int]
     trials_per_session: int
+
+
+def _source(root: Path) -> str:
+    """The benchmark's ``source``: the NSD release, or the synthetic tree that imitates it."""
+    if (Path(root) / TRUTH_JSON).exists():
+        return (
+            f"synthetic NSD written by zooscope.nsd.synthetic (planted truth in {TRUTH_JSON}; "
+            "the layout of the Natural Scenes Dataset, not its data)"
+        )
+    return "Natural Scenes Dataset (Allen et al. 2022)"
 
 
 def find_sessions(layout: NSDLayout, subject: int, fmt: str = "auto") -> SubjectSessions:
@@ -240,7 +251,7 @@ def prepare(
             raise ValueError(f"image id {image_ids.max()} beyond {brick.shape[0]} stimuli")
         specs = dict(parse_roi_spec(spec) for spec in rois)
         attrs: dict[str, Any] = {
-            "source": "Natural Scenes Dataset (Allen et al. 2022)",
+            "source": _source(layout.root),
             "nsd_root": str(layout.root),
             "beta_version": beta_version,
             "space": space,

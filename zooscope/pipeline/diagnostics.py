@@ -12,23 +12,22 @@ import pandas as pd
 
 from zooscope.rsa.selection import select_best_layers
 
-__all__ = ["ALPHA_EDGE_CONCERN", "alpha_edge_table", "model_summary_lines"]
+__all__ = ["ALPHA_EDGE_CONCERN", "alpha_edge_table", "best_scores_text", "model_summary_lines"]
 
 #: A layer is reported when more than this fraction of its units chose an alpha-grid edge.
 ALPHA_EDGE_CONCERN = 0.2
 
 
-def _best_layer(scores: pd.DataFrame, metric: str) -> str | None:
-    """The layer chosen (best train score) in most subject x ROI groups for ``metric``."""
-    rows = scores[scores["metric"] == metric]
-    if rows.empty:
-        return None
-    columns = ["subject", "roi", "layer_index", "layer_name", "split", "score"]
-    best = select_best_layers(rows[columns], ["subject", "roi"])
-    # mode over groups; the earliest layer among equally frequent ones
-    counts = best.groupby(["layer_index", "layer_name"]).size().reset_index(name="n")
-    counts = counts.sort_values(["n", "layer_index"], ascending=[False, True])
-    return str(counts["layer_name"].iloc[0])
+def best_scores_text(best: dict[tuple[str, str], float]) -> str:
+    """``{(roi, metric): score}`` as ``"EVC crsa 0.484 versa 0.612; OTC crsa 0.685 ..."``.
+
+    One group per ROI (region and time bin), in sorted order: what each number belongs to is
+    written next to it.
+    """
+    rois: dict[str, list[str]] = {}
+    for (roi, metric), value in sorted(best.items()):
+        rois.setdefault(roi, []).append(f"{metric} {value:.3f}")
+    return "; ".join(f"{roi} {' '.join(parts)}" for roi, parts in rois.items()) or "none"
 
 
 def model_summary_lines(
@@ -40,6 +39,9 @@ def model_summary_lines(
     edge_concern: float = ALPHA_EDGE_CONCERN,
 ) -> list[str]:
     """Lines summing up a model's per-layer diagnostics (none when nothing is worth saying).
+
+    The alpha-grid line gives, per ROI, the best veRSA (or encoding) layer and its fraction, the
+    numbers of :func:`alpha_edge_table` (the report's ridge diagnostics), and says when to act.
 
     Parameters
     ----------
@@ -58,25 +60,22 @@ def model_summary_lines(
     Returns
     -------
     list of str
-        E.g. ``"effnet_lite0: 41/143 layers had >20% of units at an alpha-grid edge; best
-        veRSA layer blocks.5.2 had 3%"``.
+        E.g. ``"effnet_lite0: 41/143 layers had >20% of units at an alpha-grid edge; best veRSA
+        layer: OTC blocks.5.2 3% (fine: ...)"``.
     """
     lines = []
     n_layers = len(layers)
     if "alpha_edge_fraction" in layers and layers["alpha_edge_fraction"].notna().any():
-        edge = layers.set_index("layer_name")["alpha_edge_fraction"]
-        flagged = int((edge > edge_concern).sum())
-        if flagged:
-            metric = "versa" if (scores["metric"] == "versa").any() else "encoding_r"
-            best = _best_layer(scores, metric)
-            tail = ""
-            if best is not None and best in edge.index and np.isfinite(edge[best]):
-                label = "veRSA" if metric == "versa" else "encoding"
-                tail = f"; best {label} layer {best} had {100 * edge[best]:.0f}%"
-            lines.append(
-                f"{uid}: {flagged}/{n_layers} layers had >{100 * edge_concern:.0f}% of units "
-                f"at an alpha-grid edge{tail}"
-            )
+        metric = "versa" if (scores["metric"] == "versa").any() else "encoding_r"
+        columns = ["subject", "roi", "metric", "layer_index", "layer_name", "split", "score"]
+        best = select_best_layers(
+            scores.loc[scores["metric"] == metric, columns], ["subject", "roi", "metric"]
+        ).assign(model_uid=uid)
+        table = alpha_edge_table(
+            layers.assign(model_uid=uid), best, metric=metric, edge_concern=edge_concern
+        )
+        if len(table) and table["layers_over"].iloc[0]:
+            lines.append(_alpha_edge_line(uid, table, metric, edge_concern))
     nan_layers = scores.loc[scores["score"].isna(), "layer_index"].dropna().nunique()
     if nan_layers:
         why = "expected for a random-init model" if random_init else "see the log"
@@ -85,6 +84,29 @@ def model_summary_lines(
             f"images; {why})"
         )
     return lines
+
+
+def _alpha_edge_line(uid: str, table: pd.DataFrame, metric: str, edge_concern: float) -> str:
+    """The terminal line of one model's :func:`alpha_edge_table` rows (one per ROI)."""
+    first = table.iloc[0]
+    label = "veRSA" if metric == "versa" else "encoding"
+    best = ", ".join(
+        f"{row.roi} {row.best_layer} {100 * row.best_layer_fraction:.0f}%"
+        for row in table.itertuples()
+        if row.best_layer is not None and np.isfinite(row.best_layer_fraction)
+    )
+    flagged = bool((table["best_layer_fraction"] > edge_concern).any())
+    advice = (
+        "a best layer is flagged too: its score may be limited by the alpha grid "
+        "(ScoringConfig.alphas)"
+        if flagged
+        else "no action needed: the best layers are below it, and units without predictable "
+        "signal pick the largest alpha"
+    )
+    return (
+        f"{uid}: {first.layers_over}/{first.layers} layers had >{100 * edge_concern:.0f}% of "
+        f"units at an alpha-grid edge; best {label} layer: {best or 'none'} ({advice})"
+    )
 
 
 def alpha_edge_table(
@@ -109,13 +131,14 @@ def alpha_edge_table(
     Returns
     -------
     DataFrame
-        Columns ``model_uid, layers, layers_over, median_fraction, best_layer,
-        best_layer_fraction`` (``layers_over``: layers with more than ``edge_concern`` of their
-        units at an edge; the best layer is the one chosen in most subject x ROI groups).
-        Models without the diagnostic are left out.
+        One row per model and ROI of ``best``: columns ``model_uid, roi, layers, layers_over,
+        median_fraction, best_layer, best_layer_fraction`` (``layers``: layers with the
+        diagnostic; ``layers_over``: those with more than ``edge_concern`` of their units at an
+        edge; the best layer is the one chosen in most subjects of the ROI, the earliest among
+        equally frequent ones). Models without the diagnostic are left out.
     """
     columns = [
-        "model_uid", "layers", "layers_over", "median_fraction", "best_layer",
+        "model_uid", "roi", "layers", "layers_over", "median_fraction", "best_layer",
         "best_layer_fraction",
     ]  # fmt: skip
     have = layers.dropna(subset=["alpha_edge_fraction"])
@@ -125,19 +148,24 @@ def alpha_edge_table(
     chosen = best[(best["metric"] == metric) & best["layer_index"].notna()]
     for uid, group in have.groupby("model_uid", sort=True):
         fraction = group.set_index("layer_index")["alpha_edge_fraction"]
-        picks = chosen.loc[chosen["model_uid"] == uid, "layer_index"]
-        best_index = picks.value_counts().sort_index().idxmax() if len(picks) else None
         names = group.set_index("layer_index")["layer_name"]
-        rows.append(
-            {
-                "model_uid": uid,
-                "layers": len(group),
-                "layers_over": int((fraction > edge_concern).sum()),
-                "median_fraction": float(fraction.median()),
-                "best_layer": names.get(best_index) if best_index is not None else None,
-                "best_layer_fraction": (
-                    float(fraction.get(best_index, np.nan)) if best_index is not None else np.nan
-                ),
-            }
-        )
+        mine = chosen[chosen["model_uid"] == uid]
+        for roi in sorted(mine["roi"].unique()) or [None]:
+            picks = mine.loc[mine["roi"] == roi, "layer_index"]
+            best_index = picks.value_counts().sort_index().idxmax() if len(picks) else None
+            rows.append(
+                {
+                    "model_uid": uid,
+                    "roi": roi,
+                    "layers": len(group),
+                    "layers_over": int((fraction > edge_concern).sum()),
+                    "median_fraction": float(fraction.median()),
+                    "best_layer": names.get(best_index) if best_index is not None else None,
+                    "best_layer_fraction": (
+                        float(fraction.get(best_index, np.nan))
+                        if best_index is not None
+                        else np.nan
+                    ),
+                }
+            )
     return pd.DataFrame(rows, columns=columns)

@@ -57,13 +57,16 @@ class ModelScores:
     passes: int = 0  # passes over the images the extraction planned (0: all layers cached)
     stage_seconds: dict[str, dict[str, float]] | None = None  # measured: stage -> {wall, cpu}
 
-    def best(self) -> dict[str, float]:
-        """Mean over groups of the best-train-layer test score per metric (for log lines)."""
+    def best(self) -> dict[tuple[str, str], float]:
+        """``(roi, metric) -> `` best-train-layer test score, mean over subjects (for log lines).
+
+        Each ROI (region and time bin) keeps its own value: regions are never averaged.
+        """
         if self.scores.empty:
             return {}
         columns = ["subject", "roi", "metric", "layer_index", "layer_name", "split", "score"]
         best = select_best_layers(self.scores[columns], ["subject", "roi", "metric"])
-        return best.groupby("metric")["test_score"].mean().to_dict()
+        return best.groupby(["roi", "metric"])["test_score"].mean().to_dict()
 
 
 class _BestRSMs(KeepBest):

@@ -48,7 +48,7 @@ from zooscope.neural.brainscore import check_inputs
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
 from zooscope.pipeline.cost import ModelCost, cached_costs, cost_line
-from zooscope.pipeline.diagnostics import model_summary_lines
+from zooscope.pipeline.diagnostics import best_scores_text, model_summary_lines
 from zooscope.pipeline.predictions import observed_responses
 from zooscope.pipeline.progress import ProgressCallback, SurveyBars
 from zooscope.pipeline.scoring import ModelScores, ScoringError, score_model
@@ -470,14 +470,13 @@ def _store_model(
         )
         release(results, run_id, scores.model["model_uid"])
     uid = scores.model["model_uid"]
-    best = ", ".join(f"{m} {v:.3f}" for m, v in sorted(scores.best().items()))
     logger.info(
-        "%s: %d layers, %d passes, %.0fs; best-layer test: %s",
+        "%s: %d layers, %d passes, %.0fs; best-layer test score, mean over subjects: %s",
         uid,
         len(scores.layers),
         scores.passes,
         scores.seconds,
-        best,
+        best_scores_text(scores.best()),
     )
     random_init = scores.model.get("weights") == "random"
     for line in model_summary_lines(uid, scores.layers, scores.scores, random_init=random_init):

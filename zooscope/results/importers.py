@@ -43,6 +43,8 @@ CONWELL_METRICS = {"crsa": "crsa", "wrsa": "versa", "srpr": "encoding_r"}
 #: Benchmark key of the published NSD shared-1000 OTC scores.
 CONWELL_BENCHMARK = "conwell2024-nsd-shared1000-otc"
 CONWELL_ROI = "OTC"
+#: The ``profile`` of imported scores: computed by their authors, not by a zooscope profile.
+PUBLISHED_PROFILE = "published"
 _SCORE_COLUMNS = ["layer_index", "layer_name", "subject", "roi", "metric", "split", "score"]
 
 
@@ -356,7 +358,9 @@ def import_conwell2024(db: ResultsDB, directory: str | Path) -> dict[str, int]:
     )
     per_subject = conwell_per_subject_scores(directory)[["model_uid", "subject", "metric", "score"]]
     scores = pd.concat([mean_rows, per_subject], ignore_index=True)
-    config = {"source": "conwell2024", "scores": "published", "roi": CONWELL_ROI}
+    # "published": computed by the authors, not by a zooscope profile (the summary says so)
+    config = {"source": "conwell2024", "scores": "published", "roi": CONWELL_ROI,
+              "profile": PUBLISHED_PROFILE}  # fmt: skip
     run_id = db.start_run(
         CONWELL_BENCHMARK, config, manifest=str(directory / "results_summary.csv")
     )
@@ -443,7 +447,7 @@ def import_scores_table(
     if dropped:
         logger.info("columns varying within a model are not stored as model columns: %s", dropped)
     models = rest[["model_uid", *constant]].drop_duplicates("model_uid")
-    config = {"source": source, "scores": "published", "roi": roi}
+    config = {"source": source, "scores": "published", "roi": roi, "profile": PUBLISHED_PROFILE}
     run_id = db.start_run(benchmark, config)
     n_models = _write_models(db, run_id, models, scores, roi)
     db.finish_run(run_id)
