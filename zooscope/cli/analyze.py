@@ -296,6 +296,32 @@ def register(app: typer.Typer) -> None:
         columns = ["run_id", "started_at", "finished_at", "status", "reason", "host", "manifest"]
         emit(table[[c for c in columns if c in table.columns]], fmt)
 
+    @results.command("status")
+    def status(
+        ctx: typer.Context,
+        db: Path = DB_OPTION,
+        run: str = typer.Option(None, "--run", help="Run id (default: the latest survey run)."),
+    ) -> None:
+        """Where a survey stands: models done, running, failed and remaining, and its ETA.
+
+        Reads the database while the survey writes it (a survey opens the file only for each
+        write), so it works from another shell or a cluster's login node. The ETA is the
+        remaining models times the mean measured seconds per model of this survey's config so
+        far, divided by the models running at once.
+        """
+        check_options(ctx)
+        # lazy: `zooscope --help` stays fast
+        from zooscope.results.db import ResultsDB
+        from zooscope.results.status import survey_status
+
+        with ResultsDB(db, read_only=True) as database:
+            try:
+                state = survey_status(database, run)
+            except ValueError as error:
+                raise typer.BadParameter(str(error)) from None
+        for line in state.lines():
+            typer.echo(line)
+
     @results.command("upgrade")
     def upgrade(ctx: typer.Context, db: Path = DB_OPTION) -> None:
         """Upgrade a results database to this zooscope's schema (keeps a copy of the old file)."""

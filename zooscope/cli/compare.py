@@ -43,6 +43,7 @@ def _contrast(text: str) -> tuple[str, tuple[str, str]]:
 def _write(out: Path | None, name: str, table) -> None:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        # lazy: `zooscope --help` stays fast
         from zooscope._files import replacing
 
         with replacing(out / f"{name}.csv") as temporary:

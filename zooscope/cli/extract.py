@@ -45,6 +45,7 @@ EXPECTED_PIXELS = "uint8 pixels [n_images, height, width, 3] (RGB, 0-255)"
 
 def _checked_pixels(array: Any, path: Path, what: str) -> Any:
     """``array`` if it holds RGB uint8 images, else an error naming the file and what it holds."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.errors import InputFileError
 
     if array.dtype != "uint8" or array.ndim != 4 or array.shape[-1] != 3 or not array.shape[0]:
@@ -56,6 +57,7 @@ def _checked_pixels(array: Any, path: Path, what: str) -> Any:
 
 def _load_npy(path: Path) -> Any:
     """A memory-mapped ``.npy`` image array; never unpickles, and says what a bad file is."""
+    # lazy: `zooscope --help` stays fast
     import numpy as np
 
     from zooscope.errors import InputFileError, corrupt_file
@@ -100,12 +102,14 @@ def open_images(path: Path, rule: Any = None) -> Iterator[tuple[Any, str | None]
     import zipfile
 
     if path.is_dir() or (path.is_file() and zipfile.is_zipfile(path)):
+        # lazy: `zooscope --help` stays fast
         from zooscope.feature_extraction.images import ImageSet
 
         yield ImageSet(path, rule), None
     elif path.suffix == ".npy":
         yield _load_npy(path), None
     elif path.suffix in (".h5", ".hdf5"):
+        # lazy: `zooscope --help` stays fast
         import h5py
 
         from zooscope.errors import reading
@@ -136,6 +140,7 @@ BACKGROUND_HELP = (
 
 def pixel_rule(max_image_pixels: int | None, alpha_background: str | None) -> Any:
     """The :class:`~zooscope.pixels.PixelRule` of the two image options."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.pixels import PixelRule, parse_background
 
     limit = -1 if max_image_pixels is None else (max_image_pixels or None)
@@ -202,6 +207,7 @@ def extract_cmd(
         image_set_id,
     ):
         if len(source) < 2:
+            # lazy: `zooscope --help` stays fast
             from zooscope.errors import InputFileError
 
             raise InputFileError(
@@ -249,6 +255,7 @@ def extract_cmd(
     if not rows:
         raise _fail("no layer matched the selection (--layers/--module-type/--max-depth)")
     rows.sort(key=lambda row: row["index"])
+    # lazy: `zooscope --help` stays fast
     from zooscope._files import replacing
 
     with replacing(out / "layers.csv") as temporary:

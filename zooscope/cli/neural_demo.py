@@ -118,6 +118,7 @@ def _brainscore_inputs(
     root: Path, n_images: int, n_pca_images: int, layers: str | None
 ) -> tuple[Path, Any]:
     """The brainscore profile's demo inputs: target and commitment sets, stand-in PCA images."""
+    # lazy: `zooscope --help` stays fast
     import typer
     from PIL import Image
 

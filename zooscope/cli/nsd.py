@@ -61,15 +61,8 @@ def info(
     if not subjects:
         typer.echo(f"no subject has betas under {layout.root / 'nsddata_betas' / 'ppdata'}")
         raise typer.Exit(1)
-    rois = (
-        "nsdgeneral",
-        "streams",
-        "prf-visualrois",
-        "floc-faces",
-        "floc-bodies",
-        "floc-places",
-        "floc-words",
-    )
+    rois = ("nsdgeneral", "streams", "prf-visualrois", "floc-faces", "floc-bodies", "floc-places",
+            "floc-words")  # fmt: skip
     for subject in subjects:
         sessions = layout.sessions(subject)
         parts = [f"{fmt}: {_ranges(s)}" for fmt, s in sessions.items()]

@@ -23,6 +23,7 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def summary_line(report: SurveyReport) -> str:
     """The survey's last stdout line: what happened to each model, and what a rerun will do."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.failure_causes import RETRIED, describe_causes
 
     failed = f"failed {len(report.failed)}"

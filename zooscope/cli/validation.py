@@ -48,6 +48,7 @@ def _choice(*choices: str) -> Rule:
 
 def _metrics(allowed: tuple[str, ...] | None = None) -> Rule:
     def rule(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
+        # lazy: `zooscope --help` stays fast
         from zooscope.rsa.vocabulary import METRICS
 
         for metric in [m.strip() for m in (value or "").split(",") if m.strip()] or [None]:
@@ -133,6 +134,7 @@ def _database(value: Path | None, flag: str, _params: Mapping[str, Any]) -> None
 
 
 def _background(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
+    # lazy: `zooscope --help` stays fast
     from zooscope.pixels import parse_background
 
     parse_background(value, flag)
@@ -238,6 +240,7 @@ def _survey(params: Mapping[str, Any], flag: Flags) -> None:
             "  add --slurm-gpus 1 (or run on --device cpu)"
         )
     if params.get("db") is not None:
+        # lazy: `zooscope --help` stays fast
         from zooscope.results.grams import grams_path
 
         db = Path(params["db"])
@@ -249,6 +252,7 @@ def _survey(params: Mapping[str, Any], flag: Flags) -> None:
             import h5py
 
             if not h5py.is_hdf5(store):
+                # lazy: `zooscope --help` stays fast
                 from zooscope.errors import InputFileError
 
                 raise InputFileError(
@@ -266,6 +270,7 @@ def _outputs_apart(output: str, *inputs: str) -> Callable[[Mapping[str, Any], Fl
 
 def _synthetic_root(params: Mapping[str, Any], flag: Flags) -> None:
     """``nsd synth`` writes a whole tree: only into a new, empty or earlier synthetic folder."""
+    # lazy: `zooscope --help` stays fast
     from zooscope.nsd.synthetic import TRUTH_JSON
 
     out = Path(params["out"])

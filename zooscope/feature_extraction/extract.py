@@ -564,13 +564,8 @@ def extract(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=settings.batch_size, num_workers=settings.num_workers, shuffle=False
     )
-    bar = tqdm(
-        total=len(passes) * len(loader),
-        desc=f"{model.entry.model_uid}",
-        unit="batch",
-        disable=not progress,
-        leave=False,
-    )
+    bar = tqdm(total=len(passes) * len(loader), desc=model.entry.model_uid, unit="batch",
+               disable=not progress, leave=False)  # fmt: skip
     store = ReplayStore(module, n) if any(cuts) else None
     run = _PassRunner(module, loader, n, chosen, place, settings.amp, bar, store)
     try:

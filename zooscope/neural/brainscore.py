@@ -50,7 +50,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zooscope._timing import stage
 from zooscope.benchmark import Benchmark
+from zooscope.errors import ScoringError
+from zooscope.feature_extraction import LayerSelection
+from zooscope.feature_extraction.consumers import Placement
+from zooscope.feature_extraction.images import IMAGE_SUFFIXES, ImageSet
+from zooscope.feature_extraction.layers import HookSet, discover_layers, hookable_modules
+from zooscope.neural.screen import place_on_screen
+from zooscope.rsa.predictivity import (
+    cross_validation_splits,
+    group_medians,
+    internal_consistency,
+    predictivity,
+)
+from zooscope.rsa.selection import layer_rank
+from zooscope.runtime import parse_bytes
+from zooscope.zoo import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +100,6 @@ _N_SPLITS = 10
 
 # -- inputs ---------------------------------------------------------------------------------------
 def _image_files(folder: str | Path) -> list[Path]:
-    from zooscope.feature_extraction.images import IMAGE_SUFFIXES
 
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -240,7 +255,6 @@ class _Stimuli:
     splits: list[tuple[np.ndarray, np.ndarray]]
 
     def placed(self, target: float) -> list[np.ndarray]:
-        from zooscope.neural.screen import place_on_screen
 
         return [
             place_on_screen(image, float(d), target)
@@ -249,7 +263,6 @@ class _Stimuli:
 
 
 def _stimuli(benchmark: Benchmark) -> _Stimuli:
-    from zooscope.rsa.predictivity import cross_validation_splits
 
     table = benchmark.image_table
     labels = table["object_name"].astype(str).to_numpy() if "object_name" in table else None
@@ -270,7 +283,6 @@ def _stimuli(benchmark: Benchmark) -> _Stimuli:
 
 
 def _region_data(benchmark: Benchmark, label: str, units: np.ndarray) -> _Region:
-    from zooscope.rsa.predictivity import group_medians, internal_consistency
 
     responses = benchmark.responses(units)
     unit_r = internal_consistency(responses).unit_r
@@ -300,7 +312,6 @@ def _score(
     X: np.ndarray, region: _Region, splits: list[tuple[np.ndarray, np.ndarray]]
 ) -> tuple[float, float, np.ndarray]:
     """Raw score, its error and the per-neuroid r ``[splits, units]`` of one layer on one region."""
-    from zooscope.rsa.predictivity import group_medians, predictivity
 
     unit_r = predictivity(X, region.Y, splits, "pls")
     raw = group_medians(unit_r, {"g": np.arange(unit_r.shape[1])})["g"]
@@ -396,8 +407,6 @@ def layer_activations(
     """
     import torch
 
-    from zooscope.feature_extraction.layers import HookSet, hookable_modules
-
     project = project or {}
     by_key = {spec.key: spec for spec in specs}
     last = max(specs, key=lambda spec: spec.index).key
@@ -450,11 +459,72 @@ def _passes(specs: Sequence[Any], cost: Callable[[Any], int], budget: int) -> li
     return passes
 
 
+def _commitment_scores(
+    loaded: Any, specs: list[Any], commitments: list[Any], placed: list[Any],
+    pca_images: list[Any], targets: list[str], config: Any, batch_size: int, budget: int,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Each target region's ceiled commitment score of every candidate layer, in budgeted passes.
+
+    Per pass of layers: activations of the PCA images, the layer PCAs, the reduced activations
+    of every commitment benchmark's placed stimuli, and the region's cross-validated score.
+    """
+
+    itemsize = np.dtype(config.activations_dtype).itemsize
+    m, k = len(pca_images), config.pca_components
+    n_commit = sum(len(p) for p in placed)
+
+    def cost(spec: Any) -> int:
+        p = spec.n_features
+        return (m * p * (itemsize + 8) + p * k * itemsize if p > k else 0) + n_commit * min(
+            p, k
+        ) * itemsize
+
+    # commitment scores: ceiled, per region and candidate layer
+    ceiled: dict[str, np.ndarray] = {}
+    region_sets = {
+        r: (i, data) for i, (_, regions) in enumerate(commitments) for r, data in regions.items()
+    }
+    for region in targets:
+        ceiled[region] = np.full(len(specs), np.nan)
+    position = {spec.name: i for i, spec in enumerate(specs)}
+    for group in _passes(specs, cost, budget):
+        try:
+            with stage("forward"):
+                full = layer_activations(
+                    loaded, pca_images, group, config.activations_dtype, batch_size
+                )
+            with stage("pca"):
+                pcas = {}
+                for spec in group:
+                    pca = LayerPCA.fit(full.pop(spec.name), k)
+                    if pca is not None:
+                        pcas[spec.name] = pca
+            with stage("forward"):
+                reduced = [
+                    layer_activations(
+                        loaded, images, group, config.activations_dtype, batch_size, pcas
+                    )
+                    for images in placed
+                ]
+        except Exception as error:
+            raise ScoringError("extract", error) from error
+        try:
+            with stage("rsa"):
+                for region in targets:
+                    index, data = region_sets[region]
+                    splits = commitments[index][0].splits
+                    for spec in group:
+                        raw, _error, _ = _score(reduced[index][spec.name], data, splits)
+                        ceiled[region][position[spec.name]] = raw**2 / data.ceiling
+        except Exception as error:
+            raise ScoringError("score", error) from error
+        del full, reduced, pcas
+    return ceiled
+
+
 # -- the profile's scoring of one model ------------------------------------------------------------
 def _load(entry: Any, config: Any, options: Any) -> Any:
     import torch
-
-    from zooscope.zoo import load_model
 
     loaded = load_model(entry, device=options.device, preprocessing="brainscore")
     loaded.module.to(getattr(torch, config.activations_dtype))
@@ -462,7 +532,6 @@ def _load(entry: Any, config: Any, options: Any) -> Any:
 
 
 def _pca_images(folder: str) -> list[Any]:
-    from zooscope.feature_extraction.images import ImageSet
 
     images = ImageSet(folder)
     return [images[i] for i in range(len(images))]
@@ -492,6 +561,53 @@ class BrainScoreResult:
     unit_scores: pd.DataFrame | None
 
 
+def _target_scores(
+    loaded: Any, benchmark: Benchmark, specs: list[Any], committed: dict[str, Any],
+    ceiled: dict[str, np.ndarray], targets: list[str], degrees: float, config: Any,
+    batch_size: int,
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:  # fmt: skip
+    """Score rows (every candidate layer's ``train`` row, the committed layer's ``test`` row) and
+    per-neuroid r of each pooled target group, from the committed layers' activations."""
+    target = _stimuli(benchmark)
+    layers_needed = list({spec.name: spec for spec in committed.values()}.values())
+    try:
+        with stage("forward"):
+            features = layer_activations(
+                loaded, target.placed(degrees), sorted(layers_needed, key=lambda s: s.index),
+                config.activations_dtype, batch_size,
+            )  # fmt: skip
+    except Exception as error:
+        raise ScoringError("extract", error) from error
+    rows: list[dict[str, Any]] = []
+    units: list[pd.DataFrame] = []
+    bins: list[str | None] = list(benchmark.time_bins) or [None]
+    try:
+        with stage("rsa"):
+            for label, unit_index in pooled_groups(benchmark, targets, bins).items():
+                _, roi = label.split("|", 1)
+                region = roi.split("|")[0]
+                spec = committed[region]
+                responses = benchmark.responses(unit_index)
+                data = _Region(roi, unit_index, _mean_responses(responses), float("nan"))
+                raw, error, unit_r = _score(features[spec.name], data, target.splits)
+                for i, layer in enumerate(specs):  # ceiled[region] is in the order of specs
+                    rows.append(_row(layer, roi, "train", ceiled[region][i]))
+                rows.append({**_row(spec, roi, "test", raw), "error": error})
+                with warnings.catch_warnings():  # an all-NaN neuroid stays NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    per_unit = np.nanmean(unit_r, axis=0)
+                units.append(
+                    pd.DataFrame(
+                        {"layer_index": spec.index, "layer_name": spec.name, "subject": POOLED,
+                         "roi": roi, "metric": "predictivity", "split": "test",
+                         "unit": unit_index, "score": per_unit}
+                    )
+                )  # fmt: skip
+    except Exception as error:
+        raise ScoringError("score", error) from error
+    return rows, units
+
+
 def score_model(entry: Any, benchmark: Benchmark, config: Any, options: Any) -> BrainScoreResult:
     """Score one model under the brainscore profile (see the module docstring).
 
@@ -507,12 +623,6 @@ def score_model(entry: Any, benchmark: Benchmark, config: Any, options: Any) -> 
     ScoringError
         With ``stage`` in {"load", "extract", "score"}.
     """
-    from zooscope._timing import stage
-    from zooscope.errors import ScoringError
-    from zooscope.feature_extraction import LayerSelection
-    from zooscope.feature_extraction.consumers import Placement
-    from zooscope.rsa.selection import layer_rank
-    from zooscope.runtime import parse_bytes
 
     started = time.perf_counter()
     try:
@@ -535,62 +645,15 @@ def score_model(entry: Any, benchmark: Benchmark, config: Any, options: Any) -> 
     except Exception as error:
         raise ScoringError("extract", error) from error
 
-    itemsize = np.dtype(config.activations_dtype).itemsize
-    m, k = len(pca_images), config.pca_components
-    n_commit = sum(len(p) for p in placed)
     budget = (
         parse_bytes(options.memory_budget)
         if options.memory_budget is not None
         else Placement.of(loaded.device).backend.free_memory_bytes() // 2
     )
 
-    def cost(spec: Any) -> int:
-        p = spec.n_features
-        return (m * p * (itemsize + 8) + p * k * itemsize if p > k else 0) + n_commit * min(
-            p, k
-        ) * itemsize
-
-    # commitment scores: ceiled, per region and candidate layer
-    ceiled: dict[str, np.ndarray] = {}
-    region_sets = {
-        r: (i, data) for i, (_, regions) in enumerate(commitments) for r, data in regions.items()
-    }
     targets = _regions(benchmark, config)
-    for region in targets:
-        ceiled[region] = np.full(len(specs), np.nan)
-    position = {spec.name: i for i, spec in enumerate(specs)}
-    for group in _passes(specs, cost, budget):
-        try:
-            with stage("forward"):
-                full = layer_activations(
-                    loaded, pca_images, group, config.activations_dtype, options.batch_size
-                )
-            with stage("pca"):
-                pcas = {}
-                for spec in group:
-                    pca = LayerPCA.fit(full.pop(spec.name), k)
-                    if pca is not None:
-                        pcas[spec.name] = pca
-            with stage("forward"):
-                reduced = [
-                    layer_activations(
-                        loaded, images, group, config.activations_dtype, options.batch_size, pcas
-                    )
-                    for images in placed
-                ]
-        except Exception as error:
-            raise ScoringError("extract", error) from error
-        try:
-            with stage("rsa"):
-                for region in targets:
-                    index, data = region_sets[region]
-                    splits = commitments[index][0].splits
-                    for spec in group:
-                        raw, _error, _ = _score(reduced[index][spec.name], data, splits)
-                        ceiled[region][position[spec.name]] = raw**2 / data.ceiling
-        except Exception as error:
-            raise ScoringError("score", error) from error
-        del full, reduced, pcas
+    ceiled = _commitment_scores(loaded, specs, commitments, placed, pca_images, targets, config,
+                                options.batch_size, budget)  # fmt: skip
     indices = np.array([spec.index for spec in specs])
     committed = {}
     for region in targets:
@@ -601,44 +664,8 @@ def score_model(entry: Any, benchmark: Benchmark, config: Any, options: Any) -> 
             entry.model_uid, region, committed[region].name, ceiled[region][order[0]],
         )  # fmt: skip
 
-    # target scores of the committed layers, on all images
-    target = _stimuli(benchmark)
-    layers_needed = list({spec.name: spec for spec in committed.values()}.values())
-    try:
-        with stage("forward"):
-            features = layer_activations(
-                loaded, target.placed(degrees), sorted(layers_needed, key=lambda s: s.index),
-                config.activations_dtype, options.batch_size,
-            )  # fmt: skip
-    except Exception as error:
-        raise ScoringError("extract", error) from error
-    rows: list[dict[str, Any]] = []
-    units: list[pd.DataFrame] = []
-    bins: list[str | None] = list(benchmark.time_bins) or [None]
-    try:
-        with stage("rsa"):
-            for label, unit_index in pooled_groups(benchmark, targets, bins).items():
-                _, roi = label.split("|", 1)
-                region = roi.split("|")[0]
-                spec = committed[region]
-                responses = benchmark.responses(unit_index)
-                data = _Region(roi, unit_index, _mean_responses(responses), float("nan"))
-                raw, error, unit_r = _score(features[spec.name], data, target.splits)
-                for layer in specs:
-                    rows.append(_row(layer, roi, "train", ceiled[region][position[layer.name]]))
-                rows.append({**_row(spec, roi, "test", raw), "error": error})
-                with warnings.catch_warnings():  # an all-NaN neuroid stays NaN
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    per_unit = np.nanmean(unit_r, axis=0)
-                units.append(
-                    pd.DataFrame(
-                        {"layer_index": spec.index, "layer_name": spec.name, "subject": POOLED,
-                         "roi": roi, "metric": "predictivity", "split": "test",
-                         "unit": unit_index, "score": per_unit}
-                    )
-                )  # fmt: skip
-    except Exception as error:
-        raise ScoringError("score", error) from error
+    rows, units = _target_scores(loaded, benchmark, specs, committed, ceiled, targets, degrees,
+                                 config, options.batch_size)  # fmt: skip
     layer_rows = pd.DataFrame(
         {
             "layer_index": [s.index for s in specs],
@@ -664,8 +691,6 @@ def _row(spec: Any, roi: str, split: str, score: float) -> dict[str, Any]:
 def _discover(loaded: Any, images: Iterable[Any], selection: Any, config: Any) -> list[Any]:
     """The candidate layers, found by a probe of three images in the model's dtype."""
     import torch
-
-    from zooscope.feature_extraction.layers import discover_layers
 
     probe = torch.stack([loaded.preprocess(image) for image in list(images)[:3]])
     probe = probe.to(getattr(torch, config.activations_dtype)).to(loaded.device)

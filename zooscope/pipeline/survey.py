@@ -500,6 +500,32 @@ def models_to_score(
     return [e for e in _entries(manifest, models) if e.available and e.model_uid not in done]
 
 
+def _progress(
+    todo: Sequence[ModelEntry], bench: Benchmark, config: ScoringConfig, options: RunOptions
+) -> tuple[dict[str, ModelCost], SurveyBars]:
+    """The cost model's cached predictions of ``todo`` and the bars they weigh (models, layers)."""
+    predicted = cached_costs(todo, bench, config, options)
+    bars = SurveyBars(
+        [e.model_uid for e in todo],
+        {uid: cost.total("wall") for uid, cost in predicted.items()},
+        {uid: cost.layer_seconds for uid, cost in predicted.items()},
+        enabled=None if options.progress else False,
+    )
+    return predicted, bars
+
+
+def _survey_log(
+    session: ShortWrites, log_file: str | os.PathLike[str] | bool | None
+) -> tuple[contextlib.ExitStack, str | os.PathLike[str] | bool | None]:
+    """Where the survey's detail goes (see :func:`survey`'s ``log_file``), opened."""
+    logs = contextlib.ExitStack()
+    if log_file is None and current_log_file() is None:
+        log_file = session.path.with_suffix(".log")
+    if log_file:
+        logs.enter_context(log_to_file(log_file))
+    return logs, log_file
+
+
 def survey(
     manifest: str | os.PathLike[str] | Sequence[ModelEntry],
     benchmark: str | os.PathLike[str],
@@ -575,11 +601,7 @@ def survey(
             set() if retry_failed else results.failed_models(bench.content_hash, config.hash)
         )
         stored = results.ceilings(bench.content_hash)
-    logs = contextlib.ExitStack()
-    if log_file is None and current_log_file() is None:
-        log_file = session.path.with_suffix(".log")
-    if log_file:
-        logs.enter_context(log_to_file(log_file))
+    logs, log_file = _survey_log(session, log_file)
     report = SurveyReport(run_id)
     queue = WorkQueue(session, run_id, bench.content_hash, config.hash, [], retry_failed)
     try:
@@ -597,13 +619,7 @@ def survey(
             todo = _todo(entries, done, failed_before, report)
             queue.pending.extend(todo)
             _log_budget(options, client is not None)
-            predicted = cached_costs(todo, bench, config, options)
-            bars = SurveyBars(
-                [e.model_uid for e in todo],
-                {uid: cost.total("wall") for uid, cost in predicted.items()},
-                {uid: cost.layer_seconds for uid, cost in predicted.items()},
-                enabled=None if options.progress else False,
-            )
+            predicted, bars = _progress(todo, bench, config, options)
             stream = (
                 _on_dask(queue, str(benchmark), config, options, client, gpu_resources)
                 if client is not None

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from zooscope.errors import reading
 from zooscope.feature_extraction.cka_gram import pack_gram, unpack_gram
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,6 @@ class GramStore:
 
 def store_grams(db_path: str | Path, benchmark_hash: str, outcome: Any) -> int:
     """Write a scored model's kept Grams (``ModelScores.grams``) to the store next to ``db_path``."""
-    from zooscope.errors import reading
 
     uid = outcome.model["model_uid"]
     path = grams_path(db_path)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from zooscope._files import replacing
 from zooscope.metrics import GSN_RSA, metric_names
-from zooscope.results.claims import with_lost_runs
+from zooscope.results.liveness import with_lost_runs
 from zooscope.results.summary import model_summary
 from zooscope.rsa.selection import select_best_layers
 
@@ -104,6 +104,14 @@ class ResultsReads:
             [benchmark_hash, config_hash],
         )
         return set(df["model_uid"])
+
+    def completions(self, **filters: Any) -> pd.DataFrame:
+        """Completion markers (model, benchmark, config, run, finish time, seconds), filtered."""
+        return self._select("completions", filters, " ORDER BY finished_at")
+
+    def claims(self, **filters: Any) -> pd.DataFrame:
+        """Models claimed by a run now (run, host, process, lease, heartbeat), filtered."""
+        return self._select("claims", filters, " ORDER BY claimed_at")
 
     def failures(self) -> pd.DataFrame:
         """All recorded failures, oldest first."""

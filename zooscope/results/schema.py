@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from zooscope.errors import SchemaVersionError
-from zooscope.results.claims import migrate_claims_and_causes
+from zooscope.results.liveness import migrate_claims_and_causes
 from zooscope.results.locking import connect_waiting
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from zooscope import __version__
 from zooscope._hashing import hash_json
 from zooscope.failure_causes import MODEL
 from zooscope.metrics import metric_names
-from zooscope.results.claims import run_identity
+from zooscope.results.liveness import run_identity
 from zooscope.rsa.rsm import triangle_size
 from zooscope.rsa.vocabulary import SPLITS
 from zooscope.zoo.manifest import REQUIRED_COLUMNS

@@ -217,36 +217,10 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         """
         self._check_params()
         alphas = self._validated_alphas()
-        host = get_backend("numpy")
-        X = host.asarray(X, dtype="float64")
-        Y = host.asarray(y)
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
-        self._y_1d = Y.ndim == 1
-        if self._y_1d:
-            Y = Y[:, None]
-        if Y.ndim != 2:
-            raise ValueError(f"y must be 1-D or 2-D (n_samples, n_targets), got shape {Y.shape}")
-        if Y.dtype not in (np.float32, np.float64):
-            Y = Y.astype(np.float64)
+        X, Y, finite = self._validated_data(X, y)
         n, p = X.shape
         t = Y.shape[1]
-        if Y.shape[0] != n:
-            raise ValueError(f"X has {n} samples but y has {Y.shape[0]}")
-        min_n = 3 if self.fit_intercept else 2
-        if n < min_n:
-            raise ValueError(f"leave-one-out needs at least {min_n} samples, got {n}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X contains NaN or infinite values; clean or impute features first")
-        finite = np.isfinite(Y).all(axis=0)
         n_bad = int(t - finite.sum())
-        if n_bad:
-            if self.nan_policy == "raise":
-                raise ValueError(
-                    f"{n_bad} of {t} targets contain NaN/inf; drop them or use nan_policy='mask'"
-                )
-            # nan_policy="mask" asked for this (NaN voxels are reported when the data is made).
-            logger.info("RidgeGCV: %d of %d targets contain NaN/inf and are masked out", n_bad, t)
 
         be = get_backend(self.backend)
         self.X_mean_ = X.mean(axis=0) if self.fit_intercept else np.zeros(p)
@@ -296,6 +270,39 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         self.n_features_in_ = p
         self.alphas_ = alphas
         return self
+
+    def _validated_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``X`` [n, p] float64, ``Y`` [n, t] (float32 kept) and the finite targets' mask [t]."""
+        host = get_backend("numpy")
+        X = host.asarray(X, dtype="float64")
+        Y = host.asarray(y)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+        self._y_1d = Y.ndim == 1
+        if self._y_1d:
+            Y = Y[:, None]
+        if Y.ndim != 2:
+            raise ValueError(f"y must be 1-D or 2-D (n_samples, n_targets), got shape {Y.shape}")
+        if Y.dtype not in (np.float32, np.float64):
+            Y = Y.astype(np.float64)
+        n, t = X.shape[0], Y.shape[1]
+        if Y.shape[0] != n:
+            raise ValueError(f"X has {n} samples but y has {Y.shape[0]}")
+        min_n = 3 if self.fit_intercept else 2
+        if n < min_n:
+            raise ValueError(f"leave-one-out needs at least {min_n} samples, got {n}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinite values; clean or impute features first")
+        finite = np.isfinite(Y).all(axis=0)
+        n_bad = int(t - finite.sum())
+        if n_bad:
+            if self.nan_policy == "raise":
+                raise ValueError(
+                    f"{n_bad} of {t} targets contain NaN/inf; drop them or use nan_policy='mask'"
+                )
+            # nan_policy="mask" asked for this (NaN voxels are reported when the data is made).
+            logger.info("RidgeGCV: %d of %d targets contain NaN/inf and are masked out", n_bad, t)
+        return X, Y, finite
 
     def _chunk_size(self, n: int, n_alphas: int, be: Backend) -> int:
         if self.target_chunk_size is not None:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from zooscope.pixels import to_rgb
+
 
 def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
     """An RGB PIL image from a PIL image or an ``[H, W, 3]`` uint8 array.
@@ -24,7 +26,6 @@ def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
     if isinstance(image, Image.Image):
         if image.mode == "RGB":
             return image
-        from zooscope.pixels import to_rgb
 
         return Image.fromarray(to_rgb(image), mode="RGB")
     array = np.asarray(image)
