@@ -163,7 +163,7 @@ RULES: dict[str, Rule] = {
     "srp_mode": _choice("fast", "sklearn"),
     "regression": _choice_of("zooscope.rsa.predictivity", "REGRESSIONS"),
     "splits": _choice_of("zooscope.rsa.predictivity", "PREDICTIVITY_SPLITS"),
-    "profile": _choice_of("zooscope.pipeline.profiles", "PROFILES"),
+    "profile": _choice_of("zooscope.profiles", "PROFILES"),
     "metrics": _metrics(),
     "metric": _metrics(),
     "level": _choice("model", "subject"),
@@ -182,6 +182,9 @@ RULES: dict[str, Rule] = {
     "slurm_timeout": _at_least(0),
     "slurm_memory": _slurm_memory,
     "slurm_walltime": lambda value, flag, _p: check_walltime(value, flag),
+    "pca_components": _at_least(1),
+    "activations_dtype": _choice("float32", "float64"),
+    "degrees": lambda value, flag, _p: check_number(value, flag, 0, 360, above=True),
 }
 
 #: Rules for an option whose name means something else in one command.
@@ -199,6 +202,7 @@ COMMAND_RULES: dict[tuple[str, str], Rule] = {
     ("analyze unique-variance", "metric"): _metrics(("encoding_r", "versa", "predictivity")),
     ("demo", "subjects"): _subject_numbers,
     ("demo", "n_images"): _at_least(8),
+    ("benchmark import-brainio", "image_size"): _at_least(0, 8192),  # 0: the images' own size
     ("nsd synth", "subjects"): _subject_list,
     ("nsd prepare", "subjects"): _subject_list,
 }
@@ -214,7 +218,8 @@ UNCHECKED = frozenset(
         "contrast", "summary", "source", "available_only", "uid", "load", "uids", "forward",
         "root", "beta_version", "nsd_root", "layer", "path", "assembly", "stimuli", "time_bins",
         "directory", "file", "model_col", "score_col", "metric_col", "subject_col", "metric_map",
-        "by", "groups", "pair", "x", "control", "run",
+        "by", "groups", "pair", "x", "control", "run", "estimate", "commit_on", "pca_images",
+        "commit_time_bin",
     }
 )  # fmt: skip
 
