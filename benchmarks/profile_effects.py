@@ -35,7 +35,7 @@ VARIANTS = {  # the cheap ones first: the scikit-learn projection draws its matr
 def main() -> None:
     from zooscope.analyses.degenerate import best_layers
     from zooscope.nsd import prepare, write_synthetic
-    from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+    from zooscope.config import RunOptions, ScoringConfig
     from zooscope.pipeline.survey import survey
     from zooscope.profiles import CONWELL_DEGENERATE_Z
     from zooscope.results.db import ResultsDB

@@ -456,7 +456,7 @@ class _PeakMemory:
 def _zooscope_runner(data: Path, folders: dict[str, Path], tmp: Path):
     """Import the sets with zooscope and return a callable that runs the brainscore survey."""
     from zooscope.neural.brainio import import_brainio
-    from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+    from zooscope.config import RunOptions, ScoringConfig
     from zooscope.pipeline.survey import survey
 
     files = {}

@@ -170,7 +170,7 @@ def test_bad_options_of_other_commands(tmp_path: Path) -> None:
         (["nsd", "synth", str(tmp_path / "syn"), "--volume-shape", "0", "4", "4"], "--volume-shape 0"),
         (["models", "check", "-m", "demo", "--weights", "random", "--device", "tpu"], "--device 'tpu'"),
         (["benchmark", "import-brainio", str(DATA / "brainio_assembly.nc"), "--stimuli", str(DATA / "brainio_stimuli.csv"),
-          "--images", str(DATA / "brainio_stimuli.zip"), "--out", str(tmp_path / "b.h5"), "--image-size", "0"], "--image-size 0"),
+          "--images", str(DATA / "brainio_stimuli.zip"), "--out", str(tmp_path / "b.h5"), "--image-size", "-1"], "--image-size -1"),
     ]  # fmt: skip
     if _no_gpu():
         cases += [
@@ -245,14 +245,14 @@ def test_an_upgraded_database_retries_its_poisoned_models(tmp_path: Path, manife
     survey scores the model instead of 'skipped after earlier failure'."""
     import duckdb
 
-    from zooscope.pipeline.scoring import ScoringConfig
-    from zooscope.results.db import _MIGRATIONS
+    from zooscope.config import ScoringConfig
+    from zooscope.results.schema import MIGRATIONS
 
     bench = tiny_benchmark(tmp_path / "bench.h5")
     config = ScoringConfig(layers=r"^conv1$")
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))
-    for migration in _MIGRATIONS[:5]:
+    for migration in MIGRATIONS[:5]:
         migration(con)
     con.execute("CREATE TABLE schema_info (version INTEGER)")
     con.execute("INSERT INTO schema_info VALUES (5)")
@@ -388,7 +388,7 @@ def test_a_run_ended_by_bad_input_is_failed_with_its_reason(tmp_path: Path, mani
     assert_one_clean_line(run(*args, "--keep-grams"), 2, "r.grams.h5", "not an HDF5 file")
     # The library's survey has no up-front check of the store: it fails when it writes the
     # first model's Grams, and the run is recorded as failed, with the reason.
-    from zooscope.pipeline.scoring import RunOptions, ScoringConfig
+    from zooscope.config import RunOptions, ScoringConfig
     from zooscope.pipeline.survey import survey
 
     with pytest.raises(InputFileError, match=r"r\.grams\.h5"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from zooscope.pipeline import ScoringConfig
-from zooscope.results import ResultsDB
+from zooscope.results.db import SCHEMA_VERSION, ResultsDB
 
 FIXTURE = Path(__file__).parent / "data" / "results_before_house.duckdb.gz"
 LAYER = r"^layer4\.1\.conv2$"  # the one layer the fixture's surveys scored
@@ -48,7 +48,8 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str
     path = tmp_path_factory.mktemp("before") / "results.duckdb"
     with gzip.open(FIXTURE, "rb") as gz, path.open("wb") as raw:
         shutil.copyfileobj(gz, raw)
-    with ResultsDB(path, read_only=True) as db:
+    with ResultsDB(path) as db:  # written at schema 5: opening it for writing upgrades it
+        assert db.schema_version == SCHEMA_VERSION
         runs = db.runs()
         completed = {
             r.config_hash: db.completed_models(r.benchmark_hash, r.config_hash)

@@ -294,7 +294,7 @@ def test_import_keeps_native_size_and_degrees(tmp_path: Path) -> None:
 
 
 def test_brainscore_settings_stay_out_of_other_profiles_hashes(sets: dict[str, Path]) -> None:
-    from zooscope.pipeline.scoring import ScoringConfig
+    from zooscope.config import ScoringConfig
 
     plain = ScoringConfig(metrics=("predictivity",))
     assert not {"commit_on", "pca_images", "activations_dtype"} & set(plain.to_dict())
@@ -312,7 +312,7 @@ def test_brainscore_settings_stay_out_of_other_profiles_hashes(sets: dict[str, P
 # -- the neural demo under the profile, from the CLI (acceptance) ---------------------------------
 @pytest.mark.slow
 def test_neural_demo_runs_the_brainscore_profile(tmp_path: Path) -> None:
-    from zooscope.stats.commitment import committed_layers
+    from zooscope.analyses.commitment import committed_layers
 
     from zooscope.results.db import ResultsDB
 

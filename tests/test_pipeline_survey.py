@@ -297,11 +297,11 @@ def test_killed_survey_resumes_without_duplicates(demo: tuple[Path, str], tmp_pa
     assert process.stderr is not None
     for line in process.stderr:  # the log line written after each model's transaction
         seen.append(line)
-        if "layers in" in line or time.monotonic() > deadline:
+        if " passes, " in line or time.monotonic() > deadline:
             break
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert any("layers in" in line for line in seen), "".join(seen[-20:])
+    assert any(" passes, " in line for line in seen), "".join(seen[-20:])
 
     with ResultsDB(db_path, read_only=True) as db:
         done_before = set(db.scores()["model_uid"])

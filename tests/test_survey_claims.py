@@ -17,7 +17,7 @@ import pytest
 from test_cli_errors import HEADER, ZOOSCOPE, env_of, run, tiny_benchmark
 
 from zooscope.benchmark import Benchmark
-from zooscope.pipeline.scoring import ScoringConfig
+from zooscope.config import ScoringConfig
 from zooscope.results.claims import CLAIMED, COMPLETE, HELD, claim, process_identity, release
 from zooscope.results.db import ResultsDB
 
@@ -171,7 +171,12 @@ def test_a_survey_waits_for_a_live_claim_elsewhere_and_takes_over_a_dead_one(
         database.con.execute(
             "INSERT INTO runs (run_id, benchmark_hash, config_hash, status, heartbeat_at, lease_seconds) "
             "VALUES ('elsewhere', ?, ?, 'running', ?, 3)",
-            [Benchmark.open(bench).content_hash, config.hash, utc_now()],
+            # its last heartbeat: as old as its claim's
+            [
+                Benchmark.open(bench).content_hash,
+                config.hash,
+                utc_now() - dt.timedelta(seconds=age),
+            ],
         )
     _foreign_claim(db, "elsewhere", Benchmark.open(bench).content_hash, config.hash, "r0",
                    lease=3.0, age=age)  # fmt: skip

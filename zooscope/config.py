@@ -86,9 +86,10 @@ class ScoringConfig:
                 raise ValueError(
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        if self.profile == "brainscore" and tuple(self.metrics) != ("predictivity",):
+        fixed = get_profile(self.profile).settings.get("metrics")
+        if self.profile == "brainscore" and tuple(self.metrics) != tuple(fixed):
             raise ValueError(
-                f"profile brainscore scores predictivity only, got metrics {list(self.metrics)}"
+                f"profile brainscore scores {', '.join(fixed)} only, got metrics {list(self.metrics)}"
             )
         if self.pca_components < 1:
             raise ValueError(f"pca_components must be >= 1, got {self.pca_components}")

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,10 @@ def use_huge_pages() -> bool:
     return available
 
 
+#: A size as text: a number (digits, a decimal point, an exponent), then an optional unit.
+_SIZE = re.compile(r"^\s*(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*[A-Za-z]*\s*$")
+
+
 def parse_bytes(size: int | float | str) -> int:
     """A memory size in bytes: ``"4GB"``, ``"512MiB"``, ``"2e9"``, ``2e9``.
 
@@ -134,7 +139,8 @@ def parse_bytes(size: int | float | str) -> int:
     from dask.utils import parse_bytes as dask_parse_bytes
 
     try:
-        value = dask_parse_bytes(size) if str(size).strip() else -1
+        # a number first: dask alone reads "." as 1 byte and "GB" as 1 GB, which are typos
+        value = dask_parse_bytes(size) if _SIZE.match(str(size)) else -1
     except (ValueError, TypeError, AttributeError):
         value = -1
     if value < 0:

@@ -313,12 +313,13 @@ def register(app: typer.Typer) -> None:
         # lazy: `zooscope --help` stays fast
         from zooscope.results.db import ResultsDB
         from zooscope.results.status import survey_status
+        from zooscope.validation import OptionError
 
         with ResultsDB(db, read_only=True) as database:
             try:
                 state = survey_status(database, run)
             except ValueError as error:
-                raise typer.BadParameter(str(error)) from None
+                raise OptionError(str(error)) from None
         for line in state.lines():
             typer.echo(line)
 

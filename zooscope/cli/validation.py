@@ -49,10 +49,10 @@ def _choice(*choices: str) -> Rule:
 def _metrics(allowed: tuple[str, ...] | None = None) -> Rule:
     def rule(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
         # lazy: `zooscope --help` stays fast
-        from zooscope.rsa.vocabulary import METRICS
+        from zooscope.metrics import metric_names
 
         for metric in [m.strip() for m in (value or "").split(",") if m.strip()] or [None]:
-            check_choice(metric, flag, allowed or METRICS)
+            check_choice(metric, flag, allowed or metric_names())
 
     return rule
 

@@ -38,7 +38,7 @@ from zooscope.results.liveness import (
     process_identity,
     with_lost_runs,
 )
-from zooscope.results.liveness import now as _now
+from zooscope.results.liveness import utc_now as _now
 
 if TYPE_CHECKING:
     from zooscope.results.db import ResultsDB

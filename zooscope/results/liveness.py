@@ -25,10 +25,10 @@ __all__ = [
     "LEASE_ENV",
     "lease_seconds",
     "migrate_claims_and_causes",
-    "now",
     "process_gone",
     "process_identity",
     "run_identity",
+    "utc_now",
     "with_lost_runs",
 ]
 
@@ -37,7 +37,7 @@ DEFAULT_LEASE_SECONDS = 300.0
 LEASE_ENV = "ZOOSCOPE_LEASE_SECONDS"
 
 
-def now() -> _dt.datetime:
+def utc_now() -> _dt.datetime:
     """Current UTC time without tzinfo (the database's TIMESTAMPs are UTC)."""
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
 
@@ -145,7 +145,7 @@ def with_lost_runs(runs: pd.DataFrame, now: _dt.datetime | None = None) -> pd.Da
     """
     if not len(runs) or "heartbeat_at" not in runs:
         return runs
-    now = now or now()
+    now = now or utc_now()
     alive = pd.to_datetime(runs["heartbeat_at"]).fillna(pd.to_datetime(runs["started_at"]))
     lease = pd.to_numeric(runs["lease_seconds"]).fillna(DEFAULT_LEASE_SECONDS)
     age = (pd.Timestamp(now) - alive).dt.total_seconds()
