@@ -34,8 +34,8 @@ VARIANTS = {  # the cheap ones first: the scikit-learn projection draws its matr
 
 def main() -> None:
     from zooscope.analyses.degenerate import best_layers
-    from zooscope.nsd import prepare, write_synthetic
     from zooscope.config import RunOptions, ScoringConfig
+    from zooscope.nsd import prepare, write_synthetic
     from zooscope.pipeline.survey import survey
     from zooscope.profiles import CONWELL_DEGENERATE_Z
     from zooscope.results.db import ResultsDB

@@ -455,8 +455,8 @@ class _PeakMemory:
 
 def _zooscope_runner(data: Path, folders: dict[str, Path], tmp: Path):
     """Import the sets with zooscope and return a callable that runs the brainscore survey."""
-    from zooscope.neural.brainio import import_brainio
     from zooscope.config import RunOptions, ScoringConfig
+    from zooscope.neural.brainio import import_brainio
     from zooscope.pipeline.survey import survey
 
     files = {}

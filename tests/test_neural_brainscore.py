@@ -313,7 +313,6 @@ def test_brainscore_settings_stay_out_of_other_profiles_hashes(sets: dict[str, P
 @pytest.mark.slow
 def test_neural_demo_runs_the_brainscore_profile(tmp_path: Path) -> None:
     from zooscope.analyses.commitment import committed_layers
-
     from zooscope.results.db import ResultsDB
 
     result = _invoke(

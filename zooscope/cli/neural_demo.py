@@ -122,10 +122,10 @@ def _brainscore_inputs(
     import typer
     from PIL import Image
 
+    from zooscope.config import ScoringConfig
     from zooscope.neural.brainio import import_brainio
     from zooscope.neural.synthetic import write_synthetic_assembly
     from zooscope.nsd.synthetic import natural_images
-    from zooscope.config import ScoringConfig
 
     target, commit = root / "benchmark_brainscore.h5", root / "commitment_brainscore.h5"
     for path, folder, seed in ((target, "brainio", 0), (commit, "brainio_commitment", 1)):
