@@ -1,4 +1,4 @@
-"""Benchmark: ``zooscope survey --estimate`` against the measured cost, same machine, same run.
+r"""Benchmark: ``zooscope survey --estimate`` against the measured cost, same machine, same run.
 
 For each model (default: the trained EfficientNet-Lite0, a random ResNet-50 and a random
 ViT-B/16, at 1000 images and 29,000 voxels: the NSD-sized benchmark of ``benchmarks/survey.py``),
@@ -8,6 +8,7 @@ fresh process) and prints predicted, measured and their ratio, per stage and in 
 
     python benchmarks/estimate.py --threads 2 --budget 6GB
     python benchmarks/estimate.py --threads 2 --budget 6GB --profile conwell2024 --models resnet50
+    python benchmarks/estimate.py --layers '^(blocks\.\d+(\.0)?|layer\d\.\d)$'   # block outputs
 
 The acceptance bar of the estimate is +-35% of the measured CPU time.
 """
@@ -76,6 +77,7 @@ def main() -> None:
     ap.add_argument("--profile", default="default")
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--voxels", type=int, default=29_000)
+    ap.add_argument("--layers", default=None, help="regex of layer names (default: every layer)")
     own = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     for short in own.models.split(","):
@@ -86,6 +88,7 @@ def main() -> None:
             "--voxels", str(own.voxels), "--device", "cpu",
         ]  # fmt: skip
         argv += ["--weights", weights] if weights else []
+        argv += ["--layers", own.layers] if own.layers else []
         args = arguments(argv)
         bench = benchmark_file(args)
         done = subprocess.run(

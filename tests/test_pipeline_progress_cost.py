@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -126,14 +127,23 @@ def test_the_estimate_follows_the_plan_of_the_extraction(bench, manifest, tmp_pa
     assert [m.model_uid for m in estimate.models] == ["resnet18_random"]
 
 
-def test_the_survey_finds_cached_estimates_for_its_eta(bench, manifest, tmp_path, monkeypatch):
+def test_the_survey_finds_cached_estimates_for_its_eta(
+    bench, manifest, tmp_path, monkeypatch, caplog
+):
     monkeypatch.setenv("ZOOSCOPE_CACHE", str(tmp_path / "cache"))
     db = tmp_path / "r.duckdb"
     entries = load_manifest(manifest)
     bench_ = Benchmark.open(bench)
     assert cached_costs(entries, bench_, CONFIG, OPTIONS) == {}
     estimate_survey(entries, bench_, CONFIG, OPTIONS, progress=False)
-    report = survey(manifest, bench, db, CONFIG, OPTIONS, ceilings=False)
+    with caplog.at_level(logging.INFO, logger="zooscope.pipeline.survey"):
+        report = survey(manifest, bench, db, CONFIG, OPTIONS, ceilings=False)
     assert report.scored == ["resnet18_random"]
+    # the first lines: the budget in force, where it came from, the passes it implies
+    passes = cached_costs(entries, bench_, CONFIG, OPTIONS)["resnet18_random"].passes
+    assert (
+        f"memory budget per model: 0.1 GB (--memory-budget); {passes} passes per model for the "
+        "1 model(s) --estimate has probed" in caplog.text
+    )
     with ResultsDB(db, read_only=True) as results:
         assert results.completed_models(bench_.content_hash, CONFIG.hash) == {"resnet18_random"}

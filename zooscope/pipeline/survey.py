@@ -385,19 +385,30 @@ def _todo(
     return todo
 
 
-def _log_budget(options: RunOptions, distributed: bool) -> None:
-    """Say which memory budget each model's extraction gets, and where it comes from."""
+def _log_budget(
+    options: RunOptions, distributed: bool, predicted: dict[str, ModelCost] | None = None
+) -> None:
+    """Say which memory budget each model's extraction gets, where it comes from, and the passes
+    over the images it implies for the models the cost model has probed (``--estimate``)."""
+    passes = sorted({cost.passes for cost in (predicted or {}).values()})
+    implied = (
+        f"; {passes[0]}{'-' + str(passes[-1]) if len(passes) > 1 else ''} passes per model for "
+        f"the {len(predicted or {})} model(s) --estimate has probed"
+        if passes
+        else "; `zooscope survey ... --estimate` shows the passes it implies per model"
+    )
     if options.memory_budget is not None:
         budget = parse_bytes(options.memory_budget)
-        logger.info("memory budget per model: %.1f GB (--memory-budget)", budget / 1e9)
+        logger.info("memory budget per model: %.1f GB (--memory-budget)%s", budget / 1e9, implied)
         return
     where = "on each worker " if distributed else ""
     free = Placement.of(resolve_device(options.device)).backend
     logger.info(
-        "memory budget per model: half the free memory %swhen the model starts (now %.1f GB); "
+        "memory budget per model: half the free memory %swhen the model starts (now %.1f GB)%s; "
         "set --memory-budget for reproducible runs",
         where,
         free.free_memory_bytes() / 2e9,
+        implied,
     )
 
 
@@ -618,8 +629,8 @@ def survey(
                     results.write_responses(bench.content_hash, observed_responses(brain))
             todo = _todo(entries, done, failed_before, report)
             queue.pending.extend(todo)
-            _log_budget(options, client is not None)
             predicted, bars = _progress(todo, bench, config, options)
+            _log_budget(options, client is not None, predicted)
             stream = (
                 _on_dask(queue, str(benchmark), config, options, client, gpu_resources)
                 if client is not None
