@@ -6,7 +6,8 @@ voxels, 7 alphas, Pearson LOO criterion (what a survey runs per layer). Prints
 - the fit's and the prediction's time and achieved GFLOP/s, counting the GEMMs the algorithm
   needs (``rsa/ridge.py``): per alpha one ``[n, n] x [n, t]`` product in float32, plus
   ``Z = U^T Y`` in float64, the thin decomposition's ``X X^T`` (float64) and, for the prediction,
-  ``X' X^T`` (float64), ``(X' X^T) U`` and one ``[m, r] x [r, t]`` product (float64);
+  ``X' X^T`` (float64), ``(X' X^T) U`` and one ``[m, r] x [r, t]`` product (float32, as the
+  fit's LOO products: ``RidgeGCV(dtype="float32")``, the default);
 - the time the same GEMMs take on their own (plain ``numpy.matmul`` of the same shapes and
   dtypes, best of 3), and the ratio: the fraction of the plain-GEMM rate the fit achieves
   (1.0 = nothing but GEMMs at full speed).
@@ -89,7 +90,7 @@ def main() -> None:
 
         def predict_gemms() -> None:
             k = np.asarray(X_test, np.float64) @ x64.T
-            (k @ u64) @ y64[:r]
+            (k @ u64).astype(np.float32) @ z32[:r]  # the GEMM over targets in float32
 
         gemm_fit_wall, _ = _best(fit_gemms, args.repeat)
         gemm_pred_wall, _ = _best(predict_gemms, args.repeat)

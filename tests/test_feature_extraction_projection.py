@@ -57,6 +57,25 @@ def test_sklearn_mode_matches_sparse_random_projection(n_features, n_components,
     np.testing.assert_allclose(ours.matrix.toarray(), theirs.components_.T.toarray(), rtol=1e-6)
 
 
+def test_sklearn_mode_draws_a_width_once_and_keeps_a_bounded_cache(monkeypatch):
+    from zooscope.feature_extraction import projection
+
+    monkeypatch.setattr(projection, "_sklearn_cache", type(projection._sklearn_cache)())
+    first = SparseRandomProjector(5000, 300, seed=3, layer="a", mode="sklearn")
+    second = SparseRandomProjector(5000, 300, seed=3, layer="b", mode="sklearn")
+    assert second.signs is first.signs  # one draw for the two layers of this width
+    other = SparseRandomProjector(5000, 300, seed=4, layer="a", mode="sklearn")
+    assert other.signs is not first.signs  # another seed, another matrix
+    reference = SparseRandomProjection(n_components=300, random_state=3).fit(np.zeros((1, 5000)))
+    np.testing.assert_allclose(
+        second.matrix.toarray(), reference.components_.T.toarray(), rtol=1e-6
+    )
+    # the cache holds at most SKLEARN_CACHE_BYTES (the newest draw always stays)
+    monkeypatch.setattr(projection, "SKLEARN_CACHE_BYTES", first.signs.nbytes)
+    SparseRandomProjector(6000, 300, seed=3, mode="sklearn")
+    assert list(projection._sklearn_cache) == [(6000, 300, 1 / np.sqrt(6000), 3)]
+
+
 def test_entries_density_and_scale_follow_the_distribution():
     p, k = 40_000, 500
     projector = SparseRandomProjector(p, k, seed=11, layer="layer3.1.conv2")

@@ -21,6 +21,7 @@ the full matrix, and only ``R`` (``k sqrt(p)`` non-zeros) and the ``n x k`` resu
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,6 +50,36 @@ def jl_components(n_samples: int, eps: float = 0.1) -> int:
 def layer_seed(seed: int, layer: str) -> list[int]:
     """Seed sequence of one layer's matrix: reruns are identical, layers are independent."""
     return [int(seed), zlib.crc32(layer.encode())]
+
+
+#: Bytes of sklearn-mode matrices kept for reuse in this process (see :func:`_sklearn_signs`).
+SKLEARN_CACHE_BYTES = 256 * 2**20
+_sklearn_cache: OrderedDict[tuple[int, int, float, int], TiledSigns] = OrderedDict()
+
+
+def _sklearn_signs(n_features: int, n_components: int, density: float, seed: int) -> TiledSigns:
+    """``SparseRandomProjection(n_components, density=density, random_state=seed)``'s matrix for
+    ``n_features`` inputs, in tile storage.
+
+    scikit-learn draws it row by row in Python (seconds for a layer of a million features) and it
+    depends only on these four numbers (the published procedure does not mix in the layer), so
+    the layers of one width, in one model and across the models of a survey, share one draw: the
+    last draws are kept, least recently used first out, up to :data:`SKLEARN_CACHE_BYTES`.
+    """
+    key = (n_features, n_components, float(density), int(seed))
+    signs = _sklearn_cache.get(key)
+    if signs is None:
+        # The public estimator only needs X's width to draw its matrix.
+        srp = SparseRandomProjection(n_components=n_components, density=density, random_state=seed)
+        srp.fit(sp.csr_array((1, n_features), dtype=np.float64))
+        signs = TiledSigns.from_csr(sp.csr_array(srp.components_.T))
+        _sklearn_cache[key] = signs
+        while len(_sklearn_cache) > 1 and (
+            sum(s.nbytes for s in _sklearn_cache.values()) > SKLEARN_CACHE_BYTES
+        ):
+            _sklearn_cache.popitem(last=False)
+    _sklearn_cache.move_to_end(key)
+    return signs
 
 
 @dataclass(frozen=True)
@@ -212,12 +243,7 @@ class SparseRandomProjector:
 
     def _draw(self) -> TiledSigns:
         if self.mode == "sklearn":
-            # The public estimator only needs X's width to draw its matrix.
-            srp = SparseRandomProjection(
-                n_components=self.n_components, density=self.density, random_state=self.seed
-            )
-            srp.fit(sp.csr_array((1, self.n_features), dtype=np.float64))
-            return TiledSigns.from_csr(sp.csr_array(srp.components_.T))
+            return _sklearn_signs(self.n_features, self.n_components, self.density, self.seed)
         if self.mode != "fast":
             raise ValueError(f"mode must be 'fast' or 'sklearn', got {self.mode!r}")
         seed = np.random.SeedSequence(layer_seed(self.seed, self.layer)).generate_state(
