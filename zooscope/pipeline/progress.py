@@ -56,6 +56,11 @@ class ProgressEvent:
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
+#: How both bars look: "what, how far: 34%|███▎      | [elapsed<remaining]" (tqdm would put
+#: ", " before a postfix, so the counts go into the description).
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
+
+
 class SurveyBars:
     """A bar over the survey's models and one over the current model's layers, both with an ETA.
 
@@ -91,7 +96,7 @@ class SurveyBars:
             desc="survey",
             unit="s" if self.predicted else "model",
             disable=disable,
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
+            bar_format=_BAR,
         )
         self.done_models = 0
         self.todo = len(todo)
@@ -101,7 +106,9 @@ class SurveyBars:
         self._weights: Sequence[float] = ()
 
     def _postfix(self) -> None:
-        self.survey.set_postfix_str(f"{self.done_models}/{self.todo} models", refresh=False)
+        self.survey.set_description_str(
+            f"survey {self.done_models}/{self.todo} models", refresh=False
+        )
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "planned":
@@ -113,16 +120,20 @@ class SurveyBars:
                 desc=event.model_uid,
                 leave=False,
                 disable=self.disable,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
+                bar_format=_BAR,
             )
-            self.layer_bar.set_postfix_str(f"0/{event.total} layers, {event.passes} passes")
+            self.layer_bar.set_description_str(
+                f"{event.model_uid} 0/{event.total} layers, {event.passes} passes"
+            )
         elif event.kind == "pass" and self.layer_bar is not None:
-            self.layer_bar.set_postfix_str(
-                f"{event.done}/{event.total} layers, pass {event.number}/{event.passes}"
+            self.layer_bar.set_description_str(
+                f"{event.model_uid} {event.done}/{event.total} layers, pass {event.number}/{event.passes}"
             )
         elif event.kind == "layer" and self.layer_bar is not None:
             step = self._weights[event.done - 1] if event.done <= len(self._weights) else 1.0
-            self.layer_bar.set_postfix_str(f"{event.done}/{event.total} layers", refresh=False)
+            self.layer_bar.set_description_str(
+                f"{event.model_uid} {event.done}/{event.total} layers", refresh=False
+            )
             self.layer_bar.update(step)
 
     def model_finished(self, model_uid: str) -> None:
@@ -131,6 +142,9 @@ class SurveyBars:
         self.done_models += 1
         self._postfix()
         self.survey.update(self.weights.get(model_uid, 0.0))
+        if self.done_models == self.todo:  # the rounded weights may leave it at 99.9%
+            self.survey.n = self.survey.total
+            self.survey.refresh()
 
     def _close_layer_bar(self) -> None:
         if self.layer_bar is not None:
