@@ -127,7 +127,7 @@ def test_cli_layer_cka_reads_the_store_next_to_the_database(tmp_path):
     store.write("bench", "B", [(i, f"l{i}", _gram(x + 0.5 * i * rng.standard_normal(x.shape)))
                                for i, x in enumerate(acts)])  # fmt: skip
     result = CliRunner().invoke(
-        app, ["analyze", "layer-cka", "--db", str(db), "--model", "A", "--model", "B",
+        app, ["analyze", "layer-cka", "--db", str(db), "--models", "A,B",
               "--format", "csv", "--out", str(tmp_path / "out")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output + repr(result.exception)

@@ -145,7 +145,7 @@ def test_check_reports_failures_and_goes_on(mixed_manifest, offline, empty_weigh
         str(mixed_manifest),
         "--weights",
         "random",
-        "--uids",
+        "--models",
         "trained,tiny",
     )
     assert "2 ok, 0 failed, 0 missing weights, 0 skipped" in output
@@ -180,7 +180,7 @@ def test_check_rejects_bad_options(mixed_manifest):
         "models", "check", "--manifest", str(mixed_manifest), "--weights", "trained", code=2
     )
     assert "no model 'nope'" in invoke(
-        "models", "check", "--manifest", str(mixed_manifest), "--uids", "tiny,nope", code=2
+        "models", "check", "--manifest", str(mixed_manifest), "--models", "tiny,nope", code=2
     )
 
 

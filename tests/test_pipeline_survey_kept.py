@@ -107,7 +107,7 @@ def test_grams_are_off_by_default(surveyed: dict) -> None:
 def test_layer_cka_cli_uses_the_stored_grams_without_extracting(surveyed: dict) -> None:
     result = runner.invoke(
         app,
-        ["analyze", "layer-cka", "--db", str(surveyed["db"]), "--model", MODELS[0], "--model",
+        ["analyze", "layer-cka", "--db", str(surveyed["db"]), "--models", MODELS[0], "--models",
          MODELS[1], "--benchmark", str(surveyed["bench"]), "--manifest", str(surveyed["manifest"]),
          "--format", "csv"],
     )  # fmt: skip

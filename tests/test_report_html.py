@@ -41,7 +41,7 @@ def test_cli_ols_reproduces_figure2(db, metric):
     result = runner.invoke(
         app,
         ["analyze", "contrast", "--db", str(db), "--by", "compare_architecture", "--groups", "Convolutional,Transformer",
-         "--metric", metric, "--model", "ols", "--format", "csv"],
+         "--metric", metric, "--stats-model", "ols", "--format", "csv"],
     )  # fmt: skip
     got = _csv(result).set_index("term")
     assert list(_csv(result).columns) == ["term", "estimate", "ci_low", "ci_high", "p_value"]

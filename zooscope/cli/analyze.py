@@ -9,6 +9,7 @@ import typer
 from zooscope.cli import compare
 from zooscope.cli.output import emit
 from zooscope.cli.validation import check_options
+from zooscope.cli.vocabulary import VocabularyGroup, comma_list
 from zooscope.profiles import get_profile
 
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
@@ -23,12 +24,18 @@ PROFILE_OPTION = typer.Option(
 def register(app: typer.Typer) -> None:
     """Add the analysis commands to ``app``."""
     imports = typer.Typer(
-        help="Import published score tables into a results database.", no_args_is_help=True
+        cls=VocabularyGroup,
+        help="Import published score tables into a results database.",
+        no_args_is_help=True,
     )
     analyze = typer.Typer(
-        help="Group contrasts and model-to-model similarity.", no_args_is_help=True
+        cls=VocabularyGroup,
+        help="Group contrasts and model-to-model similarity.",
+        no_args_is_help=True,
     )
-    results = typer.Typer(help="Summarize or export a results database.", no_args_is_help=True)
+    results = typer.Typer(
+        cls=VocabularyGroup, help="Summarize or export a results database.", no_args_is_help=True
+    )
 
     @imports.command("conwell2024")
     def import_conwell(
@@ -63,7 +70,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         file: Path = typer.Argument(..., help="CSV with one row per model, metric (and subject)."),
         db: Path = DB_OPTION,
-        benchmark: str = typer.Option(..., help="Benchmark key the scores belong to."),
+        benchmark_key: str = typer.Option(
+            ..., "--benchmark-key", help="Benchmark key the scores belong to (a name, not a file)."
+        ),
         model_col: str = typer.Option("model_uid", help="Column with the model id."),
         score_col: str = typer.Option("score", help="Column with the score."),
         metric_col: str = typer.Option(None, help="Column with the metric name."),
@@ -85,7 +94,7 @@ def register(app: typer.Typer) -> None:
         mapping = dict(item.split("=", 1) for item in metric_map.split(",") if item)
         with ResultsDB(db) as database:
             counts = import_scores_table(
-                database, pd.read_csv(file), benchmark=benchmark, model_col=model_col, score_col=score_col,
+                database, pd.read_csv(file), benchmark=benchmark_key, model_col=model_col, score_col=score_col,
                 metric_col=metric_col, metric=metric, subject_col=subject_col, roi=roi, metric_map=mapping,
                 source=str(file),
             )  # fmt: skip
@@ -99,15 +108,19 @@ def register(app: typer.Typer) -> None:
             ..., "--by", help="Grouping column of the models table (e.g. compare_architecture)."
         ),
         metric: str = typer.Option(..., help="crsa, versa or encoding_r."),
-        model: str = typer.Option(
-            "groups", help="groups (means + bootstrap CIs), pairwise, ols or mixed."
+        stats_model: str = typer.Option(
+            "groups",
+            "--stats-model",
+            help="Statistics model: groups (means + bootstrap CIs), pairwise, ols or mixed.",
         ),
         groups: str = typer.Option("", help="Comma-separated levels of --by to keep."),
         level: str = typer.Option(
             "auto", help="subject, model or auto (subject when per-subject scores exist)."
         ),
-        pair: str = typer.Option(
-            "name", help="Mixed model: column pairing the models (architecture)."
+        pair_by: str = typer.Option(
+            "name",
+            "--pair-by",
+            help="Mixed model: column matching models into pairs (architecture).",
         ),
         fmt: str = typer.Option("table", "--format", help="table or csv."),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
@@ -123,19 +136,19 @@ def register(app: typer.Typer) -> None:
         keep = [g for g in groups.split(",") if g] or None
         with ResultsDB(db, read_only=True) as database:
             frame = _frame(database, metric, level, by, keep, profile)
-        if model == "groups":
+        if stats_model == "groups":
             out = contrasts.group_summary(frame, by, groups=keep, n_boot=n_boot, seed=seed)
             out = out[["metric", "group", "n_models", "mean", "ci_low", "ci_high"]]
-        elif model == "pairwise":
+        elif stats_model == "pairwise":
             out = contrasts.pairwise_contrasts(frame, by, groups=keep, n_boot=n_boot, seed=seed)
-        elif model == "ols":
+        elif stats_model == "ols":
             out = contrasts.ols_contrast(frame, by, groups=keep)[
                 ["term", "estimate", "ci_low", "ci_high", "p_value"]
             ]
-        elif model == "mixed":
-            out = contrasts.mixed_contrast(frame, by, pair, groups=keep)
+        elif stats_model == "mixed":
+            out = contrasts.mixed_contrast(frame, by, pair_by, groups=keep)
         else:
-            raise typer.BadParameter("--model must be groups, pairwise, ols or mixed")
+            raise typer.BadParameter("--stats-model must be groups, pairwise, ols or mixed")
         emit(out, fmt)
 
     @analyze.command("similarity")
@@ -194,7 +207,9 @@ def register(app: typer.Typer) -> None:
             None, help="Conwell source-data folder: use its model_uber_rsa.csv for similarity."
         ),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
-        roi: str = typer.Option(None, help="ROI to report (default: OTC when present)."),
+        rois: str = typer.Option(
+            None, "--rois", help="The ROI to report, one for now (default: OTC when present)."
+        ),
         profile: str = PROFILE_OPTION,
         pair_by: str = typer.Option(None, "--pair-by", help="Column matching models into pairs."),
         contrast: str = typer.Option(
@@ -217,7 +232,7 @@ def register(app: typer.Typer) -> None:
             }
         with ResultsDB(db, read_only=True) as database:
             index = build_report(
-                database, out, model_similarity=sims, n_boot=n_boot, roi=roi,
+                database, out, model_similarity=sims, n_boot=n_boot, roi=_one_roi(rois),
                 pair_by=pair_by, contrast=contrast, profile=profile,
             )  # fmt: skip
         typer.echo(f"report: {index}")
@@ -342,8 +357,11 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(
             ..., help="FILE.parquet/.csv: one tidy table; a folder: one file per table."
         ),
-        fmt: str = typer.Option(
-            "parquet", "--format", help="Per-table format for a folder: parquet or csv."
+        file_format: str = typer.Option(
+            "parquet",
+            "--file-format",
+            help="With --out a folder: each table's file format, parquet or csv (a FILE's suffix "
+            "decides for one file).",
         ),
     ) -> None:
         """Export the database."""
@@ -352,13 +370,19 @@ def register(app: typer.Typer) -> None:
         from zooscope.results.db import ResultsDB
 
         with ResultsDB(db, read_only=True) as database:
-            paths = database.export(out, fmt=fmt)
+            paths = database.export(out, fmt=file_format)
         typer.echo("\n".join(str(p) for p in paths))
 
     compare.register(analyze)  # paired, groups, scaling, unique-variance, layer-cka
     app.add_typer(imports, name="import-scores")
     app.add_typer(analyze, name="analyze")
     app.add_typer(results, name="results")
+
+
+def _one_roi(rois: str | None) -> str | None:
+    """The one ROI the report shows (``--rois`` names regions everywhere; the report takes one)."""
+    names = comma_list(rois)
+    return names[0] if names else None
 
 
 def _profile_best(database, profile: str | None):

@@ -9,9 +9,12 @@ import typer
 
 from zooscope.cli.extract import BACKGROUND_HELP, PIXEL_LIMIT_HELP, pixel_rule
 from zooscope.cli.validation import check_options
+from zooscope.cli.vocabulary import VocabularyGroup
 
 benchmark_app = typer.Typer(
-    help="Inspect Benchmark files; import Brain-Score assemblies.", no_args_is_help=True
+    cls=VocabularyGroup,
+    help="Inspect Benchmark files; import Brain-Score assemblies.",
+    no_args_is_help=True,
 )
 
 

@@ -8,18 +8,21 @@ import typer
 
 from zooscope.cli.output import emit
 from zooscope.cli.validation import check_options
+from zooscope.cli.vocabulary import comma_list
 
 DB_OPTION = typer.Option(..., "--db", help="Results database (DuckDB file).")
 CONTRAST_OPTION = typer.Option(
     ..., "--contrast", help="COLUMN=A,B of the models table, e.g. task=memorability,classification."
 )
 METRIC_OPTION = typer.Option(None, "--metric", help="Only this metric (default: every metric).")
-ROI_OPTION = typer.Option(None, "--roi", help="Only this ROI (default: every ROI).")
+ROIS_OPTION = typer.Option(
+    None, "--rois", help="Comma-separated ROIs (default: every ROI, each in its own rows)."
+)
 OUT_OPTION = typer.Option(None, "--out", help="Folder for the table (CSV) and the figure.")
 FORMAT_OPTION = typer.Option("table", "--format", help="table or csv.")
 
 
-def _scores(db: Path, metric: str | None, roi: str | None, level: str = "model"):
+def _scores(db: Path, metric: str | None, rois: str | None, level: str = "model"):
     # lazy: `zooscope --help` stays fast
     from zooscope.analyses.contrasts import score_frame
     from zooscope.results.db import ResultsDB
@@ -27,7 +30,7 @@ def _scores(db: Path, metric: str | None, roi: str | None, level: str = "model")
     if level not in ("model", "subject"):
         raise typer.BadParameter("--level must be model or subject")
     with ResultsDB(db, read_only=True) as database:
-        return score_frame(database, metric=metric, level=level, roi=roi)
+        return score_frame(database, metric=metric, level=level, roi=comma_list(rois))
 
 
 def _contrast(text: str) -> tuple[str, tuple[str, str]]:
@@ -61,7 +64,7 @@ def register(analyze: typer.Typer) -> None:
         pair_by: str = typer.Option(..., "--pair-by", help="Column matching models (e.g. arch)."),
         contrast: str = CONTRAST_OPTION,
         metric: str = METRIC_OPTION,
-        roi: str = ROI_OPTION,
+        rois: str = ROIS_OPTION,
         level: str = typer.Option(
             "model", help="model (subject means) or subject (pairs matched within subjects)."
         ),
@@ -75,7 +78,7 @@ def register(analyze: typer.Typer) -> None:
         from zooscope.report import plots
 
         column, levels = _contrast(contrast)
-        scores = _scores(db, metric, roi, level)
+        scores = _scores(db, metric, rois, level)
         try:
             tests = compare.paired_tests(scores, pair_by, column, levels)
             pairs = compare.paired_scores(scores, pair_by, column, levels)
@@ -93,7 +96,7 @@ def register(analyze: typer.Typer) -> None:
         db: Path = DB_OPTION,
         contrast: str = CONTRAST_OPTION,
         metric: str = METRIC_OPTION,
-        roi: str = ROI_OPTION,
+        rois: str = ROIS_OPTION,
         out: Path = OUT_OPTION,
         fmt: str = FORMAT_OPTION,
     ) -> None:
@@ -104,7 +107,7 @@ def register(analyze: typer.Typer) -> None:
 
         column, levels = _contrast(contrast)
         try:
-            table = compare.group_tests(_scores(db, metric, roi), column, levels)
+            table = compare.group_tests(_scores(db, metric, rois), column, levels)
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err
         _write(out, f"groups_{column}", table)
@@ -116,7 +119,7 @@ def register(analyze: typer.Typer) -> None:
         db: Path = DB_OPTION,
         x: str = typer.Option("train_data_size", "--x", help="Size column of the models table."),
         metric: str = METRIC_OPTION,
-        roi: str = ROI_OPTION,
+        rois: str = ROIS_OPTION,
         out: Path = OUT_OPTION,
         fmt: str = FORMAT_OPTION,
     ) -> None:
@@ -126,7 +129,7 @@ def register(analyze: typer.Typer) -> None:
         from zooscope.analyses import compare
         from zooscope.report import plots
 
-        scores = _scores(db, metric, roi)
+        scores = _scores(db, metric, rois)
         try:
             fit = compare.scaling_fit(scores, x)
         except ValueError as err:
@@ -176,8 +179,10 @@ def register(analyze: typer.Typer) -> None:
     def layer_cka_cmd(
         ctx: typer.Context,
         db: Path = DB_OPTION,
-        model: list[str] = typer.Option(
-            ..., "--model", help="Model uid (at least 2; every pair with the first is compared)."
+        models: list[str] = typer.Option(
+            ...,
+            "--models",
+            help="Model uids, comma-separated or repeated (at least 2; each is compared with the first).",
         ),
         benchmark: Path = typer.Option(
             None, help="Benchmark file: extract the Grams of models missing from the store."
@@ -204,8 +209,9 @@ def register(analyze: typer.Typer) -> None:
         from zooscope.report import plots
         from zooscope.results.grams import GramStore, grams_path
 
+        model = list(comma_list(models) or ())
         if len(model) < 2:
-            raise typer.BadParameter("name at least two models", param_hint="--model")
+            raise typer.BadParameter("name at least two models", param_hint="--models")
         store = GramStore(grams_path(db))
         try:
             if benchmark is not None:
@@ -256,7 +262,7 @@ def _extract_grams(store, models, benchmark, manifest, layers, memory_budget, de
         if uid in present:
             continue
         if uid not in entries:
-            raise typer.BadParameter(f"{uid!r} is not in the manifest", param_hint="--model")
+            raise typer.BadParameter(f"{uid!r} is not in the manifest", param_hint="--models")
         selection = LayerSelection(include=layers) if layers else None
         n = store_layer_grams(
             load_model(entries[uid], device=device), bench.stimuli, store, bench.content_hash,

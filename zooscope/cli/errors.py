@@ -18,9 +18,9 @@ import pickle
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from zooscope.cli.vocabulary import VocabularyGroup
 from zooscope.errors import ZooscopeError
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INTERNAL", "ErrorBoundaryGroup", "describe"]
@@ -138,7 +138,7 @@ def describe(error: BaseException) -> tuple[str, int]:
     return f"error: {text.rstrip()}", code
 
 
-class ErrorBoundaryGroup(TyperGroup):
+class ErrorBoundaryGroup(VocabularyGroup):
     """The root command group: every command runs inside the error boundary.
 
     Catching in ``invoke`` (below click's ``main``) also sees ``EOFError`` (a truncated gzip

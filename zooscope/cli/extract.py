@@ -170,7 +170,11 @@ def extract_cmd(
         help="Memory the extraction may add to the loaded model (forward pass + buffers), e.g. 4GB (default: half the free device memory).",
     ),
     batch_size: int = typer.Option(32, help="Images per forward pass."),
-    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    loader_workers: int = typer.Option(
+        0,
+        "--loader-workers",
+        help="PyTorch DataLoader processes decoding images (0: in this process).",
+    ),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
     rsm_from: str = typer.Option("full", help="full (exact RSMs) or srp (one-pass approximation)."),
     layers: str | None = typer.Option(
@@ -232,7 +236,7 @@ def extract_cmd(
             rsm_from=rsm_from,  # type: ignore[arg-type]
             memory_budget=budget,
             batch_size=batch_size,
-            num_workers=workers,
+            num_workers=loader_workers,
             amp=amp,
             srp_mode=srp_mode,  # type: ignore[arg-type]
             cache=cache,

@@ -15,6 +15,7 @@ import typer
 
 from zooscope.cli.extract import BACKGROUND_HELP, PIXEL_LIMIT_HELP, open_images, pixel_rule
 from zooscope.cli.validation import check_options
+from zooscope.cli.vocabulary import VocabularyGroup, comma_list
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 models_app = typer.Typer(
     name="models",
+    cls=VocabularyGroup,
     help="List, inspect, check and fetch the models of a manifest.",
     no_args_is_help=True,
 )
@@ -218,7 +220,9 @@ def show_model(
     weights: str | None = typer.Option(
         None, "--weights", help="'random': load the seeded random init instead."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto (with --load)."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto, cpu, cuda or mps (with --load or --profile)."
+    ),
     profile: str | None = typer.Option(
         None,
         "--profile",
@@ -361,8 +365,10 @@ def check_models(
         min=1,
         help="Check a deterministic sample of N rows covering every source and arch_class.",
     ),
-    uids: str | None = typer.Option(None, "--uids", help="Comma-separated model_uids to check."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    models: str | None = typer.Option(
+        None, "--models", help="Comma-separated model uids to check (default: every row)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     forward: bool = typer.Option(
         True, "--forward/--no-forward", help="Also run one image through each model."
     ),
@@ -382,11 +388,11 @@ def check_models(
 
     from zooscope.zoo import WeightsUnavailable
 
-    if sample is not None and uids is not None:
-        raise _fail("error: give either --sample or --uids, not both")
+    if sample is not None and models is not None:
+        raise _fail("error: give either --sample or --models, not both")
     entries = _read_manifest(manifest)
-    if uids is not None:
-        entries = [_find(entries, uid.strip(), manifest) for uid in uids.split(",") if uid.strip()]
+    if models is not None:
+        entries = [_find(entries, uid, manifest) for uid in comma_list(models) or ()]
     skipped = [e for e in entries if not e.available]
     candidates = [e for e in entries if e.available]
     if sample is not None:

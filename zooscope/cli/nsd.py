@@ -7,8 +7,10 @@ from pathlib import Path
 import typer
 
 from zooscope.cli.validation import check_options
+from zooscope.cli.vocabulary import VocabularyGroup
 
 nsd_app = typer.Typer(
+    cls=VocabularyGroup,
     help="Natural Scenes Dataset: inspect a tree, prepare a benchmark, write a synthetic NSD.",
     no_args_is_help=True,
 )
@@ -120,7 +122,11 @@ def prepare_cmd(
         ["OTC", "EVC"], "--rois", "-r", help="Named ROI, expression or name=expression (repeat)."
     ),
     ncsnr_threshold: float = typer.Option(0.2, "--ncsnr-threshold", help="ncsnr threshold of OTC."),
-    images: str = typer.Option("shared1000", help="Image set."),
+    image_set: str = typer.Option(
+        "shared1000",
+        "--image-set",
+        help="NSD image set: shared1000 (the images every subject saw).",
+    ),
     beta_version: str = typer.Option("betas_fithrf_GLMdenoise_RR", help="Beta folder."),
     beta_format: str = typer.Option("auto", help="auto, hdf5 or nii.gz."),
 ) -> None:
@@ -133,7 +139,7 @@ def prepare_cmd(
         nsd_root,
         out,
         subjects=subjects,
-        images=images,
+        images=image_set,
         rois=rois,
         ncsnr_threshold=ncsnr_threshold,
         beta_version=beta_version,

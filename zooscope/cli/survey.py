@@ -10,15 +10,12 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from zooscope.cli.validation import check_options
+from zooscope.cli.vocabulary import comma_list
 
 if TYPE_CHECKING:
     from zooscope.pipeline.survey import SurveyReport
 
 logger = logging.getLogger(__name__)
-
-
-def _split(text: str | None) -> tuple[str, ...] | None:
-    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
 
 
 def summary_line(report: SurveyReport) -> str:
@@ -314,9 +311,9 @@ def register(app: typer.Typer) -> None:
         try:
             config = ScoringConfig.from_profile(
                 profile,
-                metrics=_split(metrics) or default_metrics(benchmark),
-                subjects=_split(subjects),
-                rois=_split(rois),
+                metrics=comma_list(metrics) or default_metrics(benchmark),
+                subjects=comma_list(subjects),
+                rois=comma_list(rois),
                 layers=layers,
                 rsm_from=rsm_from,
                 predictivity_splits=splits,
@@ -328,7 +325,7 @@ def register(app: typer.Typer) -> None:
             device=device, batch_size=batch_size, memory_budget=memory_budget, keep_grams=keep_grams
         )
         if estimate:
-            _print_estimate(manifest, benchmark, db, config, options, _split(models))
+            _print_estimate(manifest, benchmark, db, config, options, comma_list(models))
             return
         client = None
         try:
@@ -340,7 +337,7 @@ def register(app: typer.Typer) -> None:
                 db,
                 config,
                 options,
-                models=_split(models),
+                models=comma_list(models),
                 retry_failed=retry_failed,
                 ceilings=ceilings,
                 n_sims=n_sims,
@@ -365,7 +362,7 @@ def register(app: typer.Typer) -> None:
         ),
         db: Path = typer.Option(None, "--db", help="Store the ceilings in this results database."),
         subjects: str = typer.Option(None, help="Comma-separated subjects (default: all)."),
-        roi: str = typer.Option(None, "--roi", help="Comma-separated ROIs (default: all)."),
+        rois: str = typer.Option(None, "--rois", help="Comma-separated ROIs (default: all)."),
         n_sims: int = typer.Option(50, help="Monte Carlo simulations."),
         seed: int = typer.Option(0, help="Seed of the simulations."),
         verify: bool = typer.Option(
@@ -394,7 +391,7 @@ def register(app: typer.Typer) -> None:
         bench = Benchmark.open(benchmark)
         if verify:
             verify_benchmark(bench)
-        config = ScoringConfig(subjects=_split(subjects), rois=_split(roi))
+        config = ScoringConfig(subjects=comma_list(subjects), rois=comma_list(rois))
         session = ShortWrites(db) if db is not None else None
         record = contextlib.nullcontext()
         if session is not None:
@@ -475,7 +472,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter("demo --neural runs profile default or brainscore")
             run_neural_demo(
                 out,
-                models=_split(models),
+                models=comma_list(models),
                 layers=layers,
                 memory_budget=memory_budget,
                 report=report,
@@ -493,7 +490,7 @@ def register(app: typer.Typer) -> None:
         from zooscope.results.db import ResultsDB
 
         out.mkdir(parents=True, exist_ok=True)
-        subject_ids = tuple(int(s) for s in _split(subjects) or ())
+        subject_ids = tuple(int(s) for s in comma_list(subjects) or ())
         root, bench_path, db_path = out / "nsd", out / "benchmark.h5", out / "results.duckdb"
         if not bench_path.exists():
             logger.info("writing a synthetic NSD tree to %s and its benchmark %s", root, bench_path)
@@ -508,7 +505,7 @@ def register(app: typer.Typer) -> None:
             ScoringConfig.from_profile(profile, layers=layers),
             # Grams of the demo's few images are cheap; they give the report its CKA section
             RunOptions(device="auto", memory_budget=memory_budget, keep_grams=True),
-            models=_split(models),
+            models=comma_list(models),
             n_sims=n_sims,
         )
         with ResultsDB(db_path, read_only=True) as database:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from zooscope.cli.vocabulary import warn_renamed
 from zooscope.validation import (
     OptionError,
     check_byte_size,
@@ -133,6 +134,14 @@ def _database(value: Path | None, flag: str, _params: Mapping[str, Any]) -> None
         )
 
 
+def _one_name(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
+    names = [name for name in (value or "").split(",") if name.strip()]
+    if len(names) > 1:
+        raise OptionError(
+            f"{flag} {value!r}: this command shows one ROI; give one, e.g. {names[0]}"
+        )
+
+
 def _background(value: str | None, flag: str, _params: Mapping[str, Any]) -> None:
     # lazy: `zooscope --help` stays fast
     from zooscope.pixels import parse_background
@@ -185,18 +194,21 @@ RULES: dict[str, Rule] = {
     "pca_components": _at_least(1),
     "activations_dtype": _choice("float32", "float64"),
     "degrees": lambda value, flag, _p: check_number(value, flag, 0, 360, above=True),
+    # Dask worker processes (survey); DataLoader processes are --loader-workers
+    "workers": lambda value, flag, params: check_workers(
+        value, check_byte_size(params.get("memory_budget"), "--memory-budget"), flag
+    ),
+    "loader_workers": lambda value, flag, _p: check_number(
+        value, flag, 0, machine().cores, hint="DataLoader worker processes: at most one per core"
+    ),
+    "stats_model": _choice("groups", "pairwise", "ols", "mixed"),
+    "file_format": _choice("parquet", "csv"),
+    "image_set": _choice("shared1000"),
 }
 
 #: Rules for an option whose name means something else in one command.
 COMMAND_RULES: dict[tuple[str, str], Rule] = {
-    ("survey", "workers"): lambda value, flag, params: check_workers(
-        value, check_byte_size(params.get("memory_budget"), "--memory-budget"), flag
-    ),
-    ("extract", "workers"): lambda value, flag, _p: check_number(
-        value, flag, 0, machine().cores, hint="DataLoader worker processes: at most one per core"
-    ),
-    ("results export", "fmt"): _choice("parquet", "csv"),
-    ("analyze contrast", "model"): _choice("groups", "pairwise", "ols", "mixed"),
+    ("report", "rois"): _one_name,
     ("analyze contrast", "level"): _choice("auto", "subject", "model"),
     ("analyze similarity", "metric"): _metrics(("crsa", "versa")),
     ("analyze unique-variance", "metric"): _metrics(("encoding_r", "versa", "predictivity")),
@@ -211,14 +223,14 @@ COMMAND_RULES: dict[tuple[str, str], Rule] = {
 #: up by the command with its own precise message (a manifest, a model uid, a column, ...).
 UNCHECKED = frozenset(
     {
-        "manifest", "benchmark", "models", "subjects", "rois", "roi", "retry_failed",
+        "manifest", "benchmark", "benchmark_key", "models", "subjects", "rois", "roi", "retry_failed",
         "ceilings", "scheduler", "slurm", "slurm_queue", "slurm_extra", "slurm_log_dir",
         "slurm_interface", "slurm_dry_run", "verify", "keep_grams", "model", "images", "out",
         "module_type", "amp", "progress", "report", "neural", "published", "pair_by",
-        "contrast", "summary", "source", "available_only", "uid", "load", "uids", "forward",
+        "contrast", "summary", "source", "available_only", "uid", "load", "forward",
         "root", "beta_version", "nsd_root", "layer", "path", "assembly", "stimuli", "time_bins",
         "directory", "file", "model_col", "score_col", "metric_col", "subject_col", "metric_map",
-        "by", "groups", "pair", "x", "control", "run", "estimate", "commit_on", "pca_images",
+        "by", "groups", "x", "control", "run", "estimate", "commit_on", "pca_images",
         "commit_time_bin",
     }
 )  # fmt: skip
@@ -330,6 +342,7 @@ def check_options(ctx: Any) -> None:
     OptionError
         The first bad value (or environment variable), naming it: one or two lines, exit code 2.
     """
+    warn_renamed(ctx)
     path = ctx.command_path.split(" ", 1)[1] if " " in ctx.command_path else ""
     params = ctx.params
 
