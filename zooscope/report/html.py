@@ -203,7 +203,7 @@ def ranked_section(data: ReportData) -> str:
     body = [
         f'<p class="note">ROI: <b>{html.escape(data.roi)}</b>'
         + (
-            f" (also in the database: {html.escape(', '.join(others))}; choose with <code>--roi</code>)"
+            f" (also in the database: {html.escape(', '.join(others))}; choose with <code>--rois</code>)"
             if others
             else ""
         )
