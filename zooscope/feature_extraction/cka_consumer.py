@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from zooscope.feature_extraction.consumers import GramConsumer
 from zooscope.feature_extraction.extract import extract
 
