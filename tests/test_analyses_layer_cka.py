@@ -12,7 +12,10 @@ from zooscope.analyses.layer_cka import (
     model_cka_matrix,
     relative_depth,
 )
+from zooscope.feature_extraction import ExtractionSettings
+from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
 from zooscope.feature_extraction.cka_gram import CentredGramAccumulator, pack_gram, unpack_gram
+from zooscope.feature_extraction.consumers import GramConsumer
 from zooscope.results.grams import GramStore, grams_path
 from zooscope.rsa import cka, cka_matrix
 
@@ -35,6 +38,31 @@ def test_accumulator_equals_brute_force_in_any_chunk_order():
     np.testing.assert_allclose(acc.gram(), _gram(X), rtol=1e-10, atol=1e-8)
     with pytest.raises(ValueError, match="more features"):
         acc.add(X[:, :1])
+
+
+def test_one_product_gives_the_row_centred_gram_and_the_rsm_exactly():
+    # Large, feature-dependent means (a post-ReLU-like offset pattern) and large image means:
+    # the derived row-centred Gram must not cancel them away in float64.
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((25, 900)) + 40.0 + 5.0 * rng.standard_normal(900)
+    X = (X + 30.0 * rng.standard_normal((25, 1))).astype(np.float32)
+    acc = CentredGramAccumulator(25, 900)
+    for start, stop in ((600, 900), (0, 250), (250, 600)):  # out of order, uneven
+        acc.add(X[:, start:stop])
+    Xd = X.astype(np.float64)
+    rows = Xd - Xd.mean(1, keepdims=True)
+    np.testing.assert_allclose(acc.row_centred_gram(), rows @ rows.T, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(acc.rsm(dtype="float64"), np.corrcoef(Xd), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(acc.gram(), _gram(X), rtol=1e-10, atol=1e-8)  # still the CKA one
+
+
+def test_rsm_and_cka_gram_consumers_are_merged_into_one_product():
+    chosen = ExtractionSettings(srp=True, rsm=True).consumers(100, [CKAGramConsumer()])
+    grams = [c for c in chosen if isinstance(c, GramConsumer)]
+    assert len(grams) == 1 and set(grams[0].outputs) == {"rsm", "cka_gram"}
+    assert len(chosen) == 2  # the SRP consumer is kept
+    alone = ExtractionSettings(srp=False, rsm=False).consumers(100, [CKAGramConsumer()])
+    assert [type(c) for c in alone] == [CKAGramConsumer]
 
 
 def test_accumulator_agrees_with_rsa_cka_on_the_activations():

@@ -11,45 +11,27 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from zooscope._timing import stage
-from zooscope.feature_extraction.cka_gram import BLOCK, CentredGramAccumulator
-from zooscope.feature_extraction.consumers import (
-    ColumnPassSink,
-    LayerConsumer,
-    LayerSink,
-    Placement,
-)
+from zooscope.feature_extraction.consumers import GramConsumer
 from zooscope.feature_extraction.extract import extract
-from zooscope.feature_extraction.layers import LayerSpec
 
 __all__ = ["CKAGramConsumer"]
 
 
-class CKAGramConsumer(LayerConsumer):
-    """Each layer's feature-centred Gram matrix, output as ``"cka_gram"`` [n, n] float64."""
+class CKAGramConsumer(GramConsumer):
+    """Each layer's feature-centred Gram matrix, output as ``"cka_gram"`` [n, n] float64.
 
-    chunked = True
-    buffered = True  # reads the pass's columns from the buffer the exact RSMs fill too
+    A :class:`~zooscope.feature_extraction.consumers.GramConsumer` of that one output: an
+    extraction that also computes exact RSMs merges the two
+    (:func:`~zooscope.feature_extraction.consumers.merge_gram_consumers`), so the columns are
+    multiplied once for both.
+    """
 
-    def fixed_nbytes(self, layer: LayerSpec, n_images: int) -> int:
-        # the accumulated Gram, plus one float64 block and its product while a chunk is folded in
-        return 8 * n_images * n_images * 2 + 8 * n_images * min(BLOCK, layer.n_features)
+    def __init__(self) -> None:
+        super().__init__(("cka_gram",))
 
     def params(self) -> dict[str, Any]:
-        return {"cka_gram": "feature-centred"}
-
-    def open(self, layer: LayerSpec, n_images: int, place: Placement) -> LayerSink:
-        return _CKAGramSink(CentredGramAccumulator(n_images, layer.n_features))
-
-
-class _CKAGramSink(ColumnPassSink):
-    stage_name = "cka_gram"
-
-    def outputs(self) -> dict[str, np.ndarray]:
-        with stage(self.stage_name):
-            return {"cka_gram": self.accumulator.gram()}
+        # part of the layer cache key: "shared" since the RSM comes from the same product
+        return {"cka_gram": "feature-centred, shared"}
 
 
 def store_layer_grams(

@@ -35,6 +35,7 @@ from zooscope.feature_extraction.consumers import (
     LayerSink,
     Placement,
     SRPConsumer,
+    merge_gram_consumers,
 )
 from zooscope.feature_extraction.images import ImageSet, PreprocessedImages
 from zooscope.feature_extraction.layers import (
@@ -346,7 +347,7 @@ class ExtractionSettings:
         return self.n_components or jl_components(n_images, self.eps)
 
     def consumers(self, n_images: int, extra: Sequence[LayerConsumer] = ()) -> list[LayerConsumer]:
-        """The default consumers for these settings, then ``extra``."""
+        """The default consumers for these settings, then ``extra``, Gram consumers merged."""
         chosen = default_consumers(
             self.components(n_images),
             seed=self.seed,
@@ -356,7 +357,7 @@ class ExtractionSettings:
             upsample=self.upsample,
             srp_mode=self.srp_mode,
         )
-        return chosen + list(extra)
+        return merge_gram_consumers(chosen + list(extra))
 
     def budget(self, place: Placement) -> tuple[int, str]:
         """The memory budget in bytes, and where it comes from (for the log and the terminal)."""

@@ -72,7 +72,7 @@ class GramAccumulator:
         self.chunk_means.append(np.asarray(mean, dtype=np.float64)[:, 0])
         self.chunk_sizes.append(int(chunk.shape[1]))
 
-    def centred_gram(self) -> np.ndarray:
+    def row_centred_gram(self) -> np.ndarray:
         """``(X - m 1^T)(X - m 1^T)^T`` [n, n], float64, once every feature was added."""
         if not self.complete:
             raise RuntimeError(
@@ -86,7 +86,7 @@ class GramAccumulator:
 
     def rsm(self, dtype: str = "float32") -> np.ndarray:
         """The Pearson RSM [n, n] of the rows (constant rows give NaN, like ``np.corrcoef``)."""
-        return correlation_from_gram(self.centred_gram(), dtype)
+        return correlation_from_gram(self.row_centred_gram(), dtype)
 
 
 def correlation_from_gram(gram: np.ndarray, dtype: str = "float32") -> np.ndarray:
