@@ -40,20 +40,51 @@ def test_accumulator_equals_brute_force_in_any_chunk_order():
         acc.add(X[:, :1])
 
 
+def _offset_activations(seed: int, n: int = 25, p: int = 900) -> np.ndarray:
+    """Large, feature-dependent means (a post-ReLU-like offset pattern) and large image means."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)) + 40.0 + 5.0 * rng.standard_normal(p)
+    return (X + 30.0 * rng.standard_normal((n, 1))).astype(np.float32)
+
+
+def _row_centred(X: np.ndarray) -> np.ndarray:
+    rows = X.astype(np.float64) - X.astype(np.float64).mean(1, keepdims=True)
+    return rows @ rows.T
+
+
 def test_one_product_gives_the_row_centred_gram_and_the_rsm_exactly():
-    # Large, feature-dependent means (a post-ReLU-like offset pattern) and large image means:
-    # the derived row-centred Gram must not cancel them away in float64.
-    rng = np.random.default_rng(3)
-    X = rng.standard_normal((25, 900)) + 40.0 + 5.0 * rng.standard_normal(900)
-    X = (X + 30.0 * rng.standard_normal((25, 1))).astype(np.float32)
+    # float64 products: the derived row-centred Gram must not cancel the offsets away
+    X = _offset_activations(3)
     acc = CentredGramAccumulator(25, 900)
     for start, stop in ((600, 900), (0, 250), (250, 600)):  # out of order, uneven
         acc.add(X[:, start:stop])
-    Xd = X.astype(np.float64)
-    rows = Xd - Xd.mean(1, keepdims=True)
-    np.testing.assert_allclose(acc.row_centred_gram(), rows @ rows.T, rtol=1e-10, atol=1e-8)
-    np.testing.assert_allclose(acc.rsm(dtype="float64"), np.corrcoef(Xd), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(acc.row_centred_gram(), _row_centred(X), rtol=1e-10, atol=1e-8)
+    expected_rsm = np.corrcoef(X.astype(np.float64))
+    np.testing.assert_allclose(acc.rsm(dtype="float64"), expected_rsm, rtol=0, atol=1e-12)
     np.testing.assert_allclose(acc.gram(), _gram(X), rtol=1e-10, atol=1e-8)  # still the CKA one
+
+
+def test_float32_products_keep_cka_to_1e_7_and_the_rsm_to_1e_6():
+    # What an extraction uses: float32 blocks (more than one of BLOCK columns), centred in place
+    X, Y = _offset_activations(4, 30, 5000), _offset_activations(5, 30, 3000)
+    Y[:, :1000] += 3.0 * X[:, :1000]  # related representations: CKA well inside (0, 1)
+    grams, expected = [], []
+    for A in (X, Y):
+        acc = CentredGramAccumulator(30, A.shape[1], product="float32")
+        work = A.copy()
+        acc.add(work[:, 1000:], overwrite=True)
+        acc.add(work[:, :1000])  # a copy is centred: the chunk is left as it was
+        np.testing.assert_array_equal(work[:, :1000], A[:, :1000])
+        scale = np.abs(np.diag(_gram(A))).max()
+        np.testing.assert_allclose(acc.gram(), _gram(A), rtol=0, atol=1e-6 * scale)
+        rsm = acc.rsm(dtype="float64")
+        np.testing.assert_allclose(rsm, np.corrcoef(A.astype(np.float64)), rtol=0, atol=1e-6)
+        grams.append(acc.gram())
+        expected.append(A.astype(np.float64))
+    for debiased in (False, True):
+        assert cka(grams[0], grams[1], debiased=debiased, gram=True) == pytest.approx(
+            cka(expected[0], expected[1], debiased=debiased), abs=1e-7
+        )
 
 
 def test_rsm_and_cka_gram_consumers_are_merged_into_one_product():

@@ -31,7 +31,7 @@ class CKAGramConsumer(GramConsumer):
 
     def params(self) -> dict[str, Any]:
         # part of the layer cache key: "shared" since the RSM comes from the same product
-        return {"cka_gram": "feature-centred, shared"}
+        return {"cka_gram": "feature-centred, float32 blocks, shared"}
 
 
 def store_layer_grams(

@@ -236,7 +236,8 @@ class GramConsumer(LayerConsumer):
         (each feature centred over the images: linear CKA's input). Without ``"cka_gram"`` the
         columns are centred per image in place and multiplied in float32
         (:class:`~zooscope.feature_extraction.gram.GramAccumulator`); with it, centred per feature
-        and multiplied in float64, and the row-centred Gram is derived from that one product
+        in place and multiplied in float32 blocks summed in float64, and the row-centred Gram is
+        derived from that one product
         (:class:`~zooscope.feature_extraction.cka_gram.CentredGramAccumulator`), so keeping RSMs
         and CKA Grams costs one product per column, not two.
     """
@@ -251,20 +252,20 @@ class GramConsumer(LayerConsumer):
         if unknown or not outputs:
             raise ValueError(f"GramConsumer outputs must be among {self.OUTPUTS}, got {outputs!r}")
         self.outputs = tuple(outputs)
-        self.overwrites = "cka_gram" not in self.outputs  # float64 blocks are copies anyway
 
     def fixed_nbytes(self, layer: LayerSpec, n_images: int) -> int:
         if "cka_gram" not in self.outputs:
             return 8 * n_images * n_images
-        # the accumulated Gram, the one handed out, and one float64 block of columns
-        return 8 * n_images * n_images * 2 + 8 * n_images * min(BLOCK, layer.n_features)
+        # the accumulated Gram, the one handed out, a block's product, one block of columns
+        return 20 * n_images * n_images + 4 * n_images * min(BLOCK, layer.n_features)
 
     def params(self) -> dict[str, Any]:
         return {"gram_outputs": list(self.outputs)}
 
     def open(self, layer: LayerSpec, n_images: int, place: Placement) -> LayerSink:
         if "cka_gram" in self.outputs:
-            return _GramSink(self.outputs, CentredGramAccumulator(n_images, layer.n_features))
+            accumulator = CentredGramAccumulator(n_images, layer.n_features, product="float32")
+            return _GramSink(self.outputs, accumulator)
         return _GramSink(self.outputs, GramAccumulator(n_images, layer.n_features))
 
 
@@ -313,10 +314,7 @@ class _GramSink(ColumnPassSink):
         self.wanted = outputs
 
     def fold(self, columns: Any, writable: bool) -> None:
-        if isinstance(self.accumulator, GramAccumulator):
-            self.accumulator.add(columns, overwrite=writable)
-        else:
-            self.accumulator.add(columns)
+        self.accumulator.add(columns, overwrite=writable)
 
     @stage("gram")
     def outputs(self) -> dict[str, np.ndarray]:

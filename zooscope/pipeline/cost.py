@@ -280,7 +280,7 @@ def _gram_rate(n: int, rsm: bool, cka: bool, batch_size: int) -> dict[str, float
                 rows = slice(start, min(start + batch_size, n))
                 buffer[rows] = source[: rows.stop - rows.start]
             if cka:  # one float64 product serves the RSM too (consumers.merge_gram_consumers)
-                CentredGramAccumulator(n, columns).add(buffer)
+                CentredGramAccumulator(n, columns, product="float32").add(buffer, overwrite=True)
             else:
                 GramAccumulator(n, columns).add(buffer, overwrite=True)
         times.append(t)
