@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.random_projection import SparseRandomProjection, johnson_lindenstrauss_min_dim
+from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
-from zooscope.feature_extraction import srp_kernels
+from zooscope.feature_extraction import sklearn_draw, srp_kernels
 
 # Identifies how "fast" mode draws R; part of every cache key, so a new generator never reuses
 # features projected with another one. v2: gaps from log(1 - U) instead of log1p(-U), the same
@@ -61,18 +61,22 @@ def _sklearn_signs(n_features: int, n_components: int, density: float, seed: int
     """``SparseRandomProjection(n_components, density=density, random_state=seed)``'s matrix for
     ``n_features`` inputs, in tile storage.
 
-    scikit-learn draws it row by row in Python (seconds for a layer of a million features) and it
-    depends only on these four numbers (the published procedure does not mix in the layer), so
+    scikit-learn draws it row by row in Python (seconds for a layer of a million features;
+    :mod:`~zooscope.feature_extraction.sklearn_draw` draws the same matrix about five times
+    faster) and it depends only on these four numbers (the published procedure does not mix in the layer), so
     the layers of one width, in one model and across the models of a survey, share one draw: the
     last draws are kept, least recently used first out, up to :data:`SKLEARN_CACHE_BYTES`.
     """
     key = (n_features, n_components, float(density), int(seed))
     signs = _sklearn_cache.get(key)
     if signs is None:
-        # The public estimator only needs X's width to draw its matrix.
-        srp = SparseRandomProjection(n_components=n_components, density=density, random_state=seed)
-        srp.fit(sp.csr_array((1, n_features), dtype=np.float64))
-        signs = TiledSigns.from_csr(sp.csr_array(srp.components_.T))
+        # the same matrix as scikit-learn's, drawn without its per-element Python loop, unless
+        # the installed scikit-learn draws differently (checked once per process)
+        draw = sklearn_draw.draw_components if sklearn_draw.matches_sklearn() else None
+        components = (draw or sklearn_draw.sklearn_components)(
+            n_features, n_components, density, seed
+        )
+        signs = TiledSigns.from_csr(sp.csr_array(components.T))
         _sklearn_cache[key] = signs
         while len(_sklearn_cache) > 1 and (
             sum(s.nbytes for s in _sklearn_cache.values()) > SKLEARN_CACHE_BYTES
