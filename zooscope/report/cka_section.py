@@ -111,8 +111,9 @@ def cka_section(
         except KeyError as error:  # a committed layer not among the stored ones
             logger.info("no CKA heatmap: %s", error)
         else:
+            names = db.models(expand_metadata=False).set_index("model_uid")["display_name"]
             heat = plots.plot_matrix(
-                matrix, figdir / "model_cka", label="debiased CKA", limit=1.0,
+                matrix, figdir / "model_cka", label="debiased CKA", limit=1.0, names=names,
                 title=f"Debiased CKA at each model's committed layer ({metric}, {roi})",
             )  # fmt: skip
             body.append(
