@@ -153,6 +153,8 @@ def _pairs_html(
     pairs = compare.paired_scores(scores, pair_col, column, levels)
     n_pairs = pairs.groupby(["metric"])["pair"].nunique().max() if len(pairs) else 0
     if n_pairs < MIN_GROUP_MODELS:
+        pairs = pairs.assign(models_a=_display(scores, pairs["models_a"]),
+                             models_b=_display(scores, pairs["models_b"]))  # fmt: skip
         found = ", ".join(sorted(f"{m} vs {n}" for m, n in
                                  set(zip(pairs["models_a"], pairs["models_b"], strict=True))))  # fmt: skip
         return left_out_html(
@@ -173,6 +175,13 @@ def _pairs_html(
     if len(pairs) <= 40:
         body += table_html(pairs.drop(columns=["roi"], errors="ignore"), "{:.3f}")
     return body
+
+
+def _display(scores: pd.DataFrame, uids: pd.Series) -> pd.Series:
+    """Comma-joined model uids (a cell of :func:`compare.paired_scores`) as display names."""
+    names = scores.drop_duplicates("model_uid").set_index("model_uid")
+    names = names["display_name"].dropna().to_dict() if "display_name" in names else {}
+    return uids.map(lambda cell: ", ".join(names.get(u, u) for u in str(cell).split(",")))
 
 
 def scaling_section(scores: pd.DataFrame, figdir: Path, scaling_x: str) -> str:
