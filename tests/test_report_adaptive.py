@@ -13,7 +13,7 @@ from browser import dump_dom, needs_chromium
 
 from zooscope.metrics import get_metric
 from zooscope.report import plots
-from zooscope.report.elements import is_left_out, left_out_html, table_html
+from zooscope.report.elements import is_left_out, left_out_html, small_groups_text, table_html
 from zooscope.report.html import build_report, default_roi, formula_text, roi_order
 from zooscope.results.db import ResultsDB
 from zooscope.results.importers import import_scores_table
@@ -76,6 +76,14 @@ def test_contrast_tables_count_the_subjects_of_the_ranked_tables(report):
     assert set(ranked["n_subjects"]) == {"2"}
     assert set(group_table["n_subjects"]) == {"2"}
     assert set(group_table["group"]) == {"Convolutional", "Transformer"}
+
+
+def test_small_groups_are_named_by_size():
+    sizes = pd.Series({"A": 5, "B": 1, "C": 1, "D": 0, **{f"t{i:02d}": 1 for i in range(8)}})
+    assert small_groups_text(sizes) == (
+        "D has 0 models; B, C, t00, t01, t02, t03 and 4 more have 1 model each "
+        "(a group needs at least 2)"
+    )
 
 
 def test_left_out_lines_are_recognised_and_nothing_else_is():

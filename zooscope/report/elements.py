@@ -55,10 +55,23 @@ def group_sizes(scores: pd.DataFrame, column: str, model: str = "model_uid") -> 
     return models[column].astype(str).value_counts()
 
 
-def small_groups_text(sizes: pd.Series, minimum: int = MIN_GROUP_MODELS) -> str:
-    """``"Hybrid, MLP-Mixer have 1 model each"``: the levels of ``sizes`` below ``minimum``."""
+def small_groups_text(sizes: pd.Series, minimum: int = MIN_GROUP_MODELS, shown: int = 6) -> str:
+    """``"Hybrid, MLP-Mixer have 1 model each (a group needs at least 2)"``: the small levels.
+
+    Levels of one size are listed together, the first ``shown`` of them by name.
+    """
     small = sizes[sizes < minimum]
-    parts = [f"{level} has {n} model{'s' if n != 1 else ''}" for level, n in sorted(small.items())]
+    by_size: dict[int, list[str]] = {}
+    for level, n in sorted(small.items()):
+        by_size.setdefault(int(n), []).append(str(level))
+    parts = []
+    for n, levels in sorted(by_size.items()):
+        names = ", ".join(levels[:shown])
+        if len(levels) > shown:
+            names += f" and {len(levels) - shown} more"
+        models = f"{n} model{'s' if n != 1 else ''}"
+        parts.append(f"{names} {'has' if len(levels) == 1 else 'have'} {models}"
+                     + (" each" if len(levels) > 1 else ""))  # fmt: skip
     return "; ".join(parts) + f" (a group needs at least {minimum})"
 
 
