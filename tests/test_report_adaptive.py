@@ -4,6 +4,7 @@ computation."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import numpy as np
@@ -22,6 +23,9 @@ from zooscope.results.summary import ceiled_score
 #: Architecture class of each model: Hybrid is a group of one.
 CLASSES = {"c1": "Convolutional", "c2": "Convolutional", "c3": "Convolutional",
            "t1": "Transformer", "t2": "Transformer", "h1": "Hybrid"}  # fmt: skip
+#: (architecture, task): three trained/random twins, matched by architecture.
+TWINS = {"c1": ("a", "classification"), "c2": ("a", "random"), "c3": ("b", "classification"),
+         "t1": ("c", "classification"), "t2": ("c", "random"), "h1": ("b", "random")}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,8 @@ def report(tmp_path_factory):
     rng = np.random.default_rng(0)
     rows = [
         {"model_uid": uid, "display_name": f"Model {uid.upper()}", "arch_class": arch,
-         "subject": subject, "score": rng.uniform(0.1, 0.6)}
+         "arch": TWINS[uid][0], "task": TWINS[uid][1], "subject": subject,
+         "score": rng.uniform(0.1, 0.6)}
         for uid, arch in CLASSES.items()
         for subject in ("1", "2")
     ]  # fmt: skip
@@ -67,6 +72,19 @@ def _first_table(fragment: str) -> pd.DataFrame:
     rows = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
             for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)]  # fmt: skip
     return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+def test_no_figure_is_drawn_twice(report):
+    """The groups of the matched-pairs contrast are the "Contrast by task" figure: referred to."""
+    page, _ = report
+    captions = re.findall(r'<img alt="([^"]*)"', page)
+    assert (
+        "Contrast by task" in captions
+        and "Matched pairs: classification vs random by arch" in captions
+    )
+    assert len(captions) == len(set(captions))
+    pairs = html.unescape(_section(page, "Matched pairs and groups"))
+    assert "The groups' figure: Contrast by task, above." in pairs
 
 
 def test_contrast_tables_count_the_subjects_of_the_ranked_tables(report):
@@ -131,15 +149,18 @@ def test_one_colour_per_level_in_every_figure(tmp_path):
         assert hexes["Convolutional"] not in colours, name  # tab10's first colour: not reused
 
 
-def test_log_axis_labels_do_not_overlap(tmp_path):
-    """About one decade of parameter counts: labels at 1, 2, 5 x 10^k, short, apart."""
-    frame = pd.DataFrame(
-        {"model_uid": list("abcdefgh"), "metric": "crsa", "score": np.linspace(0.1, 0.8, 8),
-         "param_count": np.geomspace(2.5e6, 4.5e7, 8)}
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    ("low", "high", "first", "allowed"),
+    [
+        (2.5e6, 4.5e7, ["5M", "10M", "20M"], {"2M", "5M", "10M", "20M", "50M"}),  # ~1 decade
+        (1e6, 5e8, ["1M", "10M", "100M"], {"1M", "10M", "100M", "1G"}),  # Conwell's 225 models
+    ],
+)
+def test_log_axis_labels_do_not_overlap(low, high, first, allowed):
+    """Parameter counts: short labels (``5M``), at most three a decade, none overlapping."""
     plt = plots._pyplot()
     fig, ax = plt.subplots(figsize=(3.6, 3.6))
-    ax.scatter(frame["param_count"], frame["score"])
+    ax.scatter(np.geomspace(low, high, 8), np.linspace(0.1, 0.8, 8))
     plots._log_axis(ax.xaxis)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -147,7 +168,7 @@ def test_log_axis_labels_do_not_overlap(tmp_path):
     lo, hi = ax.get_xlim()
     labels = [t for t in labels if lo <= t.get_position()[0] <= hi]
     texts = [t.get_text() for t in labels]
-    assert texts[:3] == ["5M", "10M", "20M"] and set(texts) <= {"2M", "5M", "10M", "20M", "50M"}
+    assert texts[:3] == first and set(texts) <= allowed
     assert not plots._overlaps([t.get_window_extent(renderer) for t in labels])
     plt.close(fig)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import html
 import itertools
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
 
-from zooscope.analyses import compare, unique_variance
+from zooscope.analyses import compare, contrasts, unique_variance
 from zooscope.benchmark import split_region
 from zooscope.report import plots
 from zooscope.report.cka_section import cka_section
@@ -70,6 +71,7 @@ def comparison_sections(
     pair_by: str | None = None,
     contrast: str | None = None,
     scaling_x: str = "train_data_size",
+    contrast_figures: Collection[str] = (),
 ) -> list[str]:
     """HTML sections (``<h2>`` and body) comparing models; empty list when nothing applies.
 
@@ -87,10 +89,15 @@ def comparison_sections(
         not given (:func:`auto_contrast`).
     scaling_x : str
         The training-set size column.
+    contrast_figures : collection of str
+        Columns whose group contrast the report draws elsewhere: the groups part refers to that
+        figure instead of drawing it again.
     """
     spec = _contrast_spec(scores, pair_by, contrast)
     sections = [
-        "" if spec is None else pairs_and_groups_section(scores, figdir, spec),
+        ""
+        if spec is None
+        else pairs_and_groups_section(scores, figdir, spec, spec[1] in contrast_figures),
         scaling_section(scores, figdir, scaling_x),
         _unique_variance_section(db, scores, figdir, roi, spec),
         cka_section(db, scores, figdir, roi, spec),
@@ -112,13 +119,17 @@ def _contrast_spec(
 
 
 def pairs_and_groups_section(
-    scores: pd.DataFrame, figdir: Path, spec: tuple[str | None, str, tuple[str, str]]
+    scores: pd.DataFrame,
+    figdir: Path,
+    spec: tuple[str | None, str, tuple[str, str]],
+    figure_above: bool = False,
 ) -> str:
     """Matched pairs (paired t and Wilcoxon tests) and the two groups (Mann-Whitney U).
 
     Each part needs :data:`~zooscope.report.elements.MIN_GROUP_MODELS` pairs (or models per
     group); a part without them is one line saying why, and a section of such lines only is
-    returned as those lines (the report gathers them).
+    returned as those lines (the report gathers them). ``figure_above``: the report's contrast
+    section draws this column's groups already (the figure is referred to, not repeated).
     """
     pair_col, column, (a, b) = spec
     parts = []
@@ -127,9 +138,16 @@ def pairs_and_groups_section(
     sizes = group_sizes(scores, column).reindex([a, b], fill_value=0)
     if (sizes >= MIN_GROUP_MODELS).all():
         groups = compare.group_tests(scores, column, (a, b))
+        if figure_above:
+            figure = note_html(f"The groups' figure: Contrast by {column}, above.")
+        else:
+            summary = contrasts.group_summary(scores, column, groups=[a, b], n_boot=200)
+            shown = scores[scores[column].astype(str).isin((a, b))]
+            paths = plots.plot_contrast(shown, summary, column, figdir / f"groups_{column}")
+            figure = figure_html(paths, f"{a} vs {b} ({column})")
         parts.append(
             f"<h3>Groups: Mann–Whitney U, {html.escape(a)} vs {html.escape(b)}</h3>"
-            + note_html(f"The groups' figure: Contrast by {column}, above.")
+            + figure
             + table_html(groups.drop(columns=["roi"], errors="ignore"), "{:.3g}")
         )
     else:

@@ -182,7 +182,8 @@ def build_report(
         similarity_section(data, model_similarity),
         ridge_section(data),
         *comparison_sections(
-            db, data.model_scores, data.figdir, data.roi, pair_by=pair_by, contrast=contrast
+            db, data.model_scores, data.figdir, data.roi, pair_by=pair_by, contrast=contrast,
+            contrast_figures=drawn_contrasts(data),
         ),
         provenance_section(data),
     ])  # fmt: skip
@@ -368,6 +369,16 @@ def contrasts_section(data: ReportData) -> str:
         "bootstrap CIs over models; pairwise differences with permutation p-values, Holm and "
         "Benjamini-Hochberg corrected per metric.</p>" + "".join(body)
     )
+
+
+def drawn_contrasts(data: ReportData) -> list[str]:
+    """The grouping columns :func:`contrasts_section` draws (two or more groups of 2+ models)."""
+    scores = data.model_scores
+    return [
+        column
+        for column in REPORT_CONTRASTS
+        if column in scores.columns and (group_sizes(scores, column) >= MIN_GROUP_MODELS).sum() >= 2
+    ]
 
 
 def _contrast_html(data: ReportData, column: str) -> str:

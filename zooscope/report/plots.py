@@ -379,15 +379,19 @@ def plot_correlate(
 
 
 def _log_axis(axis) -> None:
-    """A log scale labelled at 1, 2 and 5 x 10^k in engineering notation, minor ticks unlabelled.
+    """A log scale labelled in engineering notation (``3M``), minor ticks unlabelled.
 
-    Matplotlib's default labels minor ticks of an axis spanning about one decade in scientific
+    Labels at 1, 2 and 5 x 10^k over up to 1.5 decades of data, at 10^k over more. Matplotlib's
+    default labels minor ticks of an axis spanning about one decade in scientific
     notation (``3×10⁶``), and neighbouring labels run into each other.
     """
     from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
     axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    low, high = sorted(axis.get_data_interval())
+    decades = np.log10(high / low) if low > 0 else np.inf
+    subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0,)  # wider: one label a decade
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(EngFormatter(sep=""))
     axis.set_minor_formatter(NullFormatter())
 
