@@ -424,7 +424,7 @@ def _subjects_per_group(data: ReportData, column: str) -> dict[str, int]:
     per_group = models.assign(n=models["model_uid"].map(counts)).groupby(
         models[column].astype(str)
     )["n"]
-    return per_group.max().astype(int).to_dict()
+    return per_group.max().fillna(0).astype(int).to_dict()
 
 
 def correlates_section(data: ReportData) -> str:
