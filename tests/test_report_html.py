@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from browser import needs_chromium, screenshot
 from PIL import Image
 from reference_data import CONWELL, needs_conwell2024
 from typer.testing import CliRunner
@@ -160,25 +160,9 @@ def test_report_is_self_contained(report):
     assert "http://" not in text and "https://" not in text  # nothing fetched from the network
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (Debian package 'chromium')"
-)
+@needs_chromium
 def test_report_renders_in_headless_chromium(report, tmp_path):
-    shot = tmp_path / "shot.png"
-    cmd = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--hide-scrollbars",
-        f"--screenshot={shot}",
-        "--window-size=1200,1600",
-        report.as_uri(),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    shot = screenshot(report, tmp_path / "shot.png", width=1200, height=1600)
     with Image.open(shot) as im:
         im = im.convert("L")
         assert im.size == (1200, 1600)

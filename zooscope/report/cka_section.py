@@ -79,17 +79,21 @@ def cka_section(
     metric = next((m for m in COMMIT_METRICS if m in set(scores["metric"])), None)
     ranked = scores if metric is None else scores[scores["metric"] == metric]
     pairs = _pairs(ranked, stored, spec)
+    names = db.models(expand_metadata=False).set_index("model_uid")["display_name"].to_dict()
     curves = []
     for a, b, group in pairs:
         table = layer_cka.layer_cka(store, a, b, bench)
-        curves.append(table.assign(pair=f"{a} vs {b}", group=group))
+        pair = f"{names.get(a) or a} vs {names.get(b) or b}"
+        curves.append(table.assign(pair=pair, group=group.replace(a, names.get(a) or a)))
     curves = pd.concat(curves, ignore_index=True)
+    several = curves.groupby("group")["pair"].nunique().max() > 1  # an s.e.m. needs 2 pairs
     plotted = curves.rename(columns={"depth_a": "depth", "cka": "cka_biased"})
     plotted = plotted.rename(columns={"cka_debiased": "cka"})
     paths = plots.plot_layer_cka(
         plotted,
         figdir / "layer_cka",
-        title="Layer-by-layer debiased CKA (mean ± s.e.m. over pairs)",
+        title="Layer-by-layer debiased CKA"
+        + (" (mean ± s.e.m. over pairs)" if several else f", {curves['pair'].iloc[0]}"),
     )
     per_pair = curves.groupby(["group", "pair"], sort=False)["cka_debiased"]
     summary = per_pair.agg(layers="size", first="first", last="last", mean="mean").reset_index()
@@ -112,7 +116,7 @@ def cka_section(
             logger.info("no CKA heatmap: %s", error)
         else:
             heat = plots.plot_matrix(
-                matrix, figdir / "model_cka", label="debiased CKA", limit=1.0,
+                matrix, figdir / "model_cka", label="debiased CKA", limit=1.0, names=names,
                 title=f"Debiased CKA at each model's committed layer ({metric}, {roi})",
             )  # fmt: skip
             body.append(

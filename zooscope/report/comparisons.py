@@ -3,7 +3,8 @@ scaling, unique variance and layer-by-layer CKA (:mod:`zooscope.analyses.compare
 :mod:`zooscope.analyses.unique_variance`, :mod:`zooscope.report.cka_section`).
 
 Where the caller names no contrast, one is found in the models table (:func:`auto_contrast`), so
-the demo database gets every section its data allow; a section whose data do not suffice says so.
+the demo database gets every section its data allow; an analysis whose data do not suffice is one
+line saying why (:func:`~zooscope.report.elements.left_out_html`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import html
 import itertools
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +21,16 @@ from zooscope.analyses import compare, contrasts, unique_variance
 from zooscope.benchmark import split_region
 from zooscope.report import plots
 from zooscope.report.cka_section import cka_section
-from zooscope.report.elements import figure_html, note_html, table_html
+from zooscope.report.elements import (
+    MIN_GROUP_MODELS,
+    figure_html,
+    group_sizes,
+    is_left_out,
+    left_out_html,
+    note_html,
+    small_groups_text,
+    table_html,
+)
 from zooscope.results.db import ResultsDB
 
 logger = logging.getLogger(__name__)
@@ -60,6 +71,7 @@ def comparison_sections(
     pair_by: str | None = None,
     contrast: str | None = None,
     scaling_x: str = "train_data_size",
+    contrast_figures: Collection[str] = (),
 ) -> list[str]:
     """HTML sections (``<h2>`` and body) comparing models; empty list when nothing applies.
 
@@ -77,10 +89,15 @@ def comparison_sections(
         not given (:func:`auto_contrast`).
     scaling_x : str
         The training-set size column.
+    contrast_figures : collection of str
+        Columns whose group contrast the report draws elsewhere: the groups part refers to that
+        figure instead of drawing it again.
     """
     spec = _contrast_spec(scores, pair_by, contrast)
     sections = [
-        "" if spec is None else pairs_and_groups_section(scores, figdir, spec),
+        ""
+        if spec is None
+        else pairs_and_groups_section(scores, figdir, spec, spec[1] in contrast_figures),
         scaling_section(scores, figdir, scaling_x),
         _unique_variance_section(db, scores, figdir, roi, spec),
         cka_section(db, scores, figdir, roi, spec),
@@ -102,75 +119,114 @@ def _contrast_spec(
 
 
 def pairs_and_groups_section(
-    scores: pd.DataFrame, figdir: Path, spec: tuple[str | None, str, tuple[str, str]]
+    scores: pd.DataFrame,
+    figdir: Path,
+    spec: tuple[str | None, str, tuple[str, str]],
+    figure_above: bool = False,
 ) -> str:
-    """Matched pairs (paired t and Wilcoxon tests) and the two groups (Mann-Whitney U)."""
-    pair_col, column, levels = spec
-    a, b = levels
-    body = [
-        note_html(
-            f"{a} against {b} ({column}); models matched by {pair_col or '(none)'}; one score "
-            "per model (mean over subjects; seeds of one cell averaged). Paired t-test and "
-            "Wilcoxon signed-rank test across pairs; NaN where there are fewer than 2 pairs."
-        )
-    ]
+    """Matched pairs (paired t and Wilcoxon tests) and the two groups (Mann-Whitney U).
+
+    Each part needs :data:`~zooscope.report.elements.MIN_GROUP_MODELS` pairs (or models per
+    group); a part without them is one line saying why, and a section of such lines only is
+    returned as those lines (the report gathers them). ``figure_above``: the report's contrast
+    section draws this column's groups already (the figure is referred to, not repeated).
+    """
+    pair_col, column, (a, b) = spec
+    parts = []
     if pair_col is not None:
-        pairs = compare.paired_scores(scores, pair_col, column, levels)
-        tests = compare.paired_tests(scores, pair_col, column, levels)
-        if len(pairs):
-            paths = plots.plot_paired(
-                pairs, figdir / f"paired_{column}", level_a=a, level_b=b,
-                title=f"{a} vs {b}, matched by {pair_col}",
-            )  # fmt: skip
-            body.append(figure_html(paths, f"Matched pairs: {a} vs {b} by {pair_col}"))
-            cols = ["metric", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
-                    "t", "df", "p_t", "cohen_dz", "w", "p_wilcoxon"]  # fmt: skip
-            body.append(table_html(tests[cols], "{:.3g}"))
-            if len(pairs) <= 40:
-                body.append(table_html(pairs.drop(columns=["roi"], errors="ignore"), "{:.3f}"))
+        parts.append(_pairs_html(scores, figdir, pair_col, column, (a, b)))
+    sizes = group_sizes(scores, column).reindex([a, b], fill_value=0)
+    if (sizes >= MIN_GROUP_MODELS).all():
+        groups = compare.group_tests(scores, column, (a, b))
+        if figure_above:
+            figure = note_html(f"The groups' figure: Contrast by {column}, above.")
         else:
-            body.append(note_html(f"No {pair_col} value has models at both levels."))
-    groups = compare.group_tests(scores, column, levels)
-    summary = contrasts.group_summary(scores, column, groups=list(levels), n_boot=200)
-    paths = plots.plot_contrast(
-        scores[scores[column].astype(str).isin(levels)], summary, column,
-        figdir / f"groups_{column}",
-    )  # fmt: skip
-    body.append(
-        f"<h3>Groups: Mann–Whitney U, {html.escape(a)} vs {html.escape(b)}</h3>"
-        + figure_html(paths, f"{a} vs {b} ({column})")
-        + table_html(groups.drop(columns=["roi"], errors="ignore"), "{:.3g}")
+            summary = contrasts.group_summary(scores, column, groups=[a, b], n_boot=200)
+            shown = scores[scores[column].astype(str).isin((a, b))]
+            paths = plots.plot_contrast(shown, summary, column, figdir / f"groups_{column}")
+            figure = figure_html(paths, f"{a} vs {b} ({column})")
+        parts.append(
+            f"<h3>Groups: Mann–Whitney U, {html.escape(a)} vs {html.escape(b)}</h3>"
+            + figure
+            + table_html(groups.drop(columns=["roi"], errors="ignore"), "{:.3g}")
+        )
+    else:
+        parts.append(left_out_html(f"Mann–Whitney U, {a} vs {b} ({column})",
+                                   small_groups_text(sizes)))  # fmt: skip
+    if all(is_left_out(part) for part in parts):
+        return "".join(parts)
+    intro = note_html(
+        f"{a} against {b} ({column}); models matched by {pair_col or '(none)'}; one score "
+        "per model (mean over subjects; seeds of one cell averaged). Paired t-test and "
+        "Wilcoxon signed-rank test across pairs."
     )
-    return "<h2>Matched pairs and groups</h2>" + "".join(body)
+    return "<h2>Matched pairs and groups</h2>" + intro + "".join(parts)
+
+
+def _pairs_html(
+    scores: pd.DataFrame, figdir: Path, pair_col: str, column: str, levels: tuple[str, str]
+) -> str:
+    """The matched pairs' figure and tests, or the line that says why they are left out."""
+    a, b = levels
+    pairs = compare.paired_scores(scores, pair_col, column, levels)
+    n_pairs = pairs.groupby(["metric"])["pair"].nunique().max() if len(pairs) else 0
+    if n_pairs < MIN_GROUP_MODELS:
+        pairs = pairs.assign(models_a=_display(scores, pairs["models_a"]),
+                             models_b=_display(scores, pairs["models_b"]))  # fmt: skip
+        found = ", ".join(sorted(f"{m} vs {n}" for m, n in
+                                 set(zip(pairs["models_a"], pairs["models_b"], strict=True))))  # fmt: skip
+        return left_out_html(
+            f"paired tests of {a} vs {b} (matched by {pair_col})",
+            f"{int(n_pairs)} matched pair{'s' if n_pairs != 1 else ''}"
+            + (f" ({found})" if found else "")
+            + f"; the tests need at least {MIN_GROUP_MODELS}",
+        )
+    tests = compare.paired_tests(scores, pair_col, column, levels)
+    paths = plots.plot_paired(
+        pairs, figdir / f"paired_{column}", level_a=a, level_b=b,
+        title=f"{a} vs {b}, matched by {pair_col}",
+    )  # fmt: skip
+    cols = ["metric", "n_pairs", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+            "t", "df", "p_t", "cohen_dz", "w", "p_wilcoxon"]  # fmt: skip
+    body = figure_html(paths, f"Matched pairs: {a} vs {b} by {pair_col}")
+    body += table_html(tests[cols], "{:.3g}")
+    if len(pairs) <= 40:
+        body += table_html(pairs.drop(columns=["roi"], errors="ignore"), "{:.3f}")
+    return body
+
+
+def _display(scores: pd.DataFrame, uids: pd.Series) -> pd.Series:
+    """Comma-joined model uids (a cell of :func:`compare.paired_scores`) as display names."""
+    names = scores.drop_duplicates("model_uid").set_index("model_uid")
+    names = names["display_name"].dropna().to_dict() if "display_name" in names else {}
+    return uids.map(lambda cell: ", ".join(names.get(u, u) for u in str(cell).split(",")))
 
 
 def scaling_section(scores: pd.DataFrame, figdir: Path, scaling_x: str) -> str:
-    """Score against log10 of the training-set size: OLS fit and its 95% band."""
+    """Score against log10 of the training-set size: OLS fit and its 95% band.
+
+    Without 3 models of known size (and two distinct sizes), the one line saying so.
+    """
     if scaling_x not in scores.columns:
         return ""
-    body = []
     points = compare.scaling_frame(scores, scaling_x)
     fit = compare.scaling_fit(scores, scaling_x)
-    usable = fit.dropna(subset=["slope"])
-    if len(usable):
-        band = compare.scaling_band(scores, scaling_x)
-        paths = plots.plot_scaling(points, band, figdir / f"scaling_{scaling_x}", x=scaling_x)
-        body.append(figure_html(paths, f"Score against log10 {scaling_x}"))
-        body.append(table_html(fit.drop(columns=["roi", "x"], errors="ignore"), "{:.3g}"))
-    else:
+    if not len(fit.dropna(subset=["slope"])):
         n = points.groupby("metric")["model_uid"].nunique().max() if len(points) else 0
-        body.append(
-            note_html(
-                f"Needs at least 3 models with a known {scaling_x} (and two distinct sizes); "
-                f"this ROI has {int(n)}."
-            )
+        return left_out_html(
+            f"score against {scaling_x}",
+            f"the fit needs at least 3 models with a known {scaling_x} (and two distinct "
+            f"sizes); this ROI has {int(n)}",
         )
+    band = compare.scaling_band(scores, scaling_x)
+    paths = plots.plot_scaling(points, band, figdir / f"scaling_{scaling_x}", x=scaling_x)
     return (
         "<h2>Training-set size</h2>"
         + note_html(
             f"OLS of score on log10({scaling_x}), one point per model; band: 95% CI of the mean."
         )
-        + "".join(body)
+        + figure_html(paths, f"Score against log10 {scaling_x}")
+        + table_html(fit.drop(columns=["roi", "x"], errors="ignore"), "{:.3g}")
     )
 
 
@@ -205,16 +261,23 @@ def _unique_variance_section(
     if units.empty:
         return ""
     summary = unique_variance.summarize_unique_variance(units)
-    paths = plots.plot_unique_variance(units, figdir / "unique_variance", model=model)
+    names = db.models(expand_metadata=False).set_index("model_uid")["display_name"].to_dict()
+    name = names.get(model) or model
+    units = units.assign(control=units["control"].map(lambda c: names.get(c) or c))
+    summary = summary.assign(control=summary["control"].map(lambda c: names.get(c) or c))
+    paths = plots.plot_unique_variance(units, figdir / "unique_variance", model=name)
     return (
         "<h2>Unique variance</h2>"
         + note_html(
-            f"Per unit: r of the measured test responses with {model}'s held-out predictions "
-            f"(best {metric} layer), and the partial r controlling for each control model's. "
+            f"Per unit: r of the measured test responses with {name}'s held-out predictions "
+            f"(best {metric} layer; {roi}), and the partial r controlling for each control model's. "
             "p_partial: Wilcoxon of the partial r against 0 across units; p_model_vs_control: "
             "paired Wilcoxon of the model's against the control's partial r. Choose models with "
-            "`zooscope analyze unique-variance`."
+            "zooscope analyze unique-variance."
         )
-        + figure_html(paths, f"Unique variance of {model} beyond {', '.join(controls)}")
-        + table_html(summary, "{:.3g}")
+        + figure_html(
+            paths,
+            f"Unique variance of {name} beyond " + ", ".join(names.get(c) or c for c in controls),
+        )
+        + table_html(summary.drop(columns=["roi", "time_bin"], errors="ignore"), "{:.3g}")
     )

@@ -72,6 +72,42 @@ def metric_label(metric: str | None) -> str:
     return labels.get(metric or "", metric or "score")
 
 
+#: The colour of a missing level (``"n/a"``) in every figure.
+MISSING_COLOR = (0.6, 0.6, 0.6)
+
+
+def level_colors(levels) -> dict[str, tuple[float, float, float]]:
+    """One colour per level of a grouping variable, the same in every figure that is given them.
+
+    Levels are sorted (as strings) and take the ``tab10`` colours in that order (``tab20``
+    beyond 10 levels); ``"n/a"`` (missing) is grey. Pass every level the report knows (e.g. the
+    models table's column), not only those of one figure, so a level keeps its colour when a
+    figure lacks another.
+
+    Parameters
+    ----------
+    levels : iterable
+        Values of the variable (repeats and NaN allowed; NaN is ``"n/a"``).
+
+    Returns
+    -------
+    dict
+        ``{level: RGB}``, levels as strings.
+    """
+    import seaborn as sns
+
+    names = sorted({"n/a" if pd.isna(v) else str(v) for v in levels} - {"n/a"})
+    colors = sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names))
+    palette = dict(zip(names, colors, strict=True))
+    palette["n/a"] = MISSING_COLOR
+    return palette
+
+
+def _levels(values: pd.Series) -> pd.Series:
+    """``values`` as the strings :func:`level_colors` keys on (NaN as ``"n/a"``)."""
+    return values.astype(object).where(values.notna(), "n/a").astype(str)
+
+
 def _overlaps(boxes: list) -> list[tuple[int, int]]:
     """Pairs (i, j), i < j, of display-space bounding boxes that overlap."""
     return [
@@ -143,6 +179,7 @@ def plot_ranked_models(
     ceiling: tuple[float, float, float] | None = None,
     top: int | None = None,
     label: str = "display_name",
+    palette: dict | None = None,
 ) -> list[Path]:
     """Models ranked by score (one metric), colored by ``hue``, with the noise-ceiling band.
 
@@ -155,6 +192,8 @@ def plot_ranked_models(
         Mean noise ceiling and its interval, drawn as a line and a band.
     top : int, optional
         Show only the best ``top`` models (names are readable up to ~60).
+    palette : dict, optional
+        ``{level: colour}`` of ``hue`` (:func:`level_colors`; default: from this figure's levels).
     """
     import seaborn as sns
 
@@ -176,10 +215,10 @@ def plot_ranked_models(
     colors = None
     handles: list = []
     if hue is not None and hue in df.columns:
-        levels = sorted(df[hue].fillna("n/a").astype(str).unique())
-        palette = dict(zip(levels, sns.color_palette("tab10", len(levels)), strict=False))
-        colors = [palette[v] for v in df[hue].fillna("n/a").astype(str)]
-        for level in levels:
+        values = _levels(df[hue])
+        palette = palette or level_colors(df[hue])
+        colors = [palette[v] for v in values]
+        for level in sorted(set(values), key=list(palette).index):
             handles.append(Patch(color=palette[level], label=level))
     ax.bar(np.arange(n), df["score"], color=colors or "#4C72B0", width=0.85)
     if ceiling is not None:
@@ -288,11 +327,23 @@ def plot_correlate(
     hue: str | None = None,
     log_x: bool = False,
     stats_table: pd.DataFrame | None = None,
+    palette: dict | None = None,
 ) -> list[Path]:
-    """Scatter of score against a model property, one panel per metric, Spearman rho in the title."""
+    """Scatter of score against a model property, one panel per metric, Spearman rho in the title.
+
+    ``palette`` (:func:`level_colors`) colours the levels of ``hue`` as in the report's other
+    figures; by default it is made from ``df[hue]``. A log axis is labelled at 1, 2 and 5 times
+    the powers of ten in short engineering notation (``3M``), so no two labels overlap.
+    """
     plt = _pyplot()
     import seaborn as sns
 
+    hue = hue if hue in df.columns else None
+    order = None
+    if hue is not None:
+        df = df.assign(**{hue: _levels(df[hue])})
+        palette = palette or level_colors(df[hue])
+        order = [level for level in palette if level in set(df[hue])]
     fig, axes, metrics = _metric_panels(plt, df, 3.6, 3.6, 0.6)
     for ax, metric in zip(axes[0], metrics, strict=True):
         sub = _of_metric(df, metric).dropna(subset=[x, y])
@@ -300,13 +351,15 @@ def plot_correlate(
             data=sub,
             x=x,
             y=y,
-            hue=hue if hue in sub.columns else None,
+            hue=hue,
+            hue_order=order,
+            palette=palette if hue else None,
             ax=ax,
             s=18,
             legend=ax is axes[0][-1],
         )
         if log_x:
-            ax.set_xscale("log")
+            _log_axis(ax.xaxis)
         title = metric_label(metric)
         if stats_table is not None:
             row = stats_table[(stats_table["x"] == x) & (stats_table["metric"] == metric)]
@@ -325,6 +378,24 @@ def plot_correlate(
     return _save(fig, out)
 
 
+def _log_axis(axis) -> None:
+    """A log scale labelled in engineering notation (``3M``), minor ticks unlabelled.
+
+    Labels at 1, 2 and 5 x 10^k over up to 1.5 decades of data, at 10^k over more. Matplotlib's
+    default labels minor ticks of an axis spanning about one decade in scientific
+    notation (``3×10⁶``), and neighbouring labels run into each other.
+    """
+    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_xscale("log") if axis.axis_name == "x" else axis.axes.set_yscale("log")
+    low, high = sorted(axis.get_data_interval())
+    decades = np.log10(high / low) if low > 0 else np.inf
+    subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0,)  # wider: one label a decade
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(EngFormatter(sep=""))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_mds(
     coords: pd.DataFrame,
     out: str | Path,
@@ -334,26 +405,33 @@ def plot_mds(
     title: str = "",
     labels: pd.Series | None = None,
     max_labels: int = 30,
+    palette: dict | None = None,
 ) -> list[Path]:
     """MDS map of models (``dim1``, ``dim2``), colored by ``hue`` and marked by ``style``.
 
     ``hue``, ``style`` and ``labels`` are Series indexed by model uid (e.g. architecture class,
     training, display name). Points are named when there are at most ``max_labels`` of them.
+    ``palette`` (:func:`level_colors`) colours the levels of ``hue`` as in the report's other
+    figures (default: from ``hue``).
     """
     plt = _pyplot()
     import seaborn as sns
 
     df = coords.copy()
     hue_col = (hue.name if hue is not None else None) or "group"
-    df[hue_col] = hue.reindex(df.index).fillna("n/a").astype(str) if hue is not None else "models"
+    df[hue_col] = _levels(hue.reindex(df.index)) if hue is not None else "models"
+    palette = palette or level_colors(df[hue_col])
+    if hue is None:
+        palette = {"models": "C0"}
     style_col = None
     if style is not None:
         style_col = style.name or "style"
         df[style_col] = style.reindex(df.index).fillna("n/a").astype(str)
     fig, ax = plt.subplots(figsize=(6.5, 5))
     sns.scatterplot(
-        data=df, x="dim1", y="dim2", hue=hue_col, style=style_col, ax=ax, s=22, palette="tab10"
-    )
+        data=df, x="dim1", y="dim2", hue=hue_col, style=style_col, ax=ax, s=22,
+        hue_order=[k for k in palette if k in set(df[hue_col])], palette=palette,
+    )  # fmt: skip
     if len(df) <= max_labels:
         names = (
             labels.reindex(df.index).fillna(pd.Series(df.index, index=df.index))
@@ -413,11 +491,13 @@ def plot_matrix(
     order: list[str] | None = None,
     label: str = "r",
     limit: float | None = None,
+    names: dict | pd.Series | None = None,
 ) -> list[Path]:
     """Heatmap of a square matrix (an RSM or a model x model similarity), optionally reordered.
 
     The colour scale spans ``±limit`` (default: the largest off-diagonal magnitude); up to 12
-    rows get their values written in the cells.
+    rows get their values written in the cells. ``names`` maps row labels (model uids) to the
+    tick labels (display names); labels it lacks are shown as they are.
     """
     plt = _pyplot()
 
@@ -435,8 +515,12 @@ def plot_matrix(
                     color="white" if abs(v) > 0.6 * lim else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, shrink=0.8, label=label)
     if n <= 40:
-        ax.set_xticks(range(n), matrix.columns, rotation=90, fontsize=6)
-        ax.set_yticks(range(n), matrix.index, fontsize=6)
+        names = dict(names if names is not None else {})
+        ticks = [
+            str(names.get(k, k)) if pd.notna(names.get(k, k)) else str(k) for k in matrix.index
+        ]
+        ax.set_xticks(range(n), ticks, rotation=90, fontsize=6)
+        ax.set_yticks(range(n), ticks, fontsize=6)
     else:
         ax.set_xticks([])
         ax.set_yticks([])
