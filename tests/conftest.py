@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from cpu_share import cpu_share
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Before numpy/torch load (they read these once), and inherited by the subprocesses, Dask
+    # workers and CLI runs the tests start: each xdist worker keeps to its share of the cores.
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_name] = str(cpu_share())
 
 import numpy as np
 import pytest

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cpu_share import cpu_share
 from torch import nn
 
 from zooscope.benchmark import Benchmark
@@ -31,7 +32,7 @@ TOLERANCE = 2e-3
 @pytest.fixture(autouse=True)
 def _threads():
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(min(2, cpu_share()))  # one each when two xdist workers share 2 cores
     yield
     torch.set_num_threads(threads)
 
