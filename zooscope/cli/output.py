@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import pandas as pd
 import typer
 
-__all__ = ["MISSING", "emit", "emit_sections", "format_value"]
+__all__ = ["MISSING", "emit", "emit_mapping", "emit_sections", "format_value", "terminal_width"]
 
 #: How a missing value is printed in a table.
 MISSING = "–"
@@ -28,7 +28,7 @@ _GAP = 3
 
 def format_value(value: object) -> str:
     """A table cell: floats to 3 decimals (tiny ones in scientific notation), integers plain."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return MISSING
     if isinstance(value, bool):
         return str(value)
@@ -48,6 +48,38 @@ def format_value(value: object) -> str:
     return str(value)
 
 
+def terminal_width() -> int:
+    """The width output must fit: the terminal's, ``COLUMNS``, or 80 when not a terminal."""
+    from rich.console import Console
+
+    return Console().width
+
+
+def _mapping_lines(mapping: dict, indent: int, width: int) -> list[str]:
+    import json
+    import textwrap
+
+    lines = []
+    pad = " " * indent
+    for key, value in sorted(mapping.items(), key=lambda kv: str(kv[0])):
+        if isinstance(value, dict) and value:
+            lines.append(f"{pad}{key}:")
+            lines.extend(_mapping_lines(value, indent + 2, width))
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        wrap = textwrap.TextWrapper(
+            width, initial_indent=pad, subsequent_indent=pad + "    ", break_on_hyphens=False
+        )
+        lines.extend(wrap.wrap(f"{key}: {text}"))
+    return lines
+
+
+def emit_mapping(mapping: dict, indent: int = 0) -> None:
+    """Print a (nested) mapping as ``key: value`` lines, long values wrapped to the width."""
+    for line in _mapping_lines(mapping, indent, terminal_width()):
+        typer.echo(line)
+
+
 def _header(column: object) -> str:
     return str(column).replace("_", " ")
 
@@ -56,17 +88,15 @@ def _constant_columns(df: pd.DataFrame, keep: Sequence[str]) -> list[str]:
     """Columns printed alike in every row (of two or more rows), except those in ``keep``."""
     if len(df) < 2:
         return []
-    return [
-        c for c in df.columns if c not in keep and len({format_value(v) for v in df[c]}) == 1
-    ]
+    return [c for c in df.columns if c not in keep and len({format_value(v) for v in df[c]}) == 1]
 
 
-def _wrap_header(header: str, width: int) -> str:
-    """``header`` broken at its spaces into lines of at most ``width`` (or one word)."""
+def _wrap_header(header: str, width: int, sep: str = " ") -> str:
+    """``header`` broken at ``sep`` into lines of at most ``width`` (or one piece)."""
     lines: list[str] = []
-    for word in header.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
+    for word in header.split(sep):
+        if lines and len(lines[-1]) + len(sep) + len(word) <= width:
+            lines[-1] += sep + word
         else:
             lines.append(word)
     return "\n".join(lines)
@@ -119,8 +149,11 @@ def _print_vertical(console, df: pd.DataFrame, columns: list[list[str]], width: 
             stop += 1
         table = _table(show_header=False)
         table.add_column(style="bold", no_wrap=True)
+        room = max(width - label - _GAP, 1)  # a value longer than that folds
         for k in range(start, stop):
-            table.add_column(justify="right", overflow="fold", min_width=min(widths[k], width))
+            table.add_column(
+                justify="right", overflow="fold", min_width=min(widths[k], room), max_width=room
+            )
         for i, name in enumerate(names):
             table.add_row(name, *[rows[k][i] for k in range(start, stop)])
         if start:
@@ -161,7 +194,8 @@ def emit(
     if title:
         console.print(title)
     if constant:
-        console.print("  ".join(f"{_header(c)}: {format_value(df[c].iloc[0])}" for c in constant))
+        items = [f"{_header(c)}: {format_value(df[c].iloc[0])}" for c in constant]
+        console.print(_wrap_header("  ".join(items), console.width, sep="  "), soft_wrap=True)
         df = df.drop(columns=constant)
     if df.empty or not len(df.columns):
         console.print("(no rows)")
