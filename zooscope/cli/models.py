@@ -7,6 +7,7 @@ stays instant.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ def _console(stderr: bool = False) -> Console:
 
     # No markup/emoji: manifest values such as "package:efficientnet..." must print verbatim.
     console = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
-    if not console.is_terminal:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, 200)  # logs and pipes: one row per line, greppable
     return console
 
@@ -306,14 +307,14 @@ def _show_profile(
     console.print(f"profile: {profile}\ntransform: {loaded.info.preprocess}")
     listing = pd.DataFrame(
         [
-            (layer.index, layer.name, layer.module_type, "x".join(map(str, layer.shape)) or "-",
-             layer.n_features, ", ".join(layer.aliases))
+            (layer.index, layer.name + (f" (= {', '.join(layer.aliases)})" if layer.aliases else ""),
+             layer.module_type, "x".join(map(str, layer.shape)) or "-", layer.n_features)
             for layer in layers
         ],
-        columns=["index", "name", "module_type", "shape", "n_features", "aliases"],
+        columns=["index", "name (= aliases)", "module_type", "shape", "n_features"],
     )  # fmt: skip
     emit(
-        listing, "table", keep=["index", "name"],
+        listing, "table", keep=["index", "name (= aliases)"],
         title=f"{len(layers)} scored layers ({config.layer_policy} layer policy; duplicates "
         f"judged on {source}):",
     )  # fmt: skip

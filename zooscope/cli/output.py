@@ -13,17 +13,20 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["MISSING", "emit", "emit_mapping", "emit_sections", "format_value", "terminal_width"]
 
 #: How a missing value is printed in a table.
 MISSING = "–"
 
-#: Width between two columns (padding on both sides of the invisible rule).
-_GAP = 3
+#: Width between two columns: one space of padding and the (blank) rule.
+_GAP = 2
 
 
 def format_value(value: object) -> str:
@@ -40,6 +43,8 @@ def format_value(value: object) -> str:
         if value != 0 and abs(value) < 0.001:
             return f"{value:.2e}"
         return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.4g}"
+    import pandas as pd  # here: `zooscope --help` does not import pandas
+
     try:
         if pd.isna(value):  # pd.NA, NaT
             return MISSING
@@ -108,23 +113,31 @@ def _min_width(cells: list[str], header: str, wraps: bool) -> int:
     return max([len(p) for p in pieces] + [len(w) for w in header.split()] + [1])
 
 
+def _numeric(df: pd.DataFrame, column: object) -> bool:
+    from pandas.api.types import is_numeric_dtype
+
+    return is_numeric_dtype(df[column])
+
+
 def _wraps(df: pd.DataFrame, column: object, cells: list[str]) -> bool:
     """Text with spaces wraps; numbers and one-word values (uids, paths) never do."""
-    return not pd.api.types.is_numeric_dtype(df[column]) and any(" " in c for c in cells)
+    return not _numeric(df, column) and any(" " in c for c in cells)
 
 
 def _table(**kwargs):
     from rich import box
     from rich.table import Table
 
-    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, **kwargs)
+    return Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), **kwargs
+    )
 
 
 def _print_horizontal(console, df: pd.DataFrame, columns: list[list[str]]) -> None:
     table = _table(header_style="bold")
     for column, cells in zip(df.columns, columns, strict=True):
         wraps = _wraps(df, column, cells)
-        numeric = pd.api.types.is_numeric_dtype(df[column])
+        numeric = _numeric(df, column)
         width = _min_width(cells, _header(column), wraps)
         table.add_column(
             _wrap_header(_header(column), width), justify="right" if numeric else "left",
