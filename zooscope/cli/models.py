@@ -125,6 +125,18 @@ def sample_entries(entries: Sequence[ModelEntry], n: int, seed: int = 0) -> list
     return [e for e in entries if e.model_uid in picked]
 
 
+def _announced_sample(entries: Sequence[ModelEntry], n: int) -> list[ModelEntry]:
+    """:func:`sample_entries`, saying on stderr when covering the manifest takes more than ``n``."""
+    chosen = sample_entries(entries, n)
+    if len(chosen) > n:
+        typer.echo(
+            f"--sample {n}: checking {len(chosen)} rows, the fewest that cover every source and "
+            "arch_class of the manifest",
+            err=True,
+        )
+    return chosen
+
+
 @models_app.command("list")
 def list_models(
     ctx: typer.Context,
@@ -382,13 +394,7 @@ def check_models(
     skipped = [e for e in entries if not e.available]
     candidates = [e for e in entries if e.available]
     if sample is not None:
-        candidates = sample_entries(candidates, sample)
-        if len(candidates) > sample:
-            typer.echo(
-                f"--sample {sample}: checking {len(candidates)} rows, the fewest that cover "
-                "every source and arch_class of the manifest",
-                err=True,
-            )
+        candidates = _announced_sample(candidates, sample)
         skipped = []  # a sample is drawn from the available rows only
     results: list[tuple[ModelEntry, str, str]] = [
         (e, "skipped", e.unavailable_reason) for e in skipped
