@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from zooscope.cli import compare
-from zooscope.cli.output import emit, emit_sections
+from zooscope.cli.output import echo_wrapped, emit, emit_sections
 from zooscope.cli.validation import check_options
 from zooscope.cli.vocabulary import VocabularyGroup, comma_list
 from zooscope.profiles import get_profile
@@ -348,7 +348,7 @@ def register(app: typer.Typer) -> None:
             except ValueError as error:
                 raise OptionError(str(error)) from None
         for line in state.lines():
-            typer.echo(line)
+            echo_wrapped(line)
 
     @results.command("upgrade")
     def upgrade(ctx: typer.Context, db: Path = DB_OPTION) -> None:

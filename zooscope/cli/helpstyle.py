@@ -1,10 +1,12 @@
 """``--help`` as a reader wants it, fixed once for every command.
 
 Typer shows a value type after every option, flags included (``--load <bool>``, even
-``--help <bool>``); it writes a required argument as ``{uid}`` in the usage line; and it prints
+``--help <bool>``); it writes a required argument as ``{uid}`` in the usage line; it prints
 our docstrings as written: RST roles and double backticks, and the line breaks of the source
-file in the middle of sentences. :func:`tidy_help` undoes all of that on the command tree,
-and is called once by the root group.
+file in the middle of sentences; and its option panels leave the help text a third of an
+80-column terminal, cutting long words with an ellipsis. :func:`tidy_help` undoes all of that on
+the command tree (click's plain layout, which wraps the help text to the width), and is called
+once by the root group.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ def _help_text(text: str | None) -> str | None:
 
 
 def _tidy_command(command: Any) -> None:
+    # click's plain layout: the help text gets the terminal's width (typer's panels give it a
+    # third of 80 columns and cut long words and option names with an ellipsis)
+    command.rich_markup_mode = None
     command.help = _help_text(command.help)
+    if command.help and not command.short_help:  # the first sentence, whole, in the commands list
+        command.short_help = command.help.split("\n\n")[0]
     for param in command.params:
         param.help = plain_text(param.help) if getattr(param, "help", None) else None
     for sub in getattr(command, "commands", {}).values():

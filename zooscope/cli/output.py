@@ -20,7 +20,15 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MISSING", "emit", "emit_mapping", "emit_sections", "format_value", "terminal_width"]
+__all__ = [
+    "MISSING",
+    "echo_wrapped",
+    "emit",
+    "emit_mapping",
+    "emit_sections",
+    "format_value",
+    "terminal_width",
+]
 
 #: How a missing value is printed in a table.
 MISSING = "–"
@@ -79,6 +87,17 @@ def _mapping_lines(mapping: dict, indent: int, width: int) -> list[str]:
     return lines
 
 
+def echo_wrapped(text: str) -> None:
+    """Print a line of prose broken at spaces to the width; continuation lines indented."""
+    import textwrap
+
+    width = terminal_width()
+    for line in text.splitlines() or [""]:
+        typer.echo(
+            "\n".join(textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False))
+        )
+
+
 def emit_mapping(mapping: dict, indent: int = 0) -> None:
     """Print a (nested) mapping as ``key: value`` lines, long values wrapped to the width."""
     for line in _mapping_lines(mapping, indent, terminal_width()):
@@ -133,14 +152,17 @@ def _table(**kwargs):
     )
 
 
-def _print_horizontal(console, df: pd.DataFrame, columns: list[list[str]]) -> None:
+def _print_horizontal(
+    console, df: pd.DataFrame, columns: list[list[str]], wrap_headers: bool
+) -> None:
     table = _table(header_style="bold")
     for column, cells in zip(df.columns, columns, strict=True):
         wraps = _wraps(df, column, cells)
         numeric = _numeric(df, column)
         width = _min_width(cells, _header(column), wraps)
+        header = _header(column)
         table.add_column(
-            _wrap_header(_header(column), width), justify="right" if numeric else "left",
+            _wrap_header(header, width if wrap_headers else len(header)), justify="right" if numeric else "left",
             no_wrap=not wraps, min_width=width,
         )  # fmt: skip
     for row in zip(*columns, strict=True):
@@ -214,12 +236,12 @@ def emit(
         console.print("(no rows)")
         return
     columns = [[format_value(v) for v in df[c].tolist()] for c in df.columns]
-    needed = sum(
-        _min_width(cells, _header(c), _wraps(df, c, cells))
-        for c, cells in zip(df.columns, columns, strict=True)
-    ) + _GAP * (len(columns) - 1)  # fmt: skip
+    pairs = list(zip(df.columns, columns, strict=True))
+    gaps = _GAP * (len(columns) - 1)
+    needed = sum(_min_width(cells, _header(c), _wraps(df, c, cells)) for c, cells in pairs) + gaps
+    natural = sum(max(len(_header(c)), *map(len, cells)) for c, cells in pairs) + gaps
     if needed <= console.width:
-        _print_horizontal(console, df, columns)
+        _print_horizontal(console, df, columns, wrap_headers=natural > console.width)
     else:
         _print_vertical(console, df, columns, console.width)
 
