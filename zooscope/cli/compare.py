@@ -180,7 +180,11 @@ def register(analyze: typer.Typer) -> None:
             _write(out, f"unique_variance_{model}_units", units)
             _write(out, f"unique_variance_{model}", summary)
             plots.plot_unique_variance(units, out / f"unique_variance_{model}", model=model)
-        emit(summary, fmt)
+        emit(
+            summary, fmt,
+            title=f"{model} against each control: medians over units of r and partial r (each "
+            "model's predictions controlling for the other's)",
+        )  # fmt: skip
 
     @analyze.command("layer-cka")
     def layer_cka_cmd(
@@ -249,7 +253,8 @@ def register(analyze: typer.Typer) -> None:
             matrix.to_csv(out / "model_cka.csv")
             plots.plot_matrix(matrix, out / "model_cka", title=f"Linear CKA at depth {depth:g}",
                               label="CKA")  # fmt: skip
-        emit(table, fmt)
+        emit(table, fmt, title="linear CKA of each layer of model a with the layer of model b "
+             "at the nearest relative depth")  # fmt: skip
 
 
 def _extract_grams(store, models, benchmark, manifest, layers, memory_budget, device) -> str:

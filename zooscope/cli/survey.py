@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from zooscope.cli.output import emit
+from zooscope.cli.output import echo_wrapped, emit
 from zooscope.cli.validation import check_options
 from zooscope.cli.vocabulary import comma_list
 
@@ -72,7 +72,7 @@ def _print_estimate(
     result = estimate_survey(entries, bench, config, options)
     device = result.rates.key.get("device", "cpu")
     for line in estimate_lines(result, device):
-        typer.echo(line)
+        echo_wrapped(line)
 
 
 def _client(workers: int | None, scheduler: str | None, slurm: Any) -> Any:
