@@ -239,7 +239,7 @@ def test_mixed_model_that_does_not_converge_says_so_in_one_sentence(caplog, recw
         got = mixed_contrast(_one_pair(rng, names), "training", "name")
     (said,) = [r.getMessage() for r in caplog.records]
     assert said.startswith("versa, OTC: the mixed model did not converge (1 pair(s) hold models")
-    assert "use the ols or groups statistics model (--model ols)" in said
+    assert "use the ols or groups statistics model (--stats-model ols)" in said
     assert ("standard errors" in said) and got["se"].isna().any() == ("not available" in said)
     noisy = ("ConvergenceWarning", "RuntimeWarning")
     assert not [w for w in recwarn if w.category.__name__ in noisy]  # caught, not printed

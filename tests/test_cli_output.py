@@ -197,6 +197,7 @@ MODELS = {
     "levit_128s_random": ("LeViT-128S (random)", "Hybrid", "random", "levit", 0.03),
 }  # fmt: skip
 WIDTHS = (80, 110, 200)
+CONTRAST = ("analyze", "contrast", "--by", "arch_class")
 
 
 @pytest.fixture(scope="module")
@@ -254,9 +255,9 @@ def _assert_readable(text: str, width: int) -> None:
         ("results", "summary"),
         ("results", "runs"),
         ("results", "failures"),
-        ("analyze", "contrast", "--by", "arch_class", "--metric", "versa"),
-        ("analyze", "contrast", "--by", "arch_class", "--metric", "versa", "--model", "pairwise"),
-        ("analyze", "contrast", "--by", "arch_class", "--metric", "crsa", "--model", "ols"),
+        (*CONTRAST, "--metric", "versa"),
+        (*CONTRAST, "--metric", "versa", "--stats-model", "pairwise"),
+        (*CONTRAST, "--metric", "crsa", "--stats-model", "ols"),
         ("analyze", "paired", "--pair-by", "name", "--contrast", "weights=pretrained,random"),
         ("analyze", "groups", "--contrast", "weights=pretrained,random"),
         ("analyze", "scaling", "--x", "seed"),
@@ -287,12 +288,12 @@ def test_mixed_model_warnings_become_one_sentence(scores_db, caplog):
 
     args = ["analyze", "contrast", "--db", str(scores_db), "--by", "weights", "--metric", "versa"]
     with caplog.at_level(logging.WARNING):
-        result = CliRunner().invoke(app, [*args, "--model", "mixed"], env={"COLUMNS": "80"})
+        result = CliRunner().invoke(app, [*args, "--stats-model", "mixed"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     assert "ConvergenceWarning" not in result.output and "RuntimeWarning" not in result.output
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(said) == 2  # one sentence per ROI
-    assert all("the mixed model did not converge" in s and "--model ols" in s for s in said)
+    assert all("the mixed model did not converge" in s and "--stats-model ols" in s for s in said)
     _assert_readable(result.stdout, 80)
 
 

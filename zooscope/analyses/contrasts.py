@@ -413,7 +413,7 @@ def _mixed_terms(model: Any, by: str, alpha: float, where: str, pair: str):
             raise ValueError(
                 f"{where}: the mixed model cannot be fitted (its random effects are not "
                 f"identifiable: too few {pair!r} pairs holding models of more than one group); "
-                "use the ols or groups statistics model (--model ols)"
+                "use the ols or groups statistics model (--stats-model ols)"
             ) from None
     noisy = ("ConvergenceWarning", "RuntimeWarning", "HessianInversionWarning")
     ours = [w for w in caught if w.category.__name__ in noisy]
@@ -435,7 +435,7 @@ def _unreliable_fit(where: str, data: pd.DataFrame, terms: pd.DataFrame) -> str:
     return (
         f"{where}: the mixed model did not converge ({n_pairs} pair(s) hold models of more "
         f"than one group, too few for its random effects): {se}; use the ols or groups "
-        "statistics model (--model ols)"
+        "statistics model (--stats-model ols)"
     )
 
 
