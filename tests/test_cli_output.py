@@ -349,6 +349,9 @@ def test_emit_formats_and_moves_constant_columns(capsys, monkeypatch):
         "0",
         "value_number_0",
     ]
+    emit(pd.DataFrame({"a": [1, 1], "b": ["x", "x"]}), "table")  # all alike: one column stays
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "b: x" and lines[1].strip() == "a" and lines[-1].strip() == "1"
     emit(table, "csv")
     assert capsys.readouterr().out.splitlines()[0] == "model_uid,profile,score"
 

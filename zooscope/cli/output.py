@@ -39,7 +39,9 @@ _GAP = 2
 
 def format_value(value: object) -> str:
     """A table cell: floats to 3 decimals (tiny ones in scientific notation), integers plain."""
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, str) and not value):
+        return MISSING
+    if isinstance(value, float) and math.isnan(value):
         return MISSING
     if isinstance(value, bool):
         return str(value)
@@ -112,13 +114,14 @@ def _constant_columns(df: pd.DataFrame, keep: Sequence[str]) -> list[str]:
     """Columns printed alike in every row (of two or more rows), except those in ``keep``."""
     if len(df) < 2:
         return []
-    return [c for c in df.columns if c not in keep and len({format_value(v) for v in df[c]}) == 1]
+    alike = [c for c in df.columns if c not in keep and len({format_value(v) for v in df[c]}) == 1]
+    return alike if len(alike) < len(df.columns) else alike[1:]  # a table keeps one column
 
 
-def _wrap_header(header: str, width: int, sep: str = " ") -> str:
-    """``header`` broken at ``sep`` into lines of at most ``width`` (or one piece)."""
+def _wrap_words(text: str, width: int, sep: str = " ") -> str:
+    """``text`` broken at ``sep`` into lines of at most ``width`` (or one piece)."""
     lines: list[str] = []
-    for word in header.split(sep):
+    for word in text.split(sep):
         if lines and len(lines[-1]) + len(sep) + len(word) <= width:
             lines[-1] += sep + word
         else:
@@ -162,8 +165,8 @@ def _print_horizontal(
         width = _min_width(cells, _header(column), wraps)
         header = _header(column)
         table.add_column(
-            _wrap_header(header, width if wrap_headers else len(header)), justify="right" if numeric else "left",
-            no_wrap=not wraps, min_width=width,
+            _wrap_words(header, width if wrap_headers else len(header)),
+            justify="right" if numeric else "left", no_wrap=not wraps, min_width=width,
         )  # fmt: skip
     for row in zip(*columns, strict=True):
         table.add_row(*row)
@@ -230,7 +233,7 @@ def emit(
         console.print(title)
     if constant:
         items = [f"{_header(c)}: {format_value(df[c].iloc[0])}" for c in constant]
-        console.print(_wrap_header("  ".join(items), console.width, sep="  "), soft_wrap=True)
+        console.print(_wrap_words("  ".join(items), console.width, sep="  "), soft_wrap=True)
         df = df.drop(columns=constant)
     if df.empty or not len(df.columns):
         console.print("(no rows)")
