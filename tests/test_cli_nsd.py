@@ -32,9 +32,13 @@ def test_synth_info_prepare_benchmark_info(tmp_path):
         assert b.attrs["ncsnr_threshold"] == 0.3
         assert (b.units.loc[b.units["OTC"], "ncsnr"] >= 0.3).all()
         digest = b.content_hash
-    res = runner.invoke(app, ["benchmark", "info", str(out), "--verify"])
+    res = runner.invoke(app, ["benchmark", "info", str(out), "--verify"], env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output
     assert digest in res.output and "verified: yes" in res.output and "group 1|OTC" in res.output
+    # provenance as wrapped `key: value` lines, not a JSON dump
+    assert "    ncsnr_threshold: 0.3" in res.output and '"' not in res.output
+    assert "subjects 1, 2; ROIs OTC, v" in res.output
+    assert all(len(line) <= 80 for line in res.output.splitlines()), res.output
 
 
 def test_info_on_empty_root(tmp_path):

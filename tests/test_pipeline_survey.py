@@ -80,6 +80,7 @@ VIT = "vit_random,timm,vit_tiny_patch16_224,random,ViT-Ti/16,Transformer,random,
 def test_demo_writes_summary_report_and_ceilings(demo: tuple[Path, str]) -> None:
     out, output = demo
     assert "effnet_lite0" in output and "scored 2 models, 0 failed" in output
+    assert "mean over subjects, per region; sorted by EVC crsa" in output  # what, and in what order
     # quiet terminal: no warning for expected conditions; the per-layer detail is in the log
     assert "WARNING" not in output
     detail = (out / "results.log").read_text()

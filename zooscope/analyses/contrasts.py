@@ -395,6 +395,50 @@ def ols_contrast(
     return pd.concat(out, ignore_index=True)[[*keys_of(df), *_TERM_COLUMNS]]
 
 
+def _mixed_terms(model: Any, by: str, alpha: float, where: str, pair: str):
+    """The fixed-effect terms of a MixedLM fitted by REML; whether fitting it raised warnings.
+
+    statsmodels' ConvergenceWarning and numpy's RuntimeWarning (while fitting, and while
+    computing the standard errors) are caught here and summed up in one sentence by the
+    caller; other warnings pass through. A fit that cannot be computed at all is a ValueError
+    that says why.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            terms = _term_table(model.fit(reml=True), by, alpha, fixed_effects=True)
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                f"{where}: the mixed model cannot be fitted (its random effects are not "
+                f"identifiable: too few {pair!r} pairs holding models of more than one group); "
+                "use the ols or groups statistics model (--stats-model ols)"
+            ) from None
+    noisy = ("ConvergenceWarning", "RuntimeWarning", "HessianInversionWarning")
+    ours = [w for w in caught if w.category.__name__ in noisy]
+    for other in caught:
+        if other not in ours:
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    return terms, bool(ours)
+
+
+def _unreliable_fit(where: str, data: pd.DataFrame, terms: pd.DataFrame) -> str:
+    """One sentence on a mixed model that did not converge: what it means, what to do."""
+    n_pairs = data.groupby("pair")["group"].nunique().gt(1).sum()
+    missing = int(terms["se"].isna().sum())
+    se = (
+        f"{missing} of {len(terms)} standard errors (and their CIs and p-values) are not available"
+        if missing
+        else "its standard errors, CIs and p-values are not trustworthy"
+    )
+    return (
+        f"{where}: the mixed model did not converge ({n_pairs} pair(s) hold models of more "
+        f"than one group, too few for its random effects): {se}; use the ols or groups "
+        "statistics model (--stats-model ols)"
+    )
+
+
 def mixed_contrast(
     df: pd.DataFrame,
     by: str,
@@ -436,10 +480,10 @@ def mixed_contrast(
         if random_slope and not slope:
             logger.info("one observation per (pair, group): random intercept only for %s", key)
         re_formula = "~C(group)" if slope else "1"
-        fit = smf.mixedlm(formula, data, groups=data["pair"], re_formula=re_formula).fit(reml=True)
-        out.append(
-            _term_table(fit, by, alpha, fixed_effects=True).assign(
-                **key, random_effects=f"({'group' if slope else '1'} | {pair})"
-            )
-        )
+        where = ", ".join(str(v) for v in key.values())
+        model_ = smf.mixedlm(formula, data, groups=data["pair"], re_formula=re_formula)
+        terms, troubled = _mixed_terms(model_, by, alpha, where, pair)
+        if troubled or terms["se"].isna().any():
+            logger.warning(_unreliable_fit(where, data, terms))
+        out.append(terms.assign(**key, random_effects=f"({'group' if slope else '1'} | {pair})"))
     return pd.concat(out, ignore_index=True)[[*keys_of(df), *_TERM_COLUMNS, "random_effects"]]

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from zooscope.cli import compare
-from zooscope.cli.output import emit
+from zooscope.cli.output import echo_wrapped, emit, emit_sections
 from zooscope.cli.validation import check_options
 from zooscope.cli.vocabulary import VocabularyGroup, comma_list
 from zooscope.profiles import get_profile
@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
     )
     analyze = typer.Typer(
         cls=VocabularyGroup,
-        help="Group contrasts and model-to-model similarity.",
+        help="Statistics across models: group contrasts, paired and group tests, scaling with "
+        "training-set size, model-to-model similarity, unique variance and layer CKA.",
         no_args_is_help=True,
     )
     results = typer.Typer(
@@ -138,18 +139,23 @@ def register(app: typer.Typer) -> None:
             frame = _frame(database, metric, level, by, keep, profile)
         if stats_model == "groups":
             out = contrasts.group_summary(frame, by, groups=keep, n_boot=n_boot, seed=seed)
-            out = out[["metric", "group", "n_models", "mean", "ci_low", "ci_high"]]
+            out = out[[*_keys(out), "group", "n_models", "mean", "ci_low", "ci_high"]]
         elif stats_model == "pairwise":
             out = contrasts.pairwise_contrasts(frame, by, groups=keep, n_boot=n_boot, seed=seed)
         elif stats_model == "ols":
-            out = contrasts.ols_contrast(frame, by, groups=keep)[
-                ["term", "estimate", "ci_low", "ci_high", "p_value"]
-            ]
+            out = contrasts.ols_contrast(frame, by, groups=keep)
+            out = out[[*_keys(out), "term", "estimate", "ci_low", "ci_high", "p_value"]]
         elif stats_model == "mixed":
             out = contrasts.mixed_contrast(frame, by, pair_by, groups=keep)
         else:
             raise typer.BadParameter("--stats-model must be groups, pairwise, ols or mixed")
-        emit(out, fmt)
+        title = {
+            "groups": f"models grouped by {by}",
+            "pairwise": f"differences between the {by} groups",
+            "ols": f"OLS, score ~ {by} + subject",
+            "mixed": f"mixed model, score ~ {by} + subject, random effects by {pair_by}",
+        }[stats_model]
+        emit_sections(out, fmt, by=_keys(out), title=title)
 
     @analyze.command("similarity")
     def similarity_cmd(
@@ -261,11 +267,17 @@ def register(app: typer.Typer) -> None:
             )
         if top:
             table = table.groupby(["metric", "roi"], group_keys=False).head(top)
-        emit(table.drop(columns=["benchmark_hash", "config_hash"]), fmt)
+        emit_sections(
+            table.drop(columns=["benchmark_hash", "config_hash"]), fmt, by=["metric", "roi"],
+            title="models ranked by subject-mean best-layer test score",
+        )  # fmt: skip
         if committed is not None and len(committed) and fmt == "table":
             # Region commitment: each model's best predictivity layer per region x time bin.
-            typer.echo("\ncommitted layers (best on train images, scored on test images):")
-            emit(committed[display_columns(committed)], fmt)
+            typer.echo("")
+            emit(
+                committed[display_columns(committed)], fmt,
+                title="committed layers (best on train images, scored on test images):",
+            )  # fmt: skip
 
     @results.command("failures")
     def failures(
@@ -336,7 +348,7 @@ def register(app: typer.Typer) -> None:
             except ValueError as error:
                 raise OptionError(str(error)) from None
         for line in state.lines():
-            typer.echo(line)
+            echo_wrapped(line)
 
     @results.command("upgrade")
     def upgrade(ctx: typer.Context, db: Path = DB_OPTION) -> None:
@@ -383,6 +395,11 @@ def _one_roi(rois: str | None) -> str | None:
     """The one ROI the report shows (``--rois`` names regions everywhere; the report takes one)."""
     names = comma_list(rois)
     return names[0] if names else None
+
+
+def _keys(table) -> list[str]:
+    """The columns naming what a row of an analysis is about: metric, region, time bin."""
+    return [c for c in ("metric", "roi", "time_bin") if c in table.columns]
 
 
 def _profile_best(database, profile: str | None):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from zooscope.cli.extract import BACKGROUND_HELP, PIXEL_LIMIT_HELP, pixel_rule
+from zooscope.cli.output import emit_mapping
 from zooscope.cli.validation import check_options
 from zooscope.cli.vocabulary import VocabularyGroup
 
@@ -35,7 +35,9 @@ def info(
             f"  {bench.n_units} units x {bench.n_images} images x {bench.n_reps} reps; "
             f"stimuli {tuple(bench.stimuli.shape)}"
         )
-        typer.echo(f"  subjects {bench.subjects}  ROIs {bench.roi_names}")
+        typer.echo(
+            f"  subjects {', '.join(map(str, bench.subjects))}; ROIs {', '.join(bench.roi_names)}"
+        )
         if bench.time_bins:
             typer.echo(f"  time bins {bench.time_bins}")
         for label, idx in bench.groups().items():
@@ -45,10 +47,8 @@ def info(
         if verify:
             ok = bench.verify()
             typer.echo(f"  verified: {'yes' if ok else 'NO (data changed since writing)'}")
-        typer.echo(
-            "  attributes "
-            + json.dumps(bench.attrs, indent=2, sort_keys=True).replace("\n", "\n  ")
-        )
+        typer.echo("  attributes:")
+        emit_mapping(dict(bench.attrs), indent=4)
         if verify and not ok:
             raise typer.Exit(1)
 

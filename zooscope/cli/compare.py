@@ -88,7 +88,11 @@ def register(analyze: typer.Typer) -> None:
         if out is not None and len(pairs):
             _write(out, f"pairs_{column}", pairs)
             plots.plot_paired(pairs, out / f"paired_{column}", level_a=levels[0], level_b=levels[1])
-        emit(tests.drop(columns=["contrast", "pair_by"]), fmt)
+        emit(
+            tests.drop(columns=["contrast", "pair_by"]), fmt,
+            title=f"{column}: {levels[0]} vs {levels[1]}, models paired by {pair_by}; paired "
+            "t-test and Wilcoxon signed-rank test per metric and region",
+        )  # fmt: skip
 
     @analyze.command("groups")
     def groups(
@@ -111,7 +115,10 @@ def register(analyze: typer.Typer) -> None:
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err
         _write(out, f"groups_{column}", table)
-        emit(table, fmt)
+        emit(
+            table, fmt,
+            title=f"{column}: {levels[0]} vs {levels[1]}; Mann-Whitney U test per metric and region",
+        )  # fmt: skip
 
     @analyze.command("scaling")
     def scaling(
@@ -139,7 +146,7 @@ def register(analyze: typer.Typer) -> None:
             band = compare.scaling_band(scores, x)
             _write(out, f"scaling_{x}_band", band)
             plots.plot_scaling(compare.scaling_frame(scores, x), band, out / f"scaling_{x}", x=x)
-        emit(fit, fmt)
+        emit(fit, fmt, title=f"OLS of score on log10({x}) per metric and region")
 
     @analyze.command("unique-variance")
     def unique_variance_cmd(
@@ -173,7 +180,11 @@ def register(analyze: typer.Typer) -> None:
             _write(out, f"unique_variance_{model}_units", units)
             _write(out, f"unique_variance_{model}", summary)
             plots.plot_unique_variance(units, out / f"unique_variance_{model}", model=model)
-        emit(summary, fmt)
+        emit(
+            summary, fmt,
+            title=f"{model} against each control: medians over units of r and partial r (each "
+            "model's predictions controlling for the other's)",
+        )  # fmt: skip
 
     @analyze.command("layer-cka")
     def layer_cka_cmd(
@@ -242,7 +253,8 @@ def register(analyze: typer.Typer) -> None:
             matrix.to_csv(out / "model_cka.csv")
             plots.plot_matrix(matrix, out / "model_cka", title=f"Linear CKA at depth {depth:g}",
                               label="CKA")  # fmt: skip
-        emit(table, fmt)
+        emit(table, fmt, title="linear CKA of each layer of model a with the layer of model b "
+             "at the nearest relative depth")  # fmt: skip
 
 
 def _extract_grams(store, models, benchmark, manifest, layers, memory_budget, device) -> str:

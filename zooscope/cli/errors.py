@@ -145,6 +145,13 @@ class ErrorBoundaryGroup(VocabularyGroup):
     file), which the command runner's ``main`` would otherwise turn into a bare ``Aborted!``.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # lazy: help styling belongs to the CLI's presentation, not to its error boundary
+        from zooscope.cli.helpstyle import tidy_help
+
+        tidy_help(self)  # the whole command tree exists by now: typer builds it bottom-up
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)

@@ -7,6 +7,7 @@ stays instant.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from zooscope.cli.extract import BACKGROUND_HELP, PIXEL_LIMIT_HELP, open_images, pixel_rule
+from zooscope.cli.output import emit
 from zooscope.cli.validation import check_options
 from zooscope.cli.vocabulary import VocabularyGroup, comma_list
 
@@ -47,7 +49,7 @@ def _console(stderr: bool = False) -> Console:
 
     # No markup/emoji: manifest values such as "package:efficientnet..." must print verbatim.
     console = Console(stderr=stderr, highlight=False, markup=False, emoji=False)
-    if not console.is_terminal:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, 200)  # logs and pipes: one row per line, greppable
     return console
 
@@ -123,6 +125,18 @@ def sample_entries(entries: Sequence[ModelEntry], n: int, seed: int = 0) -> list
     return [e for e in entries if e.model_uid in picked]
 
 
+def _announced_sample(entries: Sequence[ModelEntry], n: int) -> list[ModelEntry]:
+    """:func:`sample_entries`, saying on stderr when covering the manifest takes more than ``n``."""
+    chosen = sample_entries(entries, n)
+    if len(chosen) > n:
+        typer.echo(
+            f"--sample {n}: checking {len(chosen)} rows, the fewest that cover every source and "
+            "arch_class of the manifest",
+            err=True,
+        )
+    return chosen
+
+
 @models_app.command("list")
 def list_models(
     ctx: typer.Context,
@@ -138,6 +152,7 @@ def list_models(
     """List the models of a manifest (or, with --summary, count them)."""
     check_options(ctx)
     # lazy: `zooscope --help` stays fast
+    import pandas as pd
     from rich.table import Table
 
     from zooscope.zoo import SOURCES
@@ -169,31 +184,12 @@ def list_models(
                 table.add_row(value, str(count), str(available))
             console.print(table)
         return
-    table = Table(title=f"{len(entries)} models in {manifest}")
-    for column in (
-        "model_uid",
-        "source",
-        "name",
-        "weights",
-        "arch_class",
-        "task",
-        "train_data",
-        "available",
-    ):
-        table.add_column(column, no_wrap=column == "model_uid", overflow="fold")
-    for e in entries:
-        name = e.name if len(e.name) <= 60 else f"...{e.name[-57:]}"
-        table.add_row(
-            e.model_uid,
-            e.source,
-            name,
-            e.weights,
-            e.arch_class,
-            e.task,
-            e.train_data,
-            "yes" if e.available else "no",
-        )
-    console.print(table)
+    columns = ["model_uid", "source", "name", "weights", "arch_class", "task", "train_data"]
+    rows = pd.DataFrame(
+        [[getattr(e, c) for c in columns] + ["yes" if e.available else "no"] for e in entries],
+        columns=[*columns, "available"],
+    )
+    emit(rows, "table", title=f"{len(entries)} models in {manifest}", keep=["model_uid"])
 
 
 def _weights_status(entry: ModelEntry) -> tuple[str, str]:
@@ -295,7 +291,7 @@ def _show_profile(
     from pathlib import Path
 
     import numpy as np
-    from rich.table import Table
+    import pandas as pd
 
     from zooscope.config import ScoringConfig
     from zooscope.feature_extraction import LayerSelection, list_layers
@@ -320,19 +316,20 @@ def _show_profile(
         with open_images(Path(images), rule) as (data, _):
             layers = list_layers(loaded, data, selection, config.layer_policy)
         source = f"the first 3 images of {images}"
-    console.print(
-        f"[bold]profile[/bold] {profile}; [bold]transform[/bold] {loaded.info.preprocess}"
-    )
-    title = f"{len(layers)} scored layers ({config.layer_policy} layer policy; duplicates judged on {source})"
-    listing = Table(title=title)
-    for column in ("index", "name", "module_type", "shape", "n_features", "aliases"):
-        listing.add_column(column, overflow="fold")
-    for layer in layers:
-        listing.add_row(
-            str(layer.index), layer.name, layer.module_type, "x".join(map(str, layer.shape)) or "-",
-            f"{layer.n_features:,}", ", ".join(layer.aliases),
-        )  # fmt: skip
-    console.print(listing)
+    console.print(f"profile: {profile}\ntransform: {loaded.info.preprocess}")
+    listing = pd.DataFrame(
+        [
+            (layer.index, layer.name + (f" (= {', '.join(layer.aliases)})" if layer.aliases else ""),
+             layer.module_type, "x".join(map(str, layer.shape)) or "-", layer.n_features)
+            for layer in layers
+        ],
+        columns=["index", "name (= aliases)", "module_type", "shape", "n_features"],
+    )  # fmt: skip
+    emit(
+        listing, "table", keep=["index", "name (= aliases)"],
+        title=f"{len(layers)} scored layers ({config.layer_policy} layer policy; duplicates "
+        f"judged on {source}):",
+    )  # fmt: skip
 
 
 def _check_one(entry: ModelEntry, weights: str | None, device: str, forward: bool) -> str:
@@ -363,7 +360,8 @@ def check_models(
         None,
         "--sample",
         min=1,
-        help="Check a deterministic sample of N rows covering every source and arch_class.",
+        help="Check a deterministic sample of N rows covering every source and arch_class "
+        "(more than N when N rows cannot cover them all: the command says so).",
     ),
     models: str | None = typer.Option(
         None, "--models", help="Comma-separated model uids to check (default: every row)."
@@ -396,7 +394,7 @@ def check_models(
     skipped = [e for e in entries if not e.available]
     candidates = [e for e in entries if e.available]
     if sample is not None:
-        candidates = sample_entries(candidates, sample)
+        candidates = _announced_sample(candidates, sample)
         skipped = []  # a sample is drawn from the available rows only
     results: list[tuple[ModelEntry, str, str]] = [
         (e, "skipped", e.unavailable_reason) for e in skipped

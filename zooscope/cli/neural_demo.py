@@ -11,6 +11,7 @@ import pandas as pd
 import typer
 
 from zooscope.analyses.commitment import committed_layers, display_columns
+from zooscope.cli.output import emit, emit_sections
 from zooscope.config import RunOptions, ScoringConfig
 from zooscope.neural.brainio import import_brainio
 from zooscope.neural.synthetic import write_synthetic_assembly
@@ -100,12 +101,15 @@ def run_neural_demo(
     with ResultsDB(db_path, read_only=True) as database:
         summary = database.summary(metric="predictivity", profile=config.profile)
         commitments = committed_layers(database, profile=config.profile)
-        fmt = lambda v: f"{v:.3f}"  # noqa: E731
-        typer.echo(summary[_SUMMARY_COLUMNS].to_string(index=False, float_format=fmt))
-        typer.echo("\ncommitted layers (best on the commitment images, scored on held-out images):")
-        typer.echo(
-            commitments[display_columns(commitments)].to_string(index=False, float_format=fmt)
-        )
+        emit_sections(
+            summary[_SUMMARY_COLUMNS], "table", by=["roi"],
+            title="models ranked by best-layer test score",
+        )  # fmt: skip
+        typer.echo("")
+        emit(
+            commitments[display_columns(commitments)], "table",
+            title="committed layers (best on the commitment images, scored on held-out images):",
+        )  # fmt: skip
         if report:
             typer.echo(f"report: {build_report(database, root / 'report', profile=config.profile)}")
     typer.echo(

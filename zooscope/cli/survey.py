@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from zooscope.cli.output import echo_wrapped, emit
 from zooscope.cli.validation import check_options
 from zooscope.cli.vocabulary import comma_list
 
@@ -71,7 +72,7 @@ def _print_estimate(
     result = estimate_survey(entries, bench, config, options)
     device = result.rates.key.get("device", "cpu")
     for line in estimate_lines(result, device):
-        typer.echo(line)
+        echo_wrapped(line)
 
 
 def _client(workers: int | None, scheduler: str | None, slurm: Any) -> Any:
@@ -410,7 +411,10 @@ def register(app: typer.Typer) -> None:
                 if session is not None:
                     with session.open() as database:
                         store_ceiling(database, run_id, bench.content_hash, result)
-        typer.echo(pd.DataFrame(rows, columns=CEILING_COLUMNS).to_string(index=False))
+        emit(
+            pd.DataFrame(rows, columns=CEILING_COLUMNS), "table",
+            title="noise ceilings of each subject x ROI (test images)",
+        )  # fmt: skip
         if db is not None:
             typer.echo(f"stored {len(rows)} ceiling(s) in {db}")
         for result in failed:
@@ -517,10 +521,11 @@ def register(app: typer.Typer) -> None:
             wide = table.pivot_table(index="model_uid", columns=["roi", "metric"], values="score")
             wide.columns = [f"{roi} {metric}" for roi, metric in wide.columns]
             wide = wide.sort_values(list(wide.columns), ascending=False)
-            typer.echo(
-                "best-layer test scores, mean over subjects (explained variance: see the report)"
-            )
-            typer.echo(wide.to_string(float_format=lambda v: f"{v:.3f}", index_names=False))
+            emit(
+                wide.reset_index().rename(columns={"model_uid": "model"}), "table",
+                keep=["model"], title="best-layer test scores, mean over subjects, per region; "
+                f"sorted by {wide.columns[0]} (explained variance: see the report)",
+            )  # fmt: skip
             if report:
                 index = build_report(database, out / "report", profile=profile)
                 typer.echo(f"report: {index}")

@@ -7,12 +7,20 @@ user reads on the terminal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from zooscope.rsa.selection import select_best_layers
 
-__all__ = ["ALPHA_EDGE_CONCERN", "alpha_edge_table", "best_scores_text", "model_summary_lines"]
+__all__ = [
+    "ALPHA_EDGE_CONCERN",
+    "alpha_edge_table",
+    "best_scores_text",
+    "ceiling_notes_text",
+    "model_summary_lines",
+]
 
 #: A layer is reported when more than this fraction of its units chose an alpha-grid edge.
 ALPHA_EDGE_CONCERN = 0.2
@@ -28,6 +36,29 @@ def best_scores_text(best: dict[tuple[str, str], float]) -> str:
     for (roi, metric), value in sorted(best.items()):
         rois.setdefault(roi, []).append(f"{metric} {value:.3f}")
     return "; ".join(f"{roi} {' '.join(parts)}" for roi, parts in rois.items()) or "none"
+
+
+def ceiling_notes_text(notes: Sequence[str]) -> str:
+    """What the notes of a survey's noise ceilings mean, for its summary line ("" when none).
+
+    A note says that GSN's signal-scale grid was widened (the data were more reliable than the
+    default grid reaches: handled, the ceiling stands) and/or that units without usable data were
+    left out of the group (the ceiling is of the others).
+    """
+    widened = sum("grid widened" in n for n in notes)
+    dropped = sum(bool(n) and not n.startswith("scale grid widened") for n in notes)
+    parts = []
+    if widened:
+        parts.append(
+            f"{widened} needed a wider GSN signal-scale grid than the default (the data are more "
+            "reliable than it reaches; it was widened automatically: nothing to do)"
+        )
+    if dropped:
+        parts.append(
+            f"{dropped} left out units without usable data (the ceiling is of the other units; "
+            "the report's noise-ceiling table says how many)"
+        )
+    return "".join(f"; {p}" for p in parts)
 
 
 def model_summary_lines(
@@ -75,7 +106,7 @@ def model_summary_lines(
             layers.assign(model_uid=uid), best, metric=metric, edge_concern=edge_concern
         )
         if len(table) and table["layers_over"].iloc[0]:
-            lines.append(_alpha_edge_line(uid, table, metric, edge_concern))
+            lines.append(_alpha_edge_line(uid, table, metric, edge_concern, random_init))
     nan_layers = scores.loc[scores["score"].isna(), "layer_index"].dropna().nunique()
     if nan_layers:
         why = "expected for a random-init model" if random_init else "see the log"
@@ -86,7 +117,9 @@ def model_summary_lines(
     return lines
 
 
-def _alpha_edge_line(uid: str, table: pd.DataFrame, metric: str, edge_concern: float) -> str:
+def _alpha_edge_line(
+    uid: str, table: pd.DataFrame, metric: str, edge_concern: float, random_init: bool = False
+) -> str:
     """The terminal line of one model's :func:`alpha_edge_table` rows (one per ROI)."""
     first = table.iloc[0]
     label = "veRSA" if metric == "versa" else "encoding"
@@ -96,13 +129,22 @@ def _alpha_edge_line(uid: str, table: pd.DataFrame, metric: str, edge_concern: f
         if row.best_layer is not None and np.isfinite(row.best_layer_fraction)
     )
     flagged = bool((table["best_layer_fraction"] > edge_concern).any())
-    advice = (
-        "a best layer is flagged too: its score may be limited by the alpha grid "
-        "(ScoringConfig.alphas)"
-        if flagged
-        else "no action needed: the best layers are below it, and units without predictable "
-        "signal pick the largest alpha"
-    )
+    if random_init:
+        advice = (
+            "expected for a random-init model, whose units have little predictable signal and "
+            "pick the largest alpha: no action needed"
+        )
+    elif flagged:
+        advice = (
+            "a best layer is among them, and its score is the one reported: it may be held down "
+            "by the alpha grid; to check, score this model again with a wider grid "
+            "(ScoringConfig(alphas=...) in Python; no command-line option sets it) and compare"
+        )
+    else:
+        advice = (
+            "no action needed: the best layers are below it, and units without predictable "
+            "signal pick the largest alpha"
+        )
     return (
         f"{uid}: {first.layers_over}/{first.layers} layers had >{100 * edge_concern:.0f}% of "
         f"units at an alpha-grid edge; best {label} layer: {best or 'none'} ({advice})"

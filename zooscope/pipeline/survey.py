@@ -48,7 +48,11 @@ from zooscope.neural.brainscore import check_inputs
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.cluster import WorkerLost, run_tasks
 from zooscope.pipeline.cost import ModelCost, cached_costs, cost_line
-from zooscope.pipeline.diagnostics import best_scores_text, model_summary_lines
+from zooscope.pipeline.diagnostics import (
+    best_scores_text,
+    ceiling_notes_text,
+    model_summary_lines,
+)
 from zooscope.pipeline.predictions import observed_responses
 from zooscope.pipeline.progress import ProgressCallback, SurveyBars
 from zooscope.pipeline.scoring import ModelScores, ScoringError, score_model
@@ -263,7 +267,8 @@ def _store_method_ceilings(
     report: SurveyReport,
 ) -> None:  # fmt: skip
     """Store each group's ceiling of one method as it comes; one log line sums them up."""
-    values, noted = [], 0
+    values: list[float] = []
+    notes: list[str] = []
     for result in results:
         with session.open() as db:
             store_ceiling(db, run_id, bench.content_hash, result)
@@ -276,16 +281,14 @@ def _store_method_ceilings(
             )
         else:
             values.append((result.row or {})["value"])
-            noted += bool((result.row or {}).get("note"))
+            notes.append((result.row or {}).get("note") or "")
     if values:
         logger.info(
             "noise ceilings of %d subject x ROI group(s): %.3f to %.3f%s",
             len(values),
             min(values),
             max(values),
-            f"; {noted} with a note in the ceilings table (e.g. a widened GSN scale grid)"
-            if noted
-            else "",
+            ceiling_notes_text(notes),
         )
 
 
