@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -376,3 +377,40 @@ def test_ceiling_notes_text_says_what_to_do():
     )
     assert "; 2 needed a wider GSN signal-scale grid" in text and "nothing to do" in text
     assert "; 1 left out units without usable data" in text
+
+
+def test_contrast_takes_rois_and_reports_each_region_apart(scores_db):
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    args = ["analyze", "contrast", "--db", str(scores_db), "--by", "weights", "--metric", "versa"]
+    every = CliRunner().invoke(app, [*args, "--format", "csv"])
+    assert every.exit_code == 0, every.output
+    table = pd.read_csv(io.StringIO(every.stdout))
+    assert sorted(table["roi"].unique()) == ["EVC", "OTC"]  # per region, never pooled
+    one = CliRunner().invoke(app, [*args, "--format", "csv", "--rois", "OTC"])
+    assert one.exit_code == 0, one.output
+    otc = pd.read_csv(io.StringIO(one.stdout))
+    assert set(otc["roi"]) == {"OTC"}
+    expected = table[table["roi"] == "OTC"].reset_index(drop=True)
+    # the same groups and means (the bootstrap draws its CIs from one stream over the cells)
+    columns = ["metric", "roi", "group", "n_models", "mean"]
+    pd.testing.assert_frame_equal(otc[columns], expected[columns])
+
+
+def test_the_paired_figure_has_one_panel_per_metric_and_region(scores_db, tmp_path):
+    from typer.testing import CliRunner
+
+    from zooscope.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "analyze", "paired", "--db", str(scores_db), "--pair-by", "name",
+            "--contrast", "weights=pretrained,random", "--metric", "versa", "--out", str(tmp_path),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    svg = (tmp_path / "paired_weights.svg").read_text()
+    assert "veRSA (r), EVC" in svg and "veRSA (r), OTC" in svg

@@ -123,12 +123,13 @@ def register(app: typer.Typer) -> None:
             "--pair-by",
             help="Mixed model: column matching models into pairs (architecture).",
         ),
+        rois: str = compare.ROIS_OPTION,
         fmt: str = typer.Option("table", "--format", help="table or csv."),
         n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
         seed: int = typer.Option(0, help="Bootstrap/permutation seed."),
         profile: str = PROFILE_OPTION,
     ) -> None:
-        """Compare groups of models on one metric."""
+        """Compare groups of models on one metric, per ROI."""
         check_options(ctx)
         # lazy: `zooscope --help` stays fast
         from zooscope.analyses import contrasts
@@ -136,7 +137,7 @@ def register(app: typer.Typer) -> None:
 
         keep = [g for g in groups.split(",") if g] or None
         with ResultsDB(db, read_only=True) as database:
-            frame = _frame(database, metric, level, by, keep, profile)
+            frame = _frame(database, metric, level, by, keep, profile, comma_list(rois))
         if stats_model == "groups":
             out = contrasts.group_summary(frame, by, groups=keep, n_boot=n_boot, seed=seed)
             out = out[[*_keys(out), "group", "n_models", "mean", "ci_low", "ci_high"]]
@@ -417,18 +418,27 @@ def _profile_best(database, profile: str | None):
 
 
 def _frame(
-    database, metric: str, level: str, by: str, keep: list[str] | None, profile: str | None = None
+    database,
+    metric: str,
+    level: str,
+    by: str,
+    keep: list[str] | None,
+    profile: str | None = None,
+    rois: list[str] | None = None,
 ):
-    """Score frame at subject level when every kept model has per-subject scores, else model level."""
+    """Score frame at subject level when every kept model has per-subject scores, else model level.
+
+    ``rois``: the ROIs (names or regions) to keep, each in its own rows; None keeps every ROI.
+    """
     # lazy: `zooscope --help` stays fast
     from zooscope.analyses.contrasts import score_frame
 
     if level not in ("auto", "subject", "model"):
         raise typer.BadParameter("--level must be auto, subject or model")
     if level != "auto":
-        return score_frame(database, metric=metric, level=level, profile=profile)
-    models = score_frame(database, metric=metric, level="model", profile=profile)
-    subjects = score_frame(database, metric=metric, level="subject", profile=profile)
+        return score_frame(database, metric=metric, level=level, profile=profile, roi=rois)
+    models = score_frame(database, metric=metric, level="model", profile=profile, roi=rois)
+    subjects = score_frame(database, metric=metric, level="subject", profile=profile, roi=rois)
     wanted = models.dropna(subset=[by]) if by in models.columns else models
     if keep is not None and by in wanted.columns:
         wanted = wanted[wanted[by].astype(str).isin(keep)]

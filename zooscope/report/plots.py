@@ -551,33 +551,46 @@ def rsm_square(vector: np.ndarray) -> np.ndarray:
 def plot_paired(
     pairs: pd.DataFrame, out: str | Path, *, level_a: str, level_b: str, title: str = ""
 ) -> list[Path]:
-    """Matched pairs: one line per pair from level ``a`` to level ``b``, one panel per metric.
+    """Matched pairs: one line per pair from level ``a`` to level ``b``, one panel per metric and ROI.
 
     Parameters
     ----------
     pairs : DataFrame
-        :func:`~zooscope.analyses.compare.paired_scores` output (``metric, pair, score_a,
-        score_b``; several subjects per pair are averaged here).
+        :func:`~zooscope.analyses.compare.paired_scores` output (``metric, [roi,] pair, score_a,
+        score_b``; several subjects per pair are averaged here, regions never are).
     """
     plt = _pyplot()
     import seaborn as sns
 
-    fig, axes, metrics = _metric_panels(plt, pairs, 2.6, 3.8, 1)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        sub = _of_metric(pairs, metric).groupby("pair")[["score_a", "score_b"]].mean()
+    keys = [c for c in ("metric", "roi") if c in pairs.columns]
+    panels = list(pairs.groupby(keys, sort=False)) if keys else [((), pairs)]
+    if "metric" in keys:  # the paper's metric order, regions in their order of appearance
+        order = {m: i for i, m in enumerate(_metric_order(pairs["metric"].unique()))}
+        panels.sort(key=lambda panel: order[_tuple(panel[0])[0]])
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 1, 3.8), squeeze=False)
+    for ax, (key, frame) in zip(axes[0], panels, strict=True):
+        labels = dict(zip(keys, _tuple(key), strict=True))
+        sub = frame.groupby("pair")[["score_a", "score_b"]].mean()
         for _, row in sub.iterrows():
             up = row["score_a"] > row["score_b"]
             ax.plot([0, 1], [row["score_a"], row["score_b"]], "-o", ms=3, lw=1,
                     color="C3" if up else "C0", alpha=0.7)  # fmt: skip
         ax.set_xticks([0, 1], [level_a, level_b], fontsize=8)
         ax.set_xlim(-0.3, 1.3)
-        ax.set_title(f"{metric_label(metric)}\n{len(sub)} pairs", fontsize=9)
+        name = metric_label(labels.get("metric"))
+        region = f", {labels['roi']}" if "roi" in labels else ""
+        ax.set_title(f"{name}{region}\n{len(sub)} pairs", fontsize=9)
         sns.despine(ax=ax)
     axes[0][0].set_ylabel("score (one line per matched pair)")
     if title:
         fig.suptitle(title, y=1.03, fontsize=10)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _tuple(key: Any) -> tuple:
+    """A groupby key as a tuple (pandas gives a scalar for one column in some versions)."""
+    return key if isinstance(key, tuple) else (key,)
 
 
 def plot_scaling(
