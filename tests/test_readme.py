@@ -26,10 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 TOUR_START = "## Two commands"
 # The reduced demo: the models the tour names (two architecture classes, a trained model and its
-# random twin), 40 images, a few layers per model, few ceiling simulations.
+# random twin), 40 images, a few layers per model, few ceiling simulations; no report (the tour
+# writes its own).
 DEMO_MODELS = "effnet_lite0,effnet_lite0_random,resnet18_random,vit_tiny_random"
 DEMO_LAYERS = r"(conv_pw|conv\d|mlp\.fc2)$"
-DEMO_ARGS = ["--n-images", "40", "--models", DEMO_MODELS, "--layers", DEMO_LAYERS, "--n-sims", "5"]
+DEMO_ARGS = [
+    "--n-images", "40", "--models", DEMO_MODELS, "--layers", DEMO_LAYERS, "--n-sims", "5",
+    "--no-report",
+]  # fmt: skip
 COMMAND_TIMEOUT_S = 600
 FENCE = re.compile(r"^```(\w*)\s*$")
 NEEDS = re.compile(r"needs: ([^;)]+)")
@@ -188,17 +192,16 @@ def tour(demo_parent: Path) -> dict[str, subprocess.CompletedProcess[str]]:
 
 def cli_options(words: list[str]) -> tuple[str, set[str]]:
     """``(command path, options it takes)`` of ``zooscope`` followed by ``words``."""
-    import click
     import typer
 
     from zooscope.cli import app
 
-    command: click.Command = typer.main.get_command(app)
+    command = typer.main.get_command(app)
     options: set[str] = set()
     path = ["zooscope"]
     for word in words:
         options |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-        if not isinstance(command, click.Group) or word not in command.commands:
+        if word not in getattr(command, "commands", {}):  # a group's subcommands
             break
         command, path = command.commands[word], [*path, word]
     options |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
@@ -215,6 +218,13 @@ def assert_options_exist(command: DocCommand) -> None:
         w.split("=")[0] for w in words if w.startswith("-") and w.split("=")[0] not in options
     ]
     assert not unknown, f"{command.where}: `{path}` has no option {unknown}: {command.text!r}"
+
+
+def test_a_skipped_command_with_a_stale_option_or_subcommand_fails():
+    assert_options_exist(DocCommand("x.md:1", "zooscope survey -m demo --estimate", "GPU"))
+    for stale in ("zooscope survey -m demo --no-such-option 3", "zooscope surveys -m demo"):
+        with pytest.raises(AssertionError, match=r"x\.md:1"):
+            assert_options_exist(DocCommand("x.md:1", stale, "GPU"))
 
 
 @pytest.mark.slow  # a reduced demo (about a minute) and some 30 commands
