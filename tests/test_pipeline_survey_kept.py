@@ -22,7 +22,7 @@ from zooscope.cli import app
 from zooscope.config import RunOptions
 from zooscope.feature_extraction import LayerSelection, extract
 from zooscope.feature_extraction.cka_consumer import CKAGramConsumer
-from zooscope.feature_extraction.consumers import GramConsumer, merge_gram_consumers
+from zooscope.feature_extraction.consumers import GramConsumer
 from zooscope.feature_extraction.extract import plan_passes
 from zooscope.feature_extraction.layers import LayerSpec
 from zooscope.pipeline import ScoringConfig, survey
@@ -128,13 +128,12 @@ def test_the_planner_counts_the_gram_consumer_in_the_budget() -> None:
     passes = plan_passes(layers, n, 2 * per_layer, [consumer])
     assert [len(p) for p in passes] == [2, 2]
     assert all(sum(piece.nbytes for piece in p) <= 2 * per_layer for p in passes)
-    # With the exact RSMs, one consumer serves both from one product: the columns are held once
-    # and nothing is added for the RSM (its Gram is derived from the same sums)
-    both = merge_gram_consumers([GramConsumer(), consumer])
-    assert len(both) == 1 and set(both[0].outputs) == {"rsm", "cka_gram"}
-    passes = plan_passes(layers, n, 2 * per_layer, both)
+    # With the exact RSMs, the columns are held once: only the RSM's own Gram is added.
+    both = [GramConsumer(), consumer]
+    rsm_gram = GramConsumer().fixed_nbytes(layers[0], n)
+    passes = plan_passes(layers, n, 2 * (per_layer + rsm_gram), both)
     assert [len(p) for p in passes] == [2, 2]
-    assert passes[0][0].nbytes == per_layer
+    assert passes[0][0].nbytes == per_layer + rsm_gram
 
 
 def test_stored_predictivity_predictions_equal_sklearn_ridge(surveyed: dict) -> None:

@@ -3,7 +3,8 @@
 Off unless asked: pass ``extract(..., consumers=[CKAGramConsumer()])`` (a survey does with
 ``RunOptions(keep_grams=True)`` / ``--keep-grams``); each yielded
 :class:`~zooscope.feature_extraction.LayerFeatures` then carries ``outputs["cka_gram"]``
-(``H X X^T H``, [n, n] float64; :class:`~zooscope.feature_extraction.cka_gram.CentredGramAccumulator`).
+(``H X X^T H``, [n, n] float64 from float32 block products;
+:class:`~zooscope.feature_extraction.cka_gram.CentredGramAccumulator`).
 The planner counts its ``n x n`` float64 per layer against the memory budget like the exact RSMs.
 """
 
@@ -11,27 +12,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from zooscope.feature_extraction.consumers import GramConsumer
+import numpy as np
+
+from zooscope._timing import stage
+from zooscope.feature_extraction.cka_gram import BLOCK, CentredGramAccumulator
+from zooscope.feature_extraction.consumers import (
+    ColumnPassSink,
+    LayerConsumer,
+    LayerSink,
+    Placement,
+)
 from zooscope.feature_extraction.extract import extract
+from zooscope.feature_extraction.layers import LayerSpec
 
 __all__ = ["CKAGramConsumer"]
 
 
-class CKAGramConsumer(GramConsumer):
-    """Each layer's feature-centred Gram matrix, output as ``"cka_gram"`` [n, n] float64.
+class CKAGramConsumer(LayerConsumer):
+    """Each layer's feature-centred Gram matrix, output as ``"cka_gram"`` [n, n] float64."""
 
-    A :class:`~zooscope.feature_extraction.consumers.GramConsumer` of that one output: an
-    extraction that also computes exact RSMs merges the two
-    (:func:`~zooscope.feature_extraction.consumers.merge_gram_consumers`), so the columns are
-    multiplied once for both.
-    """
+    chunked = True
+    buffered = True  # reads the pass's columns from the buffer the exact RSMs fill too
 
-    def __init__(self) -> None:
-        super().__init__(("cka_gram",))
+    def fixed_nbytes(self, layer: LayerSpec, n_images: int) -> int:
+        # the accumulated Gram, one centred float32 block and its product while a chunk is folded
+        return 8 * n_images * n_images * 2 + 4 * n_images * min(BLOCK, layer.n_features)
 
     def params(self) -> dict[str, Any]:
-        # part of the layer cache key: "shared" since the RSM comes from the same product
-        return {"cka_gram": "feature-centred, float32 blocks, shared"}
+        return {"cka_gram": "feature-centred, float32 blocks"}  # part of the layer cache key
+
+    def open(self, layer: LayerSpec, n_images: int, place: Placement) -> LayerSink:
+        accumulator = CentredGramAccumulator(n_images, layer.n_features, product="float32")
+        return _CKAGramSink(accumulator)
+
+
+class _CKAGramSink(ColumnPassSink):
+    stage_name = "cka_gram"
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        with stage(self.stage_name):
+            return {"cka_gram": self.accumulator.gram()}
 
 
 def store_layer_grams(

@@ -23,7 +23,6 @@ Two kinds of consumer:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -32,7 +31,6 @@ import torch
 
 from zooscope._backend import Backend, get_backend
 from zooscope._timing import stage
-from zooscope.feature_extraction.cka_gram import BLOCK, CentredGramAccumulator
 from zooscope.feature_extraction.gram import GramAccumulator, correlation_from_gram
 from zooscope.feature_extraction.layers import LayerSpec
 from zooscope.feature_extraction.projection import SparseRandomProjector, expected_nbytes
@@ -222,30 +220,24 @@ def _float64(batch: Any) -> Any:
 
 
 class GramConsumer(LayerConsumer):
-    """Exact statistics of the images' full activations through their Gram matrices.
+    """Exact statistics of the images' full activations through their row-centred Gram matrix.
 
-    The layer's columns are held per pass and folded into an ``n x n`` float64 accumulator at the
-    end of each pass, so a layer larger than the budget is handled in chunks.
+    The layer's columns are held per pass and folded into a :class:`GramAccumulator` (``n x n``
+    float64) at the end of each pass, so a layer larger than the budget is handled in chunks.
 
     Parameters
     ----------
-    outputs : sequence of {"rsm", "centred_gram", "cka_gram"}
+    outputs : sequence of {"rsm", "centred_gram"}
         ``"rsm"``: the Pearson RSM [n, n] float32; ``"centred_gram"``: the row-centred Gram matrix
         ``(X - m 1^T)(X - m 1^T)^T`` [n, n] float64 (each image's features centred: the RSM's
-        numerator); ``"cka_gram"``: the feature-centred Gram matrix ``H X X^T H`` [n, n] float64
-        (each feature centred over the images: linear CKA's input). Without ``"cka_gram"`` the
-        columns are centred per image in place and multiplied in float32
-        (:class:`~zooscope.feature_extraction.gram.GramAccumulator`); with it, centred per feature
-        in place and multiplied in float32 blocks summed in float64, and the row-centred Gram is
-        derived from that one product
-        (:class:`~zooscope.feature_extraction.cka_gram.CentredGramAccumulator`), so keeping RSMs
-        and CKA Grams costs one product per column, not two.
+        numerator). Linear CKA centres each feature over images instead: see
+        :class:`~zooscope.feature_extraction.cka_consumer.CKAGramConsumer`.
     """
 
     chunked = True
     buffered = True
     overwrites = True  # centres the columns in place: a copy would double the peak
-    OUTPUTS = ("rsm", "centred_gram", "cka_gram")
+    OUTPUTS = ("rsm", "centred_gram")
 
     def __init__(self, outputs: tuple[str, ...] = ("rsm",)) -> None:
         unknown = set(outputs) - set(self.OUTPUTS)
@@ -254,37 +246,13 @@ class GramConsumer(LayerConsumer):
         self.outputs = tuple(outputs)
 
     def fixed_nbytes(self, layer: LayerSpec, n_images: int) -> int:
-        if "cka_gram" not in self.outputs:
-            return 8 * n_images * n_images
-        # the accumulated Gram, the one handed out, a block's product, one block of columns
-        return 20 * n_images * n_images + 4 * n_images * min(BLOCK, layer.n_features)
+        return 8 * n_images * n_images
 
     def params(self) -> dict[str, Any]:
         return {"gram_outputs": list(self.outputs)}
 
     def open(self, layer: LayerSpec, n_images: int, place: Placement) -> LayerSink:
-        if "cka_gram" in self.outputs:
-            accumulator = CentredGramAccumulator(n_images, layer.n_features, product="float32")
-            return _GramSink(self.outputs, accumulator)
         return _GramSink(self.outputs, GramAccumulator(n_images, layer.n_features))
-
-
-def merge_gram_consumers(consumers: Sequence[LayerConsumer]) -> list[LayerConsumer]:
-    """``consumers`` with every :class:`GramConsumer` merged into one (at the first's place).
-
-    One accumulator then serves every Gram output, so the columns are multiplied once.
-    """
-    grams = [c for c in consumers if isinstance(c, GramConsumer)]
-    if len(grams) < 2:
-        return list(consumers)
-    outputs = tuple(dict.fromkeys(name for c in grams for name in c.outputs))
-    merged: list[LayerConsumer] = []
-    for consumer in consumers:
-        if consumer is grams[0]:
-            merged.append(GramConsumer(outputs))
-        elif not isinstance(consumer, GramConsumer):
-            merged.append(consumer)
-    return merged
 
 
 class ColumnPassSink(LayerSink):
@@ -323,8 +291,6 @@ class _GramSink(ColumnPassSink):
             out["rsm"] = self.accumulator.rsm()
         if "centred_gram" in self.wanted:
             out["centred_gram"] = self.accumulator.row_centred_gram()
-        if "cka_gram" in self.wanted:
-            out["cka_gram"] = self.accumulator.gram()
         return out
 
 

@@ -35,7 +35,6 @@ from zooscope.feature_extraction.consumers import (
     LayerSink,
     Placement,
     SRPConsumer,
-    merge_gram_consumers,
 )
 from zooscope.feature_extraction.images import ImageSet, PreprocessedImages
 from zooscope.feature_extraction.layers import (
@@ -347,7 +346,7 @@ class ExtractionSettings:
         return self.n_components or jl_components(n_images, self.eps)
 
     def consumers(self, n_images: int, extra: Sequence[LayerConsumer] = ()) -> list[LayerConsumer]:
-        """The default consumers for these settings, then ``extra``, Gram consumers merged."""
+        """The default consumers for these settings, then ``extra``."""
         chosen = default_consumers(
             self.components(n_images),
             seed=self.seed,
@@ -357,7 +356,7 @@ class ExtractionSettings:
             upsample=self.upsample,
             srp_mode=self.srp_mode,
         )
-        return merge_gram_consumers(chosen + list(extra))
+        return chosen + list(extra)
 
     def budget(self, place: Placement) -> tuple[int, str]:
         """The memory budget in bytes, and where it comes from (for the log and the terminal)."""

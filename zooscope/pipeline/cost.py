@@ -279,9 +279,9 @@ def _gram_rate(n: int, rsm: bool, cka: bool, batch_size: int) -> dict[str, float
             for start in range(0, n, batch_size):
                 rows = slice(start, min(start + batch_size, n))
                 buffer[rows] = source[: rows.stop - rows.start]
-            if cka:  # one float64 product serves the RSM too (consumers.merge_gram_consumers)
-                CentredGramAccumulator(n, columns, product="float32").add(buffer, overwrite=True)
-            else:
+            if cka:
+                CentredGramAccumulator(n, columns, product="float32").add(buffer)
+            if rsm:
                 GramAccumulator(n, columns).add(buffer, overwrite=True)
         times.append(t)
     return _per(_best_of(times), columns)
