@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 from survey import arguments, measure, stage_rows
 
-FIXED_LAYERS = r"^blocks\.\d\.0$"  # the first block of each of the 7 stages
+#: the first block of each of the 7 stages, by its last convolution (``blocks.N.0`` itself is only
+#: an alias of an inner module's identical output, and selections match names, not aliases)
+FIXED_LAYERS = r"^(blocks\.0\.0\.conv_pw|blocks\.[1-6]\.0\.conv_pwl)$"
 #: stages shown in the figure; the rest is summed into "other"
 SHOWN = ("forward", "gram", "ridge", "rsa", "srp")
 

@@ -455,6 +455,7 @@ class _LooDecomposition:
         self.max_leverage = be.to_numpy(xp.max(diag_h, axis=0))
         self.U64 = U
         self._ops: dict[str, Any] = {}  # loo_stack's operators of every alpha, [n_alphas * n, r]
+        self._stack: Any = None  # loo_stack's buffer, flat, for the widest chunk so far
 
     def _cast(self, x):
         return self.be.asarray(x, dtype=self.dtype)
@@ -497,7 +498,19 @@ class _LooDecomposition:
         subtracted even when the fit is nearly exact (small residuals, leverage near 1).
         """
         weights = self.g[:, a] if self._uses_residual(a, criterion) else self.h[:, a]
-        return self.U64 * (weights[None, :] / self.d[:, a][:, None])
+        op = self.U64 * (weights[None, :] / self.d[:, a][:, None])
+        if self._folded(a, criterion):
+            return self.U64 - op
+        return op
+
+    def _folded(self, a: int, criterion: str) -> bool:
+        """Whether the residual form's predictions ``y - e`` are one product ``(U - op) Z``.
+
+        With a complete basis the centred targets are ``Y = U Z`` exactly, so the two passes of
+        ``y - e`` over ``[n, c]`` fold into the operator (formed in float64; the rounding of the
+        float32 product is of the same order, ``eps |op| |Z|``, as that of ``e`` itself).
+        """
+        return self.complete and criterion != "mse" and self._uses_residual(a, criterion)
 
     def _finish(self, a: int, criterion: str, ch: _Chunk, e):
         """Turn ``e = operator(a) Z`` [n, c] into LOO residuals (``"mse"``) or predictions, in place.
@@ -508,6 +521,8 @@ class _LooDecomposition:
         (``diag(1/d) U diag(h) Z - (diag(H)/d) * y``), which wins only at low leverage (where
         predictions are small and ``y - e`` would cancel).
         """
+        if self._folded(a, criterion):
+            return e
         if self._uses_residual(a, criterion):
             if ch.R is not None:
                 e += self._cast(1.0 / self.d[:, a])[:, None] * ch.R
@@ -533,7 +548,10 @@ class _LooDecomposition:
             for a in range(A):  # one float64 [n, r] at a time, cast as it is stored
                 ops[a * n : (a + 1) * n] = self._cast(self._operator(a, criterion))
             self._ops[criterion] = ops
-        stack = self.xp.empty((A, n, c), dtype=dtype, device=device)
+        if self._stack is None or self._stack.shape[0] < A * n * c:
+            self._stack = self.xp.empty((A * n * c,), dtype=dtype, device=device)
+        # one buffer for every chunk: fresh ones cost page faults (the caller copies what it keeps)
+        stack = self._stack[: A * n * c].reshape(A, n, c)
         self._matmul(ops, ch.Z, stack.reshape(A * n, c))
         for a in range(A):
             self._finish(a, criterion, ch, stack[a])
