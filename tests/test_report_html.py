@@ -43,8 +43,13 @@ def test_cli_ols_reproduces_figure2(db, metric):
         ["analyze", "contrast", "--db", str(db), "--by", "compare_architecture", "--groups", "Convolutional,Transformer",
          "--metric", metric, "--stats-model", "ols", "--format", "csv"],
     )  # fmt: skip
-    got = _csv(result).set_index("term")
-    assert list(_csv(result).columns) == ["term", "estimate", "ci_low", "ci_high", "p_value"]
+    table = _csv(result)
+    # every row says which metric and ROI it is (the published scores are of one ROI)
+    assert list(table.columns) == [
+        "metric", "roi", "term", "estimate", "ci_low", "ci_high", "p_value",
+    ]  # fmt: skip
+    assert table["roi"].nunique() == 1
+    got = table.set_index("term")
     fig = pd.read_csv(CONWELL / "figure_data" / "Figure2.csv")
     fig = fig[fig.metric == {"crsa": "crsa", "versa": "wrsa"}[metric]]
     ref = smf.ols(
@@ -77,7 +82,7 @@ def test_cli_group_means_and_summary(db):
             ],
         )
     )
-    assert list(got.columns) == ["metric", "group", "n_models", "mean", "ci_low", "ci_high"]
+    assert list(got.columns) == ["metric", "roi", "group", "n_models", "mean", "ci_low", "ci_high"]
     ref = (
         pd.read_csv(CONWELL / "results_summary.csv")
         .query("metric == 'crsa'")
