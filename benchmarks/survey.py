@@ -37,9 +37,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from zooscope.runtime import quiet_openmp_waits
+from zooscope.runtime import command_settings
 
-quiet_openmp_waits()  # what the zooscope command does, before torch is imported
+command_settings()  # what the zooscope command does, before torch is imported
 
 SUBJECTS = (1, 2, 5, 7)
 STAGES = (

@@ -150,3 +150,32 @@ def test_huge_pages_back_large_tensors_only_on_request():
     ):  # with "always" every large mapping may get them anyway
         assert _huge_child("default") == 0
         assert _huge_child("huge", THP_MEM_ALLOC_ENABLE="0") == 0  # the user's own value wins
+
+
+# What the zooscope command sets before any command imports torch (its app replaced by a no-op).
+COMMAND_CHILD = """
+import os
+import zooscope.cli as cli
+cli.app = lambda: None
+cli.main()
+print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"))
+"""
+
+
+def _command_child(**env: str) -> list[str]:
+    inherited = {k: v for k, v in _environment().items() if k != "OMP_WAIT_POLICY"} | env
+    out = subprocess.run(
+        [sys.executable, "-c", COMMAND_CHILD],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=inherited,
+    )
+    return out.stdout.split()
+
+
+def test_the_command_sets_huge_pages_where_the_kernel_offers_them_and_the_user_did_not_refuse():
+    offered = transparent_huge_pages_mode() in ("madvise", "always")
+    assert _command_child() == ["PASSIVE", "1" if offered else "unset"]
+    assert _command_child(THP_MEM_ALLOC_ENABLE="0") == ["PASSIVE", "0"]
+    assert _command_child(OMP_WAIT_POLICY="ACTIVE")[0] == "ACTIVE"

@@ -1,12 +1,12 @@
 """Process-wide settings for feature extraction on CPU (see ``docs/performance.md``).
 
 These are choices a library must not make behind its caller's back, so :mod:`zooscope`'s
-packages never call them. The ``zooscope`` command always applies :func:`quiet_openmp_waits`
-before torch is imported. :func:`reuse_freed_memory` and :func:`use_huge_pages` are opt-in
-allocator tuning, measured on one 2-core machine only: call them first thing in a script, or set
-the environment variables they set before starting Python (``docs/performance.md``).
-Each leaves a setting the user made alone, and child processes (Dask workers) inherit it through
-the environment.
+packages never call them. The ``zooscope`` command applies :func:`command_settings` before torch
+is imported: :func:`quiet_openmp_waits`, and transparent huge pages for torch's large CPU tensors
+where the kernel offers them (:func:`use_huge_pages`). :func:`reuse_freed_memory` is opt-in
+allocator tuning: call it first thing in a script, or set the environment variables it sets
+before starting Python (``docs/performance.md``). Each leaves a setting the user made alone, and
+child processes (Dask workers) inherit it through the environment.
 """
 
 from __future__ import annotations
@@ -93,33 +93,52 @@ def transparent_huge_pages_mode() -> str:
         return "unavailable"
 
 
-def use_huge_pages() -> bool:
-    """Back torch's large CPU tensors with transparent huge pages (Linux; opt-in).
+def use_huge_pages(warn: bool = True) -> bool:
+    """Back torch's large CPU tensors with transparent huge pages (Linux).
 
     Sets ``THP_MEM_ALLOC_ENABLE=1``, torch's own switch: CPU allocations of 2 MB and more are then
     aligned to 2 MB and ``madvise(MADV_HUGEPAGE)``-d, so a fresh 100 MB activation costs ~50
-    page faults instead of ~25,000. Measured here (ResNet-50, 32 images per batch, 2 cores): a bare
-    forward 3.0 -> 2.2 s per batch, an extraction's batches 3.45 -> 3.1 s; the exact-RSM memory
-    benchmark (256 images, 2 GB budget) 388 -> 253 s at the same peak RSS (3.01 / 3.03 GB). Not
-    the default (yet): it was measured on this one machine only, huge pages can raise resident
-    memory elsewhere (a partly used 2 MB page is resident whole), and the kernel may stall to
-    compact memory for them. A value the user set wins. It must run before torch makes its first
-    large allocation; children inherit it through the environment.
+    page faults instead of ~25,000. Measured on a 2-core machine (ResNet-50, 32 images per
+    batch): a bare forward 3.0 -> 2.2 s per batch; the exact-RSM memory benchmark (256 images,
+    2 GB budget) 388 -> 253 s at the same peak RSS (3.01 / 3.03 GB); ``zooscope demo`` on a quiet
+    machine 379 -> 359 CPU s (system time 102 -> 82 s), peak RSS 12.7 / 12.6 GB. The
+    ``zooscope`` command sets it (:func:`command_settings`); ``THP_MEM_ALLOC_ENABLE=0`` in the
+    environment turns it off, since a value the user set wins. The costs it can have elsewhere:
+    a partly used 2 MB page is resident whole (at most 2 MB per tensor of 2 MB or more), and a
+    kernel whose THP ``defrag`` setting is ``always`` may stall to compact memory for them.
+    It must run before torch makes its first large allocation; children inherit it through the
+    environment.
+
+    Parameters
+    ----------
+    warn : bool, default=True
+        Log a warning when the kernel offers no huge pages (the variable is then left unset).
 
     Returns
     -------
     bool
         Whether the kernel offers transparent huge pages to ``madvise`` (``always`` or
-        ``madvise`` in :data:`THP_SETTING`); the variable is set either way.
+        ``madvise`` in :data:`THP_SETTING`), and so whether the variable was set.
     """
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     available = transparent_huge_pages_mode() in ("always", "madvise")
-    if not available:
+    if available:
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    elif warn:
         log.warning(
             "transparent huge pages are not available here (%s); use_huge_pages changes nothing",
             THP_SETTING,
         )
     return available
+
+
+def command_settings() -> None:
+    """The process settings of the ``zooscope`` command, applied before any command imports torch.
+
+    :func:`quiet_openmp_waits` and :func:`use_huge_pages` (silently skipped where the kernel has
+    no transparent huge pages). Benchmarks call it too, so they measure what the command runs.
+    """
+    quiet_openmp_waits()
+    use_huge_pages(warn=False)
 
 
 #: A size as text: a number (digits, a decimal point, an exponent), then an optional unit.

@@ -15,7 +15,7 @@ from zooscope import __version__
 from zooscope.cli import analyze, benchmark, extract, models, nsd, survey
 from zooscope.cli.errors import ErrorBoundaryGroup
 from zooscope.logs import configure_logging
-from zooscope.runtime import quiet_openmp_waits
+from zooscope.runtime import command_settings
 
 app = typer.Typer(
     name="zooscope",
@@ -72,5 +72,5 @@ for _module in (models, nsd, benchmark, extract, survey, analyze):
 
 def main() -> None:
     """Entry point of the ``zooscope`` console script."""
-    quiet_openmp_waits()  # before any command imports torch
+    command_settings()  # before any command imports torch
     app()

@@ -80,6 +80,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from zooscope._backend import Backend, get_backend
+from zooscope.rsa.ridge_kernels import scale_chosen, take_chosen
 
 logger = logging.getLogger(__name__)
 
@@ -231,9 +232,11 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
 
         self.alpha_ = np.full(t, np.nan)
         self.loo_score_ = np.full(t, np.nan)
-        self.loo_predictions_ = np.full((n, t), np.nan)
         self.basis_ = be.to_numpy(decomp.U64)
-        self.eigen_coef_ = np.zeros((self.basis_.shape[1], t))
+        r = self.basis_.shape[1]
+        # every column is written below unless targets are masked: no fill pass over n x t
+        self.loo_predictions_ = np.empty((n, t)) if n_bad == 0 else np.full((n, t), np.nan)
+        self.eigen_coef_ = np.empty((r, t)) if n_bad == 0 else np.zeros((r, t))
         self.intercept_ = np.full(t, np.nan)
         self.y_mean_ = np.full(t, np.nan)
         self.cv_values_ = np.full((n, t, alphas.size), np.nan) if self.store_cv_values else None
@@ -252,13 +255,19 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
                 Yb = np.array(Y[:, cols], dtype=np.float64)
                 y_mean = Yb.mean(axis=0) if self.fit_intercept else np.zeros(Yb.shape[1])
                 Yb -= y_mean
-                res = decomp.solve_chunk(Yb, self.criterion, self.store_cv_values)
+                # contiguous columns are written in place; masked ones through a copy
+                views = isinstance(cols, slice)
+                loo_out = self.loo_predictions_[:, cols] if views else np.empty(Yb.shape)
+                coef_out = self.eigen_coef_[:, cols] if views else np.empty((r, Yb.shape[1]))
+                res = decomp.solve_chunk(
+                    Yb, y_mean, self.criterion, self.store_cv_values, loo_out, coef_out
+                )
+                if not views:
+                    self.loo_predictions_[:, cols] = loo_out
+                    self.eigen_coef_[:, cols] = coef_out
                 self.alpha_[cols] = alphas[res.best]
                 self.loo_score_[cols] = res.score
-                res.loo_pred += y_mean
-                self.loo_predictions_[:, cols] = res.loo_pred
-                self.eigen_coef_[:, cols] = res.coef
-                self.intercept_[cols] = y_mean - xmean_proj @ res.coef
+                self.intercept_[cols] = y_mean - xmean_proj @ coef_out
                 self.y_mean_[cols] = y_mean
                 if res.cv is not None:
                     res.cv += y_mean[None, :, None]
@@ -293,7 +302,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
             raise ValueError(f"leave-one-out needs at least {min_n} samples, got {n}")
         if not np.all(np.isfinite(X)):
             raise ValueError("X contains NaN or infinite values; clean or impute features first")
-        finite = np.isfinite(Y).all(axis=0)
+        finite = _finite_columns(Y)
         n_bad = int(t - finite.sum())
         if n_bad:
             if self.nan_policy == "raise":
@@ -409,10 +418,10 @@ def _eigh(K, be: Backend):
 
 
 class _ChunkResult:
-    __slots__ = ("best", "coef", "cv", "loo_pred", "score")
+    __slots__ = ("best", "cv", "score")
 
-    def __init__(self, best, score, loo_pred, coef, cv):
-        self.best, self.score, self.loo_pred, self.coef, self.cv = best, score, loo_pred, coef, cv
+    def __init__(self, best, score, cv):
+        self.best, self.score, self.cv = best, score, cv
 
 
 class _Chunk:
@@ -497,20 +506,25 @@ class _LooDecomposition:
         ``g = alpha / (w + alpha)`` is formed in float64, so no two nearly equal numbers are
         subtracted even when the fit is nearly exact (small residuals, leverage near 1).
         """
-        weights = self.g[:, a] if self._uses_residual(a, criterion) else self.h[:, a]
+        residual = self._uses_residual(a, criterion)
+        weights = self.g[:, a] if residual else self.h[:, a]
         op = self.U64 * (weights[None, :] / self.d[:, a][:, None])
-        if self._folded(a, criterion):
-            return self.U64 - op
+        if self._folded(criterion):
+            if residual:  # y - e
+                return self.U64 - op
+            op -= (self.diag_h[:, a] / self.d[:, a])[:, None] * self.U64  # - diag(H/d) y
         return op
 
-    def _folded(self, a: int, criterion: str) -> bool:
-        """Whether the residual form's predictions ``y - e`` are one product ``(U - op) Z``.
+    def _folded(self, criterion: str) -> bool:
+        """Whether the LOO predictions are one product ``operator Z``, with no pass over ``Y``.
 
-        With a complete basis the centred targets are ``Y = U Z`` exactly, so the two passes of
-        ``y - e`` over ``[n, c]`` fold into the operator (formed in float64; the rounding of the
-        float32 product is of the same order, ``eps |op| |Z|``, as that of ``e`` itself).
+        With a complete basis the centred targets are ``Y = U Z`` exactly, so the terms in ``Y``
+        fold into the operator, formed in float64: ``(U - op) Z`` for the residual form's
+        ``y - e``, ``(op - diag(H/d) U) Z`` for the prediction form. The two passes over the
+        ``[n, c]`` values per alpha go, and the float32 product rounds the result by
+        ``eps |operator| |Z|``, of the same order as the unfolded forms' own rounding.
         """
-        return self.complete and criterion != "mse" and self._uses_residual(a, criterion)
+        return self.complete and criterion != "mse"
 
     def _finish(self, a: int, criterion: str, ch: _Chunk, e):
         """Turn ``e = operator(a) Z`` [n, c] into LOO residuals (``"mse"``) or predictions, in place.
@@ -521,7 +535,7 @@ class _LooDecomposition:
         (``diag(1/d) U diag(h) Z - (diag(H)/d) * y``), which wins only at low leverage (where
         predictions are small and ``y - e`` would cancel).
         """
-        if self._folded(a, criterion):
+        if self._folded(criterion):
             return e
         if self._uses_residual(a, criterion):
             if ch.R is not None:
@@ -557,15 +571,45 @@ class _LooDecomposition:
             self._finish(a, criterion, ch, stack[a])
         return stack
 
-    def _coefficients(self, best: np.ndarray, ch: _Chunk) -> np.ndarray:
+    def _scores(self, stack, Yc, criterion: str) -> np.ndarray:
+        """Every alpha's LOO score per target, [n_alphas, c], on the backend's device."""
+        xp, n, A = self.xp, self.n, self.alphas.size
+        scores = np.empty((A, Yc.shape[1]))
+        if criterion == "pearson":
+            s_y = xp.sum(Yc, axis=0)
+            var_y = self._coldot(Yc, Yc) - s_y * s_y / n
+        for a in range(A):
+            if criterion == "mse":
+                score = self._coldot(stack[a], stack[a]) / (-n)
+            else:
+                loo = stack[a]
+                s_l = xp.sum(loo, axis=0)
+                cov = self._coldot(loo, Yc) - s_l * s_y / n
+                var_l = self._coldot(loo, loo) - s_l * s_l / n
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    score = cov / xp.sqrt(var_l * var_y)
+            scores[a] = self.be.to_numpy(score)
+        return scores
+
+    def _coefficients(self, best: np.ndarray, ch: _Chunk, out: np.ndarray) -> None:
         """Eigenbasis coefficients ``q_j = diag(1/(w + alpha_j)) z_j`` (the dual is ``U q_j``).
 
         float64 because ``1/(w + alpha)`` amplifies rounding at small alpha.
         """
-        inv = self.inv[:, self.be.asarray(best) if self.be.name != "numpy" else best]
-        return self.be.to_numpy(inv * ch.Z64)
+        if self.be.name == "numpy":
+            scale_chosen(self.inv, best, ch.Z64, out)
+            return
+        out[...] = self.be.to_numpy(self.inv[:, self.be.asarray(best)] * ch.Z64)
 
-    def solve_chunk(self, Yc_host: np.ndarray, criterion: str, store_cv: bool) -> _ChunkResult:
+    def solve_chunk(
+        self,
+        Yc_host: np.ndarray,
+        y_mean: np.ndarray,
+        criterion: str,
+        store_cv: bool,
+        loo_out: np.ndarray,
+        coef_out: np.ndarray,
+    ) -> _ChunkResult:
         """LOO scores for all alphas, selection, and outputs at the chosen alphas.
 
         The per-alpha LOO residuals (MSE) or predictions (Pearson) of the chunk are kept in a
@@ -576,39 +620,49 @@ class _LooDecomposition:
         ----------
         Yc_host : np.ndarray, shape (n, c)
             Centred chunk of targets (float64).
+        y_mean : np.ndarray, shape (c,)
+            The training means taken out of ``Yc_host`` (added back to the LOO predictions).
+        loo_out : np.ndarray, shape (n, c)
+            Receives the LOO predictions at the chosen alphas (float64, with ``y_mean``).
+        coef_out : np.ndarray, shape (r, c)
+            Receives the eigenbasis coefficients at the chosen alphas (float64).
         """
-        be, xp = self.be, self.xp
-        n, c = Yc_host.shape
-        A = self.alphas.size
+        be = self.be
         ch = self.chunk(Yc_host)
-        Yc = ch.Y
         stack = self.loo_stack(ch, criterion)
-        scores = np.empty((A, c))
-        if criterion == "pearson":
-            s_y = xp.sum(Yc, axis=0)
-            var_y = self._coldot(Yc, Yc) - s_y * s_y / n
-        for a in range(A):
+        best, best_score = _select(self._scores(stack, ch.Y, criterion), criterion)
+        if be.name == "numpy":  # one compiled pass from the stack into the float64 output
+            take_chosen(stack, best, y_mean, loo_out, -1.0 if criterion == "mse" else 1.0)
+            if criterion == "mse":  # y - e
+                loo_out += Yc_host
+        else:
+            chosen = be.to_numpy(_take_alpha(stack, best, be))  # [n, c] in dtype
             if criterion == "mse":
-                e = stack[a]
-                score = self._coldot(e, e) / (-n)
+                np.subtract(Yc_host, chosen, out=loo_out)
+                loo_out += y_mean
             else:
-                loo = stack[a]
-                s_l = xp.sum(loo, axis=0)
-                cov = self._coldot(loo, Yc) - s_l * s_y / n
-                var_l = self._coldot(loo, loo) - s_l * s_l / n
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    score = cov / xp.sqrt(var_l * var_y)
-            scores[a] = be.to_numpy(score)
-        best, best_score = _select(scores, criterion)
-        chosen = be.to_numpy(_take_alpha(stack, best, be)).astype(np.float64)
-        loo_pred = Yc_host - chosen if criterion == "mse" else chosen
-        coef = self._coefficients(best, ch)
+                np.add(chosen, y_mean, out=loo_out)
+        self._coefficients(best, ch, coef_out)
         cv = None
         if store_cv:
             cv = np.moveaxis(be.to_numpy(stack).astype(np.float64), 0, -1)
             if criterion == "mse":
                 cv = Yc_host[:, :, None] - cv
-        return _ChunkResult(best, best_score, loo_pred, coef, cv)
+        return _ChunkResult(best, best_score, cv)
+
+
+def _finite_columns(Y: np.ndarray) -> np.ndarray:
+    """Whether each column of ``Y`` [n, t] is all finite, shape (t,).
+
+    A column sum in float64 is NaN or inf exactly when the column holds one (float32 values
+    cannot overflow it), which spares an [n, t] boolean temporary; only columns whose float64
+    values overflow the sum are checked value by value.
+    """
+    finite = np.isfinite(Y.sum(axis=0, dtype=np.float64))
+    if Y.dtype == np.float64 and not finite.all():
+        suspect = np.flatnonzero(~finite)
+        finite[suspect] = np.isfinite(Y[:, suspect]).all(axis=0)
+    return finite
 
 
 def _select(scores: np.ndarray, criterion: str) -> tuple[np.ndarray, np.ndarray]:
