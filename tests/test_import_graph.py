@@ -25,6 +25,7 @@ FLOORS: tuple[frozenset[str], ...] = (
         {
             "zooscope",
             "_backend",
+            "_gram",
             "_files",
             "_hashing",
             "_timing",

@@ -158,12 +158,17 @@ import os
 import zooscope.cli as cli
 cli.app = lambda: None
 cli.main()
-print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"))
+print(
+    os.environ.get("OMP_WAIT_POLICY"),
+    os.environ.get("THP_MEM_ALLOC_ENABLE", "unset"),
+    os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+)
 """
 
 
 def _command_child(**env: str) -> list[str]:
-    inherited = {k: v for k, v in _environment().items() if k != "OMP_WAIT_POLICY"} | env
+    settings = ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")
+    inherited = {k: v for k, v in _environment().items() if k not in settings} | env
     out = subprocess.run(
         [sys.executable, "-c", COMMAND_CHILD],
         capture_output=True,
@@ -174,8 +179,9 @@ def _command_child(**env: str) -> list[str]:
     return out.stdout.split()
 
 
-def test_the_command_sets_huge_pages_where_the_kernel_offers_them_and_the_user_did_not_refuse():
+def test_the_command_quiets_idle_threads_and_sets_huge_pages_unless_the_user_chose_otherwise():
     offered = transparent_huge_pages_mode() in ("madvise", "always")
-    assert _command_child() == ["PASSIVE", "1" if offered else "unset"]
-    assert _command_child(THP_MEM_ALLOC_ENABLE="0") == ["PASSIVE", "0"]
+    assert _command_child() == ["PASSIVE", "1" if offered else "unset", "4"]
+    assert _command_child(THP_MEM_ALLOC_ENABLE="0")[1] == "0"
     assert _command_child(OMP_WAIT_POLICY="ACTIVE")[0] == "ACTIVE"
+    assert _command_child(OPENBLAS_THREAD_TIMEOUT="28")[2] == "28"

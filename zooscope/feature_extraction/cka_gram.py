@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from zooscope._gram import gram_product
+
 __all__ = ["CentredGramAccumulator", "pack_gram", "unpack_gram"]
 
 #: Columns multiplied at a time: bounds a float64 copy to n * BLOCK * 8 bytes, and the length of
@@ -84,6 +86,13 @@ class CentredGramAccumulator:
         in_place = overwrite and self.product == "float32"
         if in_place:
             chunk -= _like(means, chunk)
+        if isinstance(chunk, np.ndarray):  # split by columns over threads (zooscope._gram)
+            product = gram_product(
+                chunk, None if in_place else means, dtype=self.product, block=BLOCK
+            )
+            self._gram = product if self._gram is None else self._gram + product
+            self.features_seen += int(chunk.shape[1])
+            return
         for start in range(0, chunk.shape[1], BLOCK):
             part = slice(start, start + BLOCK)
             if in_place:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from zooscope._gram import gram_product
+
 
 class GramAccumulator:
     """Accumulate the row-centred Gram matrix of ``[n, p]`` activations, chunk by chunk.
@@ -65,10 +67,12 @@ class GramAccumulator:
             centred = chunk
         else:
             centred = chunk - mean
-        product = centred @ centred.T  # the one GEMM per chunk, on the chunk's device
-        if not isinstance(product, np.ndarray):
-            product, mean = product.double().cpu().numpy(), mean.double().cpu().numpy()
-        self.gram += product
+        if isinstance(centred, np.ndarray):  # split by columns over threads (zooscope._gram)
+            self.gram += gram_product(centred)
+        else:  # the one GEMM per chunk, on the chunk's device
+            product = centred @ centred.T
+            self.gram += product.double().cpu().numpy()
+            mean = mean.double().cpu().numpy()
         self.chunk_means.append(np.asarray(mean, dtype=np.float64)[:, 0])
         self.chunk_sizes.append(int(chunk.shape[1]))
 

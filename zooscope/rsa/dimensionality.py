@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from zooscope._gram import gram_product
+
 __all__ = ["effective_dimensionality", "participation_ratio"]
 
 
@@ -46,10 +48,14 @@ def effective_dimensionality(features: np.ndarray) -> float:
     5920 SRP features (a survey computes it for every layer) 0.2 s instead of 14 s of CPU
     (measured on 2 busy cores), the same value to rounding.
     """
-    x = np.array(features, dtype=np.float64)  # a copy: centred in place
+    x = np.asarray(features)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"features must be (n_samples >= 2, n_features), got shape {x.shape}")
-    x -= x.mean(axis=0)
-    gram = x @ x.T if x.shape[0] <= x.shape[1] else x.T @ x
+    means = x.mean(axis=0, dtype=np.float64)
+    if x.shape[0] <= x.shape[1]:  # centred and converted block by block, split over threads
+        gram = gram_product(x, column_shift=means, dtype=np.float64)
+    else:
+        xc = x.astype(np.float64) - means
+        gram = xc.T @ xc
     total = float(np.sum(np.square(gram)))
     return float(np.trace(gram)) ** 2 / total if total > 0 else 0.0

@@ -80,6 +80,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from zooscope._backend import Backend, get_backend
+from zooscope._gram import gram_product, single_threaded_blas
 from zooscope.rsa.ridge_kernels import scale_chosen, take_chosen
 
 logger = logging.getLogger(__name__)
@@ -386,7 +387,7 @@ def _thin_decomposition(Xc: np.ndarray, be: Backend, fit_intercept: bool) -> tup
     n, p = Xc.shape
     Xd = be.asarray(Xc, dtype="float64")
     if n <= p:
-        K = xp.matmul(Xd, Xd.T)
+        K = gram_product(Xd) if be.name == "numpy" else xp.matmul(Xd, Xd.T)
         if not fit_intercept:
             w, U = _eigh(K, be)
             return U, xp.clip(w, 0.0, None), True
@@ -410,9 +411,7 @@ def _eigh(K, be: Backend):
     machine multithreaded OpenBLAS made a 500 x 500 eigh 20-80x slower (measured).
     """
     if be.name == "numpy" and K.shape[0] <= 2048:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
+        with single_threaded_blas():
             return np.linalg.eigh(K)
     return be.xp.linalg.eigh(K)
 

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 from zooscope._backend import BackendName, get_backend
+from zooscope._gram import gram_product
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,10 @@ def rsm(
         constant = norms[:, 0] == 0
         Z = Z / xp.where(norms == 0, xp.ones_like(norms), norms)
         Z = be.asarray(Z, dtype=dtype)
-        R = be.to_numpy(xp.matmul(Z, Z.T))
+        if be.name == "numpy":  # split by columns over threads (zooscope._gram)
+            R = gram_product(Z).astype(dtype)
+        else:
+            R = be.to_numpy(xp.matmul(Z, Z.T))
     R = np.clip(R, -1.0, 1.0)
     np.fill_diagonal(R, 1.0)
     constant = be.to_numpy(constant)
