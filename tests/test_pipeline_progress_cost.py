@@ -15,6 +15,7 @@ from zooscope.cli import app
 from zooscope.config import RunOptions, ScoringConfig
 from zooscope.pipeline import survey
 from zooscope.pipeline.cost import (
+    _rates_key,
     cached_costs,
     calibrate,
     estimate_survey,
@@ -123,6 +124,10 @@ def test_the_estimate_follows_the_plan_of_the_extraction(bench, manifest, tmp_pa
     double = predict(probe, rates, 2 * bench_.n_images, CONFIG, OPTIONS)
     assert double.stages["forward"]["cpu"] > cost.stages["forward"]["cpu"]
     assert calibrate(bench_, CONFIG, OPTIONS) == rates  # read from the cache the second time
+    # rates measured under other process settings (zooscope.runtime) are not reused
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "28")
+    assert _rates_key(bench_, CONFIG, OPTIONS)["settings"]["OPENBLAS_THREAD_TIMEOUT"] == "28"
+    assert _rates_key(bench_, CONFIG, OPTIONS) != rates.key
     estimate = estimate_survey([entry], bench_, CONFIG, OPTIONS, progress=False)
     assert [m.model_uid for m in estimate.models] == ["resnet18_random"]
 

@@ -28,6 +28,21 @@ MMAP_THRESHOLD = 1 << 30  # bytes: allocations below this come from the heap, no
 TRIM_THRESHOLD = (1 << 31) - 1  # bytes of free heap top kept instead of returned to the system
 
 
+#: The environment variables of this module: each changes how fast the same work runs.
+SPEED_SETTINGS = (
+    "OMP_WAIT_POLICY",
+    "OPENBLAS_THREAD_TIMEOUT",
+    "THP_MEM_ALLOC_ENABLE",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+)
+
+
+def speed_settings() -> dict[str, str | None]:
+    """The :data:`SPEED_SETTINGS` in force (None where unset), e.g. to key measured rates."""
+    return {name: os.environ.get(name) for name in SPEED_SETTINGS}
+
+
 def quiet_openmp_waits() -> None:
     """Let idle OpenMP threads sleep instead of spinning (unless the user chose a policy).
 

@@ -8,8 +8,9 @@ Two measurements, then arithmetic.
   data with synthetic layer features of the right shape; the effective dimensionality of a
   layer; the exact-RSM fold of a block of feature columns (buffer copy, centring, Gram product);
   the SRP kernel on a batch and the drawing of its matrix. A few seconds; cached as JSON in
-  ``~/.cache/zooscope/cost/`` (``ZOOSCOPE_CACHE``), keyed by all of the above and the zooscope
-  version.
+  ``~/.cache/zooscope/cost/`` (``ZOOSCOPE_CACHE``), keyed by all of the above, the process
+  settings that change speed (:func:`zooscope.runtime.speed_settings`), the zooscope version
+  and :data:`RATES_REVISION`.
 * **A probe of the model** (:func:`probe_model`): the architecture at random init (the same cost
   as the trained weights, and no download), its layers on the first images of the benchmark, one
   batch through the network with a clock on every module (the share of the forward pass done
@@ -67,12 +68,17 @@ from zooscope.metrics import LayerContext
 from zooscope.pipeline.brain import BrainData
 from zooscope.pipeline.scoring import extraction_settings, ridge_backend, score_metrics
 from zooscope.rsa.dimensionality import effective_dimensionality
+from zooscope.runtime import speed_settings
 from zooscope.zoo import load_model
 from zooscope.zoo.manifest import ModelEntry
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelCost", "Rates", "calibrate", "estimate_model", "probe_model"]
+
+#: Raised when the code a probe times gets faster or slower, so cached rates are measured again
+#: (2: Gram products split by columns over threads, RidgeGCV's compiled gathers).
+RATES_REVISION = 2
 
 #: The stages a prediction covers (those of benchmarks/survey.py's table).
 STAGES = ("load", "forward", "srp", "gram", "rsa")
@@ -250,6 +256,8 @@ def _rates_key(benchmark: Benchmark, config: ScoringConfig, options: RunOptions)
         "keep_predictions": options.keep_predictions,
         "ridge_backend": ridge_backend(options, device),
         "version": __version__,
+        "revision": RATES_REVISION,
+        "settings": speed_settings(),
     }
 
 
