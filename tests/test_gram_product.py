@@ -53,3 +53,14 @@ def test_single_threaded_blas_limits_inside_and_restores_after():
         with single_threaded_blas():  # re-entrant (the lock is an RLock)
             assert set(_blas_threads().values()) <= {1}
     assert _blas_threads() == before
+
+
+def test_a_torch_tensor_is_multiplied_on_its_device_with_the_same_result():
+    import torch
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((12, 5000)) + 3.0).astype(np.float32)
+    means = x.mean(0, dtype=np.float64)
+    got = gram_product(torch.from_numpy(x), torch.from_numpy(means), "float64", block=1024)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _reference(x, means), rtol=1e-12, atol=1e-8)

@@ -70,22 +70,24 @@ def _threads() -> int:
 
 
 def gram_product(
-    x: np.ndarray,
-    column_shift: np.ndarray | None = None,
-    dtype: Any = None,
+    x: Any,
+    column_shift: Any = None,
+    dtype: str | None = None,
     block: int | None = None,
     threads: int | None = None,
-) -> np.ndarray:
+) -> Any:
     r"""``sum_b (x_b - 1 c_b^T)(x_b - 1 c_b^T)^T`` over column blocks ``b``, summed in float64.
 
     Parameters
     ----------
-    x : np.ndarray, shape (n, p)
-    column_shift : np.ndarray, shape (p,), optional
+    x : np.ndarray or torch.Tensor, shape (n, p)
+        A numpy array is split by columns over threads (see the module docstring); a torch
+        tensor is multiplied on its own device, block by block.
+    column_shift : array or tensor like ``x``, shape (p,), optional
         Subtracted from every row (``c``, e.g. the column means), block by block in copies;
         ``x`` itself is never modified.
-    dtype : numpy dtype, optional
-        Precision of the products (default ``x.dtype``); each block is converted first.
+    dtype : {"float32", "float64"}, optional
+        Precision of the products (default ``x``'s); each block is converted first.
     block : int, optional
         Columns per product (bounds a copy, and the length of a product's sums); default: one
         product per thread.
@@ -95,30 +97,55 @@ def gram_product(
 
     Returns
     -------
-    np.ndarray, shape (n, n), float64
+    np.ndarray or torch.Tensor, shape (n, n), float64
+        Of ``x``'s kind (and device).
     """
-    n, p = x.shape
-    dtype = np.dtype(dtype or x.dtype)
+    p = x.shape[1]
+    if not isinstance(x, np.ndarray):
+        return _product(x, column_shift, dtype, block, 0, p)
     threads = max(1, min(threads or _threads(), p // MIN_COLUMNS_PER_THREAD))
-    bounds = np.linspace(0, p, threads + 1).astype(int)
-
-    def part(start: int, stop: int) -> np.ndarray:
-        out = np.zeros((n, n))
-        step = block or max(stop - start, 1)
-        for s in range(start, stop, step):
-            b = x[:, s : min(s + step, stop)]
-            if b.dtype != dtype:
-                b = b.astype(dtype)
-            if column_shift is not None:
-                b = b - column_shift[s : s + b.shape[1]].astype(dtype)
-            out += b @ b.T  # BLAS's SYRK
-        return out
-
     if threads == 1:
-        return part(0, p)
+        return _product(x, column_shift, dtype, block, 0, p)
+    bounds = np.linspace(0, p, threads + 1).astype(int)
     with single_threaded_blas():
-        parts = list(_pool(threads).map(part, bounds[:-1], bounds[1:]))
+        parts = list(
+            _pool(threads).map(
+                lambda start, stop: _product(x, column_shift, dtype, block, start, stop),
+                bounds[:-1],
+                bounds[1:],
+            )
+        )
     total = parts[0]
     for other in parts[1:]:
         total += other
+    return total
+
+
+def _product(x: Any, shift: Any, dtype: str | None, block: int | None, start: int, stop: int):
+    """The float64 sum of the block products of columns ``start:stop`` (numpy or torch)."""
+    numpy = isinstance(x, np.ndarray)
+
+    def cast(a: Any) -> Any:
+        if dtype is None:
+            return a
+        if numpy:
+            return a.astype(dtype, copy=False)
+        import torch
+
+        return a.to(getattr(torch, dtype))
+
+    total = None
+    step = block or max(stop - start, 1)
+    for s in range(start, stop, step):
+        b = cast(x[:, s : min(s + step, stop)])
+        if shift is not None:
+            b = b - cast(shift[s : s + b.shape[1]])
+        product = b @ b.T  # BLAS's SYRK for numpy
+        product = product.astype(np.float64) if numpy else product.double()
+        if total is None:
+            total = product
+        else:
+            total += product
+    if total is None:  # no columns
+        return np.zeros((x.shape[0],) * 2) if numpy else x.new_zeros((x.shape[0],) * 2).double()
     return total

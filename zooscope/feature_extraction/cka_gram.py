@@ -86,22 +86,9 @@ class CentredGramAccumulator:
         in_place = overwrite and self.product == "float32"
         if in_place:
             chunk -= _like(means, chunk)
-        if isinstance(chunk, np.ndarray):  # split by columns over threads (zooscope._gram)
-            product = gram_product(
-                chunk, None if in_place else means, dtype=self.product, block=BLOCK
-            )
-            self._gram = product if self._gram is None else self._gram + product
-            self.features_seen += int(chunk.shape[1])
-            return
-        for start in range(0, chunk.shape[1], BLOCK):
-            part = slice(start, start + BLOCK)
-            if in_place:
-                block = chunk[:, part]
-            else:
-                block = _as_float64(chunk[:, part]) if self.product == "float64" else chunk[:, part]
-                block = block - _like(means[part], block)
-            product = _as_float64(block @ block.T)  # on the block's device; BLAS's SYRK
-            self._gram = product if self._gram is None else self._gram + product
+        # numpy arrays are split by columns over threads (zooscope._gram)
+        product = gram_product(chunk, None if in_place else means, self.product, BLOCK)
+        self._gram = product if self._gram is None else self._gram + product
         self.features_seen += int(chunk.shape[1])
 
     def gram(self) -> np.ndarray:
@@ -122,11 +109,6 @@ def _numpy(x: Any) -> np.ndarray:
     """A float64 host array of an accumulated numpy array or torch tensor."""
     x = x if isinstance(x, np.ndarray) else x.cpu().numpy()
     return np.asarray(x, dtype=np.float64)
-
-
-def _as_float64(x: Any) -> Any:
-    """``x`` in float64 (numpy array or torch tensor, on its device)."""
-    return x.astype(np.float64) if isinstance(x, np.ndarray) else x.double()
 
 
 def _like(values: Any, target: Any) -> Any:

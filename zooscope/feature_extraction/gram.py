@@ -67,12 +67,10 @@ class GramAccumulator:
             centred = chunk
         else:
             centred = chunk - mean
-        if isinstance(centred, np.ndarray):  # split by columns over threads (zooscope._gram)
-            self.gram += gram_product(centred)
-        else:  # the one GEMM per chunk, on the chunk's device
-            product = centred @ centred.T
-            self.gram += product.double().cpu().numpy()
-            mean = mean.double().cpu().numpy()
+        product = gram_product(centred)  # numpy: split by columns over threads (zooscope._gram)
+        if not isinstance(product, np.ndarray):  # computed on the chunk's device
+            product, mean = product.cpu().numpy(), mean.double().cpu().numpy()
+        self.gram += product
         self.chunk_means.append(np.asarray(mean, dtype=np.float64)[:, 0])
         self.chunk_sizes.append(int(chunk.shape[1]))
 

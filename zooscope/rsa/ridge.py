@@ -387,7 +387,7 @@ def _thin_decomposition(Xc: np.ndarray, be: Backend, fit_intercept: bool) -> tup
     n, p = Xc.shape
     Xd = be.asarray(Xc, dtype="float64")
     if n <= p:
-        K = gram_product(Xd) if be.name == "numpy" else xp.matmul(Xd, Xd.T)
+        K = gram_product(Xd)
         if not fit_intercept:
             w, U = _eigh(K, be)
             return U, xp.clip(w, 0.0, None), True

@@ -99,10 +99,7 @@ def rsm(
         constant = norms[:, 0] == 0
         Z = Z / xp.where(norms == 0, xp.ones_like(norms), norms)
         Z = be.asarray(Z, dtype=dtype)
-        if be.name == "numpy":  # split by columns over threads (zooscope._gram)
-            R = gram_product(Z).astype(dtype)
-        else:
-            R = be.to_numpy(xp.matmul(Z, Z.T))
+        R = be.to_numpy(gram_product(Z)).astype(dtype)  # float64 sum of products in dtype
     R = np.clip(R, -1.0, 1.0)
     np.fill_diagonal(R, 1.0)
     constant = be.to_numpy(constant)
